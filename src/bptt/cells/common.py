@@ -1,0 +1,12 @@
+"""What every cell shares: the parameter layout and PyTorch's default initialisation."""
+
+import numpy as np
+
+
+def init_uniform(rng, input_size, hidden_size, gates, dtype):
+    """W (G, D), U (G, H), b (G,), b_U (G,) with G = gates * H, every entry uniform in
+    (-1/sqrt(H), 1/sqrt(H)): PyTorch's default for nn.RNN, nn.GRU and nn.LSTM."""
+    k = 1.0 / np.sqrt(hidden_size)
+    G = gates * hidden_size
+    shapes = {"W": (G, input_size), "U": (G, hidden_size), "b": (G,), "b_U": (G,)}
+    return {name: rng.uniform(-k, k, shape).astype(dtype) for name, shape in shapes.items()}

@@ -1,0 +1,98 @@
+"""GRU in PyTorch's formulation (nn.GRU): the reset gate multiplies after the recurrent matmul,
+and the hidden-side bias of the candidate, b_Un, stays inside that product.
+
+Gates are stacked r, z, n along the first axis of W, U, b, b_U (PyTorch's order). With
+ax_t = W x_t + b and ah_t = U h_{t-1} + b_U, each split into its r, z, n blocks:
+
+    (1) r_t = σ(ax_r + ah_r)
+    (2) z_t = σ(ax_z + ah_z)
+    (3) n_t = tanh(ax_n + r_t * ah_n)
+    (4) h_t = (1 - z_t) * n_t + z_t * h_{t-1}  =  n_t + z_t * (h_{t-1} - n_t)
+    (5) h_t = h_{t-1} where m_t = 0                rows past their length keep their state
+
+Backward, with dh_t = dL/dh_t (from above) + dh_next (from step t+1):
+    (5b) on rows where m_t = 0, dh_t passes to step t-1 unchanged and is 0 below
+    (4b) dn = dh_t * (1 - z_t)          dz = dh_t * (h_{t-1} - n_t)      dh_{t-1} += dh_t * z_t
+    (3b) da_n = dn * (1 - n_t^2)        dr = da_n * ah_n                 dah_n = da_n * r_t
+    (2b) da_z = dz * z_t (1 - z_t)
+    (1b) da_r = dr * r_t (1 - r_t)
+    dax_t = [da_r, da_z, da_n]          dah_t = [da_r, da_z, dah_n]      dh_{t-1} += dah_t U
+    dW = sum_t dax_t^T x_t,  db = sum_t dax_t,  dU = sum_t dah_t^T h_{t-1},  db_U = sum_t dah_t
+
+Shapes: xs (T, B, D) floats or (T, B) ids; W (3H, D); U (3H, H); b, b_U (3H,); h_t (B, H);
+state (h,) with h (B, H); mask (T, B, 1) bool or None.
+"""
+
+import numpy as np
+
+from ..activations import sigmoid
+from ..inputs import project, project_backward
+from .common import init_uniform
+
+GATES = 3
+STATE = ("h",)
+
+
+def init_params(rng, input_size, hidden_size, dtype):
+    return init_uniform(rng, input_size, hidden_size, GATES, dtype)
+
+
+def forward(p, xs, state0, mask=None):
+    W, U, b, b_U = p["W"], p["U"], p["b"], p["b_U"]
+    (h_prev,) = state0
+    H = U.shape[1]
+    ax = project(W, b, xs)                                   # (T, B, 3H): W x_t + b, all t
+    T, B = ax.shape[:2]
+    gates = np.empty_like(ax)                                # (T, B, 3H): r_t, z_t, n_t
+    ah_ns = np.empty((T, B, H), dtype=ax.dtype)              # (T, B, H): ah_n
+    hs = np.empty((T, B, H), dtype=ax.dtype)
+    for t in range(T):
+        ah = h_prev @ U.T + b_U                              # (B, 3H)
+        rz = sigmoid(ax[t, :, :2 * H] + ah[:, :2 * H])       # (1), (2)
+        r, z = rz[:, :H], rz[:, H:]
+        n = np.tanh(ax[t, :, 2 * H:] + r * ah[:, 2 * H:])    # (3)
+        h_t = n + z * (h_prev - n)                           # (4)
+        if mask is not None:
+            h_t = np.where(mask[t], h_t, h_prev)             # (5)
+        gates[t, :, :2 * H] = rz
+        gates[t, :, 2 * H:] = n
+        ah_ns[t] = ah[:, 2 * H:]
+        hs[t] = h_t
+        h_prev = h_t
+    cache = (xs, state0, hs, gates, ah_ns, mask)
+    return hs, (h_prev,), cache
+
+
+def backward(p, dhs, dstate_T, cache):
+    W, U = p["W"], p["U"]
+    xs, (h0,), hs, gates, ah_ns, mask = cache
+    T, B, H = hs.shape
+    daxs = np.empty_like(gates)                              # (T, B, 3H): dL/d(W x_t + b)
+    dahs = np.empty_like(gates)                              # (T, B, 3H): dL/d(U h_{t-1} + b_U)
+    (dh_next,) = dstate_T
+    for t in reversed(range(T)):
+        h_prev = hs[t - 1] if t > 0 else h0
+        r, z, n = gates[t, :, :H], gates[t, :, H:2 * H], gates[t, :, 2 * H:]
+        dh_t = dhs[t] + dh_next
+        if mask is not None:
+            dh_skip = np.where(mask[t], 0, dh_t)             # (5b)
+            dh_t = np.where(mask[t], dh_t, 0)
+        dn = dh_t * (1 - z)                                  # (4b)
+        dz = dh_t * (h_prev - n)                             # (4b)
+        da_n = dn * (1 - n * n)                              # (3b)
+        dr = da_n * ah_ns[t]                                 # (3b)
+        daxs[t, :, :H] = dr * r * (1 - r)                    # (1b)
+        daxs[t, :, H:2 * H] = dz * z * (1 - z)               # (2b)
+        daxs[t, :, 2 * H:] = da_n
+        dahs[t, :, :2 * H] = daxs[t, :, :2 * H]
+        dahs[t, :, 2 * H:] = da_n * r                        # (3b)
+        dh_next = dh_t * z + dahs[t] @ U                     # (4b), U h_{t-1}
+        if mask is not None:
+            dh_next += dh_skip
+    h_prevs = np.concatenate([h0[None], hs[:-1]])            # (T, B, H): h_{t-1}
+    dah2 = dahs.reshape(T * B, 3 * H)
+    dU = dah2.T @ h_prevs.reshape(T * B, H)
+    db_U = dah2.sum(axis=0)
+    db = daxs.reshape(T * B, 3 * H).sum(axis=0)
+    dW, dxs = project_backward(W, xs, daxs)
+    return dxs, (dh_next,), {"W": dW, "U": dU, "b": db, "b_U": db_U}

@@ -1,0 +1,98 @@
+"""LSTM in PyTorch's formulation (nn.LSTM): gates stacked i, f, g, o along the first axis of
+W, U, b, b_U, no peepholes, no projection.
+
+With a_t = W x_t + b + U h_{t-1} + b_U split into its i, f, g, o blocks:
+
+    (1) i_t = σ(a_i)    f_t = σ(a_f)    g_t = tanh(a_g)    o_t = σ(a_o)
+    (2) c_t = f_t * c_{t-1} + i_t * g_t
+    (3) h_t = o_t * tanh(c_t)
+    (4) (h_t, c_t) = (h_{t-1}, c_{t-1}) where m_t = 0     rows past their length keep their state
+
+Backward, with dh_t = dL/dh_t (from above) + dh_next, and dc_t = dc_next (both from step t+1):
+    (4b) on rows where m_t = 0, dh_t and dc_t pass to step t-1 unchanged and are 0 below
+    (3b) do = dh_t * tanh(c_t)          dc_t += dh_t * o_t * (1 - tanh(c_t)^2)
+    (2b) di = dc_t * g_t    dg = dc_t * i_t    df = dc_t * c_{t-1}    dc_next = dc_t * f_t
+    (1b) da_t = [di * i(1-i), df * f(1-f), dg * (1-g^2), do * o(1-o)]
+         dh_next = da_t U
+    dW = sum_t da_t^T x_t,  dU = sum_t da_t^T h_{t-1},  db = db_U = sum_t da_t
+
+The cell path (2) is why LSTM keeps gradients alive: dc_{t-1} = dc_t * f_t, with no matrix
+product and no squashing derivative when f_t is near 1.
+
+Shapes: xs (T, B, D) floats or (T, B) ids; W (4H, D); U (4H, H); b, b_U (4H,);
+h_t, c_t (B, H); state (h, c); mask (T, B, 1) bool or None.
+"""
+
+import numpy as np
+
+from ..activations import sigmoid
+from ..inputs import project, project_backward
+from .common import init_uniform
+
+GATES = 4
+STATE = ("h", "c")
+
+
+def init_params(rng, input_size, hidden_size, dtype):
+    return init_uniform(rng, input_size, hidden_size, GATES, dtype)
+
+
+def forward(p, xs, state0, mask=None):
+    W, U, b, b_U = p["W"], p["U"], p["b"], p["b_U"]
+    h_prev, c_prev = state0
+    H = U.shape[1]
+    ax = project(W, b, xs)                                   # (T, B, 4H): W x_t + b, all t
+    T, B = ax.shape[:2]
+    gates = np.empty_like(ax)                                # (T, B, 4H): i_t, f_t, g_t, o_t
+    hs = np.empty((T, B, H), dtype=ax.dtype)
+    cs = np.empty((T, B, H), dtype=ax.dtype)
+    tanh_cs = np.empty((T, B, H), dtype=ax.dtype)
+    for t in range(T):
+        a_t = ax[t] + h_prev @ U.T + b_U                     # (B, 4H)
+        gates[t, :, :2 * H] = sigmoid(a_t[:, :2 * H])        # (1) i, f
+        gates[t, :, 2 * H:3 * H] = np.tanh(a_t[:, 2 * H:3 * H])   # (1) g
+        gates[t, :, 3 * H:] = sigmoid(a_t[:, 3 * H:])        # (1) o
+        i, f, g, o = np.split(gates[t], 4, axis=1)
+        c_t = f * c_prev + i * g                             # (2)
+        tanh_cs[t] = np.tanh(c_t)
+        h_t = o * tanh_cs[t]                                 # (3)
+        if mask is not None:
+            c_t = np.where(mask[t], c_t, c_prev)             # (4)
+            h_t = np.where(mask[t], h_t, h_prev)
+        hs[t], cs[t] = h_t, c_t
+        h_prev, c_prev = h_t, c_t
+    cache = (xs, state0, hs, cs, tanh_cs, gates, mask)
+    return hs, (h_prev, c_prev), cache
+
+
+def backward(p, dhs, dstate_T, cache):
+    W, U = p["W"], p["U"]
+    xs, (h0, c0), hs, cs, tanh_cs, gates, mask = cache
+    T, B, H = hs.shape
+    das = np.empty_like(gates)                               # (T, B, 4H): dL/da_t
+    dh_next, dc_next = dstate_T
+    for t in reversed(range(T)):
+        c_prev = cs[t - 1] if t > 0 else c0
+        i, f, g, o = np.split(gates[t], 4, axis=1)
+        dh_t = dhs[t] + dh_next
+        dc_t = dc_next
+        if mask is not None:
+            dh_skip, dc_skip = np.where(mask[t], 0, dh_t), np.where(mask[t], 0, dc_t)   # (4b)
+            dh_t, dc_t = np.where(mask[t], dh_t, 0), np.where(mask[t], dc_t, 0)
+        do = dh_t * tanh_cs[t]                               # (3b)
+        dc_t = dc_t + dh_t * o * (1 - tanh_cs[t] ** 2)       # (3b)
+        das[t, :, :H] = dc_t * g * i * (1 - i)               # (2b), (1b) di
+        das[t, :, H:2 * H] = dc_t * c_prev * f * (1 - f)     # (2b), (1b) df
+        das[t, :, 2 * H:3 * H] = dc_t * i * (1 - g * g)      # (2b), (1b) dg
+        das[t, :, 3 * H:] = do * o * (1 - o)                 # (1b) do
+        dc_next = dc_t * f                                   # (2b)
+        dh_next = das[t] @ U                                 # (1b)
+        if mask is not None:
+            dh_next += dh_skip
+            dc_next = dc_next + dc_skip
+    h_prevs = np.concatenate([h0[None], hs[:-1]])            # (T, B, H): h_{t-1}
+    da2 = das.reshape(T * B, 4 * H)
+    dU = da2.T @ h_prevs.reshape(T * B, H)
+    db = da2.sum(axis=0)
+    dW, dxs = project_backward(W, xs, das)
+    return dxs, (dh_next, dc_next), {"W": dW, "U": dU, "b": db, "b_U": db.copy()}

@@ -1,0 +1,153 @@
+"""Validation of everything a user hands to the public API.
+
+Each function takes the raw argument, raises ValueError/TypeError naming the argument, what was
+expected and what was given, and returns the array the engine will use.
+"""
+
+import numbers
+
+import numpy as np
+
+from .losses import LOSSES
+
+TARGETS = ("every", "last")
+DTYPES = (np.float32, np.float64)
+
+
+def describe(a):
+    a = np.asarray(a)
+    return f"{a.dtype} array of shape {a.shape}"
+
+
+def positive_int(name, value, minimum=1):
+    what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected {what}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name}: expected {what}, got {value}")
+    return int(value)
+
+
+def one_of(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"{name}: expected one of {', '.join(map(repr, allowed))}; got {value!r}")
+    return value
+
+
+def float_dtype(dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype: expected np.float32 or np.float64, got {dtype!r}") from None
+    if dt not in [np.dtype(d) for d in DTYPES]:
+        raise TypeError(f"dtype: expected np.float32 or np.float64, got {dt}")
+    return dt
+
+
+def array(name, value):
+    try:
+        a = np.asarray(value)
+    except Exception as e:  # ragged lists and other things NumPy cannot make an array of
+        raise TypeError(f"{name}: expected an array, got {type(value).__name__} ({e})") from None
+    if a.dtype == object or a.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a numeric array, got {describe(a)}")
+    return a
+
+
+def finite(name, a):
+    if not np.all(np.isfinite(a)):
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise ValueError(f"{name}: expected finite values, got {a[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
+    return a
+
+
+def lengths_mask(lengths, T, B):
+    """lengths (B,) ints in [1, T] -> mask (T, B, 1) bool, True where t < lengths[b]; None -> None."""
+    if lengths is None:
+        return None
+    n = array("lengths", lengths)
+    if n.dtype.kind not in "iu" or n.shape != (B,):
+        raise ValueError(f"lengths: expected ints of shape (B,) = ({B},), got {describe(n)}")
+    if n.min() < 1 or n.max() > T:
+        raise ValueError(f"lengths: expected every length in [1, T] = [1, {T}], got min {n.min()} and max {n.max()}")
+    return (np.arange(T)[:, None] < n[None, :])[:, :, None]
+
+
+def inputs(x, vocab_or_features, embedded, dtype):
+    """x: (T, B) int ids in [0, V), or (T, B, D) floats when not embedded. Returns (x, T, B)."""
+    a = array("x", x)
+    V = vocab_or_features
+    expected = (f"int token ids of shape (T, B) in [0, {V})" if embedded else
+                f"int token ids of shape (T, B) in [0, {V}) or floats of shape (T, B, {V})")
+    if a.dtype.kind in "iu" and a.ndim == 2:
+        pass
+    elif a.dtype.kind == "f" and a.ndim == 3 and not embedded:
+        if a.shape[2] != V:
+            raise ValueError(f"x: expected {expected}; got {describe(a)} (input_size is {V})")
+        a = a.astype(dtype, copy=False)
+    else:
+        raise ValueError(f"x: expected {expected}; got {describe(a)}")
+    T, B = a.shape[:2]
+    if T == 0 or B == 0:
+        raise ValueError(f"x: expected at least one time step and one sequence, got {describe(a)} (T = {T}, B = {B})")
+    return a, T, B
+
+
+def valid_inputs(a, V, mask):
+    """Range and finiteness checks on the positions that count (padding is set to 0 in a copy)."""
+    if mask is not None:
+        keep = mask if a.ndim == 3 else mask[:, :, 0]
+        a = np.where(keep, a, 0).astype(a.dtype, copy=False)
+    if a.ndim == 2:
+        if a.min() < 0 or a.max() >= V:
+            raise ValueError(f"x: expected token ids in [0, {V}), got min {a.min()} and max {a.max()}")
+    else:
+        finite("x", a)
+    return a
+
+
+def targets(y, target, loss, T, B, K, dtype, mask):
+    """y for the loss: returns (N,) ids or (N, K) floats, N = T*B (every) or B (last)."""
+    a = array("y", y)
+    lead = (T, B) if target == "every" else (B,)
+    if loss == "cross_entropy":
+        if a.dtype.kind not in "iu" or a.shape != lead:
+            raise ValueError(f"y: expected int class ids of shape {lead} for loss='cross_entropy', "
+                             f"target={target!r}; got {describe(a)}")
+    else:
+        if a.dtype.kind != "f" or a.shape != lead + (K,):
+            raise ValueError(f"y: expected floats of shape {lead + (K,)} for loss='mse', target={target!r}; "
+                             f"got {describe(a)}")
+        a = a.astype(dtype, copy=False)
+    if mask is not None and target == "every":
+        keep = mask if a.ndim == 3 else mask[:, :, 0]
+        a = np.where(keep, a, 0).astype(a.dtype, copy=False)
+    if loss == "cross_entropy":
+        if a.min() < 0 or a.max() >= K:
+            raise ValueError(f"y: expected class ids in [0, {K}) (output_size), got min {a.min()} and max {a.max()}")
+        return a.reshape(-1)
+    finite("y", a)
+    return a.reshape(-1, K)
+
+
+def state(s, parts, L, B, H, dtype):
+    """s: None, an (L, B, H) array (one part) or a tuple of them (h, c). Returns the tuple."""
+    shape = (L, B, H)
+    expected = (f"an array of shape (L, B, H) = {shape}" if len(parts) == 1 else
+                f"a tuple ({', '.join(parts)}) of arrays of shape (L, B, H) = {shape}")
+    if s is None:
+        return tuple(np.zeros(shape, dtype) for _ in parts)
+    if len(parts) == 1:
+        if isinstance(s, tuple | list):
+            raise TypeError(f"state: expected {expected}, got a {type(s).__name__} of {len(s)}")
+        s = (s,)
+    elif not isinstance(s, tuple | list) or len(s) != len(parts):
+        raise TypeError(f"state: expected {expected}, got {type(s).__name__}")
+    out = []
+    for name, part in zip(parts, s, strict=True):
+        label = f"state {name}" if len(parts) > 1 else "state"
+        a = array(label, part)
+        if a.dtype.kind != "f" or a.shape != shape:
+            raise ValueError(f"state: expected {expected}; got {describe(a)} for {name}")
+        out.append(finite(label, a.astype(dtype, copy=False)))
+    return tuple(out)

@@ -1,0 +1,51 @@
+"""Input projections shared by every cell, and the row gather behind one-hot and embedding inputs.
+
+A layer's input is either token ids or float vectors:
+
+    ids     xs (T, B) int    x_t is the one-hot vector e_{xs[t]}, never materialised:
+                             W x_t is column xs[t] of W, i.e. a row gather from W^T.
+    floats  xs (T, B, D)     W x_t is an ordinary matmul.
+
+Either way the projection of all T steps is computed before the time loop, and its weight
+gradient after the backward loop, each as one operation over all T*B rows.
+"""
+
+import numpy as np
+
+
+def is_ids(xs):
+    return np.issubdtype(xs.dtype, np.integer)
+
+
+def gather_rows(M, ids):
+    """M[ids]: (N, G) gathered at ids (T, B) -> (T, B, G)."""
+    return M[ids]
+
+
+def scatter_rows(num_rows, ids, d):
+    """Gradient of gather_rows: dM[i] = sum of d[t, b] over every (t, b) with ids[t, b] == i."""
+    G = d.shape[-1]
+    dM = np.zeros((num_rows, G), dtype=d.dtype)
+    np.add.at(dM, ids.reshape(-1), d.reshape(-1, G))
+    return dM
+
+
+def project(W, b, xs):
+    """W x_t + b for every t at once. W (G, D), b (G,) -> (T, B, G)."""
+    if is_ids(xs):
+        return gather_rows(W.T, xs) + b
+    T, B, D = xs.shape
+    return (xs.reshape(T * B, D) @ W.T + b).reshape(T, B, -1)
+
+
+def project_backward(W, xs, da):
+    """Given da = dL/d(W x_t + b) for every t, shape (T, B, G): returns (dW (G, D), dxs).
+
+    dW = sum_t da_t^T x_t in one matmul (a scatter-add for ids); dxs = da_t W, or None for ids.
+    """
+    G = da.shape[-1]
+    if is_ids(xs):
+        return scatter_rows(W.shape[1], xs, da).T, None
+    T, B, D = xs.shape
+    da2 = da.reshape(T * B, G)
+    return da2.T @ xs.reshape(T * B, D), (da2 @ W).reshape(T, B, D)

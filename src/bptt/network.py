@@ -1,0 +1,47 @@
+"""Network: an architecture and its parameters, with the public API over the engine."""
+
+import numpy as np
+
+from . import checks, engine, torch_names
+
+
+class Network:
+    """A stack of recurrent layers with a dense readout, trained by BPTT.
+
+    input_size is the vocabulary size when x holds int ids (one-hot unless embedding_dim is set)
+    and the feature size when x holds floats. nonlinearity applies to cell="rnn" only.
+    """
+
+    def __init__(self, cell, input_size, hidden_size, output_size, num_layers=1, embedding_dim=None,
+                 nonlinearity="tanh", dtype=np.float64, seed=0):
+        self.arch = engine.Arch(cell, input_size, hidden_size, output_size, num_layers, embedding_dim,
+                                nonlinearity)
+        self.dtype = checks.float_dtype(dtype)
+        if isinstance(seed, np.random.Generator):
+            rng = seed
+        else:
+            rng = np.random.default_rng(checks.positive_int("seed", seed, minimum=0))
+        self.params = engine.init_params(self.arch, rng, self.dtype)
+
+    def __repr__(self):
+        a = self.arch
+        return (f"Network(cell={a.cell!r}, input_size={a.input_size}, hidden_size={a.hidden_size}, "
+                f"output_size={a.output_size}, num_layers={a.num_layers}, embedding_dim={a.embedding_dim}, "
+                f"nonlinearity={a.nonlinearity!r}, dtype=np.{self.dtype})")
+
+    def forward(self, x, state=None, lengths=None):
+        """Logits (T, B, K) for every step and the final state; no cache is kept."""
+        return engine.logits(self.params, self.arch, x, state, lengths)
+
+    def loss_and_grads(self, x, y, state=None, target="every", loss="cross_entropy", lengths=None):
+        """(loss, grads, final state). See engine.loss_and_grads for the input gradients too."""
+        r = engine.loss_and_grads(self.params, self.arch, x, y, state, target, loss, lengths)
+        return r.loss, r.grads, r.state
+
+    def load_torch_state_dict(self, sd):
+        """Replace the parameters by those of a PyTorch model named as in bptt.torch_names."""
+        self.params = torch_names.from_torch(sd, self.arch.param_shapes(), self.dtype)
+
+    def torch_state_dict(self, arrays=None):
+        """The parameters (or any dict keyed like them, e.g. grads) in PyTorch's names."""
+        return torch_names.to_torch(self.params if arrays is None else arrays)

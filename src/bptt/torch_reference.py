@@ -1,0 +1,129 @@
+"""The same network in PyTorch, differentiated by autograd: the independent reference.
+
+Only imported when torch is installed (it is a test-only dependency). nn.RNN, nn.GRU and nn.LSTM
+are used as they are, with pack_padded_sequence for lengths; nn.RNN has no sigmoid, so that one
+case is an autograd loop over the same equations. Parameter names are those of bptt.torch_names.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+
+
+class SigmoidRNN(nn.Module):
+    """h_t = sigmoid(W x_t + b + U h_{t-1} + b_U), named as nn.RNN names its parameters."""
+
+    def __init__(self, input_size, hidden_size, num_layers):
+        super().__init__()
+        self.num_layers = num_layers
+        for k in range(num_layers):
+            D = input_size if k == 0 else hidden_size
+            setattr(self, f"weight_ih_l{k}", nn.Parameter(torch.zeros(hidden_size, D)))
+            setattr(self, f"weight_hh_l{k}", nn.Parameter(torch.zeros(hidden_size, hidden_size)))
+            setattr(self, f"bias_ih_l{k}", nn.Parameter(torch.zeros(hidden_size)))
+            setattr(self, f"bias_hh_l{k}", nn.Parameter(torch.zeros(hidden_size)))
+
+    def forward(self, xs, h0, lengths=None):
+        T = xs.shape[0]
+        mask = None if lengths is None else (torch.arange(T)[:, None] < lengths[None, :])[:, :, None]
+        finals = []
+        for k in range(self.num_layers):
+            W, U = getattr(self, f"weight_ih_l{k}"), getattr(self, f"weight_hh_l{k}")
+            b, b_U = getattr(self, f"bias_ih_l{k}"), getattr(self, f"bias_hh_l{k}")
+            h, hs = h0[k], []
+            for t in range(T):
+                h_new = torch.sigmoid(xs[t] @ W.T + b + h @ U.T + b_U)
+                h = h_new if mask is None else torch.where(mask[t], h_new, h)
+                hs.append(h)
+            xs = torch.stack(hs)
+            finals.append(h)
+        return xs, torch.stack(finals)
+
+
+class Model(nn.Module):
+    def __init__(self, arch):
+        super().__init__()
+        self.arch = arch
+        D = arch.embedding_dim or arch.input_size
+        if arch.embedding_dim:
+            self.embedding = nn.Embedding(arch.input_size, arch.embedding_dim)
+        if arch.cell == "rnn" and arch.nonlinearity == "sigmoid":
+            self.rnn = SigmoidRNN(D, arch.hidden_size, arch.num_layers)
+        elif arch.cell == "rnn":
+            self.rnn = nn.RNN(D, arch.hidden_size, arch.num_layers, nonlinearity=arch.nonlinearity)
+        else:
+            self.rnn = {"gru": nn.GRU, "lstm": nn.LSTM}[arch.cell](D, arch.hidden_size, arch.num_layers)
+        self.head = nn.Linear(arch.hidden_size, arch.output_size)
+
+    def forward(self, x, state, lengths=None):
+        """x: (T, B) long ids or (T, B, D) floats; returns top-layer states (T, B, H) and h_n."""
+        if self.arch.embedding_dim:
+            xs = self.embedding(x)
+        elif not x.is_floating_point():
+            xs = F.one_hot(x, self.arch.input_size).to(self.head.weight.dtype)
+        else:
+            xs = x
+        if isinstance(self.rnn, SigmoidRNN):
+            return self.rnn(xs, state, lengths)
+        if lengths is None:
+            return self.rnn(xs, state)
+        packed = nn.utils.rnn.pack_padded_sequence(xs, lengths, enforce_sorted=False)
+        out, final = self.rnn(packed, state)
+        hs, _ = nn.utils.rnn.pad_packed_sequence(out, total_length=x.shape[0])
+        return hs, final
+
+
+def build(arch, torch_sd, dtype):
+    """A Model of arch with the given parameters (a dict of arrays in PyTorch's names)."""
+    model = Model(arch).to(TORCH_DTYPES[np.dtype(dtype)])
+    model.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in torch_sd.items()}, strict=True)
+    return model
+
+
+def random_state_dict(arch, dtype, seed):
+    """PyTorch's own initialisation of arch, as a dict of arrays."""
+    torch.manual_seed(seed)
+    model = Model(arch).to(TORCH_DTYPES[np.dtype(dtype)])
+    return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+
+
+def loss_and_grads(model, x, y, state=None, target="every", loss="cross_entropy", lengths=None):
+    """Returns (loss, grads by PyTorch name, final state, dx or None, dstate0) as NumPy arrays."""
+    arch, dtype = model.arch, model.head.weight.dtype
+    model.zero_grad()
+    x_t = torch.as_tensor(x).clone()
+    if x_t.is_floating_point():
+        x_t = x_t.to(dtype).requires_grad_(True)
+    else:
+        x_t = x_t.long()
+    T, B = x_t.shape[:2]
+    shape = (arch.num_layers, B, arch.hidden_size)
+    parts = (state,) if arch.cell != "lstm" else state
+    if state is None:
+        parts = tuple(np.zeros(shape) for _ in range(2 if arch.cell == "lstm" else 1))
+    s0 = tuple(torch.as_tensor(np.asarray(p)).to(dtype).clone().requires_grad_(True) for p in parts)
+    n = None if lengths is None else torch.as_tensor(np.asarray(lengths)).long()
+
+    hs, final = model(x_t, s0 if arch.cell == "lstm" else s0[0], n)
+    if target == "every":
+        keep = torch.ones(T, B, dtype=torch.bool) if n is None else torch.arange(T)[:, None] < n[None, :]
+        z, y_t = model.head(hs[keep]), torch.as_tensor(np.asarray(y))[keep]
+    else:
+        last = (torch.full((B,), T - 1) if n is None else n - 1).long()
+        z, y_t = model.head(hs[last, torch.arange(B)]), torch.as_tensor(np.asarray(y))
+    if loss == "cross_entropy":
+        value = F.cross_entropy(z, y_t.long())
+    else:
+        value = F.mse_loss(z, y_t.to(dtype))
+    value.backward()
+
+    grads = {k: p.grad.detach().numpy().copy() for k, p in model.named_parameters()}
+    finals = final if isinstance(final, tuple) else (final,)
+    finals = tuple(f.detach().numpy().copy() for f in finals)
+    dstate0 = tuple(s.grad.detach().numpy().copy() for s in s0)
+    dx = x_t.grad.detach().numpy().copy() if x_t.is_floating_point() else None
+    unwrap = (lambda p: p) if arch.cell == "lstm" else (lambda p: p[0])
+    return value.item(), grads, unwrap(finals), dx, unwrap(dstate0)
