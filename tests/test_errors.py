@@ -20,6 +20,7 @@ NAN_X[1, 1, 2] = np.nan
 BAD_CONSTRUCTION = [
     (dict(cell="transformer"), ValueError, "cell: expected one of 'rnn', 'gru', 'lstm'; got 'transformer'"),
     (dict(cell="rnn", nonlinearity="softplus"), ValueError, "nonlinearity: expected one of"),
+    (dict(cell="gru", nonlinearity="relu"), ValueError, "nonlinearity: applies to cell='rnn' only; got 'relu'"),
     (dict(hidden_size=0), ValueError, "hidden_size: expected a positive int, got 0"),
     (dict(input_size=2.5), TypeError, "input_size: expected a positive int, got 2.5"),
     (dict(num_layers=True), TypeError, "num_layers: expected a positive int, got True"),

@@ -49,6 +49,9 @@ class Arch:
     def __post_init__(self):
         checks.one_of("cell", self.cell, tuple(CELLS))
         checks.one_of("nonlinearity", self.nonlinearity, NONLINEARITIES)
+        if self.cell != "rnn" and self.nonlinearity != "tanh":
+            raise ValueError(f"nonlinearity: applies to cell='rnn' only; got {self.nonlinearity!r} "
+                             f"with cell={self.cell!r} (leave it at 'tanh')")
         for name in ("input_size", "hidden_size", "output_size", "num_layers"):
             checks.positive_int(name, getattr(self, name))
         if self.embedding_dim is not None:

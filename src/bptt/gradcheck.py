@@ -12,6 +12,7 @@ import numpy as np
 
 from . import engine
 from .network import Network
+from .torch_names import torch_name
 
 CELL_NAMES = ("rnn-tanh", "rnn-relu", "rnn-sigmoid", "gru", "lstm")
 INPUT_KINDS = ("onehot", "embedding", "float")
@@ -177,8 +178,6 @@ TORCH_TOL = 1e-8     # norm-relative, analytic vs autograd; the loss: relative 1
 
 def compare(case, use_torch):
     """Rows (name, shape, fd error, torch error, ok) for one case; None where a check does not apply."""
-    from .torch_names import torch_name
-
     net = network(case)
     fd = against_finite_differences(case)
     th = against_torch(case) if use_torch else {}
