@@ -8,7 +8,7 @@ import pytest
 from bptt import gradcheck
 from bptt.cells import lstm
 
-CASES = list(gradcheck.all_cases())
+CASES = list(gradcheck.all_cases()) + list(gradcheck.training_cases())
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.label().replace(" ", "-") for c in CASES])

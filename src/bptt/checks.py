@@ -73,6 +73,13 @@ def lengths_mask(lengths, T, B):
     return (np.arange(T)[:, None] < n[None, :])[:, :, None]
 
 
+def bool_mask(name, m, T, B):
+    a = array(name, m)
+    if a.dtype != bool or a.shape != (T, B):
+        raise ValueError(f"{name}: expected a bool array of shape (T, B) = ({T}, {B}), got {describe(a)}")
+    return a
+
+
 def inputs(x, vocab_or_features, embedded, dtype):
     """x: (T, B) int ids in [0, V), or (T, B, D) floats when not embedded. Returns (x, T, B)."""
     a = array("x", x)

@@ -2,12 +2,18 @@
 
     x_t    token ids (one-hot, or rows of an embedding E) or float features
     h^0_t  = x_t  (or E[x_t]);  h^l_t = cell(h^{l-1}_t, h^l_{t-1})  for l = 1..L
-    z_t    = V h^L_t + c                      (1) readout
+    z_t    = V h^L_t + c                      (1) readout (V = E with tied embeddings)
     L      = loss(z_t, y_t) averaged over the positions with a target
 
 Targets sit at every step (language model) or only at the last step (many-to-one). With lengths,
 each cell keeps a row's state fixed past its length, so the last step holds each sequence's own
-last state, and padding gets zero weight in the loss.
+last state, and padding gets zero weight in the loss. A loss mask can drop more positions (the
+first k2 - k1 steps of a TBPTT(k1, k2) window); a reset mask starts a row's state from zero at
+a step (a document boundary inside a window).
+
+Dropout (Zaremba et al. 2014) is non-recurrent: on the input of each layer (an embedding or float
+features; never one-hot ids) and on the top layer's output, never on the recurrent connections.
+Inverted: kept units are scaled by 1/(1-p) in training, so nothing changes at evaluation.
 
 Backward runs once, top to bottom: the readout gives dL/dh^L_t for every t; each layer's backward
 through time returns dL/dh^{l-1}_t for the layer below; the bottom one gives dE, or dx for features.
@@ -20,7 +26,7 @@ returned and passed back, nothing is stored.
     l{k}.U   (G H, H)     recurrent weights
     l{k}.b   (G H,)       input-side bias        (PyTorch's bias_ih)
     l{k}.b_U (G H,)       recurrent-side bias    (PyTorch's bias_hh)
-    V        (K, H)       readout weights;  c (K,) readout bias
+    V        (K, H)       readout weights (absent with tied embeddings);  c (K,) readout bias
 """
 
 from dataclasses import dataclass
@@ -45,6 +51,7 @@ class Arch:
     num_layers: int = 1
     embedding_dim: int | None = None
     nonlinearity: str = "tanh"
+    tie_weights: bool = False
 
     def __post_init__(self):
         checks.one_of("cell", self.cell, tuple(CELLS))
@@ -56,6 +63,11 @@ class Arch:
             checks.positive_int(name, getattr(self, name))
         if self.embedding_dim is not None:
             checks.positive_int("embedding_dim", self.embedding_dim)
+        if self.tie_weights and (self.embedding_dim != self.hidden_size or self.output_size != self.input_size):
+            raise ValueError(f"tie_weights: needs embedding_dim == hidden_size and output_size == input_size "
+                             f"(the readout reuses E); got embedding_dim={self.embedding_dim}, "
+                             f"hidden_size={self.hidden_size}, input_size={self.input_size}, "
+                             f"output_size={self.output_size}")
 
     @property
     def module(self):
@@ -78,7 +90,9 @@ class Arch:
         for k in range(self.num_layers):
             shapes |= {f"l{k}.W": (G, self.layer_input_size(k)), f"l{k}.U": (G, H),
                        f"l{k}.b": (G,), f"l{k}.b_U": (G,)}
-        return shapes | {"V": (self.output_size, H), "c": (self.output_size,)}
+        if not self.tie_weights:
+            shapes["V"] = (self.output_size, H)
+        return shapes | {"c": (self.output_size,)}
 
 
 class Result(NamedTuple):
@@ -98,43 +112,86 @@ def init_params(arch, rng, dtype):
         p = arch.module.init_params(rng, arch.layer_input_size(k), arch.hidden_size, dtype)
         params |= {f"l{k}.{name}": a for name, a in p.items()}
     bound = 1.0 / np.sqrt(arch.hidden_size)
-    params["V"] = rng.uniform(-bound, bound, (arch.output_size, arch.hidden_size)).astype(dtype)
+    if not arch.tie_weights:
+        params["V"] = rng.uniform(-bound, bound, (arch.output_size, arch.hidden_size)).astype(dtype)
     params["c"] = rng.uniform(-bound, bound, (arch.output_size,)).astype(dtype)
     return params
+
+
+def readout_weights(params):
+    return params["V"] if "V" in params else params["E"]
 
 
 def layer(params, k):
     return {name: params[f"l{k}.{name}"] for name in ("W", "U", "b", "b_U")}
 
 
-def prepare(params, arch, x, state, lengths):
-    """Validate and convert the inputs shared by forward and loss_and_grads."""
-    dtype = params["V"].dtype
+class Batch(NamedTuple):
+    """Validated inputs of one call."""
+
+    x: np.ndarray                   # (T, B) ids or (T, B, D) floats, padding zeroed
+    state: tuple                    # parts of the initial state, each (L, B, H)
+    mask: np.ndarray | None         # (T, B, 1) True on real steps (lengths)
+    reset: np.ndarray | None        # (T, B, 1) True where a row starts from a zero state
+
+
+def prepare(params, arch, x, state, lengths, reset=None):
+    """Validate and convert the inputs shared by every entry point."""
+    dtype = params["c"].dtype
     x, T, B = checks.inputs(x, arch.input_size, arch.embedding_dim is not None, dtype)
     mask = checks.lengths_mask(lengths, T, B)
     x = checks.valid_inputs(x, arch.input_size, mask)
     parts = checks.state(state, arch.module.STATE, arch.num_layers, B, arch.hidden_size, dtype)
-    return x, mask, parts
+    reset = None if reset is None else checks.bool_mask("reset", reset, T, B)[:, :, None]
+    return Batch(x, parts, mask, reset)
 
 
-def forward_layers(params, arch, x, state_parts, mask):
-    """Embedding and L layers. Returns hs of the top layer (T, B, H), the final state parts, caches."""
+def dropout_masks(arch, batch, p, rng, dtype):
+    """Inverted-dropout masks for the inputs of layers 0..L-1 and the readout (None: no dropout there).
+    rng: a np.random.Generator, or an int seed (the same masks on every call, for checks)."""
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout: expected a probability in [0, 1), got {p}")
+    if p == 0:
+        return [None] * (arch.num_layers + 1)
+    if isinstance(rng, int) and not isinstance(rng, bool):
+        rng = np.random.default_rng(rng)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng: expected a np.random.Generator (or an int seed) when dropout > 0, "
+                        f"got {type(rng).__name__}")
+    T, B = batch.x.shape[:2]
+    sizes = [None if batch.x.ndim == 2 and not arch.embedding_dim else arch.layer_input_size(0)]
+    sizes += [arch.hidden_size] * arch.num_layers
+    return [None if n is None else ((rng.random((T, B, n)) >= p) / (1 - p)).astype(dtype) for n in sizes]
+
+
+def forward_layers(params, arch, batch, drops):
+    """Embedding and L layers. Returns the readout's input (T, B, H), the final state parts, caches."""
+    x = batch.x
     xs = gather_rows(params["E"], x) if arch.embedding_dim else x
     final, caches = [], []
     for k in range(arch.num_layers):
-        state0 = tuple(s[k] for s in state_parts)
-        xs, state_T, cache = arch.module.forward(layer(params, k), xs, state0, mask, **arch.options)
+        if drops[k] is not None:
+            xs = xs * drops[k]
+        state0 = tuple(s[k] for s in batch.state)
+        xs, state_T, cache = arch.module.forward(layer(params, k), xs, state0, batch.mask, batch.reset,
+                                                 **arch.options)
         final.append(state_T)
         caches.append(cache)
+    if drops[-1] is not None:
+        xs = xs * drops[-1]
     return xs, tuple(np.stack(s) for s in zip(*final)), caches
 
 
-def backward_layers(params, arch, x, dhs, caches):
-    """From dL/dh^L_t (T, B, H) down the stack. Returns (grads, dx, dstate0 parts)."""
+def backward_layers(params, arch, x, dhs, caches, drops, clip_dh=None):
+    """From dL/d(readout input) (T, B, H) down the stack. Returns (grads, dx, dstate0 parts)."""
     grads, dstate0 = {}, []
+    if drops[-1] is not None:
+        dhs = dhs * drops[-1]
     for k in reversed(range(arch.num_layers)):
         dstate_T = tuple(np.zeros_like(dhs[0]) for _ in arch.module.STATE)
-        dhs, ds0, g = arch.module.backward(layer(params, k), dhs, dstate_T, caches[k])
+        dhs, ds0, g = arch.module.backward(layer(params, k), dhs, dstate_T, caches[k], clip_dh)
+        if drops[k] is not None:
+            dhs = dhs * drops[k]
         grads |= {f"l{k}.{name}": a for name, a in g.items()}
         dstate0.insert(0, ds0)
     if arch.embedding_dim:
@@ -147,49 +204,74 @@ def public_state(parts):
     return parts[0] if len(parts) == 1 else parts
 
 
-def logits(params, arch, x, state=None, lengths=None):
+def logits(params, arch, x, state=None, lengths=None, reset=None):
     """z_t for every step: (T, B, K), and the final state. No cache is kept."""
-    x, mask, parts = prepare(params, arch, x, state, lengths)
-    hs, final, _ = forward_layers(params, arch, x, parts, mask)
-    return hs @ params["V"].T + params["c"], public_state(final)     # (1)
+    batch = prepare(params, arch, x, state, lengths, reset)
+    hs, final, _ = forward_layers(params, arch, batch, [None] * (arch.num_layers + 1))
+    return hs @ readout_weights(params).T + params["c"], public_state(final)     # (1)
 
 
-def prepare_loss(params, arch, x, y, state, target, loss, lengths):
+def final_state(params, arch, x, state=None, reset=None):
+    """The state after running x from state: the truncation point of the next window."""
+    return logits(params, arch, x, state, reset=reset)[1]
+
+
+def readout_rows(hs, target, mask, loss_mask):
+    """The readout inputs that carry a target, (N, H), and their weights w (N,) in the mean."""
+    T, B, H = hs.shape
+    if target == "last":
+        return hs[-1], np.full(B, 1.0 / B, hs.dtype)             # N = B: each row's own last step
+    counted = np.ones((T, B), bool)                               # N = T B
+    if mask is not None:
+        counted &= mask[:, :, 0]
+    if loss_mask is not None:
+        counted &= loss_mask
+    n = counted.sum()
+    if n == 0:
+        raise ValueError("loss_mask: no position left with a target (all masked or padding)")
+    return hs.reshape(T * B, H), (counted.reshape(-1) / n).astype(hs.dtype)
+
+
+def prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask):
     checks.one_of("target", target, checks.TARGETS)
     checks.one_of("loss", loss, losses.LOSSES)
-    x, mask, parts = prepare(params, arch, x, state, lengths)
-    T, B = x.shape[:2]
-    y = checks.targets(y, target, loss, T, B, arch.output_size, params["V"].dtype, mask)
-    return x, y, mask, parts
+    batch = prepare(params, arch, x, state, lengths, reset)
+    T, B = batch.x.shape[:2]
+    if loss_mask is not None:
+        if target != "every":
+            raise ValueError(f"loss_mask: applies to target='every' only, got target={target!r}")
+        loss_mask = checks.bool_mask("loss_mask", loss_mask, T, B)
+    y = checks.targets(y, target, loss, T, B, arch.output_size, params["c"].dtype, batch.mask)
+    return batch, y, loss_mask
 
 
-def readout_rows(hs, target, mask):
-    """The top-layer states that carry a target, (N, H), and their weights w (N,) in the mean."""
-    T, B, H = hs.shape
-    if target == "every":
-        h = hs.reshape(T * B, H)                                  # N = T B
-        counted = np.ones(T * B, hs.dtype) if mask is None else mask.reshape(-1).astype(hs.dtype)
-    else:
-        h = hs[-1]                                                # N = B: each row's own last step
-        counted = np.ones(B, hs.dtype)
-    return h, counted / counted.sum()
+def loss_value(params, arch, x, y, state=None, target="every", loss="cross_entropy", lengths=None, *,
+               reset=None, loss_mask=None, dropout=0.0, rng=None):
+    """The loss alone (for finite differences and evaluation): forward, readout, loss."""
+    batch, y, loss_mask = prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask)
+    drops = dropout_masks(arch, batch, dropout, rng, params["c"].dtype)
+    hs, _, _ = forward_layers(params, arch, batch, drops)
+    h, w = readout_rows(hs, target, batch.mask, loss_mask)
+    return losses.apply(loss, h @ readout_weights(params).T + params["c"], y, w)[0]
 
 
-def loss_value(params, arch, x, y, state=None, target="every", loss="cross_entropy", lengths=None):
-    """The loss alone (for finite differences): forward, readout, loss."""
-    x, y, mask, parts = prepare_loss(params, arch, x, y, state, target, loss, lengths)
-    hs, _, _ = forward_layers(params, arch, x, parts, mask)
-    h, w = readout_rows(hs, target, mask)
-    return losses.apply(loss, h @ params["V"].T + params["c"], y, w)[0]
+def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_entropy", lengths=None, *,
+                   reset=None, loss_mask=None, dropout=0.0, rng=None, clip_dh=None):
+    """Loss, gradients of every parameter, of the float inputs and of the initial state, by BPTT.
 
+    reset (T, B) bool: rows that start from a zero state at a step. loss_mask (T, B) bool: positions
+    whose target counts (target="every"). dropout with rng: non-recurrent dropout. clip_dh: clip
+    dL/dh_t elementwise to [-clip_dh, clip_dh] at every step of the recurrence (Mikolov's cutoff).
+    """
+    batch, y, loss_mask = prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask)
+    dtype = params["c"].dtype
+    if clip_dh is not None and not clip_dh > 0:
+        raise ValueError(f"clip_dh: expected a positive number or None, got {clip_dh}")
+    drops = dropout_masks(arch, batch, dropout, rng, dtype)
+    V, c = readout_weights(params), params["c"]
 
-def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_entropy", lengths=None):
-    """Loss, gradients of every parameter, of the float inputs and of the initial state, by BPTT."""
-    x, y, mask, parts = prepare_loss(params, arch, x, y, state, target, loss, lengths)
-    V, c = params["V"], params["c"]
-
-    hs, final, caches = forward_layers(params, arch, x, parts, mask)
-    h, w = readout_rows(hs, target, mask)
+    hs, final, caches = forward_layers(params, arch, batch, drops)
+    h, w = readout_rows(hs, target, batch.mask, loss_mask)
     z = h @ V.T + c                                               # (1) (N, K)
     value, dz = losses.apply(loss, z, y, w)
 
@@ -201,7 +283,11 @@ def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_e
     else:
         dhs = np.zeros_like(hs)
         dhs[-1] = dh
-    grads, dx, dstate0 = backward_layers(params, arch, x, dhs, caches)
-    grads |= {"V": dV, "c": dc}
+    grads, dx, dstate0 = backward_layers(params, arch, batch.x, dhs, caches, drops, clip_dh)
+    grads["c"] = dc
+    if "V" in params:
+        grads["V"] = dV
+    else:
+        grads["E"] += dV                                          # tied: E is both ends
     return Result(value, {name: grads[name] for name in params}, public_state(final), dx,
                   public_state(dstate0))

@@ -29,6 +29,10 @@ class Case:
     loss: str = "cross_entropy"     # "cross_entropy" or "mse"
     with_state: bool = False        # pass a random initial state (else None: zeros)
     with_lengths: bool = False      # variable lengths, padding in the batch
+    with_reset: bool = False        # rows restart from a zero state at random steps
+    with_loss_mask: bool = False    # only some positions carry a target (as in TBPTT(k1, k2))
+    dropout: float = 0.0            # non-recurrent dropout, the same masks in every evaluation
+    tied: bool = False              # readout tied to the embedding (inputs="embedding"; E = H, K = V)
     T: int = 5
     B: int = 3
     V: int = 5                      # vocabulary (ids) or features (floats)
@@ -40,6 +44,8 @@ class Case:
     def label(self):
         parts = [self.cell, f"L{self.num_layers}", self.inputs, self.target, self.loss]
         parts += ["state"] * self.with_state + ["lengths"] * self.with_lengths
+        parts += ["reset"] * self.with_reset + ["loss_mask"] * self.with_loss_mask + ["tied"] * self.tied
+        parts += [f"dropout{self.dropout:g}"] * (self.dropout > 0)
         return " ".join(parts)
 
 
@@ -50,11 +56,21 @@ def all_cases(**sizes):
         yield Case(*values, **sizes)
 
 
+def training_cases():
+    """What training adds, per cell: resets inside a window, a loss mask, dropout, tied embeddings."""
+    for cell in CELL_NAMES:
+        yield Case(cell, 2, "onehot", with_reset=True, with_state=True, with_lengths=True)
+        yield Case(cell, 2, "float", with_loss_mask=True, with_state=True)
+        yield Case(cell, 2, "embedding", dropout=0.3, with_lengths=True)
+        yield Case(cell, 2, "float", "last", "mse", dropout=0.5)
+        yield Case(cell, 2, "embedding", tied=True, E=4, H=4, K=5, with_reset=True)
+
+
 def network(case, dtype=np.float64):
     cell, _, nonlinearity = case.cell.partition("-")
     return Network(cell, case.V, case.H, case.K, num_layers=case.num_layers,
                    embedding_dim=case.E if case.inputs == "embedding" else None,
-                   nonlinearity=nonlinearity or "tanh", dtype=dtype, seed=case.seed)
+                   nonlinearity=nonlinearity or "tanh", dtype=dtype, seed=case.seed, tie_weights=case.tied)
 
 
 def problem(case, dtype=np.float64):
@@ -77,7 +93,13 @@ def problem(case, dtype=np.float64):
     lengths = None
     if case.with_lengths:
         lengths = np.resize(np.array([T, 1] + list(range(T - 1, 1, -1))), B)    # full, 1, T-1, ...
-    return dict(x=x, y=y, state=state, target=case.target, loss=case.loss, lengths=lengths)
+    kw = dict(x=x, y=y, state=state, target=case.target, loss=case.loss, lengths=lengths)
+    if case.with_reset:
+        kw["reset"] = rng.random((T, B)) < 0.3
+    if case.with_loss_mask:
+        kw["loss_mask"] = rng.random((T, B)) < 0.5
+        kw["loss_mask"][-1] = True
+    return kw
 
 
 def rel_err(a, b):
@@ -123,10 +145,11 @@ def against_finite_differences(case, eps=None):
         n = 2 if case.cell == "lstm" else 1
         zeros = tuple(np.zeros((case.num_layers, case.B, case.H)) for _ in range(n))
         kw["state"] = zeros if n == 2 else zeros[0]
-    r = engine.loss_and_grads(net.params, net.arch, **kw)
+    dropout = dict(dropout=case.dropout, rng=case.seed + 2000) if case.dropout else {}
+    r = engine.loss_and_grads(net.params, net.arch, **kw, **dropout)
 
     def f():
-        return engine.loss_value(net.params, net.arch, **kw)
+        return engine.loss_value(net.params, net.arch, **kw, **dropout)
 
     errors = {name: rel_err(r.grads[name], central_differences(f, a, eps)) for name, a in net.params.items()}
     if case.inputs == "float":

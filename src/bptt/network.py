@@ -10,12 +10,13 @@ class Network:
 
     input_size is the vocabulary size when x holds int ids (one-hot unless embedding_dim is set)
     and the feature size when x holds floats. nonlinearity applies to cell="rnn" only.
+    tie_weights: the readout reuses the embedding (V = E; Press & Wolf 2017, Inan et al. 2017).
     """
 
     def __init__(self, cell, input_size, hidden_size, output_size, num_layers=1, embedding_dim=None,
-                 nonlinearity="tanh", dtype=np.float64, seed=0):
+                 nonlinearity="tanh", dtype=np.float64, seed=0, tie_weights=False):
         self.arch = engine.Arch(cell, input_size, hidden_size, output_size, num_layers, embedding_dim,
-                                nonlinearity)
+                                nonlinearity, tie_weights)
         self.dtype = checks.float_dtype(dtype)
         if isinstance(seed, np.random.Generator):
             rng = seed
@@ -33,9 +34,10 @@ class Network:
         """Logits (T, B, K) for every step and the final state; no cache is kept."""
         return engine.logits(self.params, self.arch, x, state, lengths)
 
-    def loss_and_grads(self, x, y, state=None, target="every", loss="cross_entropy", lengths=None):
-        """(loss, grads, final state). See engine.loss_and_grads for the input gradients too."""
-        r = engine.loss_and_grads(self.params, self.arch, x, y, state, target, loss, lengths)
+    def loss_and_grads(self, x, y, state=None, target="every", loss="cross_entropy", lengths=None, **training):
+        """(loss, grads, final state). training: reset, loss_mask, dropout, rng, clip_dh (see
+        engine.loss_and_grads, which also gives the gradients of the inputs and initial state)."""
+        r = engine.loss_and_grads(self.params, self.arch, x, y, state, target, loss, lengths, **training)
         return r.loss, r.grads, r.state
 
     def load_torch_state_dict(self, sd):

@@ -57,6 +57,8 @@ class Model(nn.Module):
         else:
             self.rnn = {"gru": nn.GRU, "lstm": nn.LSTM}[arch.cell](D, arch.hidden_size, arch.num_layers)
         self.head = nn.Linear(arch.hidden_size, arch.output_size)
+        if arch.tie_weights:
+            self.head.weight = self.embedding.weight
 
     def forward(self, x, state, lengths=None):
         """x: (T, B) long ids or (T, B, D) floats; returns top-layer states (T, B, H) and h_n."""

@@ -10,3 +10,9 @@ def init_uniform(rng, input_size, hidden_size, gates, dtype):
     G = gates * hidden_size
     shapes = {"W": (G, input_size), "U": (G, hidden_size), "b": (G,), "b_U": (G,)}
     return {name: rng.uniform(-k, k, shape).astype(dtype) for name, shape in shapes.items()}
+
+
+def previous(s0, ss, reset):
+    """s_{t-1} as step t saw it, for every t: (T, B, H); zero on rows reset at t."""
+    prev = np.concatenate([s0[None], ss[:-1]])
+    return prev if reset is None else np.where(reset, 0, prev)

@@ -4,30 +4,33 @@ and the hidden-side bias of the candidate, b_Un, stays inside that product.
 Gates are stacked r, z, n along the first axis of W, U, b, b_U (PyTorch's order). With
 ax_t = W x_t + b and ah_t = U h_{t-1} + b_U, each split into its r, z, n blocks:
 
+    (0) h_{t-1} = 0 where r_t = 1 (reset: a new sequence starts at t on that row); then
     (1) r_t = σ(ax_r + ah_r)
     (2) z_t = σ(ax_z + ah_z)
     (3) n_t = tanh(ax_n + r_t * ah_n)
     (4) h_t = (1 - z_t) * n_t + z_t * h_{t-1}  =  n_t + z_t * (h_{t-1} - n_t)
     (5) h_t = h_{t-1} where m_t = 0                rows past their length keep their state
 
-Backward, with dh_t = dL/dh_t (from above) + dh_next (from step t+1):
+Backward, with dh_t = dL/dh_t (from above) + dh_next (from step t+1), optionally clipped
+elementwise to [-clip_dh, clip_dh]:
     (5b) on rows where m_t = 0, dh_t passes to step t-1 unchanged and is 0 below
     (4b) dn = dh_t * (1 - z_t)          dz = dh_t * (h_{t-1} - n_t)      dh_{t-1} += dh_t * z_t
     (3b) da_n = dn * (1 - n_t^2)        dr = da_n * ah_n                 dah_n = da_n * r_t
     (2b) da_z = dz * z_t (1 - z_t)
     (1b) da_r = dr * r_t (1 - r_t)
     dax_t = [da_r, da_z, da_n]          dah_t = [da_r, da_z, dah_n]      dh_{t-1} += dah_t U
+    (0b) dh_next = 0 on rows reset at t
     dW = sum_t dax_t^T x_t,  db = sum_t dax_t,  dU = sum_t dah_t^T h_{t-1},  db_U = sum_t dah_t
 
 Shapes: xs (T, B, D) floats or (T, B) ids; W (3H, D); U (3H, H); b, b_U (3H,); h_t (B, H);
-state (h,) with h (B, H); mask (T, B, 1) bool or None.
+state (h,) with h (B, H); mask, reset (T, B, 1) bool or None.
 """
 
 import numpy as np
 
 from ..activations import sigmoid
 from ..inputs import project, project_backward
-from .common import init_uniform
+from .common import init_uniform, previous
 
 GATES = 3
 STATE = ("h",)
@@ -37,7 +40,7 @@ def init_params(rng, input_size, hidden_size, dtype):
     return init_uniform(rng, input_size, hidden_size, GATES, dtype)
 
 
-def forward(p, xs, state0, mask=None):
+def forward(p, xs, state0, mask=None, reset=None):
     W, U, b, b_U = p["W"], p["U"], p["b"], p["b_U"]
     (h_prev,) = state0
     H = U.shape[1]
@@ -47,6 +50,8 @@ def forward(p, xs, state0, mask=None):
     ah_ns = np.empty((T, B, H), dtype=ax.dtype)              # (T, B, H): ah_n
     hs = np.empty((T, B, H), dtype=ax.dtype)
     for t in range(T):
+        if reset is not None:
+            h_prev = np.where(reset[t], 0, h_prev)           # (0)
         ah = h_prev @ U.T + b_U                              # (B, 3H)
         rz = sigmoid(ax[t, :, :2 * H] + ah[:, :2 * H])       # (1), (2)
         r, z = rz[:, :H], rz[:, H:]
@@ -59,21 +64,24 @@ def forward(p, xs, state0, mask=None):
         ah_ns[t] = ah[:, 2 * H:]
         hs[t] = h_t
         h_prev = h_t
-    cache = (xs, state0, hs, gates, ah_ns, mask)
+    cache = (xs, state0, hs, gates, ah_ns, mask, reset)
     return hs, (h_prev,), cache
 
 
-def backward(p, dhs, dstate_T, cache):
+def backward(p, dhs, dstate_T, cache, clip_dh=None):
     W, U = p["W"], p["U"]
-    xs, (h0,), hs, gates, ah_ns, mask = cache
+    xs, (h0,), hs, gates, ah_ns, mask, reset = cache
     T, B, H = hs.shape
+    h_prevs = previous(h0, hs, reset)                        # (T, B, H): h_{t-1}
     daxs = np.empty_like(gates)                              # (T, B, 3H): dL/d(W x_t + b)
     dahs = np.empty_like(gates)                              # (T, B, 3H): dL/d(U h_{t-1} + b_U)
     (dh_next,) = dstate_T
     for t in reversed(range(T)):
-        h_prev = hs[t - 1] if t > 0 else h0
+        h_prev = h_prevs[t]
         r, z, n = gates[t, :, :H], gates[t, :, H:2 * H], gates[t, :, 2 * H:]
         dh_t = dhs[t] + dh_next
+        if clip_dh is not None:
+            np.clip(dh_t, -clip_dh, clip_dh, out=dh_t)
         if mask is not None:
             dh_skip = np.where(mask[t], 0, dh_t)             # (5b)
             dh_t = np.where(mask[t], dh_t, 0)
@@ -89,7 +97,8 @@ def backward(p, dhs, dstate_T, cache):
         dh_next = dh_t * z + dahs[t] @ U                     # (4b), U h_{t-1}
         if mask is not None:
             dh_next += dh_skip
-    h_prevs = np.concatenate([h0[None], hs[:-1]])            # (T, B, H): h_{t-1}
+        if reset is not None:
+            dh_next = np.where(reset[t], 0, dh_next)         # (0b)
     dah2 = dahs.reshape(T * B, 3 * H)
     dU = dah2.T @ h_prevs.reshape(T * B, H)
     db_U = dah2.sum(axis=0)

@@ -3,31 +3,34 @@ W, U, b, b_U, no peepholes, no projection.
 
 With a_t = W x_t + b + U h_{t-1} + b_U split into its i, f, g, o blocks:
 
+    (0) (h_{t-1}, c_{t-1}) = 0 where r_t = 1 (reset: a new sequence starts at t on that row); then
     (1) i_t = σ(a_i)    f_t = σ(a_f)    g_t = tanh(a_g)    o_t = σ(a_o)
     (2) c_t = f_t * c_{t-1} + i_t * g_t
     (3) h_t = o_t * tanh(c_t)
     (4) (h_t, c_t) = (h_{t-1}, c_{t-1}) where m_t = 0     rows past their length keep their state
 
-Backward, with dh_t = dL/dh_t (from above) + dh_next, and dc_t = dc_next (both from step t+1):
+Backward, with dh_t = dL/dh_t (from above) + dh_next (optionally clipped elementwise to
+[-clip_dh, clip_dh]), and dc_t = dc_next (both from step t+1):
     (4b) on rows where m_t = 0, dh_t and dc_t pass to step t-1 unchanged and are 0 below
     (3b) do = dh_t * tanh(c_t)          dc_t += dh_t * o_t * (1 - tanh(c_t)^2)
     (2b) di = dc_t * g_t    dg = dc_t * i_t    df = dc_t * c_{t-1}    dc_next = dc_t * f_t
     (1b) da_t = [di * i(1-i), df * f(1-f), dg * (1-g^2), do * o(1-o)]
          dh_next = da_t U
+    (0b) dh_next = dc_next = 0 on rows reset at t
     dW = sum_t da_t^T x_t,  dU = sum_t da_t^T h_{t-1},  db = db_U = sum_t da_t
 
 The cell path (2) is why LSTM keeps gradients alive: dc_{t-1} = dc_t * f_t, with no matrix
 product and no squashing derivative when f_t is near 1.
 
 Shapes: xs (T, B, D) floats or (T, B) ids; W (4H, D); U (4H, H); b, b_U (4H,);
-h_t, c_t (B, H); state (h, c); mask (T, B, 1) bool or None.
+h_t, c_t (B, H); state (h, c); mask, reset (T, B, 1) bool or None.
 """
 
 import numpy as np
 
 from ..activations import sigmoid
 from ..inputs import project, project_backward
-from .common import init_uniform
+from .common import init_uniform, previous
 
 GATES = 4
 STATE = ("h", "c")
@@ -37,7 +40,7 @@ def init_params(rng, input_size, hidden_size, dtype):
     return init_uniform(rng, input_size, hidden_size, GATES, dtype)
 
 
-def forward(p, xs, state0, mask=None):
+def forward(p, xs, state0, mask=None, reset=None):
     W, U, b, b_U = p["W"], p["U"], p["b"], p["b_U"]
     h_prev, c_prev = state0
     H = U.shape[1]
@@ -48,6 +51,9 @@ def forward(p, xs, state0, mask=None):
     cs = np.empty((T, B, H), dtype=ax.dtype)
     tanh_cs = np.empty((T, B, H), dtype=ax.dtype)
     for t in range(T):
+        if reset is not None:
+            h_prev = np.where(reset[t], 0, h_prev)           # (0)
+            c_prev = np.where(reset[t], 0, c_prev)
         a_t = ax[t] + h_prev @ U.T + b_U                     # (B, 4H)
         gates[t, :, :2 * H] = sigmoid(a_t[:, :2 * H])        # (1) i, f
         gates[t, :, 2 * H:3 * H] = np.tanh(a_t[:, 2 * H:3 * H])   # (1) g
@@ -61,20 +67,23 @@ def forward(p, xs, state0, mask=None):
             h_t = np.where(mask[t], h_t, h_prev)
         hs[t], cs[t] = h_t, c_t
         h_prev, c_prev = h_t, c_t
-    cache = (xs, state0, hs, cs, tanh_cs, gates, mask)
+    cache = (xs, state0, hs, cs, tanh_cs, gates, mask, reset)
     return hs, (h_prev, c_prev), cache
 
 
-def backward(p, dhs, dstate_T, cache):
+def backward(p, dhs, dstate_T, cache, clip_dh=None):
     W, U = p["W"], p["U"]
-    xs, (h0, c0), hs, cs, tanh_cs, gates, mask = cache
+    xs, (h0, c0), hs, cs, tanh_cs, gates, mask, reset = cache
     T, B, H = hs.shape
+    h_prevs, c_prevs = previous(h0, hs, reset), previous(c0, cs, reset)   # (T, B, H) each
     das = np.empty_like(gates)                               # (T, B, 4H): dL/da_t
     dh_next, dc_next = dstate_T
     for t in reversed(range(T)):
-        c_prev = cs[t - 1] if t > 0 else c0
+        c_prev = c_prevs[t]
         i, f, g, o = np.split(gates[t], 4, axis=1)
         dh_t = dhs[t] + dh_next
+        if clip_dh is not None:
+            np.clip(dh_t, -clip_dh, clip_dh, out=dh_t)
         dc_t = dc_next
         if mask is not None:
             dh_skip, dc_skip = np.where(mask[t], 0, dh_t), np.where(mask[t], 0, dc_t)   # (4b)
@@ -90,7 +99,9 @@ def backward(p, dhs, dstate_T, cache):
         if mask is not None:
             dh_next += dh_skip
             dc_next = dc_next + dc_skip
-    h_prevs = np.concatenate([h0[None], hs[:-1]])            # (T, B, H): h_{t-1}
+        if reset is not None:
+            dh_next = np.where(reset[t], 0, dh_next)         # (0b)
+            dc_next = np.where(reset[t], 0, dc_next)
     da2 = das.reshape(T * B, 4 * H)
     dU = da2.T @ h_prevs.reshape(T * B, H)
     db = da2.sum(axis=0)

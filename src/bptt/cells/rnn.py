@@ -1,27 +1,30 @@
 """Elman RNN, as PyTorch's nn.RNN (nonlinearity tanh or relu) and with sigmoid.
 
 Forward, for t = 1..T:
+    (0) h_{t-1} = 0 where r_t = 1               a new sequence starts at t on that row (reset)
     (1) a_t = W x_t + b + U h_{t-1} + b_U
     (2) h_t = f(a_t)                              f in {tanh, relu, sigmoid}
     (3) h_t = h_{t-1} where m_t = 0               rows past their length keep their state
 
-Backward through time, with dh_t = dL/dh_t (direct, from the layer above) + dh_next (from step t+1):
+Backward through time, with dh_t = dL/dh_t (direct, from the layer above) + dh_next (from step t+1),
+optionally clipped to [-clip_dh, clip_dh] elementwise (Mikolov's cutoff):
     (3b) dh_t is passed unchanged to step t-1 on rows where m_t = 0, and is 0 for (2b) there
     (2b) da_t = dh_t * f'(a_t)
     (1b) dh_next = da_t U                   the δ recursion: dL/dh_{t-1} = diag(f'(a_t)) U ...
+    (0b) dh_next = 0 on rows reset at t
          dW = sum_t da_t^T x_t,  dU = sum_t da_t^T h_{t-1},  db = db_U = sum_t da_t
 
 The Jacobian of one step is dh_t/dh_{t-1} = diag(f'(a_t)) U: BPTT multiplies T of them.
 
 Shapes: xs (T, B, D) floats or (T, B) ids; W (H, D); U (H, H); b, b_U (H,); h_t (B, H);
-hs (T, B, H); state (h,) with h (B, H); mask (T, B, 1) bool or None.
+hs (T, B, H); state (h,) with h (B, H); mask, reset (T, B, 1) bool or None.
 """
 
 import numpy as np
 
 from .. import activations
 from ..inputs import project, project_backward
-from .common import init_uniform
+from .common import init_uniform, previous
 
 GATES = 1
 STATE = ("h",)
@@ -31,30 +34,34 @@ def init_params(rng, input_size, hidden_size, dtype):
     return init_uniform(rng, input_size, hidden_size, GATES, dtype)
 
 
-def forward(p, xs, state0, mask=None, nonlinearity="tanh"):
+def forward(p, xs, state0, mask=None, reset=None, nonlinearity="tanh"):
     W, U, b, b_U = p["W"], p["U"], p["b"], p["b_U"]
     (h_prev,) = state0
     ax = project(W, b, xs)                                  # (T, B, H): W x_t + b, all t
     hs = np.empty_like(ax)
     for t in range(len(ax)):
+        if reset is not None:
+            h_prev = np.where(reset[t], 0, h_prev)          # (0)
         a_t = ax[t] + h_prev @ U.T + b_U                    # (1)
         h_t = activations.apply(nonlinearity, a_t)          # (2)
         if mask is not None:
             h_t = np.where(mask[t], h_t, h_prev)            # (3)
         hs[t] = h_t
         h_prev = h_t
-    cache = (xs, state0, hs, mask, nonlinearity)
+    cache = (xs, state0, hs, mask, reset, nonlinearity)
     return hs, (h_prev,), cache
 
 
-def backward(p, dhs, dstate_T, cache):
+def backward(p, dhs, dstate_T, cache, clip_dh=None):
     W, U = p["W"], p["U"]
-    xs, (h0,), hs, mask, nonlinearity = cache
+    xs, (h0,), hs, mask, reset, nonlinearity = cache
     T, B, H = hs.shape
     das = np.empty_like(hs)                                 # (T, B, H): dL/da_t
     (dh_next,) = dstate_T
     for t in reversed(range(T)):
         dh_t = dhs[t] + dh_next
+        if clip_dh is not None:
+            np.clip(dh_t, -clip_dh, clip_dh, out=dh_t)
         if mask is not None:
             dh_skip = np.where(mask[t], 0, dh_t)            # (3b)
             dh_t = np.where(mask[t], dh_t, 0)
@@ -63,7 +70,9 @@ def backward(p, dhs, dstate_T, cache):
         dh_next = da_t @ U                                  # (1b)
         if mask is not None:
             dh_next += dh_skip
-    h_prevs = np.concatenate([h0[None], hs[:-1]])           # (T, B, H): h_{t-1}
+        if reset is not None:
+            dh_next = np.where(reset[t], 0, dh_next)        # (0b)
+    h_prevs = previous(h0, hs, reset)                       # (T, B, H): h_{t-1}
     da2 = das.reshape(T * B, H)
     dU = da2.T @ h_prevs.reshape(T * B, H)                  # (1b)
     db = da2.sum(axis=0)                                    # (1b)
