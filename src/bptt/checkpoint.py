@@ -1,0 +1,74 @@
+"""Files of a run, written atomically: a crash mid-write never leaves a broken file.
+
+Every write goes to a temporary file in the same directory, is flushed and fsynced, then renamed
+over the target (os.replace is atomic on POSIX), and the directory entry is fsynced. A reader
+sees the old file or the new one, never half of one.
+
+Arrays go to safetensors (the weights, the optimiser state, the carried hidden state); the small
+things that make a resume exact (step, position, RNG state, schedule) go in the same file's
+metadata as JSON, so one rename commits all of them together.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load, save
+
+META_KEY = "bptt"
+
+
+def write_bytes_atomic(path, data):
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_json_atomic(path, obj):
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_json(path, what):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no {what} here; is this a run directory made by 'bptt train'?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a valid {what} file ({e})") from None
+
+
+def save_arrays(path, arrays, meta):
+    """arrays: {name: np.ndarray}; meta: anything JSON can hold."""
+    tensors = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
+    write_bytes_atomic(path, save(tensors, metadata={META_KEY: json.dumps(meta, sort_keys=True)}))
+
+
+def load_arrays(path):
+    """Returns (arrays, meta) from a file written by save_arrays."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no checkpoint here; is this a run directory made by 'bptt train'?") from None
+    try:
+        arrays = load(data)
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + header_len])
+        meta = json.loads(header["__metadata__"][META_KEY])
+    except Exception as e:  # safetensors raises its own error types for truncated or foreign files
+        raise ValueError(f"{path}: not a readable bptt checkpoint ({type(e).__name__}: {e})") from None
+    return arrays, meta
