@@ -1,10 +1,55 @@
 """The bptt command line: main(argv) parses, calls the library, prints, and returns an exit code."""
 
 import argparse
+import dataclasses
+import json
 import sys
 import time
+import typing
 
-from . import __version__, gradcheck
+import numpy as np
+
+from . import __version__, gradcheck, report
+from .config import TrainConfig
+
+TRAIN_HELP = {
+    "data": "training text, UTF-8 (default: Tiny Shakespeare, shipped with bptt)",
+    "valid": "validation text (default: the last --valid-fraction of --data)",
+    "valid_fraction": "fraction of --data held out for validation when --valid is not given",
+    "level": "tokens: characters, or words (PTB convention: <eos> at each line end, <unk>)",
+    "max_vocab": "word level: keep only the most frequent words (the rest become <unk>)",
+    "cell": "recurrent cell",
+    "nonlinearity": "rnn only: f in h_t = f(W x_t + U h_{t-1} + b)",
+    "hidden": "hidden units per layer (H)",
+    "layers": "stacked layers (L)",
+    "embedding": "embedding size (0: one-hot inputs)",
+    "tie": "tie the readout to the embedding (needs --embedding equal to --hidden)",
+    "dropout": "non-recurrent dropout on the embedding, between layers and before the readout",
+    "init": "input-weight initialisation",
+    "recurrent_init": "recurrent-weight initialisation (identity: IRNN, Le et al. 2015)",
+    "forget_bias": "lstm: initial forget-gate bias (e.g. 1)",
+    "dtype": "floating point type of parameters and activations",
+    "batch": "parallel streams (B)",
+    "window": "k1 of TBPTT(k1, k2): steps between updates",
+    "backprop": "k2 of TBPTT(k1, k2): steps backpropagated (default: --window)",
+    "optimizer": "optimiser",
+    "lr": "learning rate",
+    "momentum": "momentum (sgd, rmsprop)",
+    "nesterov": "Nesterov momentum (sgd)",
+    "weight_decay": "weight decay (L2 for sgd/adagrad/rmsprop/adam, decoupled for adamw)",
+    "schedule": "learning-rate schedule: constant, plateau (/4 when validation stops improving), cosine",
+    "warmup": "cosine: linear warm-up steps",
+    "clip": "gradient clipping threshold (0: off)",
+    "clip_mode": "norm: global norm (Pascanu et al. 2013); param: each array's norm; value: each entry",
+    "clip_dh": "clip dL/dh_t to [-x, x] at every step inside the recurrence (Mikolov's cutoff)",
+    "steps": "number of updates",
+    "epochs": "number of passes over the training text (fractions allowed)",
+    "max_time": "stop after this many seconds (checkpointed, resumable)",
+    "seed": "random seed (initialisation, dropout)",
+    "eval_every": "steps between validations and checkpoints",
+    "eval_batch": "streams used for validation",
+    "log_every": "steps between metric records",
+}
 
 
 def add_gradcheck(sub):
@@ -63,18 +108,159 @@ def run_gradcheck(args):
     return 1 if failed else 0
 
 
+def add_train(sub):
+    p = sub.add_parser("train", help="train a language model with truncated BPTT",
+                       description="Train a character- or word-level language model with TBPTT(k1, k2). "
+                                   "Writes RUN_DIR/{config.json, vocab.json, checkpoint.safetensors, "
+                                   "best.safetensors, metrics.jsonl}; Ctrl-C saves and stops, --resume "
+                                   "continues exactly where it stopped.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (its saved config is used; --steps, --epochs and "
+                        "--max-time may extend it)")
+    p.add_argument("--sample", type=int, default=0, metavar="N", help="print N sampled tokens at the end")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type == "bool" or isinstance(f.default, bool):
+            p.add_argument(flag, action="store_true", default=None, help=TRAIN_HELP[f.name])
+            continue
+        kind = next(t for t in typing.get_args(f.type) or (f.type,) if t is not type(None))
+        choices = {"level": ("char", "word"), "cell": ("rnn", "gru", "lstm"),
+                   "nonlinearity": ("tanh", "relu", "sigmoid"), "init": ("default", "xavier"),
+                   "recurrent_init": ("default", "xavier", "orthogonal", "identity"),
+                   "dtype": ("float32", "float64"), "schedule": ("constant", "plateau", "cosine"),
+                   "clip_mode": ("norm", "param", "value"),
+                   "optimizer": ("sgd", "adagrad", "rmsprop", "adam", "adamw")}.get(f.name)
+        p.add_argument(flag, type=kind, choices=choices, default=None,
+                       help=TRAIN_HELP[f.name] + f" (default: {f.default})")
+
+
+def config_from(args):
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in given.items() if v is not None})
+
+
+def run_train(args):
+    from . import train
+
+    cfg = config_from(args)
+    display = report.TrainDisplay(cfg)
+    try:
+        outcome = train.train(cfg, args.out, resume=args.resume, on_event=display)
+    finally:
+        display.close()
+    run = train.Run(args.out)
+    cfg = run.config()
+    p = outcome.progress
+    if outcome.status == "interrupted":
+        print(f"stopped at step {p.step}; saved. Continue with: bptt train --out {args.out} --resume")
+        return 130
+    corpus = train.load_corpus(cfg, run.vocab())
+    uniform, unigram = train.baselines(corpus)
+    print(f"\n{p.step} steps, {p.epoch} epochs, {p.tokens / 1e6:.2f}M tokens in {p.elapsed:.0f} s; "
+          f"clipped on {p.clipped / max(p.step, 1):.0%} of steps; best validation at step {p.best_step}")
+    print(f"validation ({corpus.valid.size} tokens):")
+    print(report.comparison(outcome.valid_loss, uniform, unigram, cfg.level))
+    if args.sample:
+        print()
+        print(sample_text(run, cfg, prime=None, length=args.sample, temperature=0.8, seed=cfg.seed))
+    return 0
+
+
+def sample_text(run, cfg, prime, length, temperature=1.0, top_k=None, top_p=None, seed=0, greedy=False):
+    from . import generate, train
+
+    vocab = run.vocab()
+    params, _ = run.load_params("best")
+    net = train.build_network(cfg, vocab.size)
+    if prime is None or prime == "":
+        tokens = ["\n" if cfg.level == "char" and "\n" in vocab.index else "<eos>" if cfg.level == "word"
+                  else vocab.tokens[0]]
+    else:
+        tokens = list(prime) if cfg.level == "char" else prime.split()
+    ids = generate.sample(params, net.arch, vocab.encode(tokens), length, np.random.default_rng(seed),
+                          temperature, top_k, top_p, greedy)
+    shown = "" if prime is None else prime
+    return shown + report.detokenize(vocab.decode(ids), cfg.level)
+
+
+def add_eval(sub):
+    p = sub.add_parser("eval", help="loss, perplexity and bits/char of a trained model on a text file",
+                       description="Evaluate the best checkpoint of a run on a text file: cross-entropy in "
+                                   "nats per token, perplexity e^loss, and bits per character (char level).")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--data", required=True, metavar="TEXT", help="UTF-8 text to evaluate on")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run_eval(args):
+    from . import data, train
+
+    run = train.Run(args.run)
+    cfg, vocab = run.config(), run.vocab()
+    params, meta = run.load_params(args.checkpoint)
+    net = train.build_network(cfg, vocab.size)
+    ids = vocab.encode(data.tokenize(data.read_text(args.data), cfg.level))
+    if ids.size < 2:
+        raise ValueError(f"--data: {args.data} has {ids.size} token(s); at least 2 are needed")
+    loss, count = train.evaluate(params, net.arch, ids, cfg.eval_batch, cfg.window)
+    result = {"file": args.data, "tokens": count, "checkpoint_step": meta["step"], **train.metrics_of(loss, cfg.level)}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        bits = f", {result['bits_per_char']:.4f} bits/char" if "bits_per_char" in result else ""
+        print(f"{args.data}: {count} tokens, loss {loss:.4f} nats, perplexity {result['perplexity']:.2f}{bits} "
+              f"(step {meta['step']})")
+    return 0
+
+
+def add_sample(sub):
+    p = sub.add_parser("sample", help="generate text from a trained model",
+                       description="Generate text from the best checkpoint of a run: prime the state with "
+                                   "--prime, then sample each next token from softmax(z / temperature), "
+                                   "optionally restricted to the top-k tokens or the top-p probability mass.")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--prime", default=None, help="text to start from (default: a line break)")
+    p.add_argument("--length", type=int, default=500, help="tokens to generate")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--greedy", action="store_true", help="always take the most likely token")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run_sample(args):
+    from . import train
+
+    run = train.Run(args.run)
+    print(sample_text(run, run.config(), args.prime, args.length, args.temperature, args.top_k, args.top_p,
+                      args.seed, args.greedy))
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="bptt", description="Recurrent networks trained by backpropagation "
                                      "through time, every gradient derived by hand and checked.")
     parser.add_argument("--version", action="version", version=f"bptt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     add_gradcheck(sub)
+    add_train(sub)
+    add_eval(sub)
+    add_sample(sub)
     args = parser.parse_args(argv)
+    from .train import Diverged
+
+    commands = {"gradcheck": run_gradcheck, "train": run_train, "eval": run_eval, "sample": run_sample}
     try:
-        return run_gradcheck(args)
+        return commands[args.command](args)
     except (ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Diverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,356 @@
+"""Training a language model with truncated BPTT: the loop, validation, checkpoints, resume.
+
+A run directory holds everything needed to evaluate, sample or continue:
+
+    RUN/config.json             the TrainConfig
+    RUN/vocab.json              the vocabulary (sorted, built from the training text only)
+    RUN/checkpoint.safetensors  latest: weights, optimiser state, carried hidden state; its metadata
+                                holds the step, the position in the stream, the RNG and schedule state
+    RUN/best.safetensors        the weights with the best validation loss so far
+    RUN/metrics.jsonl           one JSON object per logged step and per validation
+
+Every file is written atomically. A resumed run reloads all of it and continues with the same
+arithmetic, so its parameters equal an uninterrupted run's bit for bit.
+"""
+
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from . import checkpoint, clipping, data, engine, init, optim, schedules, tbptt
+from .config import TrainConfig
+from .losses import log_softmax
+
+FILES = ("config.json", "vocab.json", "checkpoint.safetensors", "best.safetensors", "metrics.jsonl")
+
+
+class Diverged(RuntimeError):
+    pass
+
+
+class Corpus(NamedTuple):
+    vocab: data.Vocab
+    train: np.ndarray           # (N,) ids
+    valid: np.ndarray           # (M,) ids
+
+
+def shipped_text():
+    return resources.files("bptt").joinpath("corpora/tinyshakespeare.txt").read_text(encoding="utf-8")
+
+
+def load_corpus(cfg, vocab=None):
+    """Read, split and encode the texts of cfg; the vocabulary comes from the training part."""
+    text = data.read_text(cfg.data) if cfg.data else shipped_text()
+    if cfg.valid:
+        train_text, valid_text = text, data.read_text(cfg.valid)
+    else:
+        train_text, valid_text = data.split_text(text, cfg.valid_fraction, cfg.level)
+    train_tokens = data.tokenize(train_text, cfg.level)
+    if vocab is None:
+        vocab = data.build_vocab(train_tokens, cfg.level, cfg.max_vocab)
+    return Corpus(vocab, vocab.encode(train_tokens), vocab.encode(data.tokenize(valid_text, cfg.level)))
+
+
+def build_network(cfg, vocab_size):
+    from .network import Network
+
+    net = Network(cfg.cell, vocab_size, cfg.hidden, vocab_size, num_layers=cfg.layers,
+                  embedding_dim=cfg.embedding or None, nonlinearity=cfg.nonlinearity,
+                  dtype=np.dtype(cfg.dtype), seed=cfg.seed, tie_weights=cfg.tie)
+    init.apply(net.params, net.arch, np.random.default_rng([cfg.seed, 1]), cfg.init, cfg.recurrent_init,
+               cfg.forget_bias)
+    return net
+
+
+def make_optimizer(cfg):
+    hyper = {"weight_decay": cfg.weight_decay}
+    if cfg.optimizer == "sgd":
+        hyper |= {"momentum": cfg.momentum, "nesterov": cfg.nesterov}
+    elif cfg.optimizer == "rmsprop":
+        hyper |= {"momentum": cfg.momentum}
+    elif cfg.optimizer == "adamw" and cfg.weight_decay == 0:
+        hyper = {}                                            # AdamW's own default decay
+    return optim.make(cfg.optimizer, **hyper)
+
+
+def evaluate(params, arch, ids, batch, window):
+    """Mean cross-entropy (nats per token) of the model on ids, read as `batch` streams with the
+    state carried across windows, as in training. Returns (loss, tokens scored)."""
+    batch = max(1, min(batch, len(ids) // 2))
+    stream = data.batchify(ids, batch)
+    total, count, state = 0.0, 0, None
+    for x, y in data.windows(stream, window):
+        z, state = engine.logits(params, arch, x, state)
+        total -= np.take_along_axis(log_softmax(z.astype(np.float64)), y[..., None], axis=-1).sum()
+        count += y.size
+    return float(total / count), count
+
+
+def baselines(corpus):
+    """Cross-entropy of the uniform and the unigram (train frequencies) models on the validation text."""
+    unigram = data.unigram_logprobs(corpus.train, corpus.vocab.size)
+    return math.log(corpus.vocab.size), float(-unigram[corpus.valid].mean())
+
+
+def metrics_of(loss, level):
+    m = {"loss": loss, "perplexity": math.exp(min(loss, 700))}
+    if level == "char":
+        m["bits_per_char"] = loss / math.log(2)
+    return m
+
+
+@dataclass
+class Progress:
+    """Where a run is: everything besides arrays that a checkpoint must restore."""
+
+    step: int = 0
+    epoch: int = 0
+    window: int = 0                  # index of the next TBPTT window in the epoch
+    tokens: int = 0
+    clipped: int = 0                 # steps on which clipping changed the gradient
+    best_valid: float = math.inf
+    best_step: int = 0
+    elapsed: float = 0.0
+    schedule: dict | None = None     # Plateau state
+    rng: dict | None = None          # the dropout RNG's bit_generator.state
+
+
+class Run:
+    """The files of one run directory."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def file(self, name):
+        return self.path / name
+
+    def exists(self):
+        return self.file("checkpoint.safetensors").exists()
+
+    def save(self, params, opt_state, carried, progress):
+        arrays = {f"param/{k}": v for k, v in params.items()}
+        arrays |= {f"optim/{k}": v for k, v in opt_state.items()}
+        parts = () if carried is None else carried if isinstance(carried, tuple) else (carried,)
+        arrays |= {f"state/{i}": s for i, s in enumerate(parts)}
+        checkpoint.save_arrays(self.file("checkpoint.safetensors"), arrays, progress.__dict__)
+
+    def load(self):
+        arrays, meta = checkpoint.load_arrays(self.file("checkpoint.safetensors"))
+        params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
+        opt_state = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
+        parts = tuple(v for _, v in sorted((int(k[6:]), v) for k, v in arrays.items() if k.startswith("state/")))
+        carried = engine.public_state(parts) if parts else None
+        return params, opt_state, carried, Progress(**meta)
+
+    def load_params(self, which="best"):
+        """The weights of best.safetensors (or checkpoint.safetensors), and their metadata."""
+        name = "best.safetensors" if which == "best" and self.file("best.safetensors").exists() else \
+            "checkpoint.safetensors"
+        arrays, meta = checkpoint.load_arrays(self.file(name))
+        return {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}, meta
+
+    def config(self):
+        return TrainConfig.from_json(checkpoint.read_json(self.file("config.json"), "config"))
+
+    def vocab(self):
+        return data.Vocab.from_json(checkpoint.read_json(self.file("vocab.json"), "vocabulary"))
+
+    def log(self, record):
+        with open(self.file("metrics.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def truncate_log(self, step):
+        """Drop records written after the checkpoint at step (a resumed run writes them again)."""
+        path = self.file("metrics.jsonl")
+        if path.exists():
+            keep = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+            checkpoint.write_bytes_atomic(path, "".join(line + "\n" for line in keep).encode())
+
+
+def total_steps(cfg, windows_per_epoch):
+    """The step budget: --steps, or --epochs worth of windows (the smaller), or one epoch; None
+    (unbounded) when only --max-time is given."""
+    budgets = [cfg.steps] if cfg.steps is not None else []
+    if cfg.epochs is not None:
+        budgets.append(math.ceil(cfg.epochs * windows_per_epoch))
+    if budgets:
+        return min(budgets)
+    if cfg.max_time is not None:
+        if cfg.schedule == "cosine":
+            raise ValueError("schedule: 'cosine' needs a known length; give --steps or --epochs with --max-time")
+        return None
+    return windows_per_epoch
+
+
+def learning_rate(cfg, progress, total):
+    if cfg.schedule == "cosine":
+        return schedules.cosine_with_warmup(progress.step, total, cfg.lr, cfg.warmup)
+    if cfg.schedule == "plateau":
+        return progress.schedule["lr"]
+    return cfg.lr
+
+
+def clip(cfg, grads):
+    """Clip in place as configured; returns (pre-clip global norm, whether anything changed)."""
+    norm = clipping.global_norm(grads)
+    if cfg.clip == 0 or not math.isfinite(norm):
+        return norm, False
+    if cfg.clip_mode == "norm":
+        clipping.clip_global_norm(grads, cfg.clip)
+        return norm, norm > cfg.clip
+    if cfg.clip_mode == "param":
+        norms = clipping.clip_per_parameter(grads, cfg.clip)
+        return norm, any(n > cfg.clip for n in norms.values())
+    return norm, clipping.clip_value(grads, cfg.clip) > 0
+
+
+class SigintFlag:
+    """Ctrl-C sets a flag; the loop stops at the next step boundary, after saving."""
+
+    def __init__(self):
+        self.raised = False
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGINT, self.handle)
+        except ValueError:            # not the main thread: leave Ctrl-C alone
+            self.previous = None
+        return self
+
+    def handle(self, signum, frame):
+        self.raised = True
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+class Outcome(NamedTuple):
+    status: str                 # "done", "interrupted", "time"
+    progress: Progress
+    valid_loss: float | None    # of the final parameters (None when interrupted between validations)
+    best_valid: float
+
+
+def train(cfg, out, resume=False, on_step=None, on_event=None):
+    """Train per cfg into run directory out. on_step(progress) -> True stops the run (as Ctrl-C
+    does: saved, resumable); on_event(kind, record) receives "log", "eval", "start" records for
+    display. Raises Diverged on a non-finite loss or gradient, keeping the last good checkpoint."""
+    run = Run(out)
+    emit = on_event or (lambda kind, record: None)
+    if resume:
+        if not run.exists():
+            raise ValueError(f"--resume: {run.path} has no checkpoint to resume from")
+        saved = run.config()
+        cfg = saved.replace(steps=cfg.steps, epochs=cfg.epochs, max_time=cfg.max_time)
+        vocab = run.vocab()
+    else:
+        if run.exists():
+            raise ValueError(f"--out: {run.path} already holds a run; pass --resume to continue it "
+                             f"or choose another directory")
+        vocab = None
+    corpus = load_corpus(cfg, vocab)
+    stream = data.batchify(corpus.train, cfg.batch)           # (N, B)
+    windows = tbptt.windows(len(stream), cfg.window, cfg.k2)
+    net = build_network(cfg, corpus.vocab.size)
+    opt = make_optimizer(cfg)
+    total = total_steps(cfg, len(windows))
+
+    if resume:
+        params, opt_state, carried, progress = run.load()
+        net.params = {name: params[name] for name in net.params}      # the same order: the same sums
+    else:
+        run.path.mkdir(parents=True, exist_ok=True)
+        checkpoint.write_json_atomic(run.file("config.json"), cfg.to_json())
+        checkpoint.write_json_atomic(run.file("vocab.json"), corpus.vocab.to_json())
+        opt_state, carried = opt.init(net.params), None
+        progress = Progress(schedule=schedules.Plateau(cfg.lr).init() if cfg.schedule == "plateau" else None)
+        run.save(net.params, opt_state, carried, progress)
+    run.truncate_log(progress.step)
+    rng = np.random.default_rng(cfg.seed + 2)
+    if progress.rng is not None:
+        rng.bit_generator.state = progress.rng
+    uniform, unigram = baselines(corpus)
+    emit("start", {"step": progress.step, "total": total, "vocab": corpus.vocab.size, "train_tokens": corpus.train.size,
+                   "valid_tokens": corpus.valid.size, "uniform": uniform, "unigram": unigram,
+                   "windows_per_epoch": len(windows), "params": sum(p.size for p in net.params.values())})
+
+    saved_at = progress.step
+
+    def save():
+        nonlocal saved_at
+        progress.rng = rng.bit_generator.state
+        run.save(net.params, opt_state, carried, progress)
+        saved_at = progress.step
+
+    def validate(scheduled=True):
+        """Validation loss; keeps best.safetensors. Only scheduled validations (every eval_every
+        steps) move the plateau schedule, so stopping early never changes the arithmetic."""
+        loss, _ = evaluate(net.params, net.arch, corpus.valid, cfg.eval_batch, cfg.window)
+        record = {"step": progress.step, "split": "valid", **metrics_of(loss, cfg.level)}
+        if loss < progress.best_valid:
+            progress.best_valid, progress.best_step = loss, progress.step
+            checkpoint.save_arrays(run.file("best.safetensors"), {f"param/{k}": v for k, v in net.params.items()},
+                                   {"step": progress.step, "valid_loss": loss})
+        if cfg.schedule == "plateau" and scheduled:
+            progress.schedule = schedules.Plateau(cfg.lr).update(progress.schedule, loss)
+        record["best"] = progress.best_valid
+        run.log(record)
+        emit("eval", record)
+        return loss
+
+    status, last_valid = "done", None
+    started = time.perf_counter() - progress.elapsed
+    with SigintFlag() as sigint, np.errstate(over="ignore", invalid="ignore"):   # divergence is checked below
+        while total is None or progress.step < total:
+            w = windows[progress.window]
+            x, y, loss_mask, reset = tbptt.window_batch(stream, w)
+            tick = time.perf_counter()
+            r = engine.loss_and_grads(net.params, net.arch, x, y, carried, loss_mask=loss_mask, reset=reset,
+                                      dropout=cfg.dropout, rng=rng, clip_dh=cfg.clip_dh)
+            norm, clipped = clip(cfg, r.grads)
+            if not (math.isfinite(r.loss) and math.isfinite(norm)):
+                raise Diverged(f"training diverged at step {progress.step + 1}: loss {r.loss}, gradient norm "
+                               f"{norm}. The last good checkpoint (step {saved_at}) is kept in "
+                               f"{run.file('checkpoint.safetensors')}; try a lower --lr or --clip.")
+            following = progress.window + 1
+            if following < len(windows):
+                carried = tbptt.next_start_state(net.params, net.arch, stream, w, windows[following], carried,
+                                                 r.state)
+            else:
+                carried, following = None, 0
+                progress.epoch += 1
+            lr = learning_rate(cfg, progress, total)
+            opt.step(net.params, r.grads, opt_state, lr)
+            progress.step += 1
+            progress.window = following
+            progress.tokens += (w.stop - w.loss_from) * cfg.batch
+            progress.clipped += clipped
+            progress.elapsed = time.perf_counter() - started
+            if progress.step % cfg.log_every == 0 or progress.step == total:
+                record = {"step": progress.step, "epoch": progress.epoch, "loss": r.loss, "lr": lr,
+                          "grad_norm": norm, "clipped": clipped, "clipped_fraction": progress.clipped / progress.step,
+                          "tokens_per_s": y.size / (time.perf_counter() - tick), "elapsed": progress.elapsed}
+                run.log(record)
+                emit("log", record)
+            if progress.step % cfg.eval_every == 0 or progress.step == total:
+                last_valid = validate()
+                save()
+            stop_time = cfg.max_time is not None and progress.elapsed >= cfg.max_time
+            if sigint.raised or (on_step is not None and on_step(progress)) or stop_time:
+                status = "time" if stop_time and not sigint.raised else "interrupted"
+                if saved_at != progress.step:
+                    if status == "time":
+                        last_valid = validate(scheduled=False)
+                    save()
+                break
+    if last_valid is None and status != "interrupted":
+        last_valid, _ = evaluate(net.params, net.arch, corpus.valid, cfg.eval_batch, cfg.window)
+    return Outcome(status, progress, last_valid, progress.best_valid)

@@ -1,0 +1,87 @@
+"""bptt train / eval / sample, in-process, and their error paths."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bptt import train
+from bptt.cli import main
+
+TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\n\nJULIET:\nAy me!\n\n" * 10
+SMALL = ["--hidden", "10", "--layers", "1", "--embedding", "5", "--batch", "3", "--window", "6",
+         "--eval-every", "4", "--eval-batch", "2", "--log-every", "1"]
+
+
+@pytest.fixture
+def text(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text(TEXT)
+    return str(path)
+
+
+def test_train_eval_sample(tmp_path, text, capsys):
+    run = str(tmp_path / "run")
+    assert main(["train", "--data", text, "--out", run, "--steps", "8", "--sample", "40", *SMALL]) == 0
+    out, err = capsys.readouterr()
+    assert "validation" in out and "unigram" in out and "uniform" in out and "bits/char" in out
+    assert "training lstm 1x10" in err and "valid loss" in err
+    assert main(["eval", run, "--data", text, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    cfg, vocab = train.Run(run).config(), train.Run(run).vocab()
+    params, _ = train.Run(run).load_params("best")
+    ids = vocab.encode(list(TEXT))
+    loss, count = train.evaluate(params, train.build_network(cfg, vocab.size).arch, ids, cfg.eval_batch, cfg.window)
+    assert result["loss"] == loss and result["tokens"] == count
+    assert result["bits_per_char"] == pytest.approx(loss / np.log(2)) and result["perplexity"] == pytest.approx(np.exp(loss))
+
+    args = ["sample", run, "--prime", "ROMEO:", "--length", "60", "--temperature", "0.7", "--top-k", "5", "--seed", "3"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert main(args) == 0
+    assert capsys.readouterr().out == first and first.startswith("ROMEO:")
+    assert main(args[:-1] + ["4"]) == 0
+    assert capsys.readouterr().out != first
+    assert main(["sample", run, "--greedy", "--length", "20"]) == 0
+
+
+def test_resume_from_the_command_line(tmp_path, text, capsys):
+    run = str(tmp_path / "run")
+    assert main(["train", "--data", text, "--out", run, "--steps", "4", *SMALL]) == 0
+    assert main(["train", "--out", run, "--resume", "--steps", "8"]) == 0
+    assert train.Run(run).load()[3].step == 8
+    assert "resuming at step 4" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "the file is empty"),
+    (b"good line\n\xff\xfe bad bytes\n", "line 2: not valid UTF-8"),
+    (b"tiny", "fewer than 2 per stream for batch_size 3"),
+])
+def test_bad_training_files(tmp_path, content, message, capsys):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    assert main(["train", "--data", str(path), "--valid", str(path), "--out", str(tmp_path / "run"), *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_other_errors(tmp_path, text, capsys):
+    assert main(["train", "--data", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "r")]) == 2
+    assert "missing.txt: file not found" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "nothing"), "--data", text]) == 2
+    assert "no config here; is this a run directory" in capsys.readouterr().err
+    assert main(["train", "--data", text, "--out", str(tmp_path / "r"), "--window", "8", "--backprop", "4"]) == 2
+    assert "backprop: expected k2 >= window" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--out", "x", "--cell", "transformer"])
+
+
+def test_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    for option in ["--data", "--valid", "--level", "--cell", "--hidden", "--layers", "--embedding", "--batch",
+                   "--window", "--steps", "--epochs", "--optimizer", "--lr", "--clip", "--dropout", "--seed",
+                   "--out", "--resume", "--backprop", "--clip-dh", "--schedule", "--max-time"]:
+        assert option in out
