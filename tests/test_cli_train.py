@@ -28,11 +28,11 @@ def test_train_eval_sample(tmp_path, text, capsys):
     assert "training lstm 1x10" in err and "valid loss" in err
     assert main(["eval", run, "--data", text, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    cfg, vocab = train.Run(run).config(), train.Run(run).vocab()
-    params, _ = train.Run(run).load_params("best")
-    ids = vocab.encode(list(TEXT))
-    loss, count = train.evaluate(params, train.build_network(cfg, vocab.size).arch, ids, cfg.eval_batch, cfg.window)
-    assert result["loss"] == loss and result["tokens"] == count
+    task = train.Run(run).task()
+    net, _ = train.Run(run).network(task, "best")
+    expected = task.evaluate(net.params, net.arch, task.vocab.encode(list(TEXT)))
+    loss = expected["loss"]
+    assert result["loss"] == loss and result["tokens"] == expected["tokens"]
     assert result["bits_per_char"] == pytest.approx(loss / np.log(2)) and result["perplexity"] == pytest.approx(np.exp(loss))
 
     args = ["sample", run, "--prime", "ROMEO:", "--length", "60", "--temperature", "0.7", "--top-k", "5", "--seed", "3"]
@@ -85,3 +85,24 @@ def test_help_lists_every_option(capsys):
                    "--window", "--steps", "--epochs", "--optimizer", "--lr", "--clip", "--dropout", "--seed",
                    "--out", "--resume", "--backprop", "--clip-dh", "--schedule", "--max-time"]:
         assert option in out
+
+
+def test_classification_from_the_command_line(tmp_path, capsys):
+    good = tmp_path / "train.tsv"
+    good.write_text("".join(f"{'cat rat' if i % 2 else 'cat mat'} {'sat ' * (i % 3)}\t{i % 2}\n" for i in range(40)))
+    run = str(tmp_path / "run")
+    assert main(["train", "--task", "classify", "--data", str(good), "--level", "word", "--out", run,
+                 "--steps", "6", *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "prior" in out
+    assert main(["eval", run, "--data", str(good), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert 0 <= result["accuracy"] <= 1 and result["examples"] == 40
+    assert main(["sample", run]) == 2
+    assert "holds a classifier" in capsys.readouterr().err
+
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("cat mat\t1\ncat rat without a label\nmat\t0\n")
+    assert main(["train", "--task", "classify", "--data", str(bad), "--out", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.tsv: line 2" in err and "no tab" in err

@@ -95,13 +95,13 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoin
 def test_learning_reduces_the_validation_loss_below_the_baselines(tmp_path, corpus):
     cfg = small(corpus, steps=150, eval_every=50, lr=1e-2, hidden=32)
     out = train.train(cfg, tmp_path / "run")
-    corpus_ = train.load_corpus(cfg)
-    uniform, unigram = train.baselines(corpus_)
-    assert out.valid_loss < unigram - 0.5 < uniform
+    run = train.Run(tmp_path / "run")
+    task = run.task()
+    baselines = task.baselines()
+    assert out.valid_loss < baselines["unigram"] - 0.5 < baselines["uniform"]
     assert out.best_valid <= out.valid_loss
-    best, meta = train.Run(tmp_path / "run").load_params("best")
-    net = train.build_network(cfg, corpus_.vocab.size)
-    loss, _ = train.evaluate(best, net.arch, corpus_.valid, cfg.eval_batch, cfg.window)
+    net, meta = run.network(task, "best")
+    loss = task.evaluate(net.params, net.arch)["loss"]
     assert loss == pytest.approx(out.best_valid, rel=1e-12) and meta["step"] == out.progress.best_step
 
 
@@ -131,3 +131,46 @@ def test_config_errors():
         TrainConfig(dropout=1.0)
     with pytest.raises(ValueError, match="config: unknown keys"):
         TrainConfig.from_json({"hiden": 3})
+
+
+def write_labeled(path, n, seed=0):
+    """Sequences of the seeds' words; the label says whether 'rat' occurs (a many-to-one task)."""
+    rng = np.random.default_rng(seed)
+    words = ["cat", "mat", "rat", "sat", "hat"]
+    lines = []
+    for _ in range(n):
+        seq = list(rng.choice(words, size=rng.integers(2, 8)))
+        lines.append(f"{' '.join(seq)}\t{'yes' if 'rat' in seq else 'no'}")
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_sequence_classification_learns_and_resumes(tmp_path):
+    data = write_labeled(tmp_path / "train.tsv", 300)
+    cfg = TrainConfig(task="classify", data=data, level="word", cell="gru", hidden=16, layers=1, embedding=8,
+                      batch=16, steps=120, eval_every=40, lr=2e-2, dtype="float64")
+    out = train.train(cfg, tmp_path / "run")
+    run = train.Run(tmp_path / "run")
+    task = run.task()
+    assert task.labels.labels == ("no", "yes") and run.labels() == task.labels
+    net, _ = run.network(task, "last")
+    result = task.evaluate(net.params, net.arch)
+    assert result["accuracy"] > 0.9 > task.baselines()["majority_accuracy"]
+    assert result["loss"] == out.valid_loss
+    stopped = train.train(cfg, tmp_path / "split", on_step=lambda p: p.step == 50)
+    assert stopped.status == "interrupted"
+    train.train(cfg, tmp_path / "split", resume=True)
+    a, b = arrays(tmp_path / "run")[0], arrays(tmp_path / "split")[0]
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_the_seeds_toy_example_as_a_file(tmp_path):
+    path = tmp_path / "seeds.tsv"
+    path.write_text("cat mat rat\t1\ncat mat rat rat rat mat\t1\nmat mat cat\t0\n")
+    cfg = TrainConfig(task="classify", data=str(path), valid=str(path), level="word", cell="rnn", hidden=8,
+                      layers=1, embedding=0, batch=3, steps=200, eval_every=100, lr=0.05, dtype="float64")
+    out = train.train(cfg, tmp_path / "run")
+    run = train.Run(tmp_path / "run")
+    net, _ = run.network(run.task(), "last")
+    assert run.task().evaluate(net.params, net.arch)["accuracy"] == 1.0
+    assert out.valid_loss < 0.1

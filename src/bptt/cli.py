@@ -13,6 +13,7 @@ from . import __version__, gradcheck, report
 from .config import TrainConfig
 
 TRAIN_HELP = {
+    "task": "lm: a language model on a text; classify: one label per line of a .tsv/.csv (text<TAB>label)",
     "data": "training text, UTF-8 (default: Tiny Shakespeare, shipped with bptt)",
     "valid": "validation text (default: the last --valid-fraction of --data)",
     "valid_fraction": "fraction of --data held out for validation when --valid is not given",
@@ -126,7 +127,7 @@ def add_train(sub):
             p.add_argument(flag, action="store_true", default=None, help=TRAIN_HELP[f.name])
             continue
         kind = next(t for t in typing.get_args(f.type) or (f.type,) if t is not type(None))
-        choices = {"level": ("char", "word"), "cell": ("rnn", "gru", "lstm"),
+        choices = {"task": ("lm", "classify"), "level": ("char", "word"), "cell": ("rnn", "gru", "lstm"),
                    "nonlinearity": ("tanh", "relu", "sigmoid"), "init": ("default", "xavier"),
                    "recurrent_init": ("default", "xavier", "orthogonal", "identity"),
                    "dtype": ("float32", "float64"), "schedule": ("constant", "plateau", "cosine"),
@@ -151,46 +152,48 @@ def run_train(args):
     finally:
         display.close()
     run = train.Run(args.out)
-    cfg = run.config()
     p = outcome.progress
     if outcome.status == "interrupted":
         print(f"stopped at step {p.step}; saved. Continue with: bptt train --out {args.out} --resume")
         return 130
-    corpus = train.load_corpus(cfg, run.vocab())
-    uniform, unigram = train.baselines(corpus)
+    cfg, task = run.config(), run.task()
+    net, _ = run.network(task, "last")
     print(f"\n{p.step} steps, {p.epoch} epochs, {p.tokens / 1e6:.2f}M tokens in {p.elapsed:.0f} s; "
-          f"clipped on {p.clipped / max(p.step, 1):.0%} of steps; best validation at step {p.best_step}")
-    print(f"validation ({corpus.valid.size} tokens):")
-    print(report.comparison(outcome.valid_loss, uniform, unigram, cfg.level))
-    if args.sample:
+          f"clipped on {p.clipped / max(p.step, 1):.0%} of steps; best validation {p.best_valid:.4f} at step "
+          f"{p.best_step}")
+    result = task.evaluate(net.params, net.arch)
+    print(report.results(result, task.baselines(), cfg))
+    if args.sample and cfg.task == "lm":
         print()
-        print(sample_text(run, cfg, prime=None, length=args.sample, temperature=0.8, seed=cfg.seed))
+        print(sample_text(run, prime=None, length=args.sample, temperature=0.8, seed=cfg.seed))
     return 0
 
 
-def sample_text(run, cfg, prime, length, temperature=1.0, top_k=None, top_p=None, seed=0, greedy=False):
-    from . import generate, train
+def sample_text(run, prime, length, temperature=1.0, top_k=None, top_p=None, seed=0, greedy=False):
+    from . import generate
 
-    vocab = run.vocab()
-    params, _ = run.load_params("best")
-    net = train.build_network(cfg, vocab.size)
-    if prime is None or prime == "":
-        tokens = ["\n" if cfg.level == "char" and "\n" in vocab.index else "<eos>" if cfg.level == "word"
-                  else vocab.tokens[0]]
+    cfg = run.config()
+    if cfg.task != "lm":
+        raise ValueError(f"sample: {run.path} holds a classifier (task {cfg.task!r}); sampling needs a language model")
+    task = run.task(cfg)
+    net, _ = run.network(task, "best")
+    vocab = task.vocab
+    if not prime:
+        tokens = ["<eos>"] if cfg.level == "word" else ["\n" if "\n" in vocab.index else vocab.tokens[0]]
     else:
         tokens = list(prime) if cfg.level == "char" else prime.split()
-    ids = generate.sample(params, net.arch, vocab.encode(tokens), length, np.random.default_rng(seed),
+    ids = generate.sample(net.params, net.arch, vocab.encode(tokens), length, np.random.default_rng(seed),
                           temperature, top_k, top_p, greedy)
-    shown = "" if prime is None else prime
-    return shown + report.detokenize(vocab.decode(ids), cfg.level)
+    return (prime or "") + report.detokenize(vocab.decode(ids), cfg.level)
 
 
 def add_eval(sub):
-    p = sub.add_parser("eval", help="loss, perplexity and bits/char of a trained model on a text file",
-                       description="Evaluate the best checkpoint of a run on a text file: cross-entropy in "
-                                   "nats per token, perplexity e^loss, and bits per character (char level).")
+    p = sub.add_parser("eval", help="loss, perplexity and bits/char of a trained model on a file",
+                       description="Evaluate the best checkpoint of a run on a file: for a language model, "
+                                   "cross-entropy in nats per token, perplexity e^loss and bits per character "
+                                   "(char level) on a text; for a classifier, loss and accuracy on a .tsv/.csv.")
     p.add_argument("run", metavar="RUN_DIR")
-    p.add_argument("--data", required=True, metavar="TEXT", help="UTF-8 text to evaluate on")
+    p.add_argument("--data", required=True, metavar="FILE", help="UTF-8 text (or labelled file) to evaluate on")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -199,20 +202,24 @@ def run_eval(args):
     from . import data, train
 
     run = train.Run(args.run)
-    cfg, vocab = run.config(), run.vocab()
-    params, meta = run.load_params(args.checkpoint)
-    net = train.build_network(cfg, vocab.size)
-    ids = vocab.encode(data.tokenize(data.read_text(args.data), cfg.level))
-    if ids.size < 2:
-        raise ValueError(f"--data: {args.data} has {ids.size} token(s); at least 2 are needed")
-    loss, count = train.evaluate(params, net.arch, ids, cfg.eval_batch, cfg.window)
-    result = {"file": args.data, "tokens": count, "checkpoint_step": meta["step"], **train.metrics_of(loss, cfg.level)}
+    cfg = run.config()
+    task = run.task(cfg)
+    net, meta = run.network(task, args.checkpoint)
+    if cfg.task == "lm":
+        ids = task.vocab.encode(data.tokenize(data.read_text(args.data), cfg.level))
+        if ids.size < 2:
+            raise ValueError(f"--data: {args.data} has {ids.size} token(s); at least 2 are needed")
+        result = task.evaluate(net.params, net.arch, ids)
+    else:
+        texts, names = data.read_labeled(args.data, cfg.level)
+        seqs = [task.vocab.encode(list(t) if cfg.level == "char" else t.split()) for t in texts]
+        result = task.evaluate(net.params, net.arch, (seqs, task.labels.encode(names)))
+    result = {"file": args.data, "checkpoint_step": meta["step"], **result}
     if args.json:
         print(json.dumps(result))
     else:
-        bits = f", {result['bits_per_char']:.4f} bits/char" if "bits_per_char" in result else ""
-        print(f"{args.data}: {count} tokens, loss {loss:.4f} nats, perplexity {result['perplexity']:.2f}{bits} "
-              f"(step {meta['step']})")
+        shown = ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in result.items() if isinstance(v, float))
+        print(f"{args.data} (step {meta['step']}): {shown}")
     return 0
 
 
@@ -234,8 +241,7 @@ def add_sample(sub):
 def run_sample(args):
     from . import train
 
-    run = train.Run(args.run)
-    print(sample_text(run, run.config(), args.prime, args.length, args.temperature, args.top_k, args.top_p,
+    print(sample_text(train.Run(args.run), args.prime, args.length, args.temperature, args.top_k, args.top_p,
                       args.seed, args.greedy))
     return 0
 

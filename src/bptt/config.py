@@ -9,6 +9,7 @@ from . import checks
 @dataclass(frozen=True)
 class TrainConfig:
     # data
+    task: str = "lm"                   # "lm" (language model) or "classify" (text<TAB>label, many-to-one)
     data: str | None = None            # training text (UTF-8); None: Tiny Shakespeare, shipped in the package
     valid: str | None = None           # validation text; None: the last valid_fraction of data
     valid_fraction: float = 0.1
@@ -52,7 +53,10 @@ class TrainConfig:
     log_every: int = 10
 
     def __post_init__(self):
+        checks.one_of("task", self.task, ("lm", "classify"))
         checks.one_of("level", self.level, ("char", "word"))
+        if self.task == "classify" and (self.data is None or self.tie):
+            raise ValueError("task: 'classify' needs --data (a .tsv or .csv of text<TAB>label) and no --tie")
         checks.one_of("dtype", self.dtype, ("float32", "float64"))
         checks.one_of("schedule", self.schedule, ("constant", "plateau", "cosine"))
         checks.one_of("clip_mode", self.clip_mode, ("norm", "param", "value"))

@@ -18,15 +18,13 @@ import math
 import signal
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from . import checkpoint, clipping, data, engine, init, optim, schedules, tbptt
+from . import checkpoint, clipping, data, engine, init, optim, schedules, tasks
 from .config import TrainConfig
-from .losses import log_softmax
 
 FILES = ("config.json", "vocab.json", "checkpoint.safetensors", "best.safetensors", "metrics.jsonl")
 
@@ -35,33 +33,10 @@ class Diverged(RuntimeError):
     pass
 
 
-class Corpus(NamedTuple):
-    vocab: data.Vocab
-    train: np.ndarray           # (N,) ids
-    valid: np.ndarray           # (M,) ids
-
-
-def shipped_text():
-    return resources.files("bptt").joinpath("corpora/tinyshakespeare.txt").read_text(encoding="utf-8")
-
-
-def load_corpus(cfg, vocab=None):
-    """Read, split and encode the texts of cfg; the vocabulary comes from the training part."""
-    text = data.read_text(cfg.data) if cfg.data else shipped_text()
-    if cfg.valid:
-        train_text, valid_text = text, data.read_text(cfg.valid)
-    else:
-        train_text, valid_text = data.split_text(text, cfg.valid_fraction, cfg.level)
-    train_tokens = data.tokenize(train_text, cfg.level)
-    if vocab is None:
-        vocab = data.build_vocab(train_tokens, cfg.level, cfg.max_vocab)
-    return Corpus(vocab, vocab.encode(train_tokens), vocab.encode(data.tokenize(valid_text, cfg.level)))
-
-
-def build_network(cfg, vocab_size):
+def build_network(cfg, input_size, output_size):
     from .network import Network
 
-    net = Network(cfg.cell, vocab_size, cfg.hidden, vocab_size, num_layers=cfg.layers,
+    net = Network(cfg.cell, input_size, cfg.hidden, output_size, num_layers=cfg.layers,
                   embedding_dim=cfg.embedding or None, nonlinearity=cfg.nonlinearity,
                   dtype=np.dtype(cfg.dtype), seed=cfg.seed, tie_weights=cfg.tie)
     init.apply(net.params, net.arch, np.random.default_rng([cfg.seed, 1]), cfg.init, cfg.recurrent_init,
@@ -80,39 +55,13 @@ def make_optimizer(cfg):
     return optim.make(cfg.optimizer, **hyper)
 
 
-def evaluate(params, arch, ids, batch, window):
-    """Mean cross-entropy (nats per token) of the model on ids, read as `batch` streams with the
-    state carried across windows, as in training. Returns (loss, tokens scored)."""
-    batch = max(1, min(batch, len(ids) // 2))
-    stream = data.batchify(ids, batch)
-    total, count, state = 0.0, 0, None
-    for x, y in data.windows(stream, window):
-        z, state = engine.logits(params, arch, x, state)
-        total -= np.take_along_axis(log_softmax(z.astype(np.float64)), y[..., None], axis=-1).sum()
-        count += y.size
-    return float(total / count), count
-
-
-def baselines(corpus):
-    """Cross-entropy of the uniform and the unigram (train frequencies) models on the validation text."""
-    unigram = data.unigram_logprobs(corpus.train, corpus.vocab.size)
-    return math.log(corpus.vocab.size), float(-unigram[corpus.valid].mean())
-
-
-def metrics_of(loss, level):
-    m = {"loss": loss, "perplexity": math.exp(min(loss, 700))}
-    if level == "char":
-        m["bits_per_char"] = loss / math.log(2)
-    return m
-
-
 @dataclass
 class Progress:
     """Where a run is: everything besides arrays that a checkpoint must restore."""
 
     step: int = 0
     epoch: int = 0
-    window: int = 0                  # index of the next TBPTT window in the epoch
+    window: int = 0                  # index of the next batch (TBPTT window) in the epoch
     tokens: int = 0
     clipped: int = 0                 # steps on which clipping changed the gradient
     best_valid: float = math.inf
@@ -161,6 +110,22 @@ class Run:
 
     def vocab(self):
         return data.Vocab.from_json(checkpoint.read_json(self.file("vocab.json"), "vocabulary"))
+
+    def labels(self):
+        if not self.file("labels.json").exists():
+            return None
+        return data.LabelSet.from_json(checkpoint.read_json(self.file("labels.json"), "label set"))
+
+    def task(self, cfg=None):
+        """The task of this run, with its saved vocabulary (and labels)."""
+        return tasks.make(cfg or self.config(), self.vocab(), self.labels())
+
+    def network(self, task, which="best"):
+        cfg = self.config()
+        params, meta = self.load_params(which)
+        net = build_network(cfg, task.input_size, task.output_size)
+        net.params = {name: params[name] for name in net.params}
+        return net, meta
 
     def log(self, record):
         with open(self.file("metrics.jsonl"), "a") as f:
@@ -248,20 +213,16 @@ def train(cfg, out, resume=False, on_step=None, on_event=None):
     if resume:
         if not run.exists():
             raise ValueError(f"--resume: {run.path} has no checkpoint to resume from")
-        saved = run.config()
-        cfg = saved.replace(steps=cfg.steps, epochs=cfg.epochs, max_time=cfg.max_time)
-        vocab = run.vocab()
+        cfg = run.config().replace(steps=cfg.steps, epochs=cfg.epochs, max_time=cfg.max_time)
+        task = run.task(cfg)
     else:
         if run.exists():
             raise ValueError(f"--out: {run.path} already holds a run; pass --resume to continue it "
                              f"or choose another directory")
-        vocab = None
-    corpus = load_corpus(cfg, vocab)
-    stream = data.batchify(corpus.train, cfg.batch)           # (N, B)
-    windows = tbptt.windows(len(stream), cfg.window, cfg.k2)
-    net = build_network(cfg, corpus.vocab.size)
+        task = tasks.make(cfg)
+    net = build_network(cfg, task.input_size, task.output_size)
     opt = make_optimizer(cfg)
-    total = total_steps(cfg, len(windows))
+    total = total_steps(cfg, task.steps_per_epoch)
 
     if resume:
         params, opt_state, carried, progress = run.load()
@@ -269,7 +230,9 @@ def train(cfg, out, resume=False, on_step=None, on_event=None):
     else:
         run.path.mkdir(parents=True, exist_ok=True)
         checkpoint.write_json_atomic(run.file("config.json"), cfg.to_json())
-        checkpoint.write_json_atomic(run.file("vocab.json"), corpus.vocab.to_json())
+        checkpoint.write_json_atomic(run.file("vocab.json"), task.vocab.to_json())
+        if cfg.task == "classify":
+            checkpoint.write_json_atomic(run.file("labels.json"), task.labels.to_json())
         opt_state, carried = opt.init(net.params), None
         progress = Progress(schedule=schedules.Plateau(cfg.lr).init() if cfg.schedule == "plateau" else None)
         run.save(net.params, opt_state, carried, progress)
@@ -277,10 +240,8 @@ def train(cfg, out, resume=False, on_step=None, on_event=None):
     rng = np.random.default_rng(cfg.seed + 2)
     if progress.rng is not None:
         rng.bit_generator.state = progress.rng
-    uniform, unigram = baselines(corpus)
-    emit("start", {"step": progress.step, "total": total, "vocab": corpus.vocab.size, "train_tokens": corpus.train.size,
-                   "valid_tokens": corpus.valid.size, "uniform": uniform, "unigram": unigram,
-                   "windows_per_epoch": len(windows), "params": sum(p.size for p in net.params.values())})
+    emit("start", {"step": progress.step, "total": total, "params": sum(p.size for p in net.params.values()),
+                   **task.describe(), **task.baselines()})
 
     saved_at = progress.step
 
@@ -293,8 +254,8 @@ def train(cfg, out, resume=False, on_step=None, on_event=None):
     def validate(scheduled=True):
         """Validation loss; keeps best.safetensors. Only scheduled validations (every eval_every
         steps) move the plateau schedule, so stopping early never changes the arithmetic."""
-        loss, _ = evaluate(net.params, net.arch, corpus.valid, cfg.eval_batch, cfg.window)
-        record = {"step": progress.step, "split": "valid", **metrics_of(loss, cfg.level)}
+        record = {"step": progress.step, "split": "valid", **task.evaluate(net.params, net.arch)}
+        loss = record["loss"]
         if loss < progress.best_valid:
             progress.best_valid, progress.best_step = loss, progress.step
             checkpoint.save_arrays(run.file("best.safetensors"), {f"param/{k}": v for k, v in net.params.items()},
@@ -310,34 +271,32 @@ def train(cfg, out, resume=False, on_step=None, on_event=None):
     started = time.perf_counter() - progress.elapsed
     with SigintFlag() as sigint, np.errstate(over="ignore", invalid="ignore"):   # divergence is checked below
         while total is None or progress.step < total:
-            w = windows[progress.window]
-            x, y, loss_mask, reset = tbptt.window_batch(stream, w)
+            batch, tokens = task.batch(progress.window, progress.epoch)
             tick = time.perf_counter()
-            r = engine.loss_and_grads(net.params, net.arch, x, y, carried, loss_mask=loss_mask, reset=reset,
-                                      dropout=cfg.dropout, rng=rng, clip_dh=cfg.clip_dh)
+            r = engine.loss_and_grads(net.params, net.arch, state=carried, **batch, dropout=cfg.dropout, rng=rng,
+                                      clip_dh=cfg.clip_dh)
             norm, clipped = clip(cfg, r.grads)
             if not (math.isfinite(r.loss) and math.isfinite(norm)):
                 raise Diverged(f"training diverged at step {progress.step + 1}: loss {r.loss}, gradient norm "
                                f"{norm}. The last good checkpoint (step {saved_at}) is kept in "
                                f"{run.file('checkpoint.safetensors')}; try a lower --lr or --clip.")
+            if task.carries_state:
+                carried = task.next_state(net.params, net.arch, progress.window, carried, r.state)
             following = progress.window + 1
-            if following < len(windows):
-                carried = tbptt.next_start_state(net.params, net.arch, stream, w, windows[following], carried,
-                                                 r.state)
-            else:
-                carried, following = None, 0
+            if following == task.steps_per_epoch:
+                following = 0
                 progress.epoch += 1
             lr = learning_rate(cfg, progress, total)
             opt.step(net.params, r.grads, opt_state, lr)
             progress.step += 1
             progress.window = following
-            progress.tokens += (w.stop - w.loss_from) * cfg.batch
+            progress.tokens += tokens
             progress.clipped += clipped
             progress.elapsed = time.perf_counter() - started
             if progress.step % cfg.log_every == 0 or progress.step == total:
                 record = {"step": progress.step, "epoch": progress.epoch, "loss": r.loss, "lr": lr,
                           "grad_norm": norm, "clipped": clipped, "clipped_fraction": progress.clipped / progress.step,
-                          "tokens_per_s": y.size / (time.perf_counter() - tick), "elapsed": progress.elapsed}
+                          "tokens_per_s": tokens / (time.perf_counter() - tick), "elapsed": progress.elapsed}
                 run.log(record)
                 emit("log", record)
             if progress.step % cfg.eval_every == 0 or progress.step == total:
@@ -352,5 +311,5 @@ def train(cfg, out, resume=False, on_step=None, on_event=None):
                     save()
                 break
     if last_valid is None and status != "interrupted":
-        last_valid, _ = evaluate(net.params, net.arch, corpus.valid, cfg.eval_batch, cfg.window)
+        last_valid = task.evaluate(net.params, net.arch)["loss"]
     return Outcome(status, progress, last_valid, progress.best_valid)

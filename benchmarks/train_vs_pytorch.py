@@ -1,0 +1,84 @@
+"""Train the same character LSTM with bptt and with PyTorch, side by side, and compare.
+
+Same data (Tiny Shakespeare, last 10% validation), same initial weights (bptt's, loaded into
+PyTorch), same windows in the same order, same optimiser and clipping; only the arithmetic
+engine differs. Prints both validation losses after the same number of steps and their ratio.
+
+    python benchmarks/train_vs_pytorch.py                  # 2-layer LSTM 256, batch 32, window 64, Adam 2e-3, clip 5
+    python benchmarks/train_vs_pytorch.py --steps 300      # shorter
+
+PyTorch is optional: without it, only bptt's number is printed.
+"""
+
+import argparse
+import math
+import tempfile
+import time
+
+import numpy as np
+
+from bptt import data, tasks, train
+from bptt.config import TrainConfig
+
+
+def pytorch_run(cfg, task, steps):
+    import torch
+
+    from bptt import torch_reference
+
+    torch.manual_seed(cfg.seed)
+    net = train.build_network(cfg, task.input_size, task.output_size)   # the same initial weights as bptt's
+    model = torch_reference.build(net.arch, net.torch_state_dict(), np.dtype(cfg.dtype))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    stream = torch.as_tensor(data.batchify(task.train, cfg.batch))
+    windows_per_epoch = len(range(0, len(stream) - 1, cfg.window))
+    state, start = None, time.perf_counter()
+    for step in range(steps):
+        i = (step % windows_per_epoch) * cfg.window
+        if i == 0:
+            state = None
+        x, y = stream[i:i + cfg.window], stream[i + 1:i + 1 + cfg.window]
+        x = x[:len(y)]
+        hs, state = model(x, state)
+        loss = torch.nn.functional.cross_entropy(model.head(hs).reshape(-1, task.output_size), y.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        state = tuple(s.detach() for s in state)                  # truncation: the state carries values only
+    elapsed = time.perf_counter() - start
+    params = {name: p.detach().numpy() for name, p in model.state_dict().items()}
+    net.load_torch_state_dict(params)
+    return task.evaluate(net.params, net.arch)["loss"], elapsed
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=2)
+    args = p.parse_args()
+    cfg = TrainConfig(cell="lstm", hidden=args.hidden, layers=args.layers, embedding=64, batch=32, window=64,
+                      optimizer="adam", lr=2e-3, clip=5.0, steps=args.steps, eval_every=args.steps, seed=0)
+    task = tasks.LanguageModel(cfg)
+    print(f"char LSTM {cfg.layers}x{cfg.hidden}, embedding {cfg.embedding}, batch {cfg.batch}, window {cfg.window}, "
+          f"Adam {cfg.lr:g}, clip {cfg.clip:g}, {cfg.steps} steps, {cfg.dtype}; "
+          f"validation: last 10% of Tiny Shakespeare ({task.valid.size} characters)")
+    with tempfile.TemporaryDirectory() as run:
+        start = time.perf_counter()
+        ours = train.train(cfg, run)
+        ours_time = time.perf_counter() - start
+    print(f"bptt     validation loss {ours.valid_loss:.4f} nats ({ours.valid_loss / math.log(2):.3f} bits/char), "
+          f"{ours_time:.0f} s")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("PyTorch  not installed: no comparison")
+        return
+    theirs, theirs_time = pytorch_run(cfg, task, cfg.steps)
+    print(f"PyTorch  validation loss {theirs:.4f} nats ({theirs / math.log(2):.3f} bits/char), {theirs_time:.0f} s")
+    print(f"bptt / PyTorch: {ours.valid_loss / theirs:.4f}  ({100 * (ours.valid_loss / theirs - 1):+.2f}%)")
+
+
+if __name__ == "__main__":
+    main()

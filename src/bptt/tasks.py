@@ -1,0 +1,150 @@
+"""What a training run learns from: the data, how it is cut into batches, how it is scored.
+
+    LanguageModel    next-token prediction on a text, targets at every step, TBPTT windows over
+                     B streams with the hidden state carried from window to window
+    Classification   one label per text (many-to-one, the seeds' sentiment example), padded
+                     batches with lengths, full BPTT over each whole sequence, reshuffled each epoch
+
+Both give the training loop the same few things: batch(index, epoch) -> the keyword arguments of
+engine.loss_and_grads, evaluate(params, arch) -> metrics with a "loss", and baselines().
+"""
+
+import math
+from importlib import resources
+
+import numpy as np
+
+from . import data, engine, tbptt
+from .losses import log_softmax
+
+
+def shipped_text():
+    return resources.files("bptt").joinpath("corpora/tinyshakespeare.txt").read_text(encoding="utf-8")
+
+
+def lm_metrics(loss, level):
+    m = {"loss": loss, "perplexity": math.exp(min(loss, 700))}
+    if level == "char":
+        m["bits_per_char"] = loss / math.log(2)
+    return m
+
+
+def lm_loss(params, arch, ids, batch, window):
+    """Mean cross-entropy (nats per token) of the model on ids, read as `batch` streams with the
+    state carried across windows, as in training. Returns (loss, tokens scored)."""
+    batch = max(1, min(batch, len(ids) // 2))
+    stream = data.batchify(ids, batch)
+    total, count, state = 0.0, 0, None
+    for x, y in data.windows(stream, window):
+        z, state = engine.logits(params, arch, x, state)
+        total -= np.take_along_axis(log_softmax(z.astype(np.float64)), y[..., None], axis=-1).sum()
+        count += y.size
+    return float(total / count), count
+
+
+class LanguageModel:
+    carries_state = True
+
+    def __init__(self, cfg, vocab=None):
+        text = data.read_text(cfg.data) if cfg.data else shipped_text()
+        if cfg.valid:
+            train_text, valid_text = text, data.read_text(cfg.valid)
+        else:
+            train_text, valid_text = data.split_text(text, cfg.valid_fraction, cfg.level)
+        train_tokens = data.tokenize(train_text, cfg.level)
+        self.cfg = cfg
+        self.vocab = vocab or data.build_vocab(train_tokens, cfg.level, cfg.max_vocab)
+        self.train = self.vocab.encode(train_tokens)                      # (N,)
+        self.valid = self.vocab.encode(data.tokenize(valid_text, cfg.level))
+        self.stream = data.batchify(self.train, cfg.batch)                # (N / B, B)
+        self.windows = tbptt.windows(len(self.stream), cfg.window, cfg.k2)
+        self.input_size = self.output_size = self.vocab.size
+        self.steps_per_epoch = len(self.windows)
+
+    def batch(self, index, epoch):
+        x, y, loss_mask, reset = tbptt.window_batch(self.stream, self.windows[index])
+        w = self.windows[index]
+        return dict(x=x, y=y, loss_mask=loss_mask, reset=reset), (w.stop - w.loss_from) * self.cfg.batch
+
+    def next_state(self, params, arch, index, state, state_T):
+        """The state carried into window index + 1 (None: the epoch ends, start from zeros)."""
+        if index + 1 == len(self.windows):
+            return None
+        return tbptt.next_start_state(params, arch, self.stream, self.windows[index], self.windows[index + 1],
+                                      state, state_T)
+
+    def evaluate(self, params, arch, ids=None):
+        loss, count = lm_loss(params, arch, self.valid if ids is None else ids, self.cfg.eval_batch, self.cfg.window)
+        return lm_metrics(loss, self.cfg.level) | {"tokens": count}
+
+    def baselines(self):
+        """Cross-entropy of the uniform and the unigram (train frequencies) models on the validation text."""
+        unigram = data.unigram_logprobs(self.train, self.vocab.size)
+        return {"uniform": math.log(self.vocab.size), "unigram": float(-unigram[self.valid].mean())}
+
+    def describe(self):
+        return {"train_tokens": self.train.size, "valid_tokens": self.valid.size, "vocab": self.vocab.size,
+                "batches_per_epoch": self.steps_per_epoch}
+
+
+class Classification:
+    carries_state = False
+
+    def __init__(self, cfg, vocab=None, labels=None):
+        texts, names = data.read_labeled(cfg.data, cfg.level)
+        if cfg.valid:
+            valid_texts, valid_names = data.read_labeled(cfg.valid, cfg.level)
+        else:
+            cut = len(texts) - max(1, round(cfg.valid_fraction * len(texts)))
+            if cut < 1:
+                raise ValueError(f"--data: {cfg.data} has {len(texts)} example(s), too few to hold out a "
+                                 f"validation part; give --valid")
+            texts, valid_texts, names, valid_names = texts[:cut], texts[cut:], names[:cut], names[cut:]
+        tokens = [data.tokenize(t, cfg.level) if cfg.level == "char" else t.split() for t in texts]
+        self.cfg = cfg
+        self.vocab = vocab or data.build_vocab([tok for seq in tokens for tok in seq], cfg.level, cfg.max_vocab)
+        self.labels = labels or data.build_labels(names)
+        self.train = [self.vocab.encode(seq) for seq in tokens]
+        self.train_y = self.labels.encode(names)
+        self.valid = [self.vocab.encode(data.tokenize(t, cfg.level) if cfg.level == "char" else t.split())
+                      for t in valid_texts]
+        self.valid_y = self.labels.encode(valid_names)
+        self.input_size, self.output_size = self.vocab.size, self.labels.size
+        self.steps_per_epoch = math.ceil(len(self.train) / cfg.batch)
+
+    def order(self, epoch):
+        return np.random.default_rng([self.cfg.seed, 3, epoch]).permutation(len(self.train))
+
+    def batch(self, index, epoch):
+        chosen = self.order(epoch)[index * self.cfg.batch:(index + 1) * self.cfg.batch]
+        x, lengths = data.pad_batch([self.train[i] for i in chosen])
+        return dict(x=x, y=self.train_y[chosen], target="last", lengths=lengths), int(lengths.sum())
+
+    def evaluate(self, params, arch, examples=None):
+        seqs, y = (self.valid, self.valid_y) if examples is None else examples
+        total, correct = 0.0, 0
+        for i in range(0, len(seqs), self.cfg.eval_batch):
+            x, lengths = data.pad_batch(seqs[i:i + self.cfg.eval_batch])
+            z, _ = engine.logits(params, arch, x, lengths=lengths)
+            z_last = z[lengths - 1, np.arange(len(lengths))].astype(np.float64)       # each row's own last step
+            yb = y[i:i + self.cfg.eval_batch]
+            total -= log_softmax(z_last)[np.arange(len(yb)), yb].sum()
+            correct += int((z_last.argmax(axis=1) == yb).sum())
+        return {"loss": float(total / len(seqs)), "accuracy": correct / len(seqs), "examples": len(seqs)}
+
+    def baselines(self):
+        """The uniform guess, and the class prior of the training labels (its accuracy: the majority class)."""
+        prior = np.log((np.bincount(self.train_y, minlength=self.labels.size) + 1.0) /
+                       (len(self.train_y) + self.labels.size))
+        return {"uniform": math.log(self.labels.size), "prior": float(-prior[self.valid_y].mean()),
+                "majority_accuracy": float(np.mean(self.valid_y == prior.argmax()))}
+
+    def describe(self):
+        return {"train_examples": len(self.train), "valid_examples": len(self.valid), "vocab": self.vocab.size,
+                "labels": self.labels.size, "batches_per_epoch": self.steps_per_epoch}
+
+
+def make(cfg, vocab=None, labels=None):
+    if cfg.task == "classify":
+        return Classification(cfg, vocab, labels)
+    return LanguageModel(cfg, vocab)
