@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from bptt import checkpoint, train
+from bptt import checkpoint, tasks, train
 from bptt.config import TrainConfig
 
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
@@ -35,6 +35,7 @@ def arrays(run_dir):
     dict(dropout=0.2, schedule="plateau", optimizer="sgd", lr=0.5, momentum=0.9, nesterov=True),
     dict(cell="gru", backprop=13, schedule="cosine", warmup=3, clip=0.5, clip_mode="value", dtype="float32"),
     dict(cell="rnn", nonlinearity="relu", recurrent_init="identity", optimizer="adagrad", lr=0.05, clip_dh=0.1),
+    dict(separator="\n\n", backprop=11, tie=True, embedding=12, dropout=0.1),
 ])
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, corpus, kw):
     cfg = small(corpus, **kw)
@@ -174,3 +175,27 @@ def test_the_seeds_toy_example_as_a_file(tmp_path):
     net, _ = run.network(run.task(), "last")
     assert run.task().evaluate(net.params, net.arch)["accuracy"] == 1.0
     assert out.valid_loss < 0.1
+
+
+def test_documents_restart_each_stream():
+    tokens, starts = tasks.documents("ab\n\ncde\n\nf", "char", "\n\n")
+    assert tokens == list("abcdef")
+    assert list(starts) == [True, False, True, False, False, True]
+    tokens, starts = tasks.documents("a b\nc\n\nd\n", "word", "\n\n")
+    assert tokens == ["a", "b", "<eos>", "c", "<eos>", "d", "<eos>"] and list(starts) == [1, 0, 0, 0, 0, 1, 0]
+
+
+def test_ctrl_c_saves_and_stops(tmp_path, corpus):
+    import signal
+
+    cfg = small(corpus, steps=14)
+
+    def press_ctrl_c(progress):
+        if progress.step == 6:
+            os.kill(os.getpid(), signal.SIGINT)             # delivered to the handler train() installed
+        return False
+
+    out = train.train(cfg, tmp_path / "run", on_step=press_ctrl_c)
+    assert out.status == "interrupted" and out.progress.step == 6
+    assert train.Run(tmp_path / "run").load()[3].step == 6
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler      # restored

@@ -19,6 +19,8 @@ TRAIN_HELP = {
     "valid_fraction": "fraction of --data held out for validation when --valid is not given",
     "level": "tokens: characters, or words (PTB convention: <eos> at each line end, <unk>)",
     "max_vocab": "word level: keep only the most frequent words (the rest become <unk>)",
+    "separator": "text that separates documents (e.g. a blank line); each stream's state restarts at every "
+                 "document start, inside a window, without breaking the batch",
     "cell": "recurrent cell",
     "nonlinearity": "rnn only: f in h_t = f(W x_t + U h_{t-1} + b)",
     "hidden": "hidden units per layer (H)",
@@ -139,6 +141,8 @@ def add_train(sub):
 
 def config_from(args):
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    if given["separator"] is not None:                        # --separator '\n\n' means two line breaks
+        given["separator"] = given["separator"].replace("\\n", "\n").replace("\\t", "\t")
     return TrainConfig(**{k: v for k, v in given.items() if v is not None})
 
 
@@ -157,12 +161,10 @@ def run_train(args):
         print(f"stopped at step {p.step}; saved. Continue with: bptt train --out {args.out} --resume")
         return 130
     cfg, task = run.config(), run.task()
-    net, _ = run.network(task, "last")
     print(f"\n{p.step} steps, {p.epoch} epochs, {p.tokens / 1e6:.2f}M tokens in {p.elapsed:.0f} s; "
           f"clipped on {p.clipped / max(p.step, 1):.0%} of steps; best validation {p.best_valid:.4f} at step "
           f"{p.best_step}")
-    result = task.evaluate(net.params, net.arch)
-    print(report.results(result, task.baselines(), cfg))
+    print(report.results(outcome.valid, task.baselines(), cfg))
     if args.sample and cfg.task == "lm":
         print()
         print(sample_text(run, prime=None, length=args.sample, temperature=0.8, seed=cfg.seed))
@@ -199,17 +201,18 @@ def add_eval(sub):
 
 
 def run_eval(args):
-    from . import data, train
+    from . import data, tasks, train
 
     run = train.Run(args.run)
     cfg = run.config()
     task = run.task(cfg)
     net, meta = run.network(task, args.checkpoint)
     if cfg.task == "lm":
-        ids = task.vocab.encode(data.tokenize(data.read_text(args.data), cfg.level))
+        tokens, starts = tasks.documents(data.read_text(args.data), cfg.level, cfg.separator)
+        ids = task.vocab.encode(tokens)
         if ids.size < 2:
             raise ValueError(f"--data: {args.data} has {ids.size} token(s); at least 2 are needed")
-        result = task.evaluate(net.params, net.arch, ids)
+        result = task.evaluate(net.params, net.arch, ids, starts)
     else:
         texts, names = data.read_labeled(args.data, cfg.level)
         seqs = [task.vocab.encode(list(t) if cfg.level == "char" else t.split()) for t in texts]

@@ -15,6 +15,8 @@ class TrainConfig:
     valid_fraction: float = 0.1
     level: str = "char"                # "char" or "word" (PTB convention: <eos> at line ends, <unk>)
     max_vocab: int | None = None       # word level: keep the most frequent words
+    separator: str | None = None       # documents are separated by this text (e.g. "\n\n"): each stream
+                                       # restarts from a zero state at every document start
     # model
     cell: str = "lstm"                 # "rnn", "gru" or "lstm"
     nonlinearity: str = "tanh"         # rnn only: "tanh", "relu", "sigmoid"

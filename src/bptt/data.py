@@ -246,8 +246,8 @@ def batchify(ids, batch_size):
     """
     B = positive_int("batch_size", batch_size)
     ids = np.asarray(ids)
-    if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
-        raise ValueError(f"ids: expected a 1-D array of int token ids, got {describe(ids)}")
+    if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iub"):
+        raise ValueError(f"ids: expected a 1-D array of int token ids (or a bool mask), got {describe(ids)}")
     n = len(ids) // B
     if n < 2:
         raise ValueError(f"ids: the token stream has {len(ids)} tokens, fewer than 2 per stream for batch_size {B} "

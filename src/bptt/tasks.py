@@ -29,17 +29,32 @@ def lm_metrics(loss, level):
     return m
 
 
-def lm_loss(params, arch, ids, batch, window):
+def lm_loss(params, arch, ids, batch, window, starts=None):
     """Mean cross-entropy (nats per token) of the model on ids, read as `batch` streams with the
-    state carried across windows, as in training. Returns (loss, tokens scored)."""
+    state carried across windows (and reset at document starts), as in training.
+    Returns (loss, tokens scored)."""
     batch = max(1, min(batch, len(ids) // 2))
     stream = data.batchify(ids, batch)
+    starts = None if starts is None else data.batchify(starts, batch).astype(bool)
     total, count, state = 0.0, 0, None
-    for x, y in data.windows(stream, window):
-        z, state = engine.logits(params, arch, x, state)
+    for i, (x, y) in enumerate(data.windows(stream, window)):
+        reset = None if starts is None else starts[i * window:i * window + len(x)]
+        z, state = engine.logits(params, arch, x, state, reset=reset)
         total -= np.take_along_axis(log_softmax(z.astype(np.float64)), y[..., None], axis=-1).sum()
         count += y.size
     return float(total / count), count
+
+
+def documents(text, level, separator):
+    """Tokens of text and a mask (N,) of the tokens that start a document (None: no separator)."""
+    if separator is None:
+        return data.tokenize(text, level), None
+    tokens, starts = [], []
+    for doc in text.split(separator):
+        doc_tokens = data.tokenize(doc, level) if doc else []
+        tokens += doc_tokens
+        starts += [True] + [False] * (len(doc_tokens) - 1) if doc_tokens else []
+    return tokens, np.array(starts, dtype=bool)
 
 
 class LanguageModel:
@@ -51,18 +66,20 @@ class LanguageModel:
             train_text, valid_text = text, data.read_text(cfg.valid)
         else:
             train_text, valid_text = data.split_text(text, cfg.valid_fraction, cfg.level)
-        train_tokens = data.tokenize(train_text, cfg.level)
+        train_tokens, train_starts = documents(train_text, cfg.level, cfg.separator)
+        valid_tokens, self.valid_starts = documents(valid_text, cfg.level, cfg.separator)
         self.cfg = cfg
         self.vocab = vocab or data.build_vocab(train_tokens, cfg.level, cfg.max_vocab)
         self.train = self.vocab.encode(train_tokens)                      # (N,)
-        self.valid = self.vocab.encode(data.tokenize(valid_text, cfg.level))
+        self.valid = self.vocab.encode(valid_tokens)
         self.stream = data.batchify(self.train, cfg.batch)                # (N / B, B)
+        self.starts = None if train_starts is None else data.batchify(train_starts, cfg.batch).astype(bool)
         self.windows = tbptt.windows(len(self.stream), cfg.window, cfg.k2)
         self.input_size = self.output_size = self.vocab.size
         self.steps_per_epoch = len(self.windows)
 
     def batch(self, index, epoch):
-        x, y, loss_mask, reset = tbptt.window_batch(self.stream, self.windows[index])
+        x, y, loss_mask, reset = tbptt.window_batch(self.stream, self.windows[index], self.starts)
         w = self.windows[index]
         return dict(x=x, y=y, loss_mask=loss_mask, reset=reset), (w.stop - w.loss_from) * self.cfg.batch
 
@@ -71,10 +88,12 @@ class LanguageModel:
         if index + 1 == len(self.windows):
             return None
         return tbptt.next_start_state(params, arch, self.stream, self.windows[index], self.windows[index + 1],
-                                      state, state_T)
+                                      state, state_T, self.starts)
 
-    def evaluate(self, params, arch, ids=None):
-        loss, count = lm_loss(params, arch, self.valid if ids is None else ids, self.cfg.eval_batch, self.cfg.window)
+    def evaluate(self, params, arch, ids=None, starts=None):
+        if ids is None:
+            ids, starts = self.valid, self.valid_starts
+        loss, count = lm_loss(params, arch, ids, self.cfg.eval_batch, self.cfg.window, starts)
         return lm_metrics(loss, self.cfg.level) | {"tokens": count}
 
     def baselines(self):

@@ -200,8 +200,12 @@ class SigintFlag:
 class Outcome(NamedTuple):
     status: str                 # "done", "interrupted", "time"
     progress: Progress
-    valid_loss: float | None    # of the final parameters (None when interrupted between validations)
+    valid: dict | None          # validation metrics of the final parameters (None: interrupted between validations)
     best_valid: float
+
+    @property
+    def valid_loss(self):
+        return None if self.valid is None else self.valid["loss"]
 
 
 def train(cfg, out, resume=False, on_step=None, on_event=None):
@@ -265,7 +269,7 @@ def train(cfg, out, resume=False, on_step=None, on_event=None):
         record["best"] = progress.best_valid
         run.log(record)
         emit("eval", record)
-        return loss
+        return record
 
     status, last_valid = "done", None
     started = time.perf_counter() - progress.elapsed
@@ -303,7 +307,8 @@ def train(cfg, out, resume=False, on_step=None, on_event=None):
                 last_valid = validate()
                 save()
             stop_time = cfg.max_time is not None and progress.elapsed >= cfg.max_time
-            if sigint.raised or (on_step is not None and on_step(progress)) or stop_time:
+            asked = on_step is not None and on_step(progress)
+            if sigint.raised or asked or stop_time:
                 status = "time" if stop_time and not sigint.raised else "interrupted"
                 if saved_at != progress.step:
                     if status == "time":
@@ -311,5 +316,5 @@ def train(cfg, out, resume=False, on_step=None, on_event=None):
                     save()
                 break
     if last_valid is None and status != "interrupted":
-        last_valid = task.evaluate(net.params, net.arch)["loss"]
+        last_valid = task.evaluate(net.params, net.arch)
     return Outcome(status, progress, last_valid, progress.best_valid)
