@@ -101,6 +101,7 @@ class Result(NamedTuple):
     state: object        # final state, public layout: (L, B, H), or (h, c) for lstm
     dx: object           # dL/dx (T, B, D) for float inputs, else None
     dstate0: object      # dL/d(initial state), same layout as state
+    dhs: list | None = None   # with trace=True: dL/dh^l_t (T, B, H) for each layer l, bottom first
 
 
 def init_params(arch, rng, dtype):
@@ -182,14 +183,16 @@ def forward_layers(params, arch, batch, drops):
     return xs, tuple(np.stack(s) for s in zip(*final)), caches
 
 
-def backward_layers(params, arch, x, dhs, caches, drops, clip_dh=None):
-    """From dL/d(readout input) (T, B, H) down the stack. Returns (grads, dx, dstate0 parts)."""
+def backward_layers(params, arch, x, dhs, caches, drops, clip_dh=None, traces=None):
+    """From dL/d(readout input) (T, B, H) down the stack. Returns (grads, dx, dstate0 parts).
+    traces: None, or one (T, B, H) array per layer to receive dL/dh^l_t."""
     grads, dstate0 = {}, []
     if drops[-1] is not None:
         dhs = dhs * drops[-1]
     for k in reversed(range(arch.num_layers)):
         dstate_T = tuple(np.zeros_like(dhs[0]) for _ in arch.module.STATE)
-        dhs, ds0, g = arch.module.backward(layer(params, k), dhs, dstate_T, caches[k], clip_dh)
+        dhs, ds0, g = arch.module.backward(layer(params, k), dhs, dstate_T, caches[k], clip_dh,
+                                           None if traces is None else traces[k])
         if drops[k] is not None:
             dhs = dhs * drops[k]
         grads |= {f"l{k}.{name}": a for name, a in g.items()}
@@ -256,7 +259,7 @@ def loss_value(params, arch, x, y, state=None, target="every", loss="cross_entro
 
 
 def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_entropy", lengths=None, *,
-                   reset=None, loss_mask=None, dropout=0.0, rng=None, clip_dh=None):
+                   reset=None, loss_mask=None, dropout=0.0, rng=None, clip_dh=None, trace=False):
     """Loss, gradients of every parameter, of the float inputs and of the initial state, by BPTT.
 
     reset (T, B) bool: rows that start from a zero state at a step. loss_mask (T, B) bool: positions
@@ -283,11 +286,12 @@ def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_e
     else:
         dhs = np.zeros_like(hs)
         dhs[-1] = dh
-    grads, dx, dstate0 = backward_layers(params, arch, batch.x, dhs, caches, drops, clip_dh)
+    traces = [np.empty_like(hs) for _ in range(arch.num_layers)] if trace else None
+    grads, dx, dstate0 = backward_layers(params, arch, batch.x, dhs, caches, drops, clip_dh, traces)
     grads["c"] = dc
     if "V" in params:
         grads["V"] = dV
     else:
         grads["E"] += dV                                          # tied: E is both ends
     return Result(value, {name: grads[name] for name in params}, public_state(final), dx,
-                  public_state(dstate0))
+                  public_state(dstate0), traces)

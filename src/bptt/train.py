@@ -315,6 +315,8 @@ def train(cfg, out, resume=False, on_step=None, on_event=None):
                         last_valid = validate(scheduled=False)
                     save()
                 break
+    if last_valid is not None and last_valid["step"] != progress.step:
+        last_valid = None                                     # stale: of earlier parameters
     if last_valid is None and status != "interrupted":
-        last_valid = task.evaluate(net.params, net.arch)
+        last_valid = {"step": progress.step, **task.evaluate(net.params, net.arch)}
     return Outcome(status, progress, last_valid, progress.best_valid)

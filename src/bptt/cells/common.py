@@ -16,3 +16,13 @@ def previous(s0, ss, reset):
     """s_{t-1} as step t saw it, for every t: (T, B, H); zero on rows reset at t."""
     prev = np.concatenate([s0[None], ss[:-1]])
     return prev if reset is None else np.where(reset, 0, prev)
+
+
+def hold_and_reset(J, mask, reset, t):
+    """A step's Jacobian J (B, S, S) where rows are held (past their length: the identity) or reset
+    (a zero state was used instead of the previous one: zero)."""
+    if mask is not None:
+        J = np.where(mask[t][:, :, None], J, np.eye(J.shape[1], dtype=J.dtype))
+    if reset is not None:
+        J = np.where(reset[t][:, :, None], 0, J)
+    return J

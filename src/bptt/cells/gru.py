@@ -30,6 +30,7 @@ import numpy as np
 
 from ..activations import sigmoid
 from ..inputs import project, project_backward
+from . import common
 from .common import init_uniform, previous
 
 GATES = 3
@@ -68,7 +69,7 @@ def forward(p, xs, state0, mask=None, reset=None):
     return hs, (h_prev,), cache
 
 
-def backward(p, dhs, dstate_T, cache, clip_dh=None):
+def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None):
     W, U = p["W"], p["U"]
     xs, (h0,), hs, gates, ah_ns, mask, reset = cache
     T, B, H = hs.shape
@@ -82,6 +83,8 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None):
         dh_t = dhs[t] + dh_next
         if clip_dh is not None:
             np.clip(dh_t, -clip_dh, clip_dh, out=dh_t)
+        if dh_trace is not None:
+            dh_trace[t] = dh_t                                # dL/dh_t, all paths (diagnostics)
         if mask is not None:
             dh_skip = np.where(mask[t], 0, dh_t)             # (5b)
             dh_t = np.where(mask[t], dh_t, 0)
@@ -105,3 +108,18 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None):
     db = daxs.reshape(T * B, 3 * H).sum(axis=0)
     dW, dxs = project_backward(W, xs, daxs)
     return dxs, (dh_next,), {"W": dW, "U": dU, "b": db, "b_U": db_U}
+
+
+def step_jacobian(p, cache, t):
+    """dh_t/dh_{t-1}: (B, H, H), from (1)-(4):
+        diag(z) + diag((1 - z)(1 - n^2)) [diag(r) U_n + diag(ah_n r (1 - r)) U_r] + diag((h_{t-1} - n) z (1 - z)) U_z
+    the identity on rows past their length, zero on rows reset at t."""
+    xs, (h0,), hs, gates, ah_ns, mask, reset = cache
+    U, H = p["U"], hs.shape[2]
+    U_r, U_z, U_n = U[:H], U[H:2 * H], U[2 * H:]
+    r, z, n = gates[t, :, :H], gates[t, :, H:2 * H], gates[t, :, 2 * H:]
+    h_prev = previous(h0, hs, reset)[t]
+    col = lambda v: v[:, :, None]                                   # noqa: E731  diag(v) M, batched
+    dn = col((1 - z) * (1 - n * n)) * (col(r) * U_n + col(ah_ns[t] * r * (1 - r)) * U_r)
+    J = np.eye(H) * col(z) + dn + col((h_prev - n) * z * (1 - z)) * U_z
+    return common.hold_and_reset(J, mask, reset, t)

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..activations import sigmoid
 from ..inputs import project, project_backward
+from . import common
 from .common import init_uniform, previous
 
 GATES = 4
@@ -71,7 +72,7 @@ def forward(p, xs, state0, mask=None, reset=None):
     return hs, (h_prev, c_prev), cache
 
 
-def backward(p, dhs, dstate_T, cache, clip_dh=None):
+def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None):
     W, U = p["W"], p["U"]
     xs, (h0, c0), hs, cs, tanh_cs, gates, mask, reset = cache
     T, B, H = hs.shape
@@ -84,6 +85,8 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None):
         dh_t = dhs[t] + dh_next
         if clip_dh is not None:
             np.clip(dh_t, -clip_dh, clip_dh, out=dh_t)
+        if dh_trace is not None:
+            dh_trace[t] = dh_t                                # dL/dh_t, all paths (diagnostics)
         dc_t = dc_next
         if mask is not None:
             dh_skip, dc_skip = np.where(mask[t], 0, dh_t), np.where(mask[t], 0, dc_t)   # (4b)
@@ -107,3 +110,23 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None):
     db = da2.sum(axis=0)
     dW, dxs = project_backward(W, xs, das)
     return dxs, (dh_next, dc_next), {"W": dW, "U": dU, "b": db, "b_U": db.copy()}
+
+
+def step_jacobian(p, cache, t):
+    """d(h_t, c_t)/d(h_{t-1}, c_{t-1}): (B, 2H, 2H), the blocks from (1)-(3):
+        dc/dh = diag(c_{t-1} f(1-f)) U_f + diag(g i(1-i)) U_i + diag(i (1-g^2)) U_g       dc/dc = diag(f)
+        dh/dh = diag(tanh(c_t) o(1-o)) U_o + diag(o (1-tanh^2 c_t)) dc/dh                  dh/dc = diag(o (1-tanh^2 c_t) f)
+    the identity on rows past their length, zero on rows reset at t."""
+    xs, (h0, c0), hs, cs, tanh_cs, gates, mask, reset = cache
+    U, H = p["U"], hs.shape[2]
+    U_i, U_f, U_g, U_o = U[:H], U[H:2 * H], U[2 * H:3 * H], U[3 * H:]
+    i, f, g, o = np.split(gates[t], 4, axis=1)
+    c_prev = previous(c0, cs, reset)[t]
+    col = lambda v: v[:, :, None]                                   # noqa: E731  diag(v) M, batched
+    dc_dh = col(c_prev * f * (1 - f)) * U_f + col(g * i * (1 - i)) * U_i + col(i * (1 - g * g)) * U_g
+    dc_dc = np.eye(H) * col(f)
+    dtanh = o * (1 - tanh_cs[t] ** 2)
+    dh_dh = col(tanh_cs[t] * o * (1 - o)) * U_o + col(dtanh) * dc_dh
+    dh_dc = np.eye(H) * col(dtanh * f)
+    J = np.concatenate([np.concatenate([dh_dh, dh_dc], axis=2), np.concatenate([dc_dh, dc_dc], axis=2)], axis=1)
+    return common.hold_and_reset(J, mask, reset, t)

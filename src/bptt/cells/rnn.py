@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import activations
 from ..inputs import project, project_backward
+from . import common
 from .common import init_uniform, previous
 
 GATES = 1
@@ -52,7 +53,7 @@ def forward(p, xs, state0, mask=None, reset=None, nonlinearity="tanh"):
     return hs, (h_prev,), cache
 
 
-def backward(p, dhs, dstate_T, cache, clip_dh=None):
+def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None):
     W, U = p["W"], p["U"]
     xs, (h0,), hs, mask, reset, nonlinearity = cache
     T, B, H = hs.shape
@@ -62,6 +63,8 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None):
         dh_t = dhs[t] + dh_next
         if clip_dh is not None:
             np.clip(dh_t, -clip_dh, clip_dh, out=dh_t)
+        if dh_trace is not None:
+            dh_trace[t] = dh_t                                # dL/dh_t, all paths (diagnostics)
         if mask is not None:
             dh_skip = np.where(mask[t], 0, dh_t)            # (3b)
             dh_t = np.where(mask[t], dh_t, 0)
@@ -78,3 +81,11 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None):
     db = da2.sum(axis=0)                                    # (1b)
     dW, dxs = project_backward(W, xs, das)                  # (1b)
     return dxs, (dh_next,), {"W": dW, "U": dU, "b": db, "b_U": db.copy()}
+
+
+def step_jacobian(p, cache, t):
+    """dh_t/dh_{t-1} = diag(f'(a_t)) U for every row: (B, H, H); the identity on rows past their
+    length, zero on rows reset at t."""
+    xs, (h0,), hs, mask, reset, nonlinearity = cache
+    J = activations.derivative(nonlinearity, hs[t])[:, :, None] * p["U"]     # (B, H, H)
+    return common.hold_and_reset(J, mask, reset, t)
