@@ -25,8 +25,8 @@ def test_the_check_catches_a_wrong_gradient(monkeypatch):
     """A BPTT bug as small as 0.1% in one parameter is far above the tolerance."""
     backward = lstm.backward
 
-    def off_by_a_little(p, dhs, dstate_T, cache, clip_dh=None):
-        dxs, dstate0, grads = backward(p, dhs, dstate_T, cache, clip_dh)
+    def off_by_a_little(*args):
+        dxs, dstate0, grads = backward(*args)
         return dxs, dstate0, grads | {"U": grads["U"] * 1.001}
 
     monkeypatch.setattr(lstm, "backward", off_by_a_little)
