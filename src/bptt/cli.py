@@ -13,7 +13,10 @@ from . import __version__, gradcheck, report
 from .config import TrainConfig
 
 TRAIN_HELP = {
-    "task": "lm: a language model on a text; classify: one label per line of a .tsv/.csv (text<TAB>label)",
+    "task": "lm: a language model on a text; classify: one label per line of a .tsv/.csv (text<TAB>label); "
+            "or a long-range problem (adding, copy, order, sentiment; see bptt task)",
+    "length": "long-range problems: the sequence length T",
+    "test_size": "long-range problems: sequences in the fixed test set",
     "data": "training text, UTF-8 (default: Tiny Shakespeare, shipped with bptt)",
     "valid": "validation text (default: the last --valid-fraction of --data)",
     "valid_fraction": "fraction of --data held out for validation when --valid is not given",
@@ -50,6 +53,8 @@ TRAIN_HELP = {
     "max_time": "stop after this many seconds (checkpointed, resumable)",
     "seed": "random seed (initialisation, dropout)",
     "eval_every": "steps between validations and checkpoints",
+    "flow_every": "record ||dL/dh_k|| for every step of the window and per-parameter gradient norms every N "
+                  "steps in metrics.jsonl (0: never); bptt diagnose draws them",
     "eval_batch": "streams used for validation",
     "log_every": "steps between metric records",
 }
@@ -129,7 +134,7 @@ def add_train(sub):
             p.add_argument(flag, action="store_true", default=None, help=TRAIN_HELP[f.name])
             continue
         kind = next(t for t in typing.get_args(f.type) or (f.type,) if t is not type(None))
-        choices = {"task": ("lm", "classify"), "level": ("char", "word"), "cell": ("rnn", "gru", "lstm"),
+        choices = {"task": ("lm", "classify", "adding", "copy", "order", "sentiment"), "level": ("char", "word"), "cell": ("rnn", "gru", "lstm"),
                    "nonlinearity": ("tanh", "relu", "sigmoid"), "init": ("default", "xavier"),
                    "recurrent_init": ("default", "xavier", "orthogonal", "identity"),
                    "dtype": ("float32", "float64"), "schedule": ("constant", "plateau", "cosine"),
@@ -249,6 +254,71 @@ def run_sample(args):
     return 0
 
 
+def add_task(sub):
+    from . import problems, sweep
+
+    p = sub.add_parser("task", help="train cells on a long-range problem over a sweep of lengths",
+                       description="Train each cell on a synthetic long-range problem for each sequence length "
+                                   "T, with the same step budget, and report which solve it. Problems: "
+                                   + "; ".join(f"{k}: solved when {v.description}" for k, v in problems.PROBLEMS.items())
+                                   + ". Cells: " + ", ".join(sweep.VARIANTS) + ".",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("problem", choices=tuple(problems.PROBLEMS))
+    p.add_argument("--lengths", type=int, nargs="+", default=[50, 100, 200], metavar="T")
+    p.add_argument("--cells", nargs="+", default=list(sweep.VARIANTS), choices=tuple(sweep.VARIANTS))
+    p.add_argument("--steps", type=int, default=2000, help="step budget of each run")
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--optimizer", default="adam", choices=("sgd", "adagrad", "rmsprop", "adam", "adamw"))
+    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--clip", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--test-size", type=int, default=500)
+    p.add_argument("--out", required=True, metavar="DIR", help="one run directory per (cell, T) goes here")
+    p.add_argument("--report", action="store_true", help="write DIR/report.html with the figures")
+
+
+def run_task(args):
+    from . import sweep
+
+    base = TrainConfig(hidden=args.hidden, layers=1, batch=args.batch, optimizer=args.optimizer, lr=args.lr,
+                       clip=args.clip, seed=args.seed, steps=args.steps, eval_every=max(args.steps // 10, 1),
+                       test_size=args.test_size, dtype="float32")
+    print(f"{args.problem}: cells {', '.join(args.cells)}; T in {args.lengths}; {args.steps} steps each")
+    print(f"{'cell':<12}{'T':>6}{'test loss':>12}{'accuracy':>10}{'steps':>7}{'seconds':>9}  result")
+
+    def show(row):
+        acc = f"{row['accuracy']:.3f}" if "accuracy" in row else "-"
+        print(f"{row['cell']:<12}{row['T']:>6}{row['test_loss']:>12.5f}{acc:>10}{row['steps']:>7}{row['seconds']:>9.1f}  "
+              f"{'solved' if row['solved'] else 'failed'}", flush=True)
+
+    rows = sweep.run(base, args.problem, args.lengths, args.cells, args.out, on_run=show)
+    if args.report:
+        print(f"report: {sweep.report(args.out, args.problem, rows)}")
+    return 0
+
+
+def add_diagnose(sub):
+    p = sub.add_parser("diagnose", help="gradient-flow report of a trained run (HTML with figures)",
+                       description="Measure how gradients flow through time in a run's model: ||dL/dh_k|| for "
+                                   "every step k, the singular values of the Jacobian product dh_T/dh_k, the "
+                                   "spectrum of each recurrent matrix, the bias of truncated BPTT, and the "
+                                   "gradient flow recorded during training (--flow-every). Writes a "
+                                   "self-contained HTML report.")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--length", type=int, default=None, help="T of the sequences measured (default: the run's window "
+                                                             "or problem length)")
+    p.add_argument("--out", default=None, help="report path (default RUN_DIR/diagnose/report.html)")
+
+
+def run_diagnose(args):
+    from . import report_diagnose, train
+
+    path = report_diagnose.write(train.Run(args.run), args.length, args.out)
+    print(f"report: {path}")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="bptt", description="Recurrent networks trained by backpropagation "
                                      "through time, every gradient derived by hand and checked.")
@@ -258,10 +328,13 @@ def main(argv=None):
     add_train(sub)
     add_eval(sub)
     add_sample(sub)
+    add_task(sub)
+    add_diagnose(sub)
     args = parser.parse_args(argv)
     from .train import Diverged
 
-    commands = {"gradcheck": run_gradcheck, "train": run_train, "eval": run_eval, "sample": run_sample}
+    commands = {"gradcheck": run_gradcheck, "train": run_train, "eval": run_eval, "sample": run_sample,
+                "task": run_task, "diagnose": run_diagnose}
     try:
         return commands[args.command](args)
     except (ValueError, TypeError) as e:

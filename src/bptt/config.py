@@ -9,7 +9,10 @@ from . import checks
 @dataclass(frozen=True)
 class TrainConfig:
     # data
-    task: str = "lm"                   # "lm" (language model) or "classify" (text<TAB>label, many-to-one)
+    task: str = "lm"                   # "lm" (language model), "classify" (text<TAB>label, many-to-one), or a
+                                       # long-range problem: "adding", "copy", "order", "sentiment"
+    length: int = 100                  # problems: the sequence length T
+    test_size: int = 1000              # problems: sequences in the fixed test set
     data: str | None = None            # training text (UTF-8); None: Tiny Shakespeare, shipped in the package
     valid: str | None = None           # validation text; None: the last valid_fraction of data
     valid_fraction: float = 0.1
@@ -51,11 +54,14 @@ class TrainConfig:
     # bookkeeping
     seed: int = 0
     eval_every: int = 200              # steps between validations (and checkpoints)
+    flow_every: int = 0                # steps between gradient-flow records in metrics.jsonl (0: never)
     eval_batch: int = 16
     log_every: int = 10
 
     def __post_init__(self):
-        checks.one_of("task", self.task, ("lm", "classify"))
+        checks.one_of("task", self.task, ("lm", "classify", "adding", "copy", "order", "sentiment"))
+        checks.positive_int("length", self.length)
+        checks.positive_int("test_size", self.test_size)
         checks.one_of("level", self.level, ("char", "word"))
         if self.task == "classify" and (self.data is None or self.tie):
             raise ValueError("task: 'classify' needs --data (a .tsv or .csv of text<TAB>label) and no --tie")
@@ -64,7 +70,7 @@ class TrainConfig:
         checks.one_of("clip_mode", self.clip_mode, ("norm", "param", "value"))
         for name in ("hidden", "layers", "batch", "window", "eval_every", "eval_batch", "log_every"):
             checks.positive_int(name, getattr(self, name))
-        for name in ("embedding", "seed", "warmup"):
+        for name in ("embedding", "seed", "warmup", "flow_every"):
             checks.positive_int(name, getattr(self, name), minimum=0)
         if self.backprop is not None and checks.positive_int("backprop", self.backprop) < self.window:
             raise ValueError(f"backprop: expected k2 >= window (k1) = {self.window}, got {self.backprop}")

@@ -29,29 +29,38 @@ def _layer_caches(params, arch, x, state=None, lengths=None, reset=None):
     return caches
 
 
-def jacobian_products(params, arch, x, state=None, lengths=None, reset=None, layer=0):
-    """ds_T/ds_k for k = 0..T (k = T: the identity), of one layer: (T+1, B, S, S), float64."""
+def products(params, arch, x, state=None, lengths=None, reset=None, layer=0):
+    """Yields (k, ds_T/ds_k) for k = T-1, ..., 0, one (B, S, S) float64 array at a time."""
     caches = _layer_caches(params, arch, x, state, lengths, reset)
     p, cache = engine.layer(params, layer), caches[layer]
-    T = len(x)
-    J = arch.module.step_jacobian(p, cache, T - 1).astype(np.float64)
-    B, S = J.shape[:2]
-    products = np.empty((T + 1, B, S, S))
-    products[T] = np.eye(S)
-    for k in reversed(range(T)):
+    P = None
+    for k in reversed(range(len(x))):
         J = arch.module.step_jacobian(p, cache, k).astype(np.float64)
-        products[k] = products[k + 1] @ J                        # J_{T-1} ... J_{k+1} J_k
-    return products
+        P = J if P is None else P @ J                                  # J_{T-1} ... J_{k+1} J_k
+        yield k, P
+
+
+def jacobian_products(params, arch, x, state=None, lengths=None, reset=None, layer=0):
+    """ds_T/ds_k for k = 0..T (k = T: the identity), of one layer: (T+1, B, S, S), float64.
+    Memory grows as T B S^2: for large models use jacobian_singular_values, which keeps one."""
+    S = arch.hidden_size * len(arch.module.STATE)
+    out = np.empty((len(x) + 1, len(x[0]), S, S))
+    out[-1] = np.eye(S)
+    for k, P in products(params, arch, x, state, lengths, reset, layer):
+        out[k] = P
+    return out
 
 
 def jacobian_singular_values(params, arch, x, state=None, lengths=None, reset=None):
     """Singular values of dh_T/dh_k (the h block of ds_T/ds_k), for every layer and k = 0..T.
     Returns a list (one per layer) of (T+1, B, H) arrays, each row in descending order."""
-    H = arch.hidden_size
+    H, T = arch.hidden_size, len(x)
     out = []
     for layer in range(arch.num_layers):
-        P = jacobian_products(params, arch, x, state, lengths, reset, layer)[:, :, :H, :H]
-        out.append(np.linalg.svd(P, compute_uv=False))
+        sv = np.ones((T + 1, len(x[0]), H))                            # k = T: the identity
+        for k, P in products(params, arch, x, state, lengths, reset, layer):
+            sv[k] = np.linalg.svd(P[:, :H, :H], compute_uv=False)
+        out.append(sv)
     return out
 
 

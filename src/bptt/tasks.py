@@ -4,6 +4,8 @@
                      B streams with the hidden state carried from window to window
     Classification   one label per text (many-to-one, the seeds' sentiment example), padded
                      batches with lengths, full BPTT over each whole sequence, reshuffled each epoch
+    Synthetic        a long-range problem (adding, copy, order, sentiment) of length T, fresh
+                     batches every step, a fixed test set, a "solved" criterion
 
 Both give the training loop the same few things: batch(index, epoch) -> the keyword arguments of
 engine.loss_and_grads, evaluate(params, arch) -> metrics with a "loss", and baselines().
@@ -14,7 +16,7 @@ from importlib import resources
 
 import numpy as np
 
-from . import data, engine, tbptt
+from . import data, engine, problems, tbptt
 from .losses import log_softmax
 
 
@@ -163,7 +165,49 @@ class Classification:
                 "labels": self.labels.size, "batches_per_epoch": self.steps_per_epoch}
 
 
+class Synthetic:
+    """A long-range problem (problems.py): every batch freshly generated from a seed that depends
+    only on (seed, epoch, index), so a resumed run sees the same batches; a fixed test set."""
+
+    carries_state = False
+    steps_per_epoch = 1000            # nominal: the data never repeats
+
+    def __init__(self, cfg):
+        self.cfg, self.problem = cfg, problems.get(cfg.task)
+        self.input_size, self.output_size = self.problem.input_size, self.problem.output_size
+        self.test = self.problem.generate(cfg.length, cfg.test_size, np.random.default_rng([cfg.seed, 5]))
+
+    def batch(self, index, epoch):
+        x, y = self.problem.generate(self.cfg.length, self.cfg.batch, np.random.default_rng([self.cfg.seed, 4, epoch, index]))
+        return dict(x=x, y=y, target=self.problem.target, loss=self.problem.loss), x.shape[0] * x.shape[1]
+
+    def evaluate(self, params, arch):
+        x, y = self.test
+        p = self.problem
+        z, _ = engine.logits(params, arch, x)
+        z = z.astype(np.float64)
+        if p.loss == "mse":
+            m = {"loss": float(((z[-1] - y) ** 2).mean())}
+        elif p.target == "last":
+            logp = log_softmax(z[-1])
+            m = {"loss": float(-logp[np.arange(len(y)), y].mean()), "accuracy": float((logp.argmax(1) == y).mean())}
+        else:
+            logp = log_softmax(z)
+            m = {"loss": float(-np.take_along_axis(logp, y[..., None], axis=-1).mean()),
+                 "accuracy": float((logp[-10:].argmax(-1) == y[-10:]).mean())}      # the recalled symbols
+        return m | {"solved": bool(p.solved(m)), "examples": len(x[0])}
+
+    def baselines(self):
+        return {"trivial": float(self.problem.baseline(self.cfg.length))}
+
+    def describe(self):
+        return {"problem": self.cfg.task, "length": self.cfg.length, "description": self.problem.description,
+                "batches_per_epoch": self.steps_per_epoch}
+
+
 def make(cfg, vocab=None, labels=None):
     if cfg.task == "classify":
         return Classification(cfg, vocab, labels)
+    if cfg.task in problems.PROBLEMS:
+        return Synthetic(cfg)
     return LanguageModel(cfg, vocab)

@@ -118,7 +118,9 @@ class Run:
 
     def task(self, cfg=None):
         """The task of this run, with its saved vocabulary (and labels)."""
-        return tasks.make(cfg or self.config(), self.vocab(), self.labels())
+        cfg = cfg or self.config()
+        vocab = self.vocab() if self.file("vocab.json").exists() else None
+        return tasks.make(cfg, vocab, self.labels())
 
     def network(self, task, which="best"):
         cfg = self.config()
@@ -234,7 +236,8 @@ def train(cfg, out, resume=False, on_step=None, on_event=None):
     else:
         run.path.mkdir(parents=True, exist_ok=True)
         checkpoint.write_json_atomic(run.file("config.json"), cfg.to_json())
-        checkpoint.write_json_atomic(run.file("vocab.json"), task.vocab.to_json())
+        if hasattr(task, "vocab"):
+            checkpoint.write_json_atomic(run.file("vocab.json"), task.vocab.to_json())
         if cfg.task == "classify":
             checkpoint.write_json_atomic(run.file("labels.json"), task.labels.to_json())
         opt_state, carried = opt.init(net.params), None
@@ -277,8 +280,13 @@ def train(cfg, out, resume=False, on_step=None, on_event=None):
         while total is None or progress.step < total:
             batch, tokens = task.batch(progress.window, progress.epoch)
             tick = time.perf_counter()
+            flow = cfg.flow_every > 0 and (progress.step + 1) % cfg.flow_every == 0
             r = engine.loss_and_grads(net.params, net.arch, state=carried, **batch, dropout=cfg.dropout, rng=rng,
-                                      clip_dh=cfg.clip_dh)
+                                      clip_dh=cfg.clip_dh, trace=flow)
+            if flow:                                              # before clipping changes the gradients
+                run.log({"step": progress.step + 1, "flow": [np.linalg.norm(dh.reshape(len(dh), -1), axis=1).tolist()
+                                                             for dh in r.dhs],
+                         "grad_norms": {k: float(np.linalg.norm(g)) for k, g in r.grads.items()}})
             norm, clipped = clip(cfg, r.grads)
             if not (math.isfinite(r.loss) and math.isfinite(norm)):
                 raise Diverged(f"training diverged at step {progress.step + 1}: loss {r.loss}, gradient norm "

@@ -1,0 +1,89 @@
+"""bptt diagnose: the gradient-flow report of a trained run, as self-contained HTML."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import data, diagnostics, figures, html_report, tasks
+
+
+def measurement_batch(task, cfg, T, rng):
+    """(x, y, lengths, loss) for measuring: a batch whose loss sits at the last step."""
+    if isinstance(task, tasks.LanguageModel):
+        stream = data.batchify(task.valid, 8)[:T + 1]
+        return stream[:-1], stream[-1], None, "cross_entropy"
+    if isinstance(task, tasks.Classification):
+        x, lengths = data.pad_batch(task.valid[:8])
+        return x, task.valid_y[:8], lengths, "cross_entropy"
+    x, y = task.problem.generate(T, 8, rng)
+    return x, (y[-1] if task.problem.target == "every" else y), None, task.problem.loss
+
+
+def training_flow(run):
+    records = [json.loads(line) for line in run.file("metrics.jsonl").read_text().splitlines()]
+    return [r for r in records if "flow" in r]
+
+
+def write(run, length=None, out=None):
+    cfg = run.config()
+    task = run.task(cfg)
+    net, meta = run.network(task, "best")
+    params = {k: v.astype(np.float64) for k, v in net.params.items()}      # measure in float64
+    arch = net.arch
+    T = length or (cfg.length if cfg.task in ("adding", "copy", "order", "sentiment") else cfg.window)
+    out = Path(out) if out else run.path / "diagnose" / "report.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figs = out.parent
+    x, y, lengths, loss = measurement_batch(task, cfg, T, np.random.default_rng(0))
+
+    norms = diagnostics.gradient_norms(params, arch, x, y, target="last", loss=loss, lengths=lengths)
+    T = len(x)
+    norms_png = figures.gradient_norms({f"layer {l}": norms[l] for l in range(arch.num_layers)}, figs / "gradient_norms",
+                                       f"||dL_T/dh_k|| of the trained model (T={T})")
+    ratio = norms[-1, 0] / norms[-1, -1] if norms[-1, -1] else float("nan")
+    sv = diagnostics.jacobian_singular_values(params, arch, x, lengths=lengths)
+    sv_png = figures.singular_values({f"layer {l}": s for l, s in enumerate(sv)}, figs / "singular_values")
+    spectrum_rows = [{"matrix": name, "gate": g["gate"], "spectral radius": f"{g['spectral_radius']:.3f}",
+                      "largest singular value": f"{g['singular_values'][0]:.3f}",
+                      "smallest singular value": f"{g['singular_values'][-1]:.3g}"}
+                     for name, gates in diagnostics.spectrum(params, arch).items() for g in gates]
+    sections = [
+        ("How much of the loss at the end reaches each step", norms_png,
+         f"The gradient of the loss at step T with respect to each hidden state h_k. At the top layer it is "
+         f"{ratio:.2g} times as large at k = 0 as at k = T: "
+         + ("it vanishes on the way back, so early inputs barely influence learning." if ratio < 1e-3 else
+            "it explodes on the way back." if ratio > 1e3 else
+            "it survives the trip, so long-range dependencies can be learned.")
+         + " (Measured in float64 on 8 validation sequences.)", None),
+        ("The Jacobian product dh_T/dh_k", sv_png,
+         "BPTT multiplies one step Jacobian per step. Solid lines: the largest singular value of the product, "
+         "the most any direction is amplified; dashed: the smallest. Below 1 and falling with distance: "
+         "vanishing; above 1 and growing: exploding.", None),
+        ("Spectrum of the recurrent matrices", None,
+         "For an Elman RNN, dh_t/dh_{t-1} = diag(f'(a_t)) U: a spectral radius of U below 1 (below 4 with "
+         "sigmoid, whose slope is at most 1/4) makes gradients vanish; well above 1 allows them to explode.",
+         spectrum_rows),
+    ]
+    if isinstance(task, tasks.LanguageModel):
+        stream = data.batchify(task.valid, 4)[:min(T, 48) + 1]
+        ks = sorted({k for k in (1, 2, 4, 8, 16, 32, 48) if k < len(stream)} | {len(stream) - 1})
+        rows = diagnostics.truncation_bias(params, arch, stream, ks)
+        sections.append(("The bias of truncated BPTT", figures.truncation(rows, figs / "truncation"),
+                         "Cosine similarity and relative error between the gradient of truncated BPTT that "
+                         "backpropagates k steps and the full gradient, on one validation stretch. At k covering "
+                         "the stretch the two are equal (cosine 1).",
+                         [{k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows]))
+    flow = training_flow(run)
+    if flow:
+        steps = [r["step"] for r in flow]
+        top = np.array([r["flow"][-1] for r in flow])
+        sections.append(("Gradient flow during training", figures.flow_heatmap(steps, top, figs / "flow_heatmap"),
+                         "Each row is one recorded training step; each column a step k of the window; the colour "
+                         "is log10 ||dL/dh_k|| at the top layer. Bright to the left means the gradient reaches the "
+                         "start of the window.",
+                         [{"parameter": k, "gradient norm (last record)": f"{v:.4g}"}
+                          for k, v in flow[-1]["grad_norms"].items()]))
+    intro = (f"Run {run.path}: {cfg.cell} {cfg.layers}x{cfg.hidden}, task {cfg.task}, checkpoint of step "
+             f"{meta['step']}.")
+    return html_report.write(out, "bptt diagnose", sections, intro)
