@@ -13,7 +13,7 @@ def test_gradcheck_default_prints_a_table_and_passes(capsys):
     for cell in gradcheck.CELL_NAMES:
         assert f"{cell} L2 onehot every cross_entropy state lengths" in out
     assert "l1.U" in out and "c0" in out and "PyTorch autograd" in out
-    assert "5 passed, 0 failed" in out
+    assert f"{len(gradcheck.CELL_NAMES)} passed, 0 failed" in out
     assert "FAIL" not in out
 
 

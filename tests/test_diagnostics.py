@@ -8,14 +8,16 @@ import torch
 import bptt
 from bptt import diagnostics, engine, gradcheck
 
-CELLS = [("rnn", "tanh"), ("rnn", "relu"), ("rnn", "sigmoid"), ("gru", "tanh"), ("lstm", "tanh")]
+CELLS = [("rnn", "tanh"), ("rnn", "relu"), ("rnn", "sigmoid"), ("gru", "tanh"), ("lstm", "tanh"), ("skip", "tanh"),
+         ("skip", "relu")]
 
 
 def setup(cell, nonlinearity, T=6, B=3, H=4, L=2, seed=0):
-    net = bptt.Network(cell, 5, H, 3, num_layers=L, nonlinearity=nonlinearity, seed=seed)
+    net = bptt.Network(cell, 5, H, 3, num_layers=L, nonlinearity=nonlinearity, seed=seed,
+                       skip=3 if cell == "skip" else None)
     rng = np.random.default_rng(seed + 1)
     x = rng.standard_normal((T, B, 5))
-    parts = tuple(0.5 * rng.standard_normal((L, B, H)) for _ in net.arch.module.STATE)
+    parts = tuple(0.5 * rng.standard_normal((L, B, H)) for _ in net.arch.state_names)
     return net, x, engine.public_state(parts), rng
 
 
@@ -32,7 +34,7 @@ def layer_states(net, x, state, lengths=None, reset=None, layer=0):
 def run_from(net, layer, xs, s_k, batch, k):
     """The layer's final state after running steps k..T-1 from state s_k (flattened (B, S))."""
     H = net.arch.hidden_size
-    parts = tuple(s_k[:, i * H:(i + 1) * H] for i in range(len(net.arch.module.STATE)))
+    parts = tuple(s_k[:, i * H:(i + 1) * H] for i in range(len(net.arch.state_names)))
     mask = None if batch.mask is None else batch.mask[k:]
     reset = None if batch.reset is None else batch.reset[k:]
     _, final, _ = net.arch.module.forward(engine.layer(net.params, layer), xs[k:], parts, mask, reset,
@@ -63,12 +65,20 @@ def test_jacobian_products_equal_finite_differences(cell, nonlinearity, variant,
     s = [np.concatenate(s0, axis=1)]
     for k in range(6):
         s.append(run_from(net, layer, xs[:k + 1], s[0], batch, 0) if k >= 0 else None)
+    # A skip RNN's state after a reset holds history of the old sequence, which the full run masks but a
+    # run restarted from that state would read: from a reset on, only the product from k = 0 is comparable.
+    first_reset = int(np.argmax(reset.any(axis=1))) if reset is not None and reset.any() else 6
+    checked = 0
     for k in range(7):
+        if cell == "skip" and first_reset < k < 6:
+            continue
+        checked += 1
         if k == 6:
             assert np.array_equal(P[6], np.broadcast_to(np.eye(P.shape[-1]), P[6].shape))
             continue
         fd = fd_jacobian(lambda s_k: run_from(net, layer, xs, s_k, batch, k), s[k])
         assert np.allclose(P[k], fd, rtol=1e-7, atol=1e-9), (k, np.abs(P[k] - fd).max())
+    assert checked >= 2
     H = net.arch.hidden_size
     sv = diagnostics.jacobian_singular_values(net.params, net.arch, x, state, lengths, reset)[layer]
     fd0 = fd_jacobian(lambda s_k: run_from(net, layer, xs, s_k, batch, 0), s[0])[:, :H, :H]
@@ -81,6 +91,7 @@ def torch_hidden_grads(net, x, y, state):
     sd = {k: torch.tensor(v, requires_grad=True) for k, v in net.torch_state_dict().items()}
     parts = state if isinstance(state, tuple) else (state,)
     s = [[torch.tensor(p[layer]) for p in parts] for layer in range(L)]
+    hist = [[torch.tensor(p[layer]) for p in reversed(parts)] for layer in range(L)]      # skip: oldest first
     inputs, hs = torch.tensor(x), [[] for _ in range(L)]
     for t in range(len(x)):
         inp = inputs[t]
@@ -88,9 +99,13 @@ def torch_hidden_grads(net, x, y, state):
             W, U = sd[f"rnn.weight_ih_l{layer}"], sd[f"rnn.weight_hh_l{layer}"]
             b, b_U = sd[f"rnn.bias_ih_l{layer}"], sd[f"rnn.bias_hh_l{layer}"]
             h = s[layer][0]
-            if arch.cell == "rnn":
+            if arch.cell in ("rnn", "skip"):
                 f = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}[arch.nonlinearity]
-                new = [f(inp @ W.T + b + h @ U.T + b_U)]
+                a = inp @ W.T + b + h @ U.T + b_U
+                if arch.cell == "skip":
+                    a = a + hist[layer][-arch.skip] @ sd[f"rnn.weight_skip_l{layer}"].T
+                new = [f(a)]
+                hist[layer].append(new[0])
             elif arch.cell == "gru":
                 ax, ah = inp @ W.T + b, h @ U.T + b_U
                 H = h.shape[1]

@@ -18,10 +18,12 @@ NAN_X = np.zeros((T, B, V))
 NAN_X[1, 1, 2] = np.nan
 
 BAD_CONSTRUCTION = [
-    (dict(cell="transformer"), ValueError, "cell: expected one of 'rnn', 'gru', 'lstm'; got 'transformer'"),
+    (dict(cell="transformer"), ValueError, "cell: expected one of 'rnn', 'gru', 'lstm', 'skip'; got 'transformer'"),
     (dict(cell="rnn", nonlinearity="softplus"), ValueError, "nonlinearity: expected one of"),
-    (dict(cell="gru", nonlinearity="relu"), ValueError, "nonlinearity: applies to cell='rnn' only; got 'relu'"),
+    (dict(cell="gru", nonlinearity="relu"), ValueError, "nonlinearity: applies to cell='rnn' and 'skip' only; got 'relu'"),
     (dict(hidden_size=0), ValueError, "hidden_size: expected a positive int, got 0"),
+    (dict(cell="skip", skip=1), ValueError, "skip: expected an int >= 2, got 1"),
+    (dict(cell="gru", skip=3), ValueError, "skip: applies to cell='skip' only"),
     (dict(input_size=2.5), TypeError, "input_size: expected a positive int, got 2.5"),
     (dict(num_layers=True), TypeError, "num_layers: expected a positive int, got True"),
     (dict(output_size=-1), ValueError, "output_size: expected a positive int, got -1"),

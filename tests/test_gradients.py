@@ -14,7 +14,8 @@ CASES = list(gradcheck.all_cases()) + list(gradcheck.training_cases())
 @pytest.mark.parametrize("case", CASES, ids=[c.label().replace(" ", "-") for c in CASES])
 def test_finite_differences(case):
     errors = gradcheck.against_finite_differences(case)
-    expected = set(gradcheck.network(case).params) | {"h0"} | ({"c0"} if case.cell == "lstm" else set())
+    net = gradcheck.network(case)
+    expected = set(net.params) | set(gradcheck.state_labels(net.arch))
     expected |= {"x"} if case.inputs == "float" else set()
     assert set(errors) == expected
     bad = {name: e for name, e in errors.items() if not e < 1e-7}

@@ -9,7 +9,7 @@ import typing
 
 import numpy as np
 
-from . import __version__, gradcheck, report
+from . import __version__, checks, gradcheck, report
 from .config import TrainConfig
 
 TRAIN_HELP = {
@@ -25,7 +25,8 @@ TRAIN_HELP = {
     "separator": "text that separates documents (e.g. a blank line); each stream's state restarts at every "
                  "document start, inside a window, without breaking the batch",
     "cell": "recurrent cell",
-    "nonlinearity": "rnn only: f in h_t = f(W x_t + U h_{t-1} + b)",
+    "nonlinearity": "rnn and skip: f in h_t = f(W x_t + U h_{t-1} + b)",
+    "skip": "skip RNN: s in h_t = f(W x_t + U h_{t-1} + S h_{t-s} + b)",
     "hidden": "hidden units per layer (H)",
     "layers": "stacked layers (L)",
     "embedding": "embedding size (0: one-hot inputs)",
@@ -79,7 +80,8 @@ def add_gradcheck(sub):
     p.add_argument("--no-lengths", action="store_true", help="all sequences full length")
     p.add_argument("--all", action="store_true",
                    help="the whole matrix: every cell x 1 and 3 layers x every input kind, target and "
-                        "loss x with and without state and lengths (240 cases, a one-line summary each)")
+                        f"loss x with and without state and lengths ({len(list(gradcheck.all_cases()))} cases, "
+                        "a one-line summary each)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     p.add_argument("--seq-len", type=int, default=5, help="T (default 5)")
     p.add_argument("--batch", type=int, default=3, help="B (default 3)")
@@ -134,7 +136,7 @@ def add_train(sub):
             p.add_argument(flag, action="store_true", default=None, help=TRAIN_HELP[f.name])
             continue
         kind = next(t for t in typing.get_args(f.type) or (f.type,) if t is not type(None))
-        choices = {"task": ("lm", "classify", "adding", "copy", "order", "sentiment"), "level": ("char", "word"), "cell": ("rnn", "gru", "lstm"),
+        choices = {"task": ("lm", "classify", "adding", "copy", "order", "sentiment"), "level": ("char", "word"), "cell": ("rnn", "gru", "lstm", "skip"),
                    "nonlinearity": ("tanh", "relu", "sigmoid"), "init": ("default", "xavier"),
                    "recurrent_init": ("default", "xavier", "orthogonal", "identity"),
                    "dtype": ("float32", "float64"), "schedule": ("constant", "plateau", "cosine"),
@@ -276,6 +278,7 @@ def add_task(sub):
     p.add_argument("--test-size", type=int, default=500)
     p.add_argument("--out", required=True, metavar="DIR", help="one run directory per (cell, T) goes here")
     p.add_argument("--report", action="store_true", help="write DIR/report.html with the figures")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at the same time (processes)")
 
 
 def run_task(args):
@@ -292,7 +295,8 @@ def run_task(args):
         print(f"{row['cell']:<12}{row['T']:>6}{row['test_loss']:>12.5f}{acc:>10}{row['steps']:>7}{row['seconds']:>9.1f}  "
               f"{'solved' if row['solved'] else 'failed'}", flush=True)
 
-    rows = sweep.run(base, args.problem, args.lengths, args.cells, args.out, on_run=show)
+    rows = sweep.run(base, args.problem, args.lengths, args.cells, args.out, on_run=show,
+                     jobs=checks.positive_int("--jobs", args.jobs))
     if args.report:
         print(f"report: {sweep.report(args.out, args.problem, rows)}")
     return 0

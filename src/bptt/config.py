@@ -21,8 +21,9 @@ class TrainConfig:
     separator: str | None = None       # documents are separated by this text (e.g. "\n\n"): each stream
                                        # restarts from a zero state at every document start
     # model
-    cell: str = "lstm"                 # "rnn", "gru" or "lstm"
-    nonlinearity: str = "tanh"         # rnn only: "tanh", "relu", "sigmoid"
+    cell: str = "lstm"                 # "rnn", "gru", "lstm" or "skip" (an RNN with a connection s steps back)
+    nonlinearity: str = "tanh"         # rnn and skip: "tanh", "relu", "sigmoid"
+    skip: int | None = None            # skip RNN: s, how far back its second connection reaches (default 2)
     hidden: int = 256
     layers: int = 2
     embedding: int = 64                # 0: one-hot inputs

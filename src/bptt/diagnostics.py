@@ -43,7 +43,7 @@ def products(params, arch, x, state=None, lengths=None, reset=None, layer=0):
 def jacobian_products(params, arch, x, state=None, lengths=None, reset=None, layer=0):
     """ds_T/ds_k for k = 0..T (k = T: the identity), of one layer: (T+1, B, S, S), float64.
     Memory grows as T B S^2: for large models use jacobian_singular_values, which keeps one."""
-    S = arch.hidden_size * len(arch.module.STATE)
+    S = arch.hidden_size * len(arch.state_names)
     out = np.empty((len(x) + 1, len(x[0]), S, S))
     out[-1] = np.eye(S)
     for k, P in products(params, arch, x, state, lengths, reset, layer):
@@ -81,7 +81,7 @@ def spectrum(params, arch):
     """For each layer and each gate block U_g (H, H) of U: its eigenvalues' largest modulus (the
     spectral radius) and its singular values. Returns {"l0.U": [{"gate", "spectral_radius",
     "singular_values"}, ...], ...}."""
-    gates = {"rnn": ("h",), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}[arch.cell]
+    gates = {"rnn": ("h",), "skip": ("h",), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}[arch.cell]
     H = arch.hidden_size
     out = {}
     for layer in range(arch.num_layers):

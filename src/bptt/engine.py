@@ -26,6 +26,7 @@ returned and passed back, nothing is stored.
     l{k}.U   (G H, H)     recurrent weights
     l{k}.b   (G H,)       input-side bias        (PyTorch's bias_ih)
     l{k}.b_U (G H,)       recurrent-side bias    (PyTorch's bias_hh)
+    l{k}.S   (H, H)       skip RNN only: the weights reaching s steps back
     V        (K, H)       readout weights (absent with tied embeddings);  c (K,) readout bias
 """
 
@@ -52,13 +53,18 @@ class Arch:
     embedding_dim: int | None = None
     nonlinearity: str = "tanh"
     tie_weights: bool = False
+    skip: int | None = None          # cell="skip": how far back S reaches (default 2)
 
     def __post_init__(self):
         checks.one_of("cell", self.cell, tuple(CELLS))
         checks.one_of("nonlinearity", self.nonlinearity, NONLINEARITIES)
-        if self.cell != "rnn" and self.nonlinearity != "tanh":
-            raise ValueError(f"nonlinearity: applies to cell='rnn' only; got {self.nonlinearity!r} "
+        if self.cell not in ("rnn", "skip") and self.nonlinearity != "tanh":
+            raise ValueError(f"nonlinearity: applies to cell='rnn' and 'skip' only; got {self.nonlinearity!r} "
                              f"with cell={self.cell!r} (leave it at 'tanh')")
+        if self.cell == "skip":
+            object.__setattr__(self, "skip", checks.positive_int("skip", self.skip or 2, minimum=2))
+        elif self.skip is not None:
+            raise ValueError(f"skip: applies to cell='skip' only, got skip={self.skip} with cell={self.cell!r}")
         for name in ("input_size", "hidden_size", "output_size", "num_layers"):
             checks.positive_int(name, getattr(self, name))
         if self.embedding_dim is not None:
@@ -75,7 +81,14 @@ class Arch:
 
     @property
     def options(self):
+        if self.cell == "skip":
+            return {"nonlinearity": self.nonlinearity, "skip": self.skip}
         return {"nonlinearity": self.nonlinearity} if self.cell == "rnn" else {}
+
+    @property
+    def state_names(self):
+        """The parts of a layer's state: ("h",), ("h", "c") for the LSTM, the last s h's for the skip RNN."""
+        return self.module.state_names(self.skip) if self.cell == "skip" else self.module.STATE
 
     def layer_input_size(self, k):
         if k > 0:
@@ -90,6 +103,8 @@ class Arch:
         for k in range(self.num_layers):
             shapes |= {f"l{k}.W": (G, self.layer_input_size(k)), f"l{k}.U": (G, H),
                        f"l{k}.b": (G,), f"l{k}.b_U": (G,)}
+            if self.cell == "skip":
+                shapes[f"l{k}.S"] = (H, H)
         if not self.tie_weights:
             shapes["V"] = (self.output_size, H)
         return shapes | {"c": (self.output_size,)}
@@ -124,7 +139,8 @@ def readout_weights(params):
 
 
 def layer(params, k):
-    return {name: params[f"l{k}.{name}"] for name in ("W", "U", "b", "b_U")}
+    prefix = f"l{k}."
+    return {name[len(prefix):]: a for name, a in params.items() if name.startswith(prefix)}
 
 
 class Batch(NamedTuple):
@@ -142,7 +158,7 @@ def prepare(params, arch, x, state, lengths, reset=None):
     x, T, B = checks.inputs(x, arch.input_size, arch.embedding_dim is not None, dtype)
     mask = checks.lengths_mask(lengths, T, B)
     x = checks.valid_inputs(x, arch.input_size, mask)
-    parts = checks.state(state, arch.module.STATE, arch.num_layers, B, arch.hidden_size, dtype)
+    parts = checks.state(state, arch.state_names, arch.num_layers, B, arch.hidden_size, dtype)
     reset = None if reset is None else checks.bool_mask("reset", reset, T, B)[:, :, None]
     return Batch(x, parts, mask, reset)
 
@@ -190,7 +206,7 @@ def backward_layers(params, arch, x, dhs, caches, drops, clip_dh=None, traces=No
     if drops[-1] is not None:
         dhs = dhs * drops[-1]
     for k in reversed(range(arch.num_layers)):
-        dstate_T = tuple(np.zeros_like(dhs[0]) for _ in arch.module.STATE)
+        dstate_T = tuple(np.zeros_like(dhs[0]) for _ in arch.state_names)
         dhs, ds0, g = arch.module.backward(layer(params, k), dhs, dstate_T, caches[k], clip_dh,
                                            None if traces is None else traces[k])
         if drops[k] is not None:

@@ -2,7 +2,9 @@
 when torch is installed, against PyTorch autograd on the same weights.
 
 The error reported for an array g is norm-relative:  |g - g_ref| / max(|g|, |g_ref|)  (2-norms),
-so a whole parameter passes or fails at once, however small its individual entries are.
+so a whole parameter passes or fails at once, however small its individual entries are. Against
+finite differences the denominator is floored at the smallest norm they can resolve (resolution):
+a gradient that vanishes below it is held to an absolute error instead.
 """
 
 import itertools
@@ -14,7 +16,7 @@ from . import engine
 from .network import Network
 from .torch_names import torch_name
 
-CELL_NAMES = ("rnn-tanh", "rnn-relu", "rnn-sigmoid", "gru", "lstm")
+CELL_NAMES = ("rnn-tanh", "rnn-relu", "rnn-sigmoid", "gru", "lstm", "skip-tanh")
 INPUT_KINDS = ("onehot", "embedding", "float")
 
 
@@ -33,6 +35,7 @@ class Case:
     with_loss_mask: bool = False    # only some positions carry a target (as in TBPTT(k1, k2))
     dropout: float = 0.0            # non-recurrent dropout, the same masks in every evaluation
     tied: bool = False              # readout tied to the embedding (inputs="embedding"; E = H, K = V)
+    skip: int | None = None         # skip RNN: how far back S reaches (None: 2)
     T: int = 5
     B: int = 3
     V: int = 5                      # vocabulary (ids) or features (floats)
@@ -64,13 +67,17 @@ def training_cases():
         yield Case(cell, 2, "embedding", dropout=0.3, with_lengths=True)
         yield Case(cell, 2, "float", "last", "mse", dropout=0.5)
         yield Case(cell, 2, "embedding", tied=True, E=4, H=4, K=5, with_reset=True)
+    yield Case("skip-relu", 2, "float", skip=3, with_state=True, with_lengths=True, T=7)
+    yield Case("skip-sigmoid", 1, "onehot", skip=4, with_reset=True, with_state=True, T=9)
+    yield Case("skip-tanh", 2, "onehot", skip=3, with_reset=True, with_loss_mask=True, T=8)
 
 
 def network(case, dtype=np.float64):
     cell, _, nonlinearity = case.cell.partition("-")
     return Network(cell, case.V, case.H, case.K, num_layers=case.num_layers,
                    embedding_dim=case.E if case.inputs == "embedding" else None,
-                   nonlinearity=nonlinearity or "tanh", dtype=dtype, seed=case.seed, tie_weights=case.tied)
+                   nonlinearity=nonlinearity or "tanh", dtype=dtype, seed=case.seed, tie_weights=case.tied,
+                   skip=case.skip if cell == "skip" else None)
 
 
 def problem(case, dtype=np.float64):
@@ -88,8 +95,8 @@ def problem(case, dtype=np.float64):
         y = rng.standard_normal(lead + (K,)).astype(dtype)
     state = None
     if case.with_state:
-        parts = [0.5 * rng.standard_normal((L, B, H)).astype(dtype) for _ in range(2 if case.cell == "lstm" else 1)]
-        state = tuple(parts) if case.cell == "lstm" else parts[0]
+        parts = [0.5 * rng.standard_normal((L, B, H)).astype(dtype) for _ in network(case).arch.state_names]
+        state = tuple(parts) if len(parts) > 1 else parts[0]
     lengths = None
     if case.with_lengths:
         lengths = np.resize(np.array([T, 1] + list(range(T - 1, 1, -1))), B)    # full, 1, T-1, ...
@@ -102,10 +109,20 @@ def problem(case, dtype=np.float64):
     return kw
 
 
-def rel_err(a, b):
+def rel_err(a, b, floor=0.0):
+    """|a - b| / max(|a|, |b|, floor): norm-relative, or absolute (scaled by floor) for arrays
+    smaller than floor."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    scale = max(np.linalg.norm(a), np.linalg.norm(b))
+    scale = max(np.linalg.norm(a), np.linalg.norm(b), floor)
     return 0.0 if scale == 0 else float(np.linalg.norm(a - b) / scale)
+
+
+def resolution(eps):
+    """The smallest gradient norm float64 finite differences with step eps can measure to 1e-7.
+    Their round-off is about 1e-16 |L| / eps per entry, so a gradient below 1e-7 / eps (1e-4 at
+    eps = 1e-3; such as dL/dh_0 through many sigmoid steps) is compared absolutely: the error
+    reported is |g - g_fd| / (1e-7 / eps), which must still be below 1e-7."""
+    return 1e-7 / eps
 
 
 def central_differences(f, a, eps):
@@ -124,6 +141,13 @@ def central_differences(f, a, eps):
     return g
 
 
+def state_labels(arch):
+    """Names of the initial state parts in reports: h0 (and c0), or h0, h-1, ... for the skip RNN."""
+    if arch.cell == "lstm":
+        return ("h0", "c0")
+    return ("h0",) + tuple(f"h-{j}" for j in range(1, len(arch.state_names)))
+
+
 def state_parts(state):
     return () if state is None else (state if isinstance(state, tuple) else (state,))
 
@@ -133,7 +157,7 @@ def step_size(cell):
     (O(e^4)) against round-off (~1e-16 / e) for tanh, GRU and LSTM. Sigmoid's gradients through three
     layers are small (its slope is at most 1/4), so round-off dominates and a longer step is better;
     ReLU has a kink at 0 that a long step could cross, so its step is short."""
-    return {"rnn-relu": 1e-5, "rnn-sigmoid": 1e-2}.get(cell, 1e-3)
+    return {"rnn-relu": 1e-5, "skip-relu": 1e-5, "rnn-sigmoid": 1e-2, "skip-sigmoid": 1e-2}.get(cell, 1e-3)
 
 
 def against_finite_differences(case, eps=None):
@@ -142,20 +166,20 @@ def against_finite_differences(case, eps=None):
     net = network(case)
     kw = problem(case)
     if kw["state"] is None:                         # zeros passed explicitly, to differentiate them
-        n = 2 if case.cell == "lstm" else 1
-        zeros = tuple(np.zeros((case.num_layers, case.B, case.H)) for _ in range(n))
-        kw["state"] = zeros if n == 2 else zeros[0]
+        zeros = tuple(np.zeros((case.num_layers, case.B, case.H)) for _ in net.arch.state_names)
+        kw["state"] = zeros if len(zeros) > 1 else zeros[0]
     dropout = dict(dropout=case.dropout, rng=case.seed + 2000) if case.dropout else {}
     r = engine.loss_and_grads(net.params, net.arch, **kw, **dropout)
 
     def f():
         return engine.loss_value(net.params, net.arch, **kw, **dropout)
 
-    errors = {name: rel_err(r.grads[name], central_differences(f, a, eps)) for name, a in net.params.items()}
+    floor = resolution(eps)
+    errors = {name: rel_err(r.grads[name], central_differences(f, a, eps), floor) for name, a in net.params.items()}
     if case.inputs == "float":
-        errors["x"] = rel_err(r.dx, central_differences(f, kw["x"], eps))
-    for part, a, da in zip(("h0", "c0"), state_parts(kw["state"]), state_parts(r.dstate0)):
-        errors[part] = rel_err(da, central_differences(f, a, eps))
+        errors["x"] = rel_err(r.dx, central_differences(f, kw["x"], eps), floor)
+    for part, a, da in zip(state_labels(net.arch), state_parts(kw["state"]), state_parts(r.dstate0)):
+        errors[part] = rel_err(da, central_differences(f, a, eps), floor)
     return errors
 
 
@@ -181,7 +205,7 @@ def against_torch(case, dtype=np.float64):
     errors["state"] = max(rel_err(a, b) for a, b in zip(state_parts(r.state), state_parts(t_state)))
     if t_dx is not None:
         errors["x"] = rel_err(r.dx, t_dx)
-    for part, a, b in zip(("h0", "c0"), state_parts(r.dstate0), state_parts(t_dstate0)):
+    for part, a, b in zip(state_labels(net.arch), state_parts(r.dstate0), state_parts(t_dstate0)):
         errors[part] = rel_err(a, b)
     return errors
 
@@ -205,7 +229,7 @@ def compare(case, use_torch):
     fd = against_finite_differences(case)
     th = against_torch(case) if use_torch else {}
     rows = []
-    for name in list(net.params) + [k for k in ("x", "h0", "c0") if k in fd]:
+    for name in list(net.params) + [k for k in ("x",) + state_labels(net.arch) if k in fd]:
         shape = net.params[name].shape if name in net.params else None
         t = th.get(torch_name(name) if name in net.params else name)
         ok = fd[name] < FD_TOL and (t is None or t < TORCH_TOL)

@@ -9,14 +9,15 @@ class Network:
     """A stack of recurrent layers with a dense readout, trained by BPTT.
 
     input_size is the vocabulary size when x holds int ids (one-hot unless embedding_dim is set)
-    and the feature size when x holds floats. nonlinearity applies to cell="rnn" only.
+    and the feature size when x holds floats. nonlinearity applies to cell="rnn" (and "skip") only.
+    cell="skip": the skip RNN, h_t = f(W x_t + U h_{t-1} + S h_{t-skip} + b), skip >= 2 (default 2).
     tie_weights: the readout reuses the embedding (V = E; Press & Wolf 2017, Inan et al. 2017).
     """
 
     def __init__(self, cell, input_size, hidden_size, output_size, num_layers=1, embedding_dim=None,
-                 nonlinearity="tanh", dtype=np.float64, seed=0, tie_weights=False):
+                 nonlinearity="tanh", dtype=np.float64, seed=0, tie_weights=False, skip=None):
         self.arch = engine.Arch(cell, input_size, hidden_size, output_size, num_layers, embedding_dim,
-                                nonlinearity, tie_weights)
+                                nonlinearity, tie_weights, skip)
         self.dtype = checks.float_dtype(dtype)
         if isinstance(seed, np.random.Generator):
             rng = seed

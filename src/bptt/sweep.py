@@ -8,10 +8,14 @@ The cells compared are the seeds' and their remedies:
     irnn          ReLU RNN with the identity recurrent initialisation (Le et al. 2015)
     gru           GRU (PyTorch's formulation)
     lstm          LSTM with forget-gate bias 1 (Jozefowicz et al. 2015)
+    skip-rnn      tanh RNN with a second recurrent connection 8 steps back (the seeds' skip RNN)
 """
 
 import json
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -24,31 +28,48 @@ VARIANTS = {
     "irnn": dict(cell="rnn", nonlinearity="relu", recurrent_init="identity"),
     "gru": dict(cell="gru"),
     "lstm": dict(cell="lstm", forget_bias=1.0),
+    "skip-rnn": dict(cell="skip", nonlinearity="tanh", skip=8),
 }
 
 
-def run(base, problem, lengths, cells, out, on_run=None):
-    """Train every (cell, T); returns the rows of results.json (also written to out)."""
+def one_run(base, problem, cell, T, out):
+    """Train one (cell, T) into out/{cell}-T{T}; returns its row of results."""
+    cfg = base.replace(task=problem, length=int(T), embedding=0, **VARIANTS[cell])
+    start = time.perf_counter()
+    outcome = train.train(cfg, Path(out) / f"{cell}-T{T}")
+    row = {"cell": cell, "T": int(T), "solved": bool(outcome.valid["solved"]),
+           "test_loss": round(outcome.valid["loss"], 5), "steps": outcome.progress.step,
+           "seconds": round(time.perf_counter() - start, 1)}
+    if "accuracy" in outcome.valid:
+        row["accuracy"] = round(outcome.valid["accuracy"], 4)
+    return row
+
+
+def run(base, problem, lengths, cells, out, on_run=None, jobs=1):
+    """Train every (cell, T), `jobs` runs at a time (separate processes, one BLAS thread each);
+    returns the rows of results.json (also written to out)."""
     problems.get(problem)
     unknown = sorted(set(cells) - set(VARIANTS))
     if unknown:
         raise ValueError(f"cells: unknown {unknown}; expected some of {', '.join(VARIANTS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    todo = [(cell, int(T)) for cell in cells for T in lengths]
     rows = []
-    for cell in cells:
-        for T in lengths:
-            cfg = base.replace(task=problem, length=int(T), embedding=0, **VARIANTS[cell])
-            start = time.perf_counter()
-            outcome = train.train(cfg, out / f"{cell}-T{T}")
-            row = {"cell": cell, "T": int(T), "solved": bool(outcome.valid["solved"]),
-                   "test_loss": round(outcome.valid["loss"], 5), "steps": outcome.progress.step,
-                   "seconds": round(time.perf_counter() - start, 1)}
-            if "accuracy" in outcome.valid:
-                row["accuracy"] = round(outcome.valid["accuracy"], 4)
-            rows.append(row)
+    if jobs == 1:
+        for cell, T in todo:
+            rows.append(one_run(base, problem, cell, T, out))
             if on_run is not None:
-                on_run(row)
+                on_run(rows[-1])
+    else:
+        os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = "1"   # read by each new process
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(one_run, base, problem, cell, T, out) for cell, T in todo]
+            for future in as_completed(futures):
+                rows.append(future.result())
+                if on_run is not None:
+                    on_run(rows[-1])
+        rows.sort(key=lambda r: todo.index((r["cell"], r["T"])))
     checkpoint.write_json_atomic(out / "results.json", {"problem": problem, "config": base.to_json(), "runs": rows})
     return rows
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from .checks import array, describe
 
-PER_LAYER = {"W": "weight_ih", "U": "weight_hh", "b": "bias_ih", "b_U": "bias_hh"}
+PER_LAYER = {"W": "weight_ih", "U": "weight_hh", "b": "bias_ih", "b_U": "bias_hh", "S": "weight_skip"}
 
 
 def torch_name(name):

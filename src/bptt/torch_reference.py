@@ -2,7 +2,7 @@
 
 Only imported when torch is installed (it is a test-only dependency). nn.RNN, nn.GRU and nn.LSTM
 are used as they are, with pack_padded_sequence for lengths; nn.RNN has no sigmoid, so that one
-case is an autograd loop over the same equations. Parameter names are those of bptt.torch_names.
+case and the skip RNN are autograd loops over the same equations. Parameter names are those of bptt.torch_names.
 """
 
 import numpy as np
@@ -13,34 +13,44 @@ from torch import nn
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
 
-class SigmoidRNN(nn.Module):
-    """h_t = sigmoid(W x_t + b + U h_{t-1} + b_U), named as nn.RNN names its parameters."""
+class LoopRNN(nn.Module):
+    """h_t = f(W x_t + b + U h_{t-1} + b_U [+ S h_{t-skip}]) as an autograd loop, named as nn.RNN names its
+    parameters (plus weight_skip_l{k}): the sigmoid RNN and the skip RNN, which nn.RNN does not have."""
 
-    def __init__(self, input_size, hidden_size, num_layers):
+    def __init__(self, input_size, hidden_size, num_layers, nonlinearity, skip=None):
         super().__init__()
-        self.num_layers = num_layers
+        self.num_layers, self.skip = num_layers, skip
+        self.f = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}[nonlinearity]
         for k in range(num_layers):
             D = input_size if k == 0 else hidden_size
             setattr(self, f"weight_ih_l{k}", nn.Parameter(torch.zeros(hidden_size, D)))
             setattr(self, f"weight_hh_l{k}", nn.Parameter(torch.zeros(hidden_size, hidden_size)))
             setattr(self, f"bias_ih_l{k}", nn.Parameter(torch.zeros(hidden_size)))
             setattr(self, f"bias_hh_l{k}", nn.Parameter(torch.zeros(hidden_size)))
+            if skip:
+                setattr(self, f"weight_skip_l{k}", nn.Parameter(torch.zeros(hidden_size, hidden_size)))
 
-    def forward(self, xs, h0, lengths=None):
+    def forward(self, xs, state, lengths=None):
+        """state: (L, B, H), or for the skip RNN a tuple of its s parts (h_0, h_{-1}, ...), each (L, B, H)."""
         T = xs.shape[0]
         mask = None if lengths is None else (torch.arange(T)[:, None] < lengths[None, :])[:, :, None]
+        parts = state if self.skip else (state,)
         finals = []
         for k in range(self.num_layers):
             W, U = getattr(self, f"weight_ih_l{k}"), getattr(self, f"weight_hh_l{k}")
             b, b_U = getattr(self, f"bias_ih_l{k}"), getattr(self, f"bias_hh_l{k}")
-            h, hs = h0[k], []
+            hist = [p[k] for p in reversed(parts)]                   # oldest first; hist[-1] = h_{t-1}
             for t in range(T):
-                h_new = torch.sigmoid(xs[t] @ W.T + b + h @ U.T + b_U)
-                h = h_new if mask is None else torch.where(mask[t], h_new, h)
-                hs.append(h)
-            xs = torch.stack(hs)
-            finals.append(h)
-        return xs, torch.stack(finals)
+                h = hist[-1]
+                a = xs[t] @ W.T + b + h @ U.T + b_U
+                if self.skip:
+                    a = a + hist[-self.skip] @ getattr(self, f"weight_skip_l{k}").T
+                h_new = self.f(a)
+                hist.append(h_new if mask is None else torch.where(mask[t], h_new, h))
+            xs = torch.stack(hist[len(parts):])
+            finals.append(hist[-len(parts):][::-1])                  # newest first
+        stacked = tuple(torch.stack([f[j] for f in finals]) for j in range(len(parts)))
+        return xs, stacked if self.skip else stacked[0]
 
 
 class Model(nn.Module):
@@ -50,8 +60,8 @@ class Model(nn.Module):
         D = arch.embedding_dim or arch.input_size
         if arch.embedding_dim:
             self.embedding = nn.Embedding(arch.input_size, arch.embedding_dim)
-        if arch.cell == "rnn" and arch.nonlinearity == "sigmoid":
-            self.rnn = SigmoidRNN(D, arch.hidden_size, arch.num_layers)
+        if arch.cell == "skip" or (arch.cell == "rnn" and arch.nonlinearity == "sigmoid"):
+            self.rnn = LoopRNN(D, arch.hidden_size, arch.num_layers, arch.nonlinearity, arch.skip)
         elif arch.cell == "rnn":
             self.rnn = nn.RNN(D, arch.hidden_size, arch.num_layers, nonlinearity=arch.nonlinearity)
         else:
@@ -68,7 +78,7 @@ class Model(nn.Module):
             xs = F.one_hot(x, self.arch.input_size).to(self.head.weight.dtype)
         else:
             xs = x
-        if isinstance(self.rnn, SigmoidRNN):
+        if isinstance(self.rnn, LoopRNN):
             return self.rnn(xs, state, lengths)
         if lengths is None:
             return self.rnn(xs, state)
@@ -103,13 +113,14 @@ def loss_and_grads(model, x, y, state=None, target="every", loss="cross_entropy"
         x_t = x_t.long()
     T, B = x_t.shape[:2]
     shape = (arch.num_layers, B, arch.hidden_size)
-    parts = (state,) if arch.cell != "lstm" else state
+    n_parts = len(arch.state_names)
+    parts = (state,) if n_parts == 1 else state
     if state is None:
-        parts = tuple(np.zeros(shape) for _ in range(2 if arch.cell == "lstm" else 1))
+        parts = tuple(np.zeros(shape) for _ in range(n_parts))
     s0 = tuple(torch.as_tensor(np.asarray(p)).to(dtype).clone().requires_grad_(True) for p in parts)
     n = None if lengths is None else torch.as_tensor(np.asarray(lengths)).long()
 
-    hs, final = model(x_t, s0 if arch.cell == "lstm" else s0[0], n)
+    hs, final = model(x_t, s0 if n_parts > 1 else s0[0], n)
     if target == "every":
         keep = torch.ones(T, B, dtype=torch.bool) if n is None else torch.arange(T)[:, None] < n[None, :]
         z, y_t = model.head(hs[keep]), torch.as_tensor(np.asarray(y))[keep]
@@ -127,5 +138,5 @@ def loss_and_grads(model, x, y, state=None, target="every", loss="cross_entropy"
     finals = tuple(f.detach().numpy().copy() for f in finals)
     dstate0 = tuple(s.grad.detach().numpy().copy() for s in s0)
     dx = x_t.grad.detach().numpy().copy() if x_t.is_floating_point() else None
-    unwrap = (lambda p: p) if arch.cell == "lstm" else (lambda p: p[0])
+    unwrap = (lambda p: p) if n_parts > 1 else (lambda p: p[0])
     return value.item(), grads, unwrap(finals), dx, unwrap(dstate0)
