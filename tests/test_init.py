@@ -41,3 +41,12 @@ def test_errors():
         init.apply(net.params, net.arch, np.random.default_rng(0), forget_bias=1.0)
     with pytest.raises(ValueError, match="recurrent: expected one of"):
         init.apply(net.params, net.arch, np.random.default_rng(0), recurrent="eye")
+
+
+def test_spectral_radius():
+    net = bptt.Network("gru", 5, 6, 3, num_layers=2)
+    init.apply(net.params, net.arch, np.random.default_rng(0), recurrent="orthogonal", radius=1.5)
+    for k in range(2):
+        for g in range(3):
+            block = net.params[f"l{k}.U"][g * 6:(g + 1) * 6]
+            assert np.abs(np.linalg.eigvals(block)).max() == pytest.approx(1.5)

@@ -35,6 +35,7 @@ TRAIN_HELP = {
     "init": "input-weight initialisation",
     "recurrent_init": "recurrent-weight initialisation (identity: IRNN, Le et al. 2015)",
     "forget_bias": "lstm: initial forget-gate bias (e.g. 1)",
+    "radius": "rescale each recurrent matrix (gate block) to this spectral radius at initialisation",
     "dtype": "floating point type of parameters and activations",
     "batch": "parallel streams (B)",
     "window": "k1 of TBPTT(k1, k2): steps between updates",

@@ -32,6 +32,7 @@ class TrainConfig:
     init: str = "default"              # input weights: "default" (PyTorch) or "xavier"
     recurrent_init: str = "default"    # "default", "xavier", "orthogonal", "identity" (IRNN)
     forget_bias: float | None = None   # lstm: total forget-gate bias
+    radius: float | None = None        # rescale each recurrent matrix to this spectral radius
     dtype: str = "float32"             # "float32" or "float64"
     # truncated BPTT
     batch: int = 32                    # B parallel streams

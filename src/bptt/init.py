@@ -6,6 +6,8 @@
     identity     each gate block of U = scale * I, biases 0, W ~ N(0, 0.001^2)   (IRNN, Le et al. 2015)
     forget_bias  LSTM: the forget gate's total bias b_f + b_Uf set (b_f = value, b_Uf = 0)
                  (Gers et al. 2000; Jozefowicz et al. 2015 recommend 1)
+    radius       each gate block of U rescaled to this spectral radius (largest |eigenvalue|), to
+                 study vanishing (below 1) and exploding (above 1) gradients
 
 The identity initialisation makes dh_t/dh_{t-1} = diag(f'(a_t)) U start at (nearly) the identity
 for a ReLU RNN: gradients neither vanish nor explode at first, the seeds' suggested remedy.
@@ -25,7 +27,8 @@ def orthogonal(rng, n, dtype):
     return (q * np.sign(np.diag(r))).astype(dtype)
 
 
-def apply(params, arch, rng, weights="default", recurrent="default", forget_bias=None, identity_scale=1.0):
+def apply(params, arch, rng, weights="default", recurrent="default", forget_bias=None, identity_scale=1.0,
+          radius=None):
     """Re-initialise params (a dict from engine.init_params for arch) in place."""
     checks.one_of("weights", weights, WEIGHTS)
     checks.one_of("recurrent", recurrent, RECURRENT)
@@ -51,4 +54,8 @@ def apply(params, arch, rng, weights="default", recurrent="default", forget_bias
         if forget_bias is not None:
             b[H:2 * H] = forget_bias                          # gate order i, f, g, o
             b_U[H:2 * H] = 0
+        if radius is not None:
+            for j in range(G):
+                block = U[j * H:(j + 1) * H]
+                block *= radius / np.abs(np.linalg.eigvals(block.astype(np.float64))).max()
     return params

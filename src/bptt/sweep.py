@@ -92,14 +92,14 @@ def report(out, problem, rows):
     results = {}
     for r in rows:
         results.setdefault(r["cell"], {})[r["T"]] = r["solved"]
-    success_png = figures.success(results, out / "success", f"{problem}: solved ({p.description})")
+    success_png = figures.success(results, out / "success", f"{problem}: solved within {rows[0]['steps']} steps")
 
     T = max(r["T"] for r in rows)
     profiles = {}
     for cell in results:
         run = train.Run(out / f"{cell}-T{T}")
         cfg = run.config()
-        net = train.build_network(cfg, p.input_size, p.output_size)            # as initialised
+        net = train.build_network(cfg.replace(dtype="float64"), p.input_size, p.output_size)   # as initialised
         x, y = p.generate(T, 8, np.random.default_rng(0))
         if p.target == "every":
             y = y[-1]
@@ -110,14 +110,17 @@ def report(out, problem, rows):
 
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for label, (steps, losses) in learning_curves(out, rows).items():
-        ax.semilogy(steps, figures.positive(losses), label=label)
-    ax.axhline(p.baseline(T), color="k", linestyle=":", label=f"trivial answer (T={T})")
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    cells, lengths = list(results), sorted({r["T"] for r in rows})
+    styles = ["-", "--", ":", "-."]
+    for r, (label, (steps, losses)) in zip(rows, learning_curves(out, rows).items()):
+        ax.semilogy(steps, figures.positive(losses), color=f"C{cells.index(r['cell'])}",
+                    linestyle=styles[lengths.index(r["T"]) % len(styles)], label=label)
+    ax.axhline(p.baseline(T), color="k", linewidth=0.8, label=f"trivial answer (T={T})")
     ax.set_xlabel("training step")
     ax.set_ylabel("test loss")
-    ax.set_title(f"{problem}: test loss during training")
-    ax.legend(fontsize=6, ncol=2)
+    ax.set_title(f"{problem}: test loss during training (colour: cell, line style: T)")
+    ax.legend(fontsize=6, ncol=1, loc="center left", bbox_to_anchor=(1.01, 0.5))
     curves_png = figures.save(fig, out / "learning_curves")
 
     solved = sorted({r["cell"] for r in rows if r["solved"] and r["T"] == T})

@@ -40,7 +40,7 @@ def build_network(cfg, input_size, output_size):
                   embedding_dim=cfg.embedding or None, nonlinearity=cfg.nonlinearity,
                   dtype=np.dtype(cfg.dtype), seed=cfg.seed, tie_weights=cfg.tie, skip=cfg.skip)
     init.apply(net.params, net.arch, np.random.default_rng([cfg.seed, 1]), cfg.init, cfg.recurrent_init,
-               cfg.forget_bias)
+               cfg.forget_bias, radius=cfg.radius)
     return net
 
 
