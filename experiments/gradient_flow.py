@@ -8,8 +8,8 @@
 2. The spectral radius of U: a tanh RNN whose U is scaled to radius rho, and a linear-regime check:
    below 1 the gradient vanishes, above 1 it can grow.
 3. Identity initialisation: a ReLU RNN with U = I (IRNN) against the default initialisation.
-4. Clipping: a tanh RNN with rho = 3 trained on the adding problem (T = 50) with and without
-   global-norm clipping: how often the gradient norm explodes, and the loss reached.
+4. Clipping: a tanh RNN with rho = 1.5 trained on the adding problem (T = 50) with SGD, with and
+   without global-norm clipping at 1: how often the gradient norm explodes, and what the run reaches.
 
 Every number is an average over 5 random initialisations and 32 random input sequences.
 """
@@ -71,11 +71,11 @@ def table(curves):
 
 
 def clipping_experiment():
-    """Train a tanh RNN with U at spectral radius 3 on the adding problem, with and without clipping."""
+    """Train a tanh RNN with U at spectral radius 1.5 on the adding problem, with and without clipping."""
     results = []
     for clip in (0.0, 1.0):
-        cfg = TrainConfig(task="adding", length=50, cell="rnn", hidden=H, layers=1, embedding=0, batch=32, steps=600,
-                          eval_every=300, optimizer="sgd", lr=0.05, clip=clip, radius=3.0, log_every=1,
+        cfg = TrainConfig(task="adding", length=50, cell="rnn", hidden=H, layers=1, embedding=0, batch=32, steps=1000,
+                          eval_every=500, optimizer="sgd", lr=0.05, clip=clip, radius=1.5, log_every=1,
                           test_size=500, seed=0, dtype="float64")
         with tempfile.TemporaryDirectory() as run:
             try:
@@ -85,7 +85,7 @@ def clipping_experiment():
             records = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
         norms = np.array([r["grad_norm"] for r in records if "grad_norm" in r])
         finite = norms[np.isfinite(norms)]
-        results.append({"clip": clip or "off", "median gradient norm": round(float(np.median(finite)), 3),
+        results.append({"clip": clip or "off", "median gradient norm": f"{np.median(finite):.3g}",
                         "max gradient norm": f"{norms.max():.3g}",
                         "steps with norm > 10x median": int((norms > 10 * np.median(finite)).sum()),
                         "result": result})
