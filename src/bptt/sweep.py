@@ -107,6 +107,8 @@ def report(out, problem, rows):
         profiles[cell] = diagnostics.gradient_norms(net.params, net.arch, x, y, target="last", loss=loss)[-1]
     flow_png = figures.gradient_norms(profiles, out / "gradient_norms",
                                       f"{problem}, T={T}: ||dL_T/dh_k|| at initialisation")
+    reach = sorted(((norms[0] / norms[-1], cell) for cell, norms in profiles.items()), reverse=True)
+    reach_text = ", ".join(f"{cell} {ratio:.1e}" for ratio, cell in reach)
 
     import matplotlib.pyplot as plt
 
@@ -125,6 +127,8 @@ def report(out, problem, rows):
 
     solved = sorted({r["cell"] for r in rows if r["solved"] and r["T"] == T})
     failed = sorted({r["cell"] for r in rows if not r["solved"] and r["T"] == T})
+    order = ["cell", "T", "solved", "test_loss", "accuracy", "steps", "seconds"]
+    rows = [{k: r[k] for k in order if k in r} for r in rows]
     sections = [
         ("Which cells solve it", success_png,
          f"Each cell was trained with the same budget for each length T. At T={T}, solved: "
@@ -132,11 +136,11 @@ def report(out, problem, rows):
          rows),
         ("Gradient flow at initialisation", flow_png,
          "The norm of the gradient of the final loss with respect to each hidden state, against how far "
-         "back that state is. A line that falls steeply means the loss cannot reach early steps: the "
-         "vanishing gradient. Flat lines (gated cells, the identity-initialised ReLU RNN) keep the "
-         "early inputs within reach of the gradient.", None),
+         "back that state is, before any training. A line that falls steeply means the loss cannot reach "
+         f"early steps: the vanishing gradient. The fraction of it that reaches the first step: {reach_text}. "
+         "Training changes this: see bptt diagnose on a trained run.", None),
         ("Learning curves", curves_png,
-         "Test loss as training goes on; the dotted line is the loss of the trivial answer. A curve that "
+         "Test loss as training goes on; the black line is the loss of the trivial answer. A curve that "
          "stays on it has learned nothing about the long-range dependency.", None),
     ]
     return html_report.write(out / "report.html", f"bptt task {problem}", sections,
