@@ -36,6 +36,7 @@ def arrays(run_dir):
     dict(cell="gru", backprop=13, schedule="cosine", warmup=3, clip=0.5, clip_mode="value", dtype="float32"),
     dict(cell="rnn", nonlinearity="relu", recurrent_init="identity", optimizer="adagrad", lr=0.05, clip_dh=0.1),
     dict(separator="\n\n", backprop=11, tie=True, embedding=12, dropout=0.1),
+    dict(recompute_every=3, cell="gru", flow_every=4),
 ])
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, corpus, kw):
     cfg = small(corpus, **kw)
@@ -130,6 +131,8 @@ def test_config_errors():
         TrainConfig(tie=True)
     with pytest.raises(ValueError, match="dropout: expected a probability"):
         TrainConfig(dropout=1.0)
+    with pytest.raises(ValueError, match="recompute_every: not available with --dropout"):
+        TrainConfig(recompute_every=8, dropout=0.2)
     with pytest.raises(ValueError, match="config: unknown keys"):
         TrainConfig.from_json({"hiden": 3})
 
@@ -199,3 +202,14 @@ def test_ctrl_c_saves_and_stops(tmp_path, corpus):
     assert out.status == "interrupted" and out.progress.step == 6
     assert train.Run(tmp_path / "run").load()[3].step == 6
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler      # restored
+
+
+def test_recomputing_trains_exactly_as_keeping_everything(tmp_path, corpus):
+    """The same run with --recompute-every: the same parameters, to round-off."""
+    a = train.train(small(corpus, steps=8), tmp_path / "a")
+    b = train.train(small(corpus, steps=8, recompute_every=3), tmp_path / "b")
+    pa, pb = arrays(tmp_path / "a")[0], arrays(tmp_path / "b")[0]
+    for k in pa:
+        if k.startswith("param/"):
+            assert np.allclose(pa[k], pb[k], rtol=1e-10, atol=1e-13), k
+    assert a.valid_loss == pytest.approx(b.valid_loss, rel=1e-10)

@@ -40,6 +40,8 @@ TRAIN_HELP = {
     "batch": "parallel streams (B)",
     "window": "k1 of TBPTT(k1, k2): steps between updates",
     "backprop": "k2 of TBPTT(k1, k2): steps backpropagated (default: --window)",
+    "recompute_every": "keep the caches of this many steps at a time and recompute the others during the "
+                       "backward pass: BPTT in O(sqrt(T)) memory for about a third more time (sqrt(window) is best)",
     "optimizer": "optimiser",
     "lr": "learning rate",
     "momentum": "momentum (sgd, rmsprop)",

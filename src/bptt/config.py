@@ -38,6 +38,8 @@ class TrainConfig:
     batch: int = 32                    # B parallel streams
     window: int = 64                   # k1: steps between updates
     backprop: int | None = None        # k2 >= k1: steps backpropagated (None: k1)
+    recompute_every: int | None = None # keep caches for this many steps at a time and recompute the rest in
+                                       # the backward pass: O(sqrt(T)) memory (None: keep all)
     # optimisation
     optimizer: str = "adam"            # "sgd", "adagrad", "rmsprop", "adam", "adamw"
     lr: float = 2e-3
@@ -86,6 +88,11 @@ class TrainConfig:
             raise ValueError(f"valid_fraction: expected a number in (0, 1), got {self.valid_fraction}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
+        if self.recompute_every is not None:
+            checks.positive_int("recompute_every", self.recompute_every)
+            if self.dropout:
+                raise ValueError("recompute_every: not available with --dropout (the masks would have to be "
+                                 "drawn again identically); use one or the other")
         if self.clip < 0:
             raise ValueError(f"clip: expected a threshold >= 0 (0: off), got {self.clip}")
         if self.tie and self.embedding != self.hidden:

@@ -199,15 +199,19 @@ def forward_layers(params, arch, batch, drops):
     return xs, tuple(np.stack(s) for s in zip(*final)), caches
 
 
-def backward_layers(params, arch, x, dhs, caches, drops, clip_dh=None, traces=None):
+def backward_layers(params, arch, x, dhs, caches, drops, clip_dh=None, traces=None, dstate_T=None):
     """From dL/d(readout input) (T, B, H) down the stack. Returns (grads, dx, dstate0 parts).
-    traces: None, or one (T, B, H) array per layer to receive dL/dh^l_t."""
+    traces: None, or one (T, B, H) array per layer to receive dL/dh^l_t. dstate_T: None (zeros), or
+    the gradient arriving at the final state, parts of (L, B, H) (a later segment's dstate0)."""
     grads, dstate0 = {}, []
     if drops[-1] is not None:
         dhs = dhs * drops[-1]
     for k in reversed(range(arch.num_layers)):
-        dstate_T = tuple(np.zeros_like(dhs[0]) for _ in arch.state_names)
-        dhs, ds0, g = arch.module.backward(layer(params, k), dhs, dstate_T, caches[k], clip_dh,
+        if dstate_T is None:
+            d_final = tuple(np.zeros_like(dhs[0]) for _ in arch.state_names)
+        else:
+            d_final = tuple(s[k] for s in dstate_T)
+        dhs, ds0, g = arch.module.backward(layer(params, k), dhs, d_final, caches[k], clip_dh,
                                            None if traces is None else traces[k])
         if drops[k] is not None:
             dhs = dhs * drops[k]
@@ -235,12 +239,9 @@ def final_state(params, arch, x, state=None, reset=None):
     return logits(params, arch, x, state, reset=reset)[1]
 
 
-def readout_rows(hs, target, mask, loss_mask):
-    """The readout inputs that carry a target, (N, H), and their weights w (N,) in the mean."""
-    T, B, H = hs.shape
-    if target == "last":
-        return hs[-1], np.full(B, 1.0 / B, hs.dtype)             # N = B: each row's own last step
-    counted = np.ones((T, B), bool)                               # N = T B
+def position_weights(T, B, mask, loss_mask):
+    """Each position's weight (T, B) in the mean over the positions with a target (target="every")."""
+    counted = np.ones((T, B), bool)
     if mask is not None:
         counted &= mask[:, :, 0]
     if loss_mask is not None:
@@ -248,7 +249,15 @@ def readout_rows(hs, target, mask, loss_mask):
     n = counted.sum()
     if n == 0:
         raise ValueError("loss_mask: no position left with a target (all masked or padding)")
-    return hs.reshape(T * B, H), (counted.reshape(-1) / n).astype(hs.dtype)
+    return counted / n
+
+
+def readout_rows(hs, target, mask, loss_mask):
+    """The readout inputs that carry a target, (N, H), and their weights w (N,) in the mean."""
+    T, B, H = hs.shape
+    if target == "last":
+        return hs[-1], np.full(B, 1.0 / B, hs.dtype)             # N = B: each row's own last step
+    return hs.reshape(T * B, H), position_weights(T, B, mask, loss_mask).reshape(-1).astype(hs.dtype)
 
 
 def prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask):

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import checkpoint, clipping, data, engine, init, optim, schedules, tasks
+from . import checkpoint, checkpointing, clipping, data, engine, init, optim, schedules, tasks
 from .config import TrainConfig
 
 FILES = ("config.json", "vocab.json", "checkpoint.safetensors", "best.safetensors", "metrics.jsonl")
@@ -281,8 +281,12 @@ def train(cfg, out, resume=False, on_step=None, on_event=None):
             batch, tokens = task.batch(progress.window, progress.epoch)
             tick = time.perf_counter()
             flow = cfg.flow_every > 0 and (progress.step + 1) % cfg.flow_every == 0
-            r = engine.loss_and_grads(net.params, net.arch, state=carried, **batch, dropout=cfg.dropout, rng=rng,
-                                      clip_dh=cfg.clip_dh, trace=flow)
+            if cfg.recompute_every and not flow:
+                r = checkpointing.loss_and_grads(net.params, net.arch, state=carried, **batch,
+                                                 every=cfg.recompute_every, clip_dh=cfg.clip_dh)
+            else:
+                r = engine.loss_and_grads(net.params, net.arch, state=carried, **batch, dropout=cfg.dropout, rng=rng,
+                                          clip_dh=cfg.clip_dh, trace=flow)
             if flow:                                              # before clipping changes the gradients
                 run.log({"step": progress.step + 1, "flow": [np.linalg.norm(dh.reshape(len(dh), -1), axis=1).tolist()
                                                              for dh in r.dhs],

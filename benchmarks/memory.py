@@ -1,0 +1,102 @@
+"""Time and memory of one BPTT step as the window T grows: full BPTT, BPTT with recomputation
+(caches for k = sqrt(T) steps at a time), and PyTorch's nn.LSTM alongside.
+
+    python benchmarks/memory.py                      # T = 1000, 3000, 10000; LSTM H256, batch 32, float32
+    python benchmarks/memory.py --lengths 100 1000
+
+Each measurement runs in a fresh process: "memory" is that process's peak resident memory during
+one forward and backward pass over T steps, above what it held just before (the model, the data).
+One step each, after a warm-up step on a short window.
+"""
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+V, E, H, B = 65, 64, 256, 32
+
+
+def status_mb(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
+
+
+def reset_peak():
+    """Linux: writing 5 to clear_refs resets the peak resident size (VmHWM) to the current one."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def one(mode, T):
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+    if mode == "pytorch":
+        import torch
+
+        torch.manual_seed(0)
+        emb, lstm, head = torch.nn.Embedding(V, E), torch.nn.LSTM(E, H), torch.nn.Linear(H, V)
+        xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+
+        def step(n):
+            out, _ = lstm(emb(xt[:n]))
+            torch.nn.functional.cross_entropy(head(out).reshape(-1, V), yt[:n].reshape(-1)).backward()
+    else:
+        import bptt
+        from bptt import checkpointing
+
+        net = bptt.Network("lstm", V, H, V, embedding_dim=E, dtype=np.float32)
+
+        def step(n):
+            if mode == "recompute":
+                checkpointing.loss_and_grads(net.params, net.arch, x[:n], y[:n], every=max(1, round(math.sqrt(n))))
+            else:
+                net.loss_and_grads(x[:n], y[:n])
+    step(16)
+    reset_peak()
+    before, start = status_mb("VmRSS"), time.perf_counter()
+    step(T)
+    return {"mode": mode, "T": T, "seconds": time.perf_counter() - start, "memory_mb": status_mb("VmHWM") - before}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--lengths", type=int, nargs="+", default=[1000, 3000, 10000])
+    p.add_argument("--one", nargs=2, metavar=("MODE", "T"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        print(json.dumps(one(args.one[0], int(args.one[1]))))
+        return
+    try:
+        import torch  # noqa: F401
+        modes = ["full", "recompute", "pytorch"]
+    except ImportError:
+        modes = ["full", "recompute"]
+    print(f"LSTM H{H}, embedding {E}, vocabulary {V}, batch {B}, float32; one forward + backward over T steps")
+    print(f"{'T':>7} {'mode':<10} {'seconds':>9} {'peak MB':>9}")
+    rows = []
+    for T in args.lengths:
+        for mode in modes:
+            out = subprocess.run([sys.executable, __file__, "--one", mode, str(T)], capture_output=True, text=True,
+                                 env=os.environ | {"PYTHONWARNINGS": "ignore"})
+            if out.returncode != 0:
+                print(f"{T:>7} {mode:<10} failed: {out.stderr.strip().splitlines()[-1]}")
+                continue
+            r = json.loads(out.stdout)
+            rows.append(r)
+            print(f"{T:>7} {mode:<10} {r['seconds']:>9.2f} {r['memory_mb']:>9.1f}", flush=True)
+    by = {(r["T"], r["mode"]): r for r in rows}
+    for T in args.lengths:
+        if (T, "full") in by and (T, "recompute") in by:
+            f, c = by[T, "full"], by[T, "recompute"]
+            print(f"T = {T}: recompute / full: memory {c['memory_mb'] / f['memory_mb']:.3f}, "
+                  f"time {c['seconds'] / f['seconds']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

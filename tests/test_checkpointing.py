@@ -1,0 +1,33 @@
+"""Checkpointed BPTT gives the gradients of full BPTT, in float64 to 1e-12, whatever the segment."""
+
+import numpy as np
+import pytest
+
+from bptt import checkpointing, engine, gradcheck
+
+CASES = [gradcheck.Case(cell, 2, inputs, target, loss, state, lengths, T=11)
+         for cell in gradcheck.CELL_NAMES
+         for inputs, target, loss, state, lengths in [("onehot", "every", "cross_entropy", True, True),
+                                                       ("float", "last", "mse", True, False),
+                                                       ("embedding", "every", "mse", False, True)]]
+CASES += [gradcheck.Case("lstm", 2, "embedding", with_reset=True, with_loss_mask=True, with_state=True, T=11),
+          gradcheck.Case("gru", 2, "embedding", tied=True, E=4, H=4, K=5, T=11),
+          gradcheck.Case("skip-tanh", 1, "float", skip=3, with_reset=True, with_lengths=True, T=11)]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.label().replace(" ", "-") for c in CASES])
+@pytest.mark.parametrize("every", [1, 3, 4, 11, 20])
+def test_checkpointed_equals_full_bptt(case, every):
+    net = gradcheck.network(case)
+    kw = gradcheck.problem(case)
+    full = engine.loss_and_grads(net.params, net.arch, **kw)
+    ckpt = checkpointing.loss_and_grads(net.params, net.arch, **kw, every=every)
+    assert ckpt.loss == pytest.approx(full.loss, rel=1e-13)
+    for name in full.grads:
+        assert gradcheck.rel_err(ckpt.grads[name], full.grads[name]) < 1e-12, name
+    for a, b in zip(gradcheck.state_parts(ckpt.state), gradcheck.state_parts(full.state), strict=True):
+        assert np.array_equal(a, b)
+    for a, b in zip(gradcheck.state_parts(ckpt.dstate0), gradcheck.state_parts(full.dstate0), strict=True):
+        assert gradcheck.rel_err(a, b) < 1e-12
+    if full.dx is not None:
+        assert gradcheck.rel_err(ckpt.dx, full.dx) < 1e-12
