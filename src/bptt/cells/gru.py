@@ -46,6 +46,7 @@ def forward(p, xs, state0, mask=None, reset=None):
     (h_prev,) = state0
     H = U.shape[1]
     ax = project(W, b, xs)                                   # (T, B, 3H): W x_t + b, all t
+    U_T = np.ascontiguousarray(U.T)                          # h @ U_T: a contiguous copy, faster in BLAS
     T, B = ax.shape[:2]
     gates = np.empty_like(ax)                                # (T, B, 3H): r_t, z_t, n_t
     ah_ns = np.empty((T, B, H), dtype=ax.dtype)              # (T, B, H): ah_n
@@ -53,7 +54,7 @@ def forward(p, xs, state0, mask=None, reset=None):
     for t in range(T):
         if reset is not None:
             h_prev = np.where(reset[t], 0, h_prev)           # (0)
-        ah = h_prev @ U.T + b_U                              # (B, 3H)
+        ah = h_prev @ U_T + b_U                              # (B, 3H)
         rz = sigmoid(ax[t, :, :2 * H] + ah[:, :2 * H])       # (1), (2)
         r, z = rz[:, :H], rz[:, H:]
         n = np.tanh(ax[t, :, 2 * H:] + r * ah[:, 2 * H:])    # (3)
