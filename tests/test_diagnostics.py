@@ -62,9 +62,9 @@ def test_jacobian_products_equal_finite_differences(cell, nonlinearity, variant,
     reset = (rng.random((6, 3)) < 0.2) if variant == "reset" else None
     P = diagnostics.jacobian_products(net.params, net.arch, x, state, lengths, reset, layer)
     xs, s0, batch = layer_states(net, x, state, lengths, reset, layer)
-    s = [np.concatenate(s0, axis=1)]
+    s = [np.concatenate(s0, axis=1)]                           # s_k, the layer's state after k steps
     for k in range(6):
-        s.append(run_from(net, layer, xs[:k + 1], s[0], batch, 0) if k >= 0 else None)
+        s.append(run_from(net, layer, xs[:k + 1], s[0], batch, 0))
     # A skip RNN's state after a reset holds history of the old sequence, which the full run masks but a
     # run restarted from that state would read: from a reset on, only the product from k = 0 is comparable.
     first_reset = int(np.argmax(reset.any(axis=1))) if reset is not None and reset.any() else 6

@@ -62,8 +62,8 @@ def test_dropout_is_inverted_and_off_at_zero():
     assert net.loss_and_grads(x, y, dropout=0.0, rng=np.random.default_rng(0))[0] == plain
     a = net.loss_and_grads(x, y, dropout=0.5, rng=np.random.default_rng(0))[0]
     b = net.loss_and_grads(x, y, dropout=0.5, rng=np.random.default_rng(0))[0]
-    c = net.loss_and_grads(x, y, dropout=0.5, rng=np.random.default_rng(1))[0]
-    assert a == b != c and a != plain
+    other = net.loss_and_grads(x, y, dropout=0.5, rng=np.random.default_rng(1))[0]
+    assert a == b != other and a != plain
     batch = engine.prepare(net.params, net.arch, x, None, None)
     masks = engine.dropout_masks(net.arch, batch, 0.25, np.random.default_rng(0), np.float64)
     assert [m.shape for m in masks] == [(5, 4, 4), (5, 4, 5), (5, 4, 5)]
@@ -116,7 +116,7 @@ def test_hidden_gradient_cutoff(cell, nonlinearity):
     assert not np.allclose(cut["l0.U"], exact["l0.U"])
     # with T = 1 the cut gradient is the readout's dh, clipped: check db by hand for the RNN
     if cell == "rnn" and nonlinearity == "tanh":
-        V, c = net.params["V"], net.params["c"]
+        V = net.params["V"]
         z, _ = net.forward(x[:1])
         p = np.exp(log_softmax(z[0]))
         p[np.arange(3), y[0]] -= 1

@@ -1,7 +1,6 @@
 """Property tests over shapes (hypothesis), T = 1 and B = 1 included: finite differences and
 PyTorch agree with BPTT for any small configuration, and the forward pass is consistent."""
 
-import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

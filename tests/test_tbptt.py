@@ -4,7 +4,6 @@ k1 = k2, and the carried state always equal to the state of one forward pass ove
 import numpy as np
 import pytest
 
-import bptt
 from bptt import engine, gradcheck, tbptt, torch_reference
 
 
@@ -43,9 +42,9 @@ def test_k1_equal_k2_is_pytorch_detach_truncation(cell):
     t_loss, t_grads, state, total = 0.0, {}, None, len(stream) - 1
     for w in tbptt.windows(len(stream), k, k):
         x, y = stream[w.start:w.stop], stream[w.start + 1:w.stop + 1]
-        l, g, state, _, _ = torch_reference.loss_and_grads(model, x, y, state)   # state: values, detached
+        value, g, state, _, _ = torch_reference.loss_and_grads(model, x, y, state)   # state: values, detached
         share = (w.stop - w.start) / total
-        t_loss += share * l
+        t_loss += share * value
         for name, v in g.items():
             t_grads[name] = t_grads.get(name, 0) + share * v
     assert loss == pytest.approx(t_loss, rel=1e-13)

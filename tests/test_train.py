@@ -81,7 +81,7 @@ def test_a_crash_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, cor
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
     resumed = train.train(cfg, tmp_path / "run", resume=True)
     assert resumed.progress.step == 14
-    whole = train.train(cfg, tmp_path / "whole")
+    train.train(cfg, tmp_path / "whole")
     a, b = arrays(tmp_path / "whole")[0], arrays(tmp_path / "run")[0]
     assert all(np.array_equal(a[k], b[k]) for k in a)
 

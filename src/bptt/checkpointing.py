@@ -25,7 +25,7 @@ def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_e
     """engine.loss_and_grads, keeping caches for `every` steps at a time (no dropout)."""
     batch, y, loss_mask = engine.prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask)
     T, B = batch.x.shape[:2]
-    H, K = arch.hidden_size, arch.output_size
+    H = arch.hidden_size
     segments = [(a, min(a + every, T)) for a in range(0, T, every)]
     no_drops = [None] * (arch.num_layers + 1)
     V, c = engine.readout_weights(params), params["c"]

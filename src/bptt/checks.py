@@ -8,7 +8,6 @@ import numbers
 
 import numpy as np
 
-from .losses import LOSSES
 
 TARGETS = ("every", "last")
 DTYPES = (np.float32, np.float64)

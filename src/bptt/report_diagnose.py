@@ -39,11 +39,11 @@ def write(run, length=None, out=None):
 
     norms = diagnostics.gradient_norms(params, arch, x, y, target="last", loss=loss, lengths=lengths)
     T = len(x)
-    norms_png = figures.gradient_norms({f"layer {l}": norms[l] for l in range(arch.num_layers)}, figs / "gradient_norms",
-                                       f"||dL_T/dh_k|| of the trained model (T={T})")
+    norms_png = figures.gradient_norms({f"layer {k}": norms[k] for k in range(arch.num_layers)},
+                                       figs / "gradient_norms", f"||dL_T/dh_k|| of the trained model (T={T})")
     ratio = norms[-1, 0] / norms[-1, -1] if norms[-1, -1] else float("nan")
     sv = diagnostics.jacobian_singular_values(params, arch, x, lengths=lengths)
-    sv_png = figures.singular_values({f"layer {l}": s for l, s in enumerate(sv)}, figs / "singular_values")
+    sv_png = figures.singular_values({f"layer {k}": s for k, s in enumerate(sv)}, figs / "singular_values")
     spectrum_rows = [{"matrix": name, "gate": g["gate"], "spectral radius": f"{g['spectral_radius']:.3f}",
                       "largest singular value": f"{g['singular_values'][0]:.3f}",
                       "smallest singular value": f"{g['singular_values'][-1]:.3g}"}

@@ -27,7 +27,6 @@ import numpy as np
 
 from .. import activations
 from ..inputs import project, project_backward
-from . import common
 from .common import init_uniform
 
 GATES = 1
