@@ -17,6 +17,15 @@ def sigmoid(a):
     return 0.5 * (1.0 + np.tanh(0.5 * a))
 
 
+def sigmoid_(a):
+    """sigmoid(a) in place (a is overwritten): no temporary arrays, for the gate loops."""
+    np.multiply(a, 0.5, out=a)
+    np.tanh(a, out=a)
+    a += 1
+    a *= 0.5
+    return a
+
+
 def relu(a):
     return np.maximum(a, 0)
 

@@ -28,7 +28,7 @@ h_t, c_t (B, H); state (h, c); mask, reset (T, B, 1) bool or None.
 
 import numpy as np
 
-from ..activations import sigmoid
+from ..activations import sigmoid_
 from ..inputs import project, project_backward
 from . import common
 from .common import init_uniform, previous
@@ -46,6 +46,7 @@ def forward(p, xs, state0, mask=None, reset=None):
     h_prev, c_prev = state0
     H = U.shape[1]
     ax = project(W, b, xs)                                   # (T, B, 4H): W x_t + b, all t
+    ax += b_U                                                # (1) both biases, once for all t
     U_T = np.ascontiguousarray(U.T)                          # h @ U_T: a contiguous copy, faster in BLAS
     T, B = ax.shape[:2]
     gates = np.empty_like(ax)                                # (T, B, 4H): i_t, f_t, g_t, o_t
@@ -56,11 +57,13 @@ def forward(p, xs, state0, mask=None, reset=None):
         if reset is not None:
             h_prev = np.where(reset[t], 0, h_prev)           # (0)
             c_prev = np.where(reset[t], 0, c_prev)
-        a_t = ax[t] + h_prev @ U_T + b_U                     # (B, 4H)
-        gates[t, :, :2 * H] = sigmoid(a_t[:, :2 * H])        # (1) i, f
-        gates[t, :, 2 * H:3 * H] = np.tanh(a_t[:, 2 * H:3 * H])   # (1) g
-        gates[t, :, 3 * H:] = sigmoid(a_t[:, 3 * H:])        # (1) o
-        i, f, g, o = np.split(gates[t], 4, axis=1)
+        a_t = gates[t]                                       # (B, 4H), becomes the gates in place
+        np.matmul(h_prev, U_T, out=a_t)
+        a_t += ax[t]                                         # (1) a_t
+        sigmoid_(a_t[:, :2 * H])                             # (1) i, f
+        np.tanh(a_t[:, 2 * H:3 * H], out=a_t[:, 2 * H:3 * H])     # (1) g
+        sigmoid_(a_t[:, 3 * H:])                             # (1) o
+        i, f, g, o = a_t[:, :H], a_t[:, H:2 * H], a_t[:, 2 * H:3 * H], a_t[:, 3 * H:]
         c_t = f * c_prev + i * g                             # (2)
         tanh_cs[t] = np.tanh(c_t)
         h_t = o * tanh_cs[t]                                 # (3)
@@ -82,7 +85,7 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None):
     dh_next, dc_next = dstate_T
     for t in reversed(range(T)):
         c_prev = c_prevs[t]
-        i, f, g, o = np.split(gates[t], 4, axis=1)
+        i, f, g, o = gates[t, :, :H], gates[t, :, H:2 * H], gates[t, :, 2 * H:3 * H], gates[t, :, 3 * H:]
         dh_t = dhs[t] + dh_next
         if clip_dh is not None:
             np.clip(dh_t, -clip_dh, clip_dh, out=dh_t)
