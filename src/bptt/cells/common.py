@@ -18,6 +18,18 @@ def previous(s0, ss, reset):
     return prev if reset is None else np.where(reset, 0, prev)
 
 
+def previous_at(s0, ss, reset, t):
+    """s_{t-1} as step t saw it: (B, H), one step of previous() without building all T."""
+    prev = ss[t - 1] if t > 0 else s0
+    return prev if reset is None else np.where(reset[t], 0, prev)
+
+
+def held(mask_t, d):
+    """Split the gradient reaching a state at a step where rows past their length only hold the
+    previous state: (the part through the cell, the part passed straight to the previous state)."""
+    return np.where(mask_t, d, 0), np.where(mask_t, 0, d)
+
+
 def hold_and_reset(J, mask, reset, t):
     """A step's Jacobian J (B, S, S) where rows are held (past their length: the identity) or reset
     (a zero state was used instead of the previous one: zero)."""

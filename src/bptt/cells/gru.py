@@ -87,8 +87,7 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None):
         if dh_trace is not None:
             dh_trace[t] = dh_t                                # dL/dh_t, all paths (diagnostics)
         if mask is not None:
-            dh_skip = np.where(mask[t], 0, dh_t)             # (5b)
-            dh_t = np.where(mask[t], dh_t, 0)
+            dh_t, dh_held = common.held(mask[t], dh_t)       # (5b)
         dn = dh_t * (1 - z)                                  # (4b)
         dz = dh_t * (h_prev - n)                             # (4b)
         da_n = dn * (1 - n * n)                              # (3b)
@@ -100,7 +99,7 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None):
         dahs[t, :, 2 * H:] = da_n * r                        # (3b)
         dh_next = dh_t * z + dahs[t] @ U                     # (4b), U h_{t-1}
         if mask is not None:
-            dh_next += dh_skip
+            dh_next += dh_held
         if reset is not None:
             dh_next = np.where(reset[t], 0, dh_next)         # (0b)
     dah2 = dahs.reshape(T * B, 3 * H)
@@ -119,7 +118,7 @@ def step_jacobian(p, cache, t):
     U, H = p["U"], hs.shape[2]
     U_r, U_z, U_n = U[:H], U[H:2 * H], U[2 * H:]
     r, z, n = gates[t, :, :H], gates[t, :, H:2 * H], gates[t, :, 2 * H:]
-    h_prev = previous(h0, hs, reset)[t]
+    h_prev = common.previous_at(h0, hs, reset, t)
     col = lambda v: v[:, :, None]                                   # noqa: E731  diag(v) M, batched
     dn = col((1 - z) * (1 - n * n)) * (col(r) * U_n + col(ah_ns[t] * r * (1 - r)) * U_r)
     J = np.eye(H) * col(z) + dn + col((h_prev - n) * z * (1 - z)) * U_z

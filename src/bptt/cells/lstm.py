@@ -93,8 +93,8 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None):
             dh_trace[t] = dh_t                                # dL/dh_t, all paths (diagnostics)
         dc_t = dc_next
         if mask is not None:
-            dh_skip, dc_skip = np.where(mask[t], 0, dh_t), np.where(mask[t], 0, dc_t)   # (4b)
-            dh_t, dc_t = np.where(mask[t], dh_t, 0), np.where(mask[t], dc_t, 0)
+            dh_t, dh_held = common.held(mask[t], dh_t)       # (4b)
+            dc_t, dc_held = common.held(mask[t], dc_t)
         do = dh_t * tanh_cs[t]                               # (3b)
         dc_t = dc_t + dh_t * o * (1 - tanh_cs[t] ** 2)       # (3b)
         das[t, :, :H] = dc_t * g * i * (1 - i)               # (2b), (1b) di
@@ -104,8 +104,8 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None):
         dc_next = dc_t * f                                   # (2b)
         dh_next = das[t] @ U                                 # (1b)
         if mask is not None:
-            dh_next += dh_skip
-            dc_next = dc_next + dc_skip
+            dh_next += dh_held
+            dc_next = dc_next + dc_held
         if reset is not None:
             dh_next = np.where(reset[t], 0, dh_next)         # (0b)
             dc_next = np.where(reset[t], 0, dc_next)
@@ -124,8 +124,8 @@ def step_jacobian(p, cache, t):
     xs, (h0, c0), hs, cs, tanh_cs, gates, mask, reset = cache
     U, H = p["U"], hs.shape[2]
     U_i, U_f, U_g, U_o = U[:H], U[H:2 * H], U[2 * H:3 * H], U[3 * H:]
-    i, f, g, o = np.split(gates[t], 4, axis=1)
-    c_prev = previous(c0, cs, reset)[t]
+    i, f, g, o = gates[t, :, :H], gates[t, :, H:2 * H], gates[t, :, 2 * H:3 * H], gates[t, :, 3 * H:]
+    c_prev = common.previous_at(c0, cs, reset, t)
     col = lambda v: v[:, :, None]                                   # noqa: E731  diag(v) M, batched
     dc_dh = col(c_prev * f * (1 - f)) * U_f + col(g * i * (1 - i)) * U_i + col(i * (1 - g * g)) * U_g
     dc_dc = np.eye(H) * col(f)

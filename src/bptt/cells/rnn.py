@@ -39,12 +39,13 @@ def forward(p, xs, state0, mask=None, reset=None, nonlinearity="tanh"):
     W, U, b, b_U = p["W"], p["U"], p["b"], p["b_U"]
     (h_prev,) = state0
     ax = project(W, b, xs)                                  # (T, B, H): W x_t + b, all t
-    U_T = np.ascontiguousarray(U.T)                          # h @ U_T: a contiguous copy, faster in BLAS
+    ax += b_U                                               # (1) both biases, once for all t
+    U_T = np.ascontiguousarray(U.T)                         # h @ U_T: a contiguous copy, faster in BLAS
     hs = np.empty_like(ax)
     for t in range(len(ax)):
         if reset is not None:
             h_prev = np.where(reset[t], 0, h_prev)          # (0)
-        a_t = ax[t] + h_prev @ U_T + b_U                    # (1)
+        a_t = ax[t] + h_prev @ U_T                          # (1)
         h_t = activations.apply(nonlinearity, a_t)          # (2)
         if mask is not None:
             h_t = np.where(mask[t], h_t, h_prev)            # (3)
@@ -67,13 +68,12 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None):
         if dh_trace is not None:
             dh_trace[t] = dh_t                                # dL/dh_t, all paths (diagnostics)
         if mask is not None:
-            dh_skip = np.where(mask[t], 0, dh_t)            # (3b)
-            dh_t = np.where(mask[t], dh_t, 0)
+            dh_t, dh_held = common.held(mask[t], dh_t)      # (3b)
         da_t = dh_t * activations.derivative(nonlinearity, hs[t])   # (2b)
         das[t] = da_t
         dh_next = da_t @ U                                  # (1b)
         if mask is not None:
-            dh_next += dh_skip
+            dh_next += dh_held
         if reset is not None:
             dh_next = np.where(reset[t], 0, dh_next)        # (0b)
     h_prevs = previous(h0, hs, reset)                       # (T, B, H): h_{t-1}

@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import activations
 from ..inputs import project, project_backward
+from . import common
 from .common import init_uniform
 
 GATES = 1
@@ -63,7 +64,9 @@ def history(state0, T):
 def forward(p, xs, state0, mask=None, reset=None, nonlinearity="tanh", skip=2):
     W, U, S, b, b_U = p["W"], p["U"], p["S"], p["b"], p["b_U"]
     assert len(state0) == skip, "the state holds the last `skip` hidden states"
-    ax = project(W, b, xs)                                   # (T, B, H)
+    ax = project(W, b, xs)                                   # (T, B, H): W x_t + b, all t
+    ax += b_U                                                # (1) both biases, once for all t
+    U_T, S_T = np.ascontiguousarray(U.T), np.ascontiguousarray(S.T)    # contiguous copies, faster in BLAS
     T, s = len(ax), skip
     hist = history(state0, T)
     keep_skip = skip_mask(reset, s)
@@ -72,13 +75,14 @@ def forward(p, xs, state0, mask=None, reset=None, nonlinearity="tanh", skip=2):
         if reset is not None:
             h_prev = np.where(reset[t], 0, h_prev)           # (0)
             h_skip = np.where(keep_skip[t], h_skip, 0)
-        a_t = ax[t] + h_prev @ U.T + b_U + h_skip @ S.T      # (1)
+        a_t = ax[t] + h_prev @ U_T + h_skip @ S_T            # (1)
         h_t = activations.apply(nonlinearity, a_t)           # (2)
         if mask is not None:
             h_t = np.where(mask[t], h_t, h_prev)             # (3)
         hist[s + t] = h_t
     cache = (xs, hist, mask, reset, keep_skip, nonlinearity, s)
-    final = tuple(h if gone is None else np.where(gone, 0, h) for h, gone in zip(final_parts(hist, s), stale(reset, s)))
+    final = tuple(h if gone is None else np.where(gone, 0, h)
+                  for h, gone in zip(final_parts(hist, s), stale(reset, s), strict=True))
     return hist[s:], final, cache
 
 
@@ -101,7 +105,7 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None):
     T = len(hist) - s
     dhist = np.zeros_like(hist)                              # dL/dh at every position
     dhist[s:] += dhs
-    for j, (d, gone) in enumerate(zip(dstate_T, stale(reset, s))):
+    for j, (d, gone) in enumerate(zip(dstate_T, stale(reset, s), strict=True)):
         dhist[T + s - 1 - j] += d if gone is None else np.where(gone, 0, d)
     das = np.empty_like(hist[s:])
     for t in reversed(range(T)):
@@ -110,15 +114,13 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None):
             np.clip(dh_t, -clip_dh, clip_dh, out=dh_t)
         if dh_trace is not None:
             dh_trace[t] = dh_t
-        dh_skip_mask = None
         if mask is not None:
-            dh_skip_mask = np.where(mask[t], 0, dh_t)        # (3b)
-            dh_t = np.where(mask[t], dh_t, 0)
+            dh_t, dh_held = common.held(mask[t], dh_t)       # (3b)
         da_t = dh_t * activations.derivative(nonlinearity, hist[s + t])    # (2b)
         das[t] = da_t
         d_prev, d_skip = da_t @ U, da_t @ S                  # (1b)
-        if dh_skip_mask is not None:
-            d_prev += dh_skip_mask
+        if mask is not None:
+            d_prev += dh_held
         if reset is not None:
             d_prev = np.where(reset[t], 0, d_prev)           # (0b)
             d_skip = np.where(keep_skip[t], d_skip, 0)
@@ -140,8 +142,7 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None):
 def step_jacobian(p, cache, t):
     """d(h_t, ..., h_{t-s+1}) / d(h_{t-1}, ..., h_{t-s}): (B, sH, sH), the block companion matrix."""
     xs, hist, mask, reset, keep_skip, nonlinearity, s = cache
-    H = hist.shape[2]
-    B = hist.shape[1]
+    B, H = hist.shape[1:]
     fprime = activations.derivative(nonlinearity, hist[s + t])[:, :, None]     # (B, H, 1)
     J = np.zeros((B, s * H, s * H))
     J[:, :H, :H] = fprime * p["U"]
