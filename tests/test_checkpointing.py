@@ -31,3 +31,10 @@ def test_checkpointed_equals_full_bptt(case, every):
         assert gradcheck.rel_err(a, b) < 1e-12
     if full.dx is not None:
         assert gradcheck.rel_err(ckpt.dx, full.dx) < 1e-12
+
+
+def test_segment_length_is_checked():
+    case = gradcheck.Case("lstm", T=4)
+    net = gradcheck.network(case)
+    with pytest.raises(ValueError, match="every: expected a positive int, got 0"):
+        checkpointing.loss_and_grads(net.params, net.arch, **gradcheck.problem(case), every=0)

@@ -17,13 +17,15 @@ the gradients agree to round-off (tested to 1e-12 in float64).
 
 import numpy as np
 
-from . import engine, losses
+from . import checks, engine, losses
 
 
 def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_entropy", lengths=None, *,
                    every, reset=None, loss_mask=None, clip_dh=None):
     """engine.loss_and_grads, keeping caches for `every` steps at a time (no dropout)."""
-    batch, y, loss_mask = engine.prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask)
+    batch, y, loss_mask = engine.prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask,
+                                              clip_dh)
+    every = checks.positive_int("every", every)
     T, B = batch.x.shape[:2]
     H = arch.hidden_size
     segments = [(a, min(a + every, T)) for a in range(0, T, every)]
@@ -72,10 +74,5 @@ def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_e
         grads = g if grads is None else {k: grads[k] + g[k] for k in grads}
         if dx is not None:
             dx[a:b] = dx_seg
-    grads["c"] = dc
-    if "V" in params:
-        grads["V"] = dV
-    else:
-        grads["E"] = grads["E"] + dV
-    return engine.Result(value, {name: grads[name] for name in params}, engine.public_state(final), dx,
+    return engine.Result(value, engine.with_readout(params, grads, dV, dc), engine.public_state(final), dx,
                          engine.public_state(carried))

@@ -235,8 +235,9 @@ def logits(params, arch, x, state=None, lengths=None, reset=None):
 
 
 def final_state(params, arch, x, state=None, reset=None):
-    """The state after running x from state: the truncation point of the next window."""
-    return logits(params, arch, x, state, reset=reset)[1]
+    """The state after running x from state: the truncation point of the next window (no readout)."""
+    batch = prepare(params, arch, x, state, None, reset)
+    return public_state(forward_layers(params, arch, batch, [None] * (arch.num_layers + 1))[1])
 
 
 def position_weights(T, B, mask, loss_mask):
@@ -260,9 +261,11 @@ def readout_rows(hs, target, mask, loss_mask):
     return hs.reshape(T * B, H), position_weights(T, B, mask, loss_mask).reshape(-1).astype(hs.dtype)
 
 
-def prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask):
+def prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask, clip_dh=None):
     checks.one_of("target", target, checks.TARGETS)
     checks.one_of("loss", loss, losses.LOSSES)
+    if clip_dh is not None and not clip_dh > 0:
+        raise ValueError(f"clip_dh: expected a positive number or None, got {clip_dh}")
     batch = prepare(params, arch, x, state, lengths, reset)
     T, B = batch.x.shape[:2]
     if loss_mask is not None:
@@ -291,11 +294,8 @@ def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_e
     whose target counts (target="every"). dropout with rng: non-recurrent dropout. clip_dh: clip
     dL/dh_t elementwise to [-clip_dh, clip_dh] at every step of the recurrence (Mikolov's cutoff).
     """
-    batch, y, loss_mask = prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask)
-    dtype = params["c"].dtype
-    if clip_dh is not None and not clip_dh > 0:
-        raise ValueError(f"clip_dh: expected a positive number or None, got {clip_dh}")
-    drops = dropout_masks(arch, batch, dropout, rng, dtype)
+    batch, y, loss_mask = prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask, clip_dh)
+    drops = dropout_masks(arch, batch, dropout, rng, params["c"].dtype)
     V, c = readout_weights(params), params["c"]
 
     hs, final, caches = forward_layers(params, arch, batch, drops)
@@ -313,10 +313,16 @@ def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_e
         dhs[-1] = dh
     traces = [np.empty_like(hs) for _ in range(arch.num_layers)] if trace else None
     grads, dx, dstate0 = backward_layers(params, arch, batch.x, dhs, caches, drops, clip_dh, traces)
-    grads["c"] = dc
+    return Result(value, with_readout(params, grads, dV, dc), public_state(final), dx, public_state(dstate0),
+                  traces)
+
+
+def with_readout(params, grads, dV, dc):
+    """The layers' gradients completed with the readout's, ordered as params. With tied embeddings
+    the readout's dV belongs to E, which is both ends of the network."""
+    grads = grads | {"c": dc}
     if "V" in params:
         grads["V"] = dV
     else:
-        grads["E"] += dV                                          # tied: E is both ends
-    return Result(value, {name: grads[name] for name in params}, public_state(final), dx,
-                  public_state(dstate0), traces)
+        grads["E"] = grads["E"] + dV
+    return {name: grads[name] for name in params}
