@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from bptt import train
+from bptt import tasks, train
 from bptt.cli import main
 
 TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\n\nJULIET:\nAy me!\n\n" * 10
@@ -28,9 +28,9 @@ def test_train_eval_sample(tmp_path, text, capsys):
     assert "training lstm 1x10" in err and "valid loss" in err
     assert main(["eval", run, "--data", text, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    task = train.Run(run).task()
-    net, _ = train.Run(run).network(task, "best")
-    expected = task.evaluate(net.params, net.arch, task.vocab.encode(list(TEXT)))
+    r = train.Run(run)
+    net, _ = r.network("best")
+    expected = tasks.lm_evaluate(net.params, net.arch, r.vocab().encode(list(TEXT)), r.config())
     loss = expected["loss"]
     assert result["loss"] == loss and result["tokens"] == expected["tokens"]
     assert result["bits_per_char"] == pytest.approx(loss / np.log(2)) and result["perplexity"] == pytest.approx(np.exp(loss))
@@ -43,6 +43,22 @@ def test_train_eval_sample(tmp_path, text, capsys):
     assert main(args[:-1] + ["4"]) == 0
     assert capsys.readouterr().out != first
     assert main(["sample", run, "--greedy", "--length", "20"]) == 0
+
+
+def test_a_run_directory_is_enough_to_sample_and_evaluate(tmp_path, capsys):
+    """The training text may be gone: sampling and evaluation read only the run directory."""
+    data = tmp_path / "train.txt"
+    data.write_text(TEXT)
+    run = str(tmp_path / "run")
+    assert main(["train", "--data", str(data), "--out", run, "--steps", "4", *SMALL]) == 0
+    other = tmp_path / "test.txt"
+    other.write_text(TEXT[:300])
+    data.unlink()
+    capsys.readouterr()
+    assert main(["sample", run, "--length", "20", "--seed", "1"]) == 0
+    assert len(capsys.readouterr().out) >= 20
+    assert main(["eval", run, "--data", str(other), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tokens"] > 0
 
 
 def test_resume_from_the_command_line(tmp_path, text, capsys):

@@ -102,7 +102,7 @@ def test_learning_reduces_the_validation_loss_below_the_baselines(tmp_path, corp
     baselines = task.baselines()
     assert out.valid_loss < baselines["unigram"] - 0.5 < baselines["uniform"]
     assert out.best_valid <= out.valid_loss
-    net, meta = run.network(task, "best")
+    net, meta = run.network("best")
     loss = task.evaluate(net.params, net.arch)["loss"]
     assert loss == pytest.approx(out.best_valid, rel=1e-12) and meta["step"] == out.progress.best_step
 
@@ -157,7 +157,7 @@ def test_sequence_classification_learns_and_resumes(tmp_path):
     run = train.Run(tmp_path / "run")
     task = run.task()
     assert task.labels.labels == ("no", "yes") and run.labels() == task.labels
-    net, _ = run.network(task, "last")
+    net, _ = run.network("last")
     result = task.evaluate(net.params, net.arch)
     assert result["accuracy"] > 0.9 > task.baselines()["majority_accuracy"]
     assert result["loss"] == out.valid_loss
@@ -175,7 +175,7 @@ def test_the_seeds_toy_example_as_a_file(tmp_path):
                       layers=1, embedding=0, batch=3, steps=200, eval_every=100, lr=0.05, dtype="float64")
     out = train.train(cfg, tmp_path / "run")
     run = train.Run(tmp_path / "run")
-    net, _ = run.network(run.task(), "last")
+    net, _ = run.network("last")
     assert run.task().evaluate(net.params, net.arch)["accuracy"] == 1.0
     assert out.valid_loss < 0.1
 

@@ -170,11 +170,11 @@ def run_train(args):
     if outcome.status == "interrupted":
         print(f"stopped at step {p.step}; saved. Continue with: bptt train --out {args.out} --resume")
         return 130
-    cfg, task = run.config(), run.task()
+    cfg = run.config()
     print(f"\n{p.step} steps, {p.epoch} epochs, {p.tokens / 1e6:.2f}M tokens in {p.elapsed:.0f} s; "
           f"clipped on {p.clipped / max(p.step, 1):.0%} of steps; best validation {p.best_valid:.4f} at step "
           f"{p.best_step}")
-    print(report.results(outcome.valid, task.baselines(), cfg))
+    print(report.results(outcome.valid, outcome.baselines, cfg))
     if args.sample and cfg.task == "lm":
         print()
         print(sample_text(run, prime=None, length=args.sample, temperature=0.8, seed=cfg.seed))
@@ -187,9 +187,8 @@ def sample_text(run, prime, length, temperature=1.0, top_k=None, top_p=None, see
     cfg = run.config()
     if cfg.task != "lm":
         raise ValueError(f"sample: {run.path} holds a classifier (task {cfg.task!r}); sampling needs a language model")
-    task = run.task(cfg)
-    net, _ = run.network(task, "best")
-    vocab = task.vocab
+    net, _ = run.network("best")
+    vocab = run.vocab()
     if not prime:
         tokens = ["<eos>"] if cfg.level == "word" else ["\n" if "\n" in vocab.index else vocab.tokens[0]]
     else:
@@ -215,18 +214,21 @@ def run_eval(args):
 
     run = train.Run(args.run)
     cfg = run.config()
-    task = run.task(cfg)
-    net, meta = run.network(task, args.checkpoint)
+    if cfg.task not in ("lm", "classify"):
+        raise ValueError(f"eval: {run.path} was trained on the {cfg.task!r} problem; its test results are in "
+                         f"its metrics.jsonl")
+    net, meta = run.network(args.checkpoint)
+    vocab = run.vocab()
     if cfg.task == "lm":
         tokens, starts = tasks.documents(data.read_text(args.data), cfg.level, cfg.separator)
-        ids = task.vocab.encode(tokens)
+        ids = vocab.encode(tokens)
         if ids.size < 2:
             raise ValueError(f"--data: {args.data} has {ids.size} token(s); at least 2 are needed")
-        result = task.evaluate(net.params, net.arch, ids, starts)
+        result = tasks.lm_evaluate(net.params, net.arch, ids, cfg, starts)
     else:
         texts, names = data.read_labeled(args.data, cfg.level)
-        seqs = [task.vocab.encode(list(t) if cfg.level == "char" else t.split()) for t in texts]
-        result = task.evaluate(net.params, net.arch, (seqs, task.labels.encode(names)))
+        seqs = [vocab.encode(tasks.text_tokens(t, cfg.level)) for t in texts]
+        result = tasks.classify_metrics(net.params, net.arch, seqs, run.labels().encode(names), cfg.eval_batch)
     result = {"file": args.data, "checkpoint_step": meta["step"], **result}
     if args.json:
         print(json.dumps(result))

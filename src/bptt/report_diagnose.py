@@ -27,8 +27,8 @@ def training_flow(run):
 
 def write(run, length=None, out=None):
     cfg = run.config()
-    task = run.task(cfg)
-    net, meta = run.network(task, "best")
+    task = run.task(cfg)                                                 # for its validation data
+    net, meta = run.network("best")
     params = {k: v.astype(np.float64) for k, v in net.params.items()}      # measure in float64
     arch = net.arch
     T = length or (cfg.length if cfg.task in ("adding", "copy", "order", "sentiment") else cfg.window)

@@ -47,6 +47,30 @@ def lm_loss(params, arch, ids, batch, window, starts=None):
     return float(total / count), count
 
 
+def lm_evaluate(params, arch, ids, cfg, starts=None):
+    """Loss, perplexity (and bits/char) of a language model on ids, read as in validation."""
+    loss, count = lm_loss(params, arch, ids, cfg.eval_batch, cfg.window, starts)
+    return lm_metrics(loss, cfg.level) | {"tokens": count}
+
+
+def text_tokens(text, level):
+    """The tokens of one labelled text: its characters, or its words (no <eos>: one example, one line)."""
+    return list(text) if level == "char" else text.split()
+
+
+def classify_metrics(params, arch, seqs, y, batch):
+    """Mean cross-entropy and accuracy over id sequences seqs with labels y, `batch` at a time."""
+    total, correct = 0.0, 0
+    for i in range(0, len(seqs), batch):
+        x, lengths = data.pad_batch(seqs[i:i + batch])
+        z, _ = engine.logits(params, arch, x, lengths=lengths)
+        z_last = z[lengths - 1, np.arange(len(lengths))].astype(np.float64)       # each row's own last step
+        yb = y[i:i + batch]
+        total -= log_softmax(z_last)[np.arange(len(yb)), yb].sum()
+        correct += int((z_last.argmax(axis=1) == yb).sum())
+    return {"loss": float(total / len(seqs)), "accuracy": correct / len(seqs), "examples": len(seqs)}
+
+
 def documents(text, level, separator):
     """Tokens of text and a mask (N,) of the tokens that start a document (None: no separator)."""
     if separator is None:
@@ -92,11 +116,8 @@ class LanguageModel:
         return tbptt.next_start_state(params, arch, self.stream, self.windows[index], self.windows[index + 1],
                                       state, state_T, self.starts)
 
-    def evaluate(self, params, arch, ids=None, starts=None):
-        if ids is None:
-            ids, starts = self.valid, self.valid_starts
-        loss, count = lm_loss(params, arch, ids, self.cfg.eval_batch, self.cfg.window, starts)
-        return lm_metrics(loss, self.cfg.level) | {"tokens": count}
+    def evaluate(self, params, arch):
+        return lm_evaluate(params, arch, self.valid, self.cfg, self.valid_starts)
 
     def baselines(self):
         """Cross-entropy of the uniform and the unigram (train frequencies) models on the validation text."""
@@ -121,14 +142,13 @@ class Classification:
                 raise ValueError(f"--data: {cfg.data} has {len(texts)} example(s), too few to hold out a "
                                  f"validation part; give --valid")
             texts, valid_texts, names, valid_names = texts[:cut], texts[cut:], names[:cut], names[cut:]
-        tokens = [data.tokenize(t, cfg.level) if cfg.level == "char" else t.split() for t in texts]
+        tokens = [text_tokens(t, cfg.level) for t in texts]
         self.cfg = cfg
         self.vocab = vocab or data.build_vocab([tok for seq in tokens for tok in seq], cfg.level, cfg.max_vocab)
         self.labels = labels or data.build_labels(names)
         self.train = [self.vocab.encode(seq) for seq in tokens]
         self.train_y = self.labels.encode(names)
-        self.valid = [self.vocab.encode(data.tokenize(t, cfg.level) if cfg.level == "char" else t.split())
-                      for t in valid_texts]
+        self.valid = [self.vocab.encode(text_tokens(t, cfg.level)) for t in valid_texts]
         self.valid_y = self.labels.encode(valid_names)
         self.input_size, self.output_size = self.vocab.size, self.labels.size
         self.steps_per_epoch = math.ceil(len(self.train) / cfg.batch)
@@ -141,17 +161,8 @@ class Classification:
         x, lengths = data.pad_batch([self.train[i] for i in chosen])
         return dict(x=x, y=self.train_y[chosen], target="last", lengths=lengths), int(lengths.sum())
 
-    def evaluate(self, params, arch, examples=None):
-        seqs, y = (self.valid, self.valid_y) if examples is None else examples
-        total, correct = 0.0, 0
-        for i in range(0, len(seqs), self.cfg.eval_batch):
-            x, lengths = data.pad_batch(seqs[i:i + self.cfg.eval_batch])
-            z, _ = engine.logits(params, arch, x, lengths=lengths)
-            z_last = z[lengths - 1, np.arange(len(lengths))].astype(np.float64)       # each row's own last step
-            yb = y[i:i + self.cfg.eval_batch]
-            total -= log_softmax(z_last)[np.arange(len(yb)), yb].sum()
-            correct += int((z_last.argmax(axis=1) == yb).sum())
-        return {"loss": float(total / len(seqs)), "accuracy": correct / len(seqs), "examples": len(seqs)}
+    def evaluate(self, params, arch):
+        return classify_metrics(params, arch, self.valid, self.valid_y, self.cfg.eval_batch)
 
     def baselines(self):
         """The uniform guess, and the class prior of the training labels (its accuracy: the majority class)."""

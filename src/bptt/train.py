@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import checkpoint, checkpointing, clipping, data, engine, init, optim, schedules, tasks
+from . import checkpoint, checkpointing, clipping, data, engine, init, optim, problems, schedules, tasks
 from .config import TrainConfig
 
 FILES = ("config.json", "vocab.json", "checkpoint.safetensors", "best.safetensors", "metrics.jsonl")
@@ -122,10 +122,19 @@ class Run:
         vocab = self.vocab() if self.file("vocab.json").exists() else None
         return tasks.make(cfg, vocab, self.labels())
 
-    def network(self, task, which="best"):
+    def sizes(self, cfg):
+        """(input_size, output_size) of the run's network, from its saved files alone."""
+        if cfg.task in problems.PROBLEMS:
+            return problems.get(cfg.task).input_size, problems.get(cfg.task).output_size
+        vocab = self.vocab()
+        return vocab.size, (self.labels().size if cfg.task == "classify" else vocab.size)
+
+    def network(self, which="best"):
+        """The run's network with the weights of best.safetensors (or the last checkpoint), and their
+        metadata. Needs only the run directory, not the training data."""
         cfg = self.config()
         params, meta = self.load_params(which)
-        net = build_network(cfg, task.input_size, task.output_size)
+        net = build_network(cfg, *self.sizes(cfg))
         net.params = {name: params[name] for name in net.params}
         return net, meta
 
@@ -204,6 +213,7 @@ class Outcome(NamedTuple):
     progress: Progress
     valid: dict | None          # validation metrics of the final parameters (None: interrupted between validations)
     best_valid: float
+    baselines: dict             # the trivial models' validation losses (uniform, unigram or prior, ...)
 
     @property
     def valid_loss(self):
@@ -247,8 +257,9 @@ def train(cfg, out, resume=False, on_step=None, on_event=None):
     rng = np.random.default_rng(cfg.seed + 2)
     if progress.rng is not None:
         rng.bit_generator.state = progress.rng
+    baselines = task.baselines()
     emit("start", {"step": progress.step, "total": total, "params": sum(p.size for p in net.params.values()),
-                   **task.describe(), **task.baselines()})
+                   **task.describe(), **baselines})
 
     saved_at = progress.step
 
@@ -331,4 +342,4 @@ def train(cfg, out, resume=False, on_step=None, on_event=None):
         last_valid = None                                     # stale: of earlier parameters
     if last_valid is None and status != "interrupted":
         last_valid = {"step": progress.step, **task.evaluate(net.params, net.arch)}
-    return Outcome(status, progress, last_valid, progress.best_valid)
+    return Outcome(status, progress, last_valid, progress.best_valid, baselines)
