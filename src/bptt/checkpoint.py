@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load, save
+from safetensors import safe_open
+from safetensors.numpy import save
 
 META_KEY = "bptt"
 
@@ -63,15 +64,12 @@ def save_arrays(path, arrays, meta):
 
 def load_arrays(path):
     """Returns (arrays, meta) from a file written by save_arrays."""
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: no checkpoint here; is this a run directory made by 'bptt train'?")
     try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no checkpoint here; is this a run directory made by 'bptt train'?") from None
-    try:
-        arrays = load(data)
-        header_len = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8:8 + header_len])
-        meta = json.loads(header["__metadata__"][META_KEY])
+        with safe_open(str(path), framework="np") as f:
+            meta = json.loads(f.metadata()[META_KEY])
+            arrays = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is no dict)
     except Exception as e:  # safetensors raises its own error types for truncated or foreign files
         raise ValueError(f"{path}: not a readable bptt checkpoint ({type(e).__name__}: {e})") from None
     return arrays, meta
