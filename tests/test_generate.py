@@ -44,3 +44,10 @@ def test_sampled_frequencies_follow_the_distribution():
     assert np.allclose(freq, [0.6, 0.3, 0.1], atol=0.015)
     only_top = generate.sample(net.params, net.arch, [0], 200, np.random.default_rng(0), top_k=1)
     assert set(only_top) == {0}
+
+
+def test_word_samples_become_lines():
+    from bptt.report import detokenize
+
+    assert detokenize(["to", "be", "<eos>", "or", "<eos>", "<eos>", "not"], "word") == "to be\nor\n\nnot"
+    assert detokenize(list("ab\nc"), "char") == "ab\nc"

@@ -93,5 +93,11 @@ def results(metrics, baselines, cfg):
 def detokenize(tokens, level):
     if level == "char":
         return "".join(tokens)
-    return " ".join(tokens).replace(" <eos> ", "\n").replace("<eos> ", "\n").replace(" <eos>", "\n").replace(
-        "<eos>", "\n")
+    lines, words = [], []
+    for token in tokens:                                     # "<eos>" ends a line
+        if token == "<eos>":
+            lines.append(" ".join(words))
+            words = []
+        else:
+            words.append(token)
+    return "\n".join(lines + [" ".join(words)])
