@@ -71,6 +71,15 @@ class Progress:
     rng: dict | None = None          # the dropout RNG's bit_generator.state
 
 
+def group(arrays, prefix):
+    """The arrays saved under "prefix/name", keyed by name."""
+    return {k[len(prefix) + 1:]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
+
+
+def prefixed(prefix, arrays):
+    return {f"{prefix}/{k}": v for k, v in arrays.items()}
+
+
 class Run:
     """The files of one run directory."""
 
@@ -84,26 +93,25 @@ class Run:
         return self.file("checkpoint.safetensors").exists()
 
     def save(self, params, opt_state, carried, progress):
-        arrays = {f"param/{k}": v for k, v in params.items()}
-        arrays |= {f"optim/{k}": v for k, v in opt_state.items()}
         parts = () if carried is None else carried if isinstance(carried, tuple) else (carried,)
-        arrays |= {f"state/{i}": s for i, s in enumerate(parts)}
+        arrays = prefixed("param", params) | prefixed("optim", opt_state) | prefixed("state", dict(enumerate(parts)))
         checkpoint.save_arrays(self.file("checkpoint.safetensors"), arrays, progress.__dict__)
+
+    def save_best(self, params, meta):
+        checkpoint.save_arrays(self.file("best.safetensors"), prefixed("param", params), meta)
 
     def load(self):
         arrays, meta = checkpoint.load_arrays(self.file("checkpoint.safetensors"))
-        params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
-        opt_state = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
-        parts = tuple(v for _, v in sorted((int(k[6:]), v) for k, v in arrays.items() if k.startswith("state/")))
+        state = group(arrays, "state")
+        parts = tuple(state[str(i)] for i in range(len(state)))
         carried = engine.public_state(parts) if parts else None
-        return params, opt_state, carried, Progress(**meta)
+        return group(arrays, "param"), group(arrays, "optim"), carried, Progress(**meta)
 
     def load_params(self, which="best"):
         """The weights of best.safetensors (or checkpoint.safetensors), and their metadata."""
-        name = "best.safetensors" if which == "best" and self.file("best.safetensors").exists() else \
-            "checkpoint.safetensors"
-        arrays, meta = checkpoint.load_arrays(self.file(name))
-        return {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}, meta
+        best = which == "best" and self.file("best.safetensors").exists()
+        arrays, meta = checkpoint.load_arrays(self.file("best.safetensors" if best else "checkpoint.safetensors"))
+        return group(arrays, "param"), meta
 
     def config(self):
         return TrainConfig.from_json(checkpoint.read_json(self.file("config.json"), "config"))
@@ -276,8 +284,7 @@ def train(cfg, out, resume=False, on_step=None, on_event=None):
         loss = record["loss"]
         if loss < progress.best_valid:
             progress.best_valid, progress.best_step = loss, progress.step
-            checkpoint.save_arrays(run.file("best.safetensors"), {f"param/{k}": v for k, v in net.params.items()},
-                                   {"step": progress.step, "valid_loss": loss})
+            run.save_best(net.params, {"step": progress.step, "valid_loss": loss})
         if cfg.schedule == "plateau" and scheduled:
             progress.schedule = schedules.Plateau(cfg.lr).update(progress.schedule, loss)
         record["best"] = progress.best_valid
