@@ -299,7 +299,7 @@ def train(cfg, out, resume=False, on_step=None, on_event=None):
             batch, tokens = task.batch(progress.window, progress.epoch)
             tick = time.perf_counter()
             flow = cfg.flow_every > 0 and (progress.step + 1) % cfg.flow_every == 0
-            if cfg.recompute_every and not flow:
+            if cfg.recompute_every and not flow:                 # (a flow record needs the full pass's traces)
                 r = checkpointing.loss_and_grads(net.params, net.arch, state=carried, **batch,
                                                  every=cfg.recompute_every, clip_dh=cfg.clip_dh)
             else:
