@@ -41,6 +41,9 @@ from .cells import CELLS
 from .inputs import gather_rows, scatter_rows
 
 
+ENGINES = ("fast", "numpy")
+
+
 @dataclass(frozen=True)
 class Arch:
     """The shape of a network: everything but the parameter values."""
@@ -54,9 +57,11 @@ class Arch:
     nonlinearity: str = "tanh"
     tie_weights: bool = False
     skip: int | None = None          # cell="skip": how far back S reaches (default 2)
+    engine: str = "fast"             # "fast": compiled time loops (bptt.fast); "numpy": the reference cells
 
     def __post_init__(self):
         checks.one_of("cell", self.cell, tuple(CELLS))
+        checks.one_of("engine", self.engine, ENGINES)
         checks.one_of("nonlinearity", self.nonlinearity, NONLINEARITIES)
         if self.cell not in ("rnn", "skip") and self.nonlinearity != "tanh":
             raise ValueError(f"nonlinearity: applies to cell='rnn' and 'skip' only; got {self.nonlinearity!r} "
@@ -77,6 +82,12 @@ class Arch:
 
     @property
     def module(self):
+        """The cell's functions: compiled (bptt.fast) for rnn, gru and lstm with engine="fast", else
+        the NumPy reference. The skip RNN, a research cell, has only the reference."""
+        if self.engine == "fast" and self.cell != "skip":
+            from . import fast
+
+            return fast.CELLS[self.cell]
         return CELLS[self.cell]
 
     @property

@@ -43,12 +43,13 @@ class Case:
     H: int = 4
     K: int = 3
     seed: int = 0
+    engine: str = "numpy"           # "numpy": the reference cells; "fast": the compiled ones
 
     def label(self):
         parts = [self.cell, f"L{self.num_layers}", self.inputs, self.target, self.loss]
         parts += ["state"] * self.with_state + ["lengths"] * self.with_lengths
         parts += ["reset"] * self.with_reset + ["loss_mask"] * self.with_loss_mask + ["tied"] * self.tied
-        parts += [f"dropout{self.dropout:g}"] * (self.dropout > 0)
+        parts += [f"dropout{self.dropout:g}"] * (self.dropout > 0) + ["fast"] * (self.engine == "fast")
         return " ".join(parts)
 
 
@@ -77,7 +78,7 @@ def network(case, dtype=np.float64):
     return Network(cell, case.V, case.H, case.K, num_layers=case.num_layers,
                    embedding_dim=case.E if case.inputs == "embedding" else None,
                    nonlinearity=nonlinearity or "tanh", dtype=dtype, seed=case.seed, tie_weights=case.tied,
-                   skip=case.skip if cell == "skip" else None)
+                   skip=case.skip if cell == "skip" else None, engine=case.engine)
 
 
 def problem(case, dtype=np.float64):

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from . import checks, engine, torch_names
+from . import checks, torch_names
+from . import engine as engine_
 
 
 class Network:
@@ -12,18 +13,20 @@ class Network:
     and the feature size when x holds floats. nonlinearity applies to cell="rnn" (and "skip") only.
     cell="skip": the skip RNN, h_t = f(W x_t + U h_{t-1} + S h_{t-skip} + b), skip >= 2 (default 2).
     tie_weights: the readout reuses the embedding (V = E; Press & Wolf 2017, Inan et al. 2017).
+    engine: "fast" (the time loops compiled with numba, bptt.fast) or "numpy" (the reference cells,
+    plain NumPy, which the fast engine is tested against); the same equations and results.
     """
 
     def __init__(self, cell, input_size, hidden_size, output_size, num_layers=1, embedding_dim=None,
-                 nonlinearity="tanh", dtype=np.float64, seed=0, tie_weights=False, skip=None):
-        self.arch = engine.Arch(cell, input_size, hidden_size, output_size, num_layers, embedding_dim,
-                                nonlinearity, tie_weights, skip)
+                 nonlinearity="tanh", dtype=np.float64, seed=0, tie_weights=False, skip=None, engine="fast"):
+        self.arch = engine_.Arch(cell, input_size, hidden_size, output_size, num_layers, embedding_dim,
+                                 nonlinearity, tie_weights, skip, engine)
         self.dtype = checks.float_dtype(dtype)
         if isinstance(seed, np.random.Generator):
             rng = seed
         else:
             rng = np.random.default_rng(checks.positive_int("seed", seed, minimum=0))
-        self.params = engine.init_params(self.arch, rng, self.dtype)
+        self.params = engine_.init_params(self.arch, rng, self.dtype)
 
     def __repr__(self):
         a = self.arch
@@ -33,12 +36,12 @@ class Network:
 
     def forward(self, x, state=None, lengths=None):
         """Logits (T, B, K) for every step and the final state; no cache is kept."""
-        return engine.logits(self.params, self.arch, x, state, lengths)
+        return engine_.logits(self.params, self.arch, x, state, lengths)
 
     def loss_and_grads(self, x, y, state=None, target="every", loss="cross_entropy", lengths=None, **training):
         """(loss, grads, final state). training: reset, loss_mask, dropout, rng, clip_dh (see
         engine.loss_and_grads, which also gives the gradients of the inputs and initial state)."""
-        r = engine.loss_and_grads(self.params, self.arch, x, y, state, target, loss, lengths, **training)
+        r = engine_.loss_and_grads(self.params, self.arch, x, y, state, target, loss, lengths, **training)
         return r.loss, r.grads, r.state
 
     def load_torch_state_dict(self, sd):

@@ -1,0 +1,128 @@
+"""The GRU of bptt.cells.gru with its time loops compiled: same equations (numbered as there),
+same arguments, same cache, so either backward accepts either forward's cache.
+
+Per step, one GEMM and fused passes over the gates:
+    forward   ah_t = h_{t-1} U^T + b_U  (BLAS, beta = 1 onto b_U)  then (1)-(5) row by row
+    backward  (5b)-(1b) row by row writing dax_t and dah_t, then dh_next = dh_t z + dah_t U  (BLAS, beta = 1)
+dW, dU, db, db_U stay outside the loop as single GEMMs and sums over all T*B rows, in NumPy.
+"""
+
+import numpy as np
+from numba import njit
+
+from ..cells.common import previous
+from ..cells.gru import GATES, STATE, init_params, step_jacobian   # noqa: F401  the cell's interface
+from ..inputs import project, project_backward
+from . import rows
+from .blas import gemm
+from .nonlinear import ONE, ZERO, sigmoid, tanh
+
+JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
+
+
+@njit(**JIT)
+def forward_rows(gates, U_T, b_U, h0, hs, ah_ns, mask, reset, approx, b0, b1):
+    """Rows b0:b1 of every step. gates (T, B, 3H) holds W x_t + b on entry, r, z, n on exit."""
+    T, H = gates.shape[0], hs.shape[2]
+    n_rows = b1 - b0
+    hw = np.zeros((n_rows, H), gates.dtype)                # h_{t-1} with reset rows zeroed
+    ah = np.empty((n_rows, 3 * H), gates.dtype)            # U h_{t-1} + b_U
+    for t in range(T):
+        h_prev = h0[b0:b1] if t == 0 else hs[t - 1, b0:b1]
+        if reset[t, b0:b1].any():                          # (0)
+            for r in range(n_rows):
+                if reset[t, b0 + r]:
+                    hw[r] = ZERO
+                else:
+                    hw[r] = h_prev[r]
+            h_prev = hw
+        for r in range(n_rows):
+            ah[r] = b_U
+        gemm(h_prev, U_T, ah, 1.0, False)                  # ah_t = U h_{t-1} + b_U
+        for r in range(n_rows):
+            row = b0 + r
+            g, a, hp, h_t, ah_n = gates[t, row], ah[r], h_prev[r], hs[t, row], ah_ns[t, row]
+            for j in range(2 * H):
+                g[j] = sigmoid(g[j] + a[j], approx)        # (1), (2) r, z
+            for j in range(H):
+                ah_n[j] = a[2 * H + j]
+                g[2 * H + j] = tanh(g[2 * H + j] + g[j] * ah_n[j], approx)       # (3) n
+            for j in range(H):
+                h_t[j] = g[2 * H + j] + g[H + j] * (hp[j] - g[2 * H + j])        # (4)
+            if not mask[t, row]:
+                h_t[:] = hp                                # (5)
+
+
+@njit(**JIT)
+def backward_rows(dhs, dh_T, U, gates, ah_ns, h0, hs, mask, reset, clip, trace, daxs, dahs, dh0, b0, b1):
+    """Rows b0:b1: writes dax_t, dah_t (T, B, 3H) for every step and the gradient reaching h_0.
+    clip <= 0: no clipping; trace (T, B, H) receives dL/dh_t when it has T rows."""
+    T, H = gates.shape[0], hs.shape[2]
+    n_rows = b1 - b0
+    dh_next = dh_T[b0:b1].copy()
+    dh = np.empty(H, gates.dtype)
+    for t in range(T - 1, -1, -1):
+        for r in range(n_rows):
+            row = b0 + r
+            for j in range(H):
+                dh[j] = dhs[t, row, j] + dh_next[r, j]
+            if clip > 0:
+                for j in range(H):
+                    dh[j] = min(max(dh[j], -clip), clip)
+            if trace.shape[0] > 0:
+                trace[t, row] = dh
+            dax, dah = daxs[t, row], dahs[t, row]
+            if not mask[t, row]:                           # (5b) all of dh_t passes to step t-1
+                dax[:], dah[:] = ZERO, ZERO
+                dh_next[r] = dh
+                continue
+            g, ah_n, dn_ = gates[t, row], ah_ns[t, row], dh_next[r]
+            hp = h0[row] if t == 0 else hs[t - 1, row]
+            zero_prev = reset[t, row]
+            for j in range(H):
+                rg, z, n = g[j], g[H + j], g[2 * H + j]
+                h_prev = ZERO if zero_prev else hp[j]
+                da_n = dh[j] * (ONE - z) * (ONE - n * n)   # (4b), (3b)
+                dz = dh[j] * (h_prev - n)                  # (4b)
+                dax[j] = da_n * ah_n[j] * rg * (ONE - rg)  # (3b), (1b)
+                dax[H + j] = dz * z * (ONE - z)            # (2b)
+                dax[2 * H + j] = da_n
+                dah[j], dah[H + j] = dax[j], dax[H + j]
+                dah[2 * H + j] = da_n * rg                 # (3b)
+                dn_[j] = dh[j] * z                         # (4b) the direct path
+        gemm(dahs[t, b0:b1], U, dh_next, 1.0, False)       # (4b) dh_next += dah_t U
+        for r in range(n_rows):
+            if reset[t, b0 + r]:
+                dh_next[r] = ZERO                          # (0b)
+    dh0[b0:b1] = dh_next
+
+
+def forward(p, xs, state0, mask=None, reset=None, approx=None, threads=None):
+    W, U, b, b_U = p["W"], p["U"], p["b"], p["b_U"]
+    (h0,) = state0
+    gates = project(W, b, xs)                              # (T, B, 3H): W x_t + b, all t
+    T, B, H = gates.shape[0], gates.shape[1], U.shape[1]
+    hs, ah_ns = np.empty((T, B, H), gates.dtype), np.empty((T, B, H), gates.dtype)
+    m, r = rows.masks(mask, reset, T, B)
+    rows.run(forward_rows, (gates, np.ascontiguousarray(U.T), np.ascontiguousarray(b_U), np.ascontiguousarray(h0),
+                            hs, ah_ns, m, r, rows.approximate(approx, gates.dtype)), B, threads)
+    cache = (xs, state0, hs, gates, ah_ns, mask, reset)
+    return hs, (hs[-1].copy(),), cache
+
+
+def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None):
+    W, U = p["W"], p["U"]
+    xs, (h0,), hs, gates, ah_ns, mask, reset = cache
+    T, B, H = hs.shape
+    daxs, dahs = np.empty_like(gates), np.empty_like(gates)   # dL/d(W x_t + b), dL/d(U h_{t-1} + b_U)
+    dh0 = np.empty_like(hs[0])
+    m, r = rows.masks(mask, reset, T, B)
+    rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), np.ascontiguousarray(U),
+                             gates, ah_ns, np.ascontiguousarray(h0), hs, m, r, rows.clip(clip_dh, gates.dtype),
+                             rows.trace(dh_trace, gates.dtype), daxs, dahs, dh0), B, threads)
+    dah2 = dahs.reshape(T * B, 3 * H)
+    dU = dah2.T @ previous(h0, hs, reset).reshape(T * B, H)
+    db_U = dah2.sum(axis=0)
+    db = daxs.reshape(T * B, 3 * H).sum(axis=0)
+    dW, dxs = project_backward(W, xs, daxs)
+    return dxs, (dh0,), {"W": dW, "U": dU, "b": db, "b_U": db_U}

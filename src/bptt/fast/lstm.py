@@ -1,0 +1,134 @@
+"""The LSTM of bptt.cells.lstm with its time loops compiled: same equations (numbered as there),
+same arguments, same cache, so either backward accepts either forward's cache.
+
+Per step, one GEMM and one fused pass over the gates:
+    forward   a_t += h_{t-1} U^T  (BLAS, beta = 1 onto W x_t + b + b_U)  then (1)-(4) in one loop
+    backward  (4b)-(1b) in one loop writing da_t, then dh_next = da_t U  (BLAS)
+dW, dU, db stay outside the loop as single GEMMs over all T*B rows, in NumPy.
+"""
+
+import numpy as np
+from numba import njit
+
+from ..inputs import project, project_backward
+from . import rows
+from .blas import gemm
+from .nonlinear import ONE, ZERO, sigmoid, tanh
+from ..cells.common import previous
+from ..cells.lstm import GATES, STATE, init_params, step_jacobian   # noqa: F401  the cell's interface
+
+JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
+
+
+@njit(**JIT)
+def forward_rows(gates, U_T, h0, c0, hs, cs, tanh_cs, mask, reset, approx, b0, b1):
+    """Rows b0:b1 of every step. gates (T, B, 4H) holds W x_t + b + b_U on entry, i, f, g, o on exit."""
+    T, H = gates.shape[0], hs.shape[2]
+    hw = np.zeros((b1 - b0, H), gates.dtype)               # h_{t-1}, c_{t-1} with reset rows zeroed
+    cw = np.zeros((b1 - b0, H), gates.dtype)
+    for t in range(T):
+        h_prev = h0[b0:b1] if t == 0 else hs[t - 1, b0:b1]
+        c_prev = c0[b0:b1] if t == 0 else cs[t - 1, b0:b1]
+        if reset[t, b0:b1].any():                          # (0)
+            for r in range(b1 - b0):
+                keep = not reset[t, b0 + r]
+                for j in range(H):
+                    hw[r, j] = h_prev[r, j] if keep else ZERO
+                    cw[r, j] = c_prev[r, j] if keep else ZERO
+            h_prev, c_prev = hw, cw
+        a = gates[t, b0:b1]
+        gemm(h_prev, U_T, a, 1.0, False)                   # (1) a_t = W x_t + b + b_U + U h_{t-1}
+        for r in range(b1 - b0):                           # two passes per row: both vectorise
+            ar, row = a[r], b0 + r
+            for j in range(2 * H):
+                ar[j] = sigmoid(ar[j], approx)             # (1) i, f
+            for j in range(2 * H, 3 * H):
+                ar[j] = tanh(ar[j], approx)                # (1) g
+            for j in range(3 * H, 4 * H):
+                ar[j] = sigmoid(ar[j], approx)             # (1) o
+            h_t, c_t, tc_t, cp = hs[t, row], cs[t, row], tanh_cs[t, row], c_prev[r]
+            for j in range(H):
+                c_t[j] = ar[H + j] * cp[j] + ar[j] * ar[2 * H + j]      # (2)
+                tc_t[j] = tanh(c_t[j], approx)
+                h_t[j] = ar[3 * H + j] * tc_t[j]           # (3)
+            if not mask[t, row]:                           # (4)
+                c_t[:] = cp
+                h_t[:] = h_prev[r]
+
+
+@njit(**JIT)
+def backward_rows(dhs, dh_T, dc_T, U, gates, c0, cs, tanh_cs, mask, reset, clip, trace, das, dh0, dc0,
+                  b0, b1):
+    """Rows b0:b1: writes da_t (T, B, 4H) for every step and the gradient reaching the initial state.
+    clip <= 0: no clipping; trace (T, B, H) receives dL/dh_t when it has T rows."""
+    T, H = gates.shape[0], cs.shape[2]
+    n = b1 - b0
+    dh_next, dc_next = dh_T[b0:b1].copy(), dc_T[b0:b1].copy()
+    dh_held = np.zeros((n, H), gates.dtype)
+    for t in range(T - 1, -1, -1):
+        for r in range(n):
+            row = b0 + r
+            g_t, da = gates[t, row], das[t, row]
+            held = not mask[t, row]
+            zero_prev = reset[t, row]
+            for j in range(H):
+                dh = dhs[t, row, j] + dh_next[r, j]
+                if clip > 0:
+                    dh = min(max(dh, -clip), clip)
+                if trace.shape[0] > 0:
+                    trace[t, row, j] = dh
+                dc = dc_next[r, j]
+                if held:                                   # (4b) pass both to step t-1 unchanged
+                    dh_held[r, j], dh = dh, ZERO
+                    dc_next[r, j], dc = dc, ZERO
+                i, f, g, o = g_t[j], g_t[H + j], g_t[2 * H + j], g_t[3 * H + j]
+                tc = tanh_cs[t, row, j]
+                c_prev = ZERO if zero_prev else (c0[row, j] if t == 0 else cs[t - 1, row, j])
+                do = dh * tc                               # (3b)
+                dc = dc + dh * o * (ONE - tc * tc)         # (3b)
+                da[j] = dc * g * i * (ONE - i)             # (2b), (1b) di
+                da[H + j] = dc * c_prev * f * (ONE - f)    # (2b), (1b) df
+                da[2 * H + j] = dc * i * (ONE - g * g)     # (2b), (1b) dg
+                da[3 * H + j] = do * o * (ONE - o)         # (1b) do
+                if not held:
+                    dc_next[r, j] = dc * f                 # (2b)
+        gemm(das[t, b0:b1], U, dh_next, 0.0, False)        # (1b) dh_next = da_t U
+        for r in range(n):
+            row = b0 + r
+            if reset[t, row]:                              # (0b)
+                dh_next[r], dc_next[r] = 0, 0
+            elif not mask[t, row]:
+                dh_next[r] = dh_held[r]                    # (4b) da_t = 0 on this row
+    dh0[b0:b1], dc0[b0:b1] = dh_next, dc_next
+
+
+def forward(p, xs, state0, mask=None, reset=None, approx=None, threads=None):
+    W, U, b, b_U = p["W"], p["U"], p["b"], p["b_U"]
+    h0, c0 = (np.ascontiguousarray(s) for s in state0)
+    gates = project(W, b, xs)                              # (T, B, 4H): W x_t + b, all t
+    gates += b_U                                           # (1) both biases, once for all t
+    T, B, H = gates.shape[0], gates.shape[1], U.shape[1]
+    hs, cs, tanh_cs = (np.empty((T, B, H), gates.dtype) for _ in range(3))
+    m, r = rows.masks(mask, reset, T, B)
+    rows.run(forward_rows, (gates, np.ascontiguousarray(U.T), h0, c0, hs, cs, tanh_cs, m, r,
+                            rows.approximate(approx, gates.dtype)), B, threads)
+    cache = (xs, state0, hs, cs, tanh_cs, gates, mask, reset)
+    return hs, (hs[-1].copy(), cs[-1].copy()), cache
+
+
+def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None):
+    W, U = p["W"], p["U"]
+    xs, (h0, c0), hs, cs, tanh_cs, gates, mask, reset = cache
+    T, B, H = hs.shape
+    das = np.empty_like(gates)                             # (T, B, 4H): dL/da_t
+    dh0, dc0 = np.empty_like(hs[0]), np.empty_like(hs[0])
+    m, r = rows.masks(mask, reset, T, B)
+    rows.run(backward_rows, (np.ascontiguousarray(dhs), *(np.ascontiguousarray(d) for d in dstate_T),
+                             np.ascontiguousarray(U), gates, np.ascontiguousarray(c0), cs, tanh_cs, m, r,
+                             rows.clip(clip_dh, gates.dtype), rows.trace(dh_trace, gates.dtype), das, dh0, dc0),
+             B, threads)
+    da2 = das.reshape(T * B, 4 * H)
+    dU = da2.T @ previous(h0, hs, reset).reshape(T * B, H)
+    db = da2.sum(axis=0)
+    dW, dxs = project_backward(W, xs, das)
+    return dxs, (dh0, dc0), {"W": dW, "U": dU, "b": db, "b_U": db.copy()}

@@ -1,0 +1,121 @@
+"""The Elman RNN of bptt.cells.rnn with its time loops compiled: same equations (numbered as
+there), same arguments, same cache, so either backward accepts either forward's cache.
+
+Per step, one GEMM and one pass over the row:
+    forward   a_t = W x_t + b + b_U + h_{t-1} U^T  (BLAS, beta = 1, written where h_t goes)  then (2)-(3)
+    backward  (3b)-(2b) row by row writing da_t, then dh_next = da_t U  (BLAS)
+"""
+
+import numpy as np
+from numba import njit
+
+from ..cells.common import previous
+from ..cells.rnn import GATES, STATE, init_params, step_jacobian   # noqa: F401  the cell's interface
+from ..inputs import project, project_backward
+from . import rows
+from .blas import gemm
+from .nonlinear import ONE, ZERO, sigmoid, tanh
+
+JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
+CODES = {"tanh": 0, "relu": 1, "sigmoid": 2}
+
+
+@njit(**JIT)
+def forward_rows(hs, U_T, h0, mask, reset, f, approx, b0, b1):
+    """Rows b0:b1 of every step. hs (T, B, H) holds W x_t + b + b_U on entry, h_t on exit.
+    f: 0 tanh, 1 relu, 2 sigmoid."""
+    T, H = hs.shape[0], hs.shape[2]
+    hw = np.zeros((b1 - b0, H), hs.dtype)
+    for t in range(T):
+        h_prev = h0[b0:b1] if t == 0 else hs[t - 1, b0:b1]
+        if reset[t, b0:b1].any():                          # (0)
+            for r in range(b1 - b0):
+                if reset[t, b0 + r]:
+                    hw[r] = ZERO
+                else:
+                    hw[r] = h_prev[r]
+            h_prev = hw
+        a = hs[t, b0:b1]
+        gemm(h_prev, U_T, a, 1.0, False)                   # (1)
+        for r in range(b1 - b0):
+            h = a[r]
+            if f == 0:
+                for j in range(H):
+                    h[j] = tanh(h[j], approx)              # (2)
+            elif f == 1:
+                for j in range(H):
+                    h[j] = max(h[j], ZERO)
+            else:
+                for j in range(H):
+                    h[j] = sigmoid(h[j], approx)
+            if not mask[t, b0 + r]:
+                h[:] = h_prev[r]                           # (3)
+
+
+@njit(**JIT)
+def backward_rows(dhs, dh_T, U, hs, mask, reset, f, clip, trace, das, dh0, b0, b1):
+    """Rows b0:b1: writes da_t (T, B, H) for every step and the gradient reaching h_0."""
+    T, H = hs.shape[0], hs.shape[2]
+    n_rows = b1 - b0
+    dh_next = dh_T[b0:b1].copy()
+    dh_held = np.zeros((n_rows, H), hs.dtype)
+    for t in range(T - 1, -1, -1):
+        for r in range(n_rows):
+            row = b0 + r
+            da, h, d_in, d_next = das[t, row], hs[t, row], dhs[t, row], dh_next[r]
+            for j in range(H):
+                da[j] = d_in[j] + d_next[j]
+            if clip > 0:
+                for j in range(H):
+                    da[j] = min(max(da[j], -clip), clip)
+            if trace.shape[0] > 0:
+                trace[t, row] = da
+            if not mask[t, row]:                           # (3b)
+                dh_held[r] = da
+                da[:] = ZERO
+            elif f == 0:
+                for j in range(H):
+                    da[j] *= ONE - h[j] * h[j]             # (2b)
+            elif f == 1:
+                for j in range(H):
+                    da[j] = da[j] if h[j] > ZERO else ZERO
+            else:
+                for j in range(H):
+                    da[j] *= h[j] * (ONE - h[j])
+        gemm(das[t, b0:b1], U, dh_next, 0.0, False)        # (1b) dh_next = da_t U
+        for r in range(n_rows):
+            if reset[t, b0 + r]:
+                dh_next[r] = ZERO                          # (0b)
+            elif not mask[t, b0 + r]:
+                dh_next[r] = dh_held[r]                    # (3b)
+    dh0[b0:b1] = dh_next
+
+
+def forward(p, xs, state0, mask=None, reset=None, nonlinearity="tanh", approx=None, threads=None):
+    W, U, b, b_U = p["W"], p["U"], p["b"], p["b_U"]
+    (h0,) = state0
+    hs = project(W, b, xs)                                 # (T, B, H): W x_t + b, all t
+    hs += b_U                                              # (1) both biases, once for all t
+    T, B = hs.shape[:2]
+    m, r = rows.masks(mask, reset, T, B)
+    rows.run(forward_rows, (hs, np.ascontiguousarray(U.T), np.ascontiguousarray(h0), m, r, CODES[nonlinearity],
+                            rows.approximate(approx, hs.dtype)), B, threads)
+    cache = (xs, state0, hs, mask, reset, nonlinearity)
+    return hs, (hs[-1].copy(),), cache
+
+
+def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None):
+    W, U = p["W"], p["U"]
+    xs, (h0,), hs, mask, reset, nonlinearity = cache
+    T, B, H = hs.shape
+    das = np.empty_like(hs)                                # (T, B, H): dL/da_t
+    dh0 = np.empty_like(hs[0])
+    m, r = rows.masks(mask, reset, T, B)
+    rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), np.ascontiguousarray(U),
+                             hs, m, r, CODES[nonlinearity], rows.clip(clip_dh, hs.dtype),
+                             rows.trace(dh_trace, hs.dtype), das, dh0), B, threads)
+    da2 = das.reshape(T * B, H)
+    dU = da2.T @ previous(h0, hs, reset).reshape(T * B, H)
+    db = da2.sum(axis=0)
+    dW, dxs = project_backward(W, xs, das)
+    return dxs, (dh0,), {"W": dW, "U": dU, "b": db, "b_U": db.copy()}
