@@ -37,6 +37,7 @@ TRAIN_HELP = {
     "forget_bias": "lstm: initial forget-gate bias (e.g. 1)",
     "radius": "rescale each recurrent matrix (gate block) to this spectral radius at initialisation",
     "dtype": "floating point type of parameters and activations",
+    "engine": "fast: the time loops compiled with numba (float32: rational tanh); numpy: the reference cells",
     "batch": "parallel streams (B)",
     "window": "k1 of TBPTT(k1, k2): steps between updates",
     "backprop": "k2 of TBPTT(k1, k2): steps backpropagated (default: --window)",
@@ -86,6 +87,8 @@ def add_gradcheck(sub):
                         f"loss x with and without state and lengths ({len(list(gradcheck.all_cases()))} cases, "
                         "a one-line summary each)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    p.add_argument("--engine", choices=("fast", "numpy"), default="fast",
+                   help="the compiled cells (default) or the NumPy reference cells")
     p.add_argument("--seq-len", type=int, default=5, help="T (default 5)")
     p.add_argument("--batch", type=int, default=3, help="B (default 3)")
     p.add_argument("--hidden", type=int, default=4, help="H (default 4)")
@@ -97,13 +100,13 @@ def run_gradcheck(args):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}: expected a positive int, got {getattr(args, name)}")
     use_torch = not args.no_torch and gradcheck.torch_available()
-    sizes = dict(T=args.seq_len, B=args.batch, H=args.hidden, seed=args.seed)
+    sizes = dict(T=args.seq_len, B=args.batch, H=args.hidden, seed=args.seed, engine=args.engine)
     if args.all:
         cases = list(gradcheck.all_cases(**sizes))
     else:
         cases = [gradcheck.Case(cell, args.layers, args.inputs, args.target, args.loss, not args.no_state,
                                 not args.no_lengths, **sizes) for cell in args.cell]
-    print(f"bptt {__version__} gradcheck: float64, {len(cases)} case(s), "
+    print(f"bptt {__version__} gradcheck: {args.engine} engine, float64, {len(cases)} case(s), "
           f"PyTorch {'autograd' if use_torch else 'not compared (torch not installed)' if not args.no_torch else 'skipped'}")
     start, failed = time.perf_counter(), 0
     for case in cases:
@@ -142,7 +145,7 @@ def add_train(sub):
         choices = {"task": ("lm", "classify", "adding", "copy", "order", "sentiment"), "level": ("char", "word"), "cell": ("rnn", "gru", "lstm", "skip"),
                    "nonlinearity": ("tanh", "relu", "sigmoid"), "init": ("default", "xavier"),
                    "recurrent_init": ("default", "xavier", "orthogonal", "identity"),
-                   "dtype": ("float32", "float64"), "schedule": ("constant", "plateau", "cosine"),
+                   "dtype": ("float32", "float64"), "engine": ("fast", "numpy"), "schedule": ("constant", "plateau", "cosine"),
                    "clip_mode": ("norm", "param", "value"),
                    "optimizer": ("sgd", "adagrad", "rmsprop", "adam", "adamw")}.get(f.name)
         p.add_argument(flag, type=kind, choices=choices, default=None,
@@ -328,6 +331,46 @@ def run_diagnose(args):
     return 0
 
 
+def add_bench(sub):
+    p = sub.add_parser("bench", help="training speed and memory against PyTorch and JAX on your configuration",
+                       description="Train a character language model on Tiny Shakespeare (Adam lr 2e-3, "
+                                   "global-norm clipping at 5, float32) with bptt, PyTorch and JAX from the same "
+                                   "weights, timed in alternation, and print tokens/s, ms/step, GFLOP/s, MFU, "
+                                   "the validation loss of each after the same steps and the peak resident "
+                                   "memory of a fresh process per framework. PyTorch and JAX are optional: one "
+                                   "not installed is skipped.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--cell", choices=("rnn", "gru", "lstm"), default="lstm", help="recurrent cell")
+    p.add_argument("--hidden", type=int, default=256, help="hidden units per layer (H)")
+    p.add_argument("--layers", type=int, default=1, help="stacked layers (L)")
+    p.add_argument("--batch", type=int, default=32, help="parallel streams (B)")
+    p.add_argument("--window", type=int, default=64, help="steps per window (T)")
+    p.add_argument("--embedding", type=int, default=64, help="embedding size (0: one-hot inputs)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per repeat")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats, frameworks in alternation")
+    p.add_argument("--frameworks", nargs="+", choices=("bptt", "torch", "jax"), default=["bptt", "torch", "jax"],
+                   help="what to compare (torch and jax are optional: one not installed is skipped)")
+    p.add_argument("--no-rss", action="store_true", help="skip the peak-memory processes")
+
+
+def run_bench(args):
+    from . import bench
+
+    for name in ("hidden", "layers", "batch", "window", "steps", "repeats"):
+        checks.positive_int(f"--{name}", getattr(args, name))
+    for name in ("embedding", "warmup"):
+        checks.positive_int(f"--{name}", getattr(args, name), minimum=0)
+    cfg = bench.config(TrainConfig(**(bench.BASE | {"cell": args.cell, "hidden": args.hidden,
+                                                       "layers": args.layers, "batch": args.batch,
+                                                       "window": args.window, "embedding": args.embedding})))
+    rows = bench.run([cfg], args.steps, args.warmup, args.repeats, args.frameworks,
+                     out=lambda line: print(line, flush=True), rss=not args.no_rss)
+    if not rows:
+        raise ValueError(f"--frameworks: none of {', '.join(args.frameworks)} is installed")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="bptt", description="Recurrent networks trained by backpropagation "
                                      "through time, every gradient derived by hand and checked.")
@@ -339,11 +382,12 @@ def main(argv=None):
     add_sample(sub)
     add_task(sub)
     add_diagnose(sub)
+    add_bench(sub)
     args = parser.parse_args(argv)
     from .train import Diverged
 
     commands = {"gradcheck": run_gradcheck, "train": run_train, "eval": run_eval, "sample": run_sample,
-                "task": run_task, "diagnose": run_diagnose}
+                "task": run_task, "diagnose": run_diagnose, "bench": run_bench}
     try:
         return commands[args.command](args)
     except (ValueError, TypeError) as e:

@@ -34,6 +34,7 @@ class TrainConfig:
     forget_bias: float | None = None   # lstm: total forget-gate bias
     radius: float | None = None        # rescale each recurrent matrix to this spectral radius
     dtype: str = "float32"             # "float32" or "float64"
+    engine: str = "fast"               # "fast" (compiled time loops, bptt.fast) or "numpy" (the reference)
     # truncated BPTT
     batch: int = 32                    # B parallel streams
     window: int = 64                   # k1: steps between updates
@@ -70,6 +71,7 @@ class TrainConfig:
         if self.task == "classify" and (self.data is None or self.tie):
             raise ValueError("task: 'classify' needs --data (a .tsv or .csv of text<TAB>label) and no --tie")
         checks.one_of("dtype", self.dtype, ("float32", "float64"))
+        checks.one_of("engine", self.engine, ("fast", "numpy"))
         checks.one_of("schedule", self.schedule, ("constant", "plateau", "cosine"))
         checks.one_of("clip_mode", self.clip_mode, ("norm", "param", "value"))
         for name in ("hidden", "layers", "batch", "window", "eval_every", "eval_batch", "log_every"):

@@ -38,7 +38,7 @@ import numpy as np
 from . import checks, losses
 from .activations import NONLINEARITIES
 from .cells import CELLS
-from .inputs import gather_rows, scatter_rows
+from .inputs import Embedded, gather_rows, scatter_rows
 
 
 ENGINES = ("fast", "numpy")
@@ -192,10 +192,19 @@ def dropout_masks(arch, batch, p, rng, dtype):
     return [None if n is None else ((rng.random((T, B, n)) >= p) / (1 - p)).astype(dtype) for n in sizes]
 
 
+def folds_embedding(arch, drops):
+    """Whether the first layer reads Embedded(E, ids) instead of the gathered rows E[ids]: the fast
+    engine projects a (V, D) table once per window (bptt.fast.window), unless dropout applies there."""
+    return arch.engine == "fast" and arch.embedding_dim is not None and drops[0] is None
+
+
 def forward_layers(params, arch, batch, drops):
     """Embedding and L layers. Returns the readout's input (T, B, H), the final state parts, caches."""
     x = batch.x
-    xs = gather_rows(params["E"], x) if arch.embedding_dim else x
+    if folds_embedding(arch, drops):
+        xs = Embedded(params["E"], x)
+    else:
+        xs = gather_rows(params["E"], x) if arch.embedding_dim else x
     final, caches = [], []
     for k in range(arch.num_layers):
         if drops[k] is not None:
@@ -228,7 +237,9 @@ def backward_layers(params, arch, x, dhs, caches, drops, clip_dh=None, traces=No
             dhs = dhs * drops[k]
         grads |= {f"l{k}.{name}": a for name, a in g.items()}
         dstate0.insert(0, ds0)
-    if arch.embedding_dim:
+    if folds_embedding(arch, drops):
+        grads["E"], dhs = dhs, None                                  # layer 0 gave dE (V, D) itself
+    elif arch.embedding_dim:
         grads["E"] = scatter_rows(arch.input_size, x, dhs)
         dhs = None
     return grads, dhs, tuple(np.stack(s) for s in zip(*dstate0))

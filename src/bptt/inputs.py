@@ -10,6 +10,8 @@ Either way the projection of all T steps is computed before the time loop, and i
 gradient after the backward loop, each as one operation over all T*B rows.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 
@@ -49,3 +51,12 @@ def project_backward(W, xs, da):
     T, B, D = xs.shape
     da2 = da.reshape(T * B, G)
     return da2.T @ xs.reshape(T * B, D), (da2 @ W).reshape(T, B, D)
+
+
+class Embedded(NamedTuple):
+    """Inputs x_t = E[ids_t] left unmaterialised, for the fast engine: the first layer's input
+    projection W x_t + b is then row ids_t of the table E W^T + b (V, G), one small GEMM per
+    window instead of one over all T*B tokens (bptt.fast.window). E (V, D), ids (T, B)."""
+
+    E: np.ndarray
+    ids: np.ndarray

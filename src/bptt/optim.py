@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 import numpy as np
+from numba import njit
 
 from . import checks
 
@@ -259,26 +260,32 @@ def _adam_step(params, grads, state, lr, betas, eps, wd, decoupled):
     step_size = lr / (1 - beta1**t)                          # lr / (1 - β1^t)
     bias_correction2_sqrt = (1 - beta2**t) ** 0.5            # sqrt(1 - β2^t)
     for k, p in params.items():
-        g = grads[k]
-        if decoupled and wd != 0.0:
-            p *= 1 - lr * wd                                 # p' = p_{t-1} (1 - lr λ)
-        elif not decoupled:
-            g = _with_weight_decay(g, p, wd)
-        u = np.empty_like(p)
+        # the constants in p's dtype, as NumPy rounds a Python float meeting a float32 array
+        c = p.dtype.type
         m, v = state[f"exp_avg/{k}"], state[f"exp_avg_sq/{k}"]
-        np.subtract(g, m, out=u)
-        u *= 1 - beta1
-        m += u                                               # m_t = m_{t-1} + (1-β1)(g_t - m_{t-1})
-        v *= beta2
-        np.multiply(g, g, out=u)
-        u *= 1 - beta2
-        v += u                                               # v_t = β2 v_{t-1} + (1-β2) g_t²
-        np.sqrt(v, out=u)
-        u /= bias_correction2_sqrt
-        u += eps                                             # sqrt(v_t) / sqrt(1 - β2^t) + ε
-        np.divide(m, u, out=u)
-        u *= step_size
-        p -= u                                               # p_t
+        for name, a in ((f"params[{k!r}]", p), (f"state['exp_avg/{k}']", m), (f"state['exp_avg_sq/{k}']", v)):
+            if not a.flags.c_contiguous:
+                raise ValueError(f"{name}: expected a C-contiguous array (updated in place), got a strided view")
+        _adam_update(p.reshape(-1), grads[k].reshape(-1), m.reshape(-1), v.reshape(-1), c(1 - beta1), c(beta2), c(1 - beta2),
+                     c(bias_correction2_sqrt), c(eps), c(step_size), c(wd), c(1 - lr * wd), decoupled)
+
+
+@njit(nogil=True, cache=True)
+def _adam_update(p, grad, m, v, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, step_size,
+                 wd, shrink, decoupled):
+    """Adam's update of one array in one pass, element by element in the order of torch.optim.Adam
+    (single-tensor path), each operation rounded to the array's dtype: the same numbers as NumPy
+    would give with one whole-array operation per line, without the temporaries."""
+    for i in range(p.size):
+        g = grad[i]
+        if decoupled:
+            p[i] = p[i] * shrink                             # p' = p_{t-1} (1 - lr λ)
+        elif wd != 0:
+            g = p[i] * wd + g                                # g_t = ∇ + λ p_{t-1}
+        m[i] = m[i] + (g - m[i]) * one_minus_beta1           # m_t = m_{t-1} + (1-β1)(g_t - m_{t-1})
+        v[i] = v[i] * beta2 + g * g * one_minus_beta2        # v_t = β2 v_{t-1} + (1-β2) g_t²
+        denom = math.sqrt(v[i]) / bias_correction2_sqrt + eps     # sqrt(v_t) / sqrt(1 - β2^t) + ε
+        p[i] = p[i] - m[i] / denom * step_size               # p_t
 
 
 @dataclass(frozen=True)

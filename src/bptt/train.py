@@ -38,7 +38,8 @@ def build_network(cfg, input_size, output_size):
 
     net = Network(cfg.cell, input_size, cfg.hidden, output_size, num_layers=cfg.layers,
                   embedding_dim=cfg.embedding or None, nonlinearity=cfg.nonlinearity,
-                  dtype=np.dtype(cfg.dtype), seed=cfg.seed, tie_weights=cfg.tie, skip=cfg.skip)
+                  dtype=np.dtype(cfg.dtype), seed=cfg.seed, tie_weights=cfg.tie, skip=cfg.skip,
+                  engine=cfg.engine)
     init.apply(net.params, net.arch, np.random.default_rng([cfg.seed, 1]), cfg.init, cfg.recurrent_init,
                cfg.forget_bias, radius=cfg.radius)
     return net

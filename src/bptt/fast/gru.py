@@ -10,11 +10,10 @@ dW, dU, db, db_U stay outside the loop as single GEMMs and sums over all T*B row
 import numpy as np
 from numba import njit
 
-from ..cells.common import previous
 from ..cells.gru import GATES, STATE, init_params, step_jacobian   # noqa: F401  the cell's interface
-from ..inputs import project, project_backward
 from . import rows
 from .blas import gemm
+from .window import project, project_backward, recurrent_grad
 from .nonlinear import ONE, ZERO, sigmoid, tanh
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
@@ -105,7 +104,7 @@ def forward(p, xs, state0, mask=None, reset=None, approx=None, threads=None):
     hs, ah_ns = np.empty((T, B, H), gates.dtype), np.empty((T, B, H), gates.dtype)
     m, r = rows.masks(mask, reset, T, B)
     rows.run(forward_rows, (gates, np.ascontiguousarray(U.T), np.ascontiguousarray(b_U), np.ascontiguousarray(h0),
-                            hs, ah_ns, m, r, rows.approximate(approx, gates.dtype)), B, threads)
+                            hs, ah_ns, m, r, rows.approximate(approx, gates.dtype)), rows.blocks(B, threads, U.nbytes, gated=True))
     cache = (xs, state0, hs, gates, ah_ns, mask, reset)
     return hs, (hs[-1].copy(),), cache
 
@@ -119,10 +118,8 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None)
     m, r = rows.masks(mask, reset, T, B)
     rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), np.ascontiguousarray(U),
                              gates, ah_ns, np.ascontiguousarray(h0), hs, m, r, rows.clip(clip_dh, gates.dtype),
-                             rows.trace(dh_trace, gates.dtype), daxs, dahs, dh0), B, threads)
-    dah2 = dahs.reshape(T * B, 3 * H)
-    dU = dah2.T @ previous(h0, hs, reset).reshape(T * B, H)
-    db_U = dah2.sum(axis=0)
-    db = daxs.reshape(T * B, 3 * H).sum(axis=0)
-    dW, dxs = project_backward(W, xs, daxs)
+                             rows.trace(dh_trace, gates.dtype), daxs, dahs, dh0), rows.blocks(B, threads, U.nbytes, gated=True))
+    dU = recurrent_grad(dahs, h0, hs, reset)
+    db_U = dahs.reshape(T * B, 3 * H).sum(axis=0)
+    dW, dxs, db = project_backward(W, xs, daxs)
     return dxs, (dh0,), {"W": dW, "U": dU, "b": db, "b_U": db_U}

@@ -10,11 +10,10 @@ dW, dU, db stay outside the loop as single GEMMs over all T*B rows, in NumPy.
 import numpy as np
 from numba import njit
 
-from ..inputs import project, project_backward
 from . import rows
 from .blas import gemm
+from .window import project, project_backward, recurrent_grad
 from .nonlinear import ONE, ZERO, sigmoid, tanh
-from ..cells.common import previous
 from ..cells.lstm import GATES, STATE, init_params, step_jacobian   # noqa: F401  the cell's interface
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
@@ -111,7 +110,7 @@ def forward(p, xs, state0, mask=None, reset=None, approx=None, threads=None):
     hs, cs, tanh_cs = (np.empty((T, B, H), gates.dtype) for _ in range(3))
     m, r = rows.masks(mask, reset, T, B)
     rows.run(forward_rows, (gates, np.ascontiguousarray(U.T), h0, c0, hs, cs, tanh_cs, m, r,
-                            rows.approximate(approx, gates.dtype)), B, threads)
+                            rows.approximate(approx, gates.dtype)), rows.blocks(B, threads, U.nbytes, gated=True))
     cache = (xs, state0, hs, cs, tanh_cs, gates, mask, reset)
     return hs, (hs[-1].copy(), cs[-1].copy()), cache
 
@@ -126,9 +125,7 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None)
     rows.run(backward_rows, (np.ascontiguousarray(dhs), *(np.ascontiguousarray(d) for d in dstate_T),
                              np.ascontiguousarray(U), gates, np.ascontiguousarray(c0), cs, tanh_cs, m, r,
                              rows.clip(clip_dh, gates.dtype), rows.trace(dh_trace, gates.dtype), das, dh0, dc0),
-             B, threads)
-    da2 = das.reshape(T * B, 4 * H)
-    dU = da2.T @ previous(h0, hs, reset).reshape(T * B, H)
-    db = da2.sum(axis=0)
-    dW, dxs = project_backward(W, xs, das)
+             rows.blocks(B, threads, U.nbytes, gated=True))
+    dU = recurrent_grad(das, h0, hs, reset)
+    dW, dxs, db = project_backward(W, xs, das)
     return dxs, (dh0, dc0), {"W": dW, "U": dU, "b": db, "b_U": db.copy()}

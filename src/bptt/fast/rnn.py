@@ -9,11 +9,10 @@ Per step, one GEMM and one pass over the row:
 import numpy as np
 from numba import njit
 
-from ..cells.common import previous
 from ..cells.rnn import GATES, STATE, init_params, step_jacobian   # noqa: F401  the cell's interface
-from ..inputs import project, project_backward
 from . import rows
 from .blas import gemm
+from .window import project, project_backward, recurrent_grad
 from .nonlinear import ONE, ZERO, sigmoid, tanh
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
@@ -99,7 +98,7 @@ def forward(p, xs, state0, mask=None, reset=None, nonlinearity="tanh", approx=No
     T, B = hs.shape[:2]
     m, r = rows.masks(mask, reset, T, B)
     rows.run(forward_rows, (hs, np.ascontiguousarray(U.T), np.ascontiguousarray(h0), m, r, CODES[nonlinearity],
-                            rows.approximate(approx, hs.dtype)), B, threads)
+                            rows.approximate(approx, hs.dtype)), rows.blocks(B, threads, U.nbytes, gated=False))
     cache = (xs, state0, hs, mask, reset, nonlinearity)
     return hs, (hs[-1].copy(),), cache
 
@@ -113,9 +112,7 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None)
     m, r = rows.masks(mask, reset, T, B)
     rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), np.ascontiguousarray(U),
                              hs, m, r, CODES[nonlinearity], rows.clip(clip_dh, hs.dtype),
-                             rows.trace(dh_trace, hs.dtype), das, dh0), B, threads)
-    da2 = das.reshape(T * B, H)
-    dU = da2.T @ previous(h0, hs, reset).reshape(T * B, H)
-    db = da2.sum(axis=0)
-    dW, dxs = project_backward(W, xs, das)
+                             rows.trace(dh_trace, hs.dtype), das, dh0), rows.blocks(B, threads, U.nbytes, gated=False))
+    dU = recurrent_grad(das, h0, hs, reset)
+    dW, dxs, db = project_backward(W, xs, das)
     return dxs, (dh0,), {"W": dW, "U": dU, "b": db, "b_U": db.copy()}

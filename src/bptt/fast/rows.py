@@ -21,21 +21,36 @@ def threads_available():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def blocks(B, threads):
-    """Row ranges [(b0, b1), ...]: as many as threads (default: the cores), each >= MIN_ROWS rows."""
-    n = threads_available() if threads is None else threads
-    if n < 1:
-        raise ValueError(f"threads: expected a positive int or None (all cores), got {threads}")
-    n = max(1, min(n, B // MIN_ROWS))
+def l2_bytes():
+    """Per-core L2 cache size from sysfs (1 MiB when unknown)."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cache/index2/size") as f:
+            text = f.read().strip()
+        return int(text[:-1]) * {"K": 1 << 10, "M": 1 << 20}[text[-1]]
+    except (OSError, ValueError, KeyError):
+        return 1 << 20
+
+
+def blocks(B, threads=None, weight_bytes=0, gated=True):
+    """Row ranges [(b0, b1), ...] to run side by side, each >= MIN_ROWS rows.
+
+    threads=None chooses, from what was measured on a 2-core machine (docs/benchmarks.md): split
+    the rows over the cores when the cell has gates (GRU, LSTM: enough arithmetic per step to
+    share) and each thread's copy of U fits in its core's L2 cache (every step reads all of U);
+    otherwise one block, with OpenBLAS threading each step's GEMM itself."""
+    if threads is None:
+        threads = threads_available() if gated and weight_bytes <= l2_bytes() else 1
+    if not (isinstance(threads, int) and threads >= 1):
+        raise ValueError(f"threads: expected a positive int or None (choose), got {threads!r}")
+    n = max(1, min(threads, B // MIN_ROWS))
     edges = np.linspace(0, B, n + 1).round().astype(int)
     return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
 
 
-def run(kernel, args, B, threads=None):
-    """kernel(*args, b0, b1) for every block of rows, each block on its own thread."""
-    parts = blocks(B, threads)
+def run(kernel, args, parts):
+    """kernel(*args, b0, b1) for every block (b0, b1) of rows, each block on its own thread."""
     if len(parts) == 1:
-        kernel(*args, 0, B)
+        kernel(*args, *parts[0])
         return
     errors = []
 

@@ -1,0 +1,76 @@
+"""The work of a layer outside its time loop, over the whole window at once: the input projection
+before it and the weight gradients after it, as few and as large GEMMs as possible.
+
+Inputs come in three kinds (bptt.inputs): float features (T, B, D); token ids (T, B), one-hot,
+never materialised; and Embedded(E, ids), x_t = E[ids_t]. For the two kinds of ids the projection
+of a token depends on its id only, so it is a row of a table (V, G) built once per window:
+
+    ids            table = W^T + b            (one-hot: W x_t is column ids_t of W)
+    Embedded       table = E W^T + b          one (V, D) x (D, G) GEMM instead of (T B, D) x (D, G)
+    a_t = table[ids_t]                         a row gather
+
+and the backward pass scatters the gradients of a_t back onto the table's rows first:
+
+    dP[v] = sum of da_t[b] over the (t, b) with ids[t, b] = v          (V, G)
+    ids:       dW = dP^T                          db = sum_v dP[v]
+    Embedded:  dW = dP^T E,  dE = dP W            db = sum_v dP[v]
+
+so dW and dE cost (V, G) x (V, D) GEMMs instead of (T B, G) x (T B, D) ones: the same sums,
+grouped by token (float round-off differs, nothing else).
+"""
+
+import numpy as np
+from numba import njit
+
+from ..cells.common import previous
+from ..inputs import Embedded, is_ids
+
+
+@njit(nogil=True, cache=True)
+def scatter_rows(num_rows, ids, d):
+    """dM (num_rows, G) with dM[v] = sum of d[t, b] over the (t, b) where ids[t, b] = v."""
+    dM = np.zeros((num_rows, d.shape[2]), d.dtype)
+    for t in range(ids.shape[0]):
+        for b in range(ids.shape[1]):
+            row, src = dM[ids[t, b]], d[t, b]
+            for j in range(src.size):
+                row[j] += src[j]
+    return dM
+
+
+def project(W, b, xs):
+    """W x_t + b for every t: (T, B, G)."""
+    if isinstance(xs, Embedded):
+        return (xs.E @ W.T + b)[xs.ids]
+    if is_ids(xs):
+        return (W.T + b)[xs]
+    T, B, D = xs.shape
+    return (xs.reshape(T * B, D) @ W.T + b).reshape(T, B, -1)
+
+
+def project_backward(W, xs, da):
+    """Given da (T, B, G) = dL/d(W x_t + b): (dW, dxs, db). dxs is dE (V, D) for Embedded inputs,
+    None for one-hot ids, (T, B, D) for floats."""
+    T, B, G = da.shape
+    if isinstance(xs, Embedded) or is_ids(xs):
+        ids = xs.ids if isinstance(xs, Embedded) else xs
+        dP = scatter_rows(W.shape[1] if not isinstance(xs, Embedded) else xs.E.shape[0],
+                          np.ascontiguousarray(ids), da)
+        if isinstance(xs, Embedded):
+            return dP.T @ xs.E, dP @ W, dP.sum(axis=0)
+        return np.ascontiguousarray(dP.T), None, dP.sum(axis=0)
+    da2 = da.reshape(T * B, G)
+    return da2.T @ xs.reshape(T * B, -1), (da2 @ W).reshape(T, B, -1), da2.sum(axis=0)
+
+
+def recurrent_grad(das, h0, hs, reset):
+    """dU = sum_t da_t^T h_{t-1} (G, H) as whole-window GEMMs; with no resets h_{t-1} is read in
+    place from hs (steps 1..T-1) and h0 (step 0), not copied."""
+    T, B, G = das.shape
+    H = hs.shape[2]
+    if reset is not None:
+        return das.reshape(T * B, G).T @ previous(h0, hs, reset).reshape(T * B, H)
+    dU = das[0].T @ h0
+    if T > 1:
+        dU += das[1:].reshape((T - 1) * B, G).T @ hs[:-1].reshape((T - 1) * B, H)
+    return dU
