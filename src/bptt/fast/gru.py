@@ -14,6 +14,7 @@ from ..cells.gru import GATES, STATE, init_params, step_jacobian   # noqa: F401 
 from . import rows
 from .blas import gemm
 from .window import project, project_backward, recurrent_grad
+from .common import incoming, previous_rows
 from .nonlinear import ONE, ZERO, sigmoid, tanh
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
@@ -27,14 +28,7 @@ def forward_rows(gates, U_T, b_U, h0, hs, ah_ns, mask, reset, approx, b0, b1):
     hw = np.zeros((n_rows, H), gates.dtype)                # h_{t-1} with reset rows zeroed
     ah = np.empty((n_rows, 3 * H), gates.dtype)            # U h_{t-1} + b_U
     for t in range(T):
-        h_prev = h0[b0:b1] if t == 0 else hs[t - 1, b0:b1]
-        if reset[t, b0:b1].any():                          # (0)
-            for r in range(n_rows):
-                if reset[t, b0 + r]:
-                    hw[r] = ZERO
-                else:
-                    hw[r] = h_prev[r]
-            h_prev = hw
+        h_prev = previous_rows(h0[b0:b1] if t == 0 else hs[t - 1, b0:b1], reset[t, b0:b1], hw)    # (0)
         for r in range(n_rows):
             ah[r] = b_U
         gemm(h_prev, U_T, ah, 1.0, False)                  # ah_t = U h_{t-1} + b_U
@@ -59,36 +53,28 @@ def backward_rows(dhs, dh_T, U, gates, ah_ns, h0, hs, mask, reset, clip, trace, 
     T, H = gates.shape[0], hs.shape[2]
     n_rows = b1 - b0
     dh_next = dh_T[b0:b1].copy()
-    dh = np.empty(H, gates.dtype)
+    dh, zeros = np.empty(H, gates.dtype), np.zeros(H, gates.dtype)
     for t in range(T - 1, -1, -1):
         for r in range(n_rows):
             row = b0 + r
-            for j in range(H):
-                dh[j] = dhs[t, row, j] + dh_next[r, j]
-            if clip > 0:
-                for j in range(H):
-                    dh[j] = min(max(dh[j], -clip), clip)
-            if trace.shape[0] > 0:
-                trace[t, row] = dh
+            incoming(dh, dhs[t, row], dh_next[r], clip, trace, t, row)
             dax, dah = daxs[t, row], dahs[t, row]
             if not mask[t, row]:                           # (5b) all of dh_t passes to step t-1
                 dax[:], dah[:] = ZERO, ZERO
                 dh_next[r] = dh
                 continue
-            g, ah_n, dn_ = gates[t, row], ah_ns[t, row], dh_next[r]
-            hp = h0[row] if t == 0 else hs[t - 1, row]
-            zero_prev = reset[t, row]
+            g, ah_n, d_direct = gates[t, row], ah_ns[t, row], dh_next[r]
+            h_prev = zeros if reset[t, row] else (h0[row] if t == 0 else hs[t - 1, row])
             for j in range(H):
                 rg, z, n = g[j], g[H + j], g[2 * H + j]
-                h_prev = ZERO if zero_prev else hp[j]
                 da_n = dh[j] * (ONE - z) * (ONE - n * n)   # (4b), (3b)
-                dz = dh[j] * (h_prev - n)                  # (4b)
+                dz = dh[j] * (h_prev[j] - n)               # (4b)
                 dax[j] = da_n * ah_n[j] * rg * (ONE - rg)  # (3b), (1b)
                 dax[H + j] = dz * z * (ONE - z)            # (2b)
                 dax[2 * H + j] = da_n
                 dah[j], dah[H + j] = dax[j], dax[H + j]
                 dah[2 * H + j] = da_n * rg                 # (3b)
-                dn_[j] = dh[j] * z                         # (4b) the direct path
+                d_direct[j] = dh[j] * z                    # (4b) the direct path
         gemm(dahs[t, b0:b1], U, dh_next, 1.0, False)       # (4b) dh_next += dah_t U
         for r in range(n_rows):
             if reset[t, b0 + r]:

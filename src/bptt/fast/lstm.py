@@ -13,6 +13,7 @@ from numba import njit
 from . import rows
 from .blas import gemm
 from .window import project, project_backward, recurrent_grad
+from .common import incoming, previous_rows
 from .nonlinear import ONE, ZERO, sigmoid, tanh
 from ..cells.lstm import GATES, STATE, init_params, step_jacobian   # noqa: F401  the cell's interface
 
@@ -26,15 +27,8 @@ def forward_rows(gates, U_T, h0, c0, hs, cs, tanh_cs, mask, reset, approx, b0, b
     hw = np.zeros((b1 - b0, H), gates.dtype)               # h_{t-1}, c_{t-1} with reset rows zeroed
     cw = np.zeros((b1 - b0, H), gates.dtype)
     for t in range(T):
-        h_prev = h0[b0:b1] if t == 0 else hs[t - 1, b0:b1]
-        c_prev = c0[b0:b1] if t == 0 else cs[t - 1, b0:b1]
-        if reset[t, b0:b1].any():                          # (0)
-            for r in range(b1 - b0):
-                keep = not reset[t, b0 + r]
-                for j in range(H):
-                    hw[r, j] = h_prev[r, j] if keep else ZERO
-                    cw[r, j] = c_prev[r, j] if keep else ZERO
-            h_prev, c_prev = hw, cw
+        h_prev = previous_rows(h0[b0:b1] if t == 0 else hs[t - 1, b0:b1], reset[t, b0:b1], hw)    # (0)
+        c_prev = previous_rows(c0[b0:b1] if t == 0 else cs[t - 1, b0:b1], reset[t, b0:b1], cw)
         a = gates[t, b0:b1]
         gemm(h_prev, U_T, a, 1.0, False)                   # (1) a_t = W x_t + b + b_U + U h_{t-1}
         for r in range(b1 - b0):                           # two passes per row: both vectorise
@@ -64,33 +58,27 @@ def backward_rows(dhs, dh_T, dc_T, U, gates, c0, cs, tanh_cs, mask, reset, clip,
     n = b1 - b0
     dh_next, dc_next = dh_T[b0:b1].copy(), dc_T[b0:b1].copy()
     dh_held = np.zeros((n, H), gates.dtype)
+    dh, zeros = np.empty(H, gates.dtype), np.zeros(H, gates.dtype)
     for t in range(T - 1, -1, -1):
         for r in range(n):
             row = b0 + r
-            g_t, da = gates[t, row], das[t, row]
-            held = not mask[t, row]
-            zero_prev = reset[t, row]
+            incoming(dh, dhs[t, row], dh_next[r], clip, trace, t, row)
+            da = das[t, row]
+            if not mask[t, row]:                           # (4b) dh_t and dc_t pass to step t-1 unchanged
+                da[:] = ZERO
+                dh_held[r] = dh
+                continue
+            g_t, tc, dc = gates[t, row], tanh_cs[t, row], dc_next[r]
+            c_prev = zeros if reset[t, row] else (c0[row] if t == 0 else cs[t - 1, row])
             for j in range(H):
-                dh = dhs[t, row, j] + dh_next[r, j]
-                if clip > 0:
-                    dh = min(max(dh, -clip), clip)
-                if trace.shape[0] > 0:
-                    trace[t, row, j] = dh
-                dc = dc_next[r, j]
-                if held:                                   # (4b) pass both to step t-1 unchanged
-                    dh_held[r, j], dh = dh, ZERO
-                    dc_next[r, j], dc = dc, ZERO
                 i, f, g, o = g_t[j], g_t[H + j], g_t[2 * H + j], g_t[3 * H + j]
-                tc = tanh_cs[t, row, j]
-                c_prev = ZERO if zero_prev else (c0[row, j] if t == 0 else cs[t - 1, row, j])
-                do = dh * tc                               # (3b)
-                dc = dc + dh * o * (ONE - tc * tc)         # (3b)
-                da[j] = dc * g * i * (ONE - i)             # (2b), (1b) di
-                da[H + j] = dc * c_prev * f * (ONE - f)    # (2b), (1b) df
-                da[2 * H + j] = dc * i * (ONE - g * g)     # (2b), (1b) dg
+                do = dh[j] * tc[j]                         # (3b)
+                dc_t = dc[j] + dh[j] * o * (ONE - tc[j] * tc[j])          # (3b)
+                da[j] = dc_t * g * i * (ONE - i)           # (2b), (1b) di
+                da[H + j] = dc_t * c_prev[j] * f * (ONE - f)               # (2b), (1b) df
+                da[2 * H + j] = dc_t * i * (ONE - g * g)   # (2b), (1b) dg
                 da[3 * H + j] = do * o * (ONE - o)         # (1b) do
-                if not held:
-                    dc_next[r, j] = dc * f                 # (2b)
+                dc[j] = dc_t * f                           # (2b) dc_next
         gemm(das[t, b0:b1], U, dh_next, 0.0, False)        # (1b) dh_next = da_t U
         for r in range(n):
             row = b0 + r

@@ -13,6 +13,7 @@ from ..cells.rnn import GATES, STATE, init_params, step_jacobian   # noqa: F401 
 from . import rows
 from .blas import gemm
 from .window import project, project_backward, recurrent_grad
+from .common import incoming, previous_rows
 from .nonlinear import ONE, ZERO, sigmoid, tanh
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
@@ -26,14 +27,7 @@ def forward_rows(hs, U_T, h0, mask, reset, f, approx, b0, b1):
     T, H = hs.shape[0], hs.shape[2]
     hw = np.zeros((b1 - b0, H), hs.dtype)
     for t in range(T):
-        h_prev = h0[b0:b1] if t == 0 else hs[t - 1, b0:b1]
-        if reset[t, b0:b1].any():                          # (0)
-            for r in range(b1 - b0):
-                if reset[t, b0 + r]:
-                    hw[r] = ZERO
-                else:
-                    hw[r] = h_prev[r]
-            h_prev = hw
+        h_prev = previous_rows(h0[b0:b1] if t == 0 else hs[t - 1, b0:b1], reset[t, b0:b1], hw)    # (0)
         a = hs[t, b0:b1]
         gemm(h_prev, U_T, a, 1.0, False)                   # (1)
         for r in range(b1 - b0):
@@ -61,14 +55,8 @@ def backward_rows(dhs, dh_T, U, hs, mask, reset, f, clip, trace, das, dh0, b0, b
     for t in range(T - 1, -1, -1):
         for r in range(n_rows):
             row = b0 + r
-            da, h, d_in, d_next = das[t, row], hs[t, row], dhs[t, row], dh_next[r]
-            for j in range(H):
-                da[j] = d_in[j] + d_next[j]
-            if clip > 0:
-                for j in range(H):
-                    da[j] = min(max(da[j], -clip), clip)
-            if trace.shape[0] > 0:
-                trace[t, row] = da
+            da, h = das[t, row], hs[t, row]
+            incoming(da, dhs[t, row], dh_next[r], clip, trace, t, row)     # dL/dh_t, made da_t below
             if not mask[t, row]:                           # (3b)
                 dh_held[r] = da
                 da[:] = ZERO

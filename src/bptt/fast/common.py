@@ -1,0 +1,38 @@
+"""What the compiled time loops of every cell share, inlined into them.
+
+    previous_rows   (0)  the previous state with the rows reset at this step zeroed
+    incoming        dL/dh_t = dL/dh_t from above + dh_next, clipped (clip_dh), recorded (dh_trace)
+"""
+
+from numba import njit
+
+from .nonlinear import ZERO
+
+INLINE = {"inline": "always", "error_model": "numpy"}
+
+
+@njit(**INLINE)
+def previous_rows(prev, reset_t, work):
+    """prev (n, H) as the step sees it: prev itself when no row of reset_t (n,) is set, else work
+    (n, H) filled with prev and zeros on the reset rows."""
+    if not reset_t.any():
+        return prev
+    for r in range(prev.shape[0]):
+        if reset_t[r]:
+            work[r] = ZERO
+        else:
+            work[r] = prev[r]
+    return work
+
+
+@njit(**INLINE)
+def incoming(dh, d_in, d_next, clip, trace, t, row):
+    """dh (H,) = d_in + d_next, clipped to [-clip, clip] when clip > 0, and copied to trace[t, row]
+    when trace (T, B, H) has rows (an empty trace records nothing)."""
+    for j in range(dh.size):
+        dh[j] = d_in[j] + d_next[j]
+    if clip > 0:
+        for j in range(dh.size):
+            dh[j] = min(max(dh[j], -clip), clip)
+    if trace.shape[0] > 0:
+        trace[t, row] = dh
