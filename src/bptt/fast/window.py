@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit
 
 from ..cells.common import previous
+from .. import inputs
 from ..inputs import Embedded, is_ids
 
 
@@ -44,23 +45,20 @@ def project(W, b, xs):
         return (xs.E @ W.T + b)[xs.ids]
     if is_ids(xs):
         return (W.T + b)[xs]
-    T, B, D = xs.shape
-    return (xs.reshape(T * B, D) @ W.T + b).reshape(T, B, -1)
+    return inputs.project(W, b, xs)
 
 
 def project_backward(W, xs, da):
     """Given da (T, B, G) = dL/d(W x_t + b): (dW, dxs, db). dxs is dE (V, D) for Embedded inputs,
     None for one-hot ids, (T, B, D) for floats."""
-    T, B, G = da.shape
-    if isinstance(xs, Embedded) or is_ids(xs):
-        ids = xs.ids if isinstance(xs, Embedded) else xs
-        dP = scatter_rows(W.shape[1] if not isinstance(xs, Embedded) else xs.E.shape[0],
-                          np.ascontiguousarray(ids), da)
-        if isinstance(xs, Embedded):
-            return dP.T @ xs.E, dP @ W, dP.sum(axis=0)
+    if isinstance(xs, Embedded):
+        dP = scatter_rows(xs.E.shape[0], np.ascontiguousarray(xs.ids), da)          # (V, G)
+        return dP.T @ xs.E, dP @ W, dP.sum(axis=0)
+    if is_ids(xs):
+        dP = scatter_rows(W.shape[1], np.ascontiguousarray(xs), da)                 # (V, G)
         return np.ascontiguousarray(dP.T), None, dP.sum(axis=0)
-    da2 = da.reshape(T * B, G)
-    return da2.T @ xs.reshape(T * B, -1), (da2 @ W).reshape(T, B, -1), da2.sum(axis=0)
+    dW, dxs = inputs.project_backward(W, xs, da)
+    return dW, dxs, da.reshape(-1, da.shape[-1]).sum(axis=0)
 
 
 def recurrent_grad(das, h0, hs, reset):
