@@ -8,9 +8,9 @@ Tiny Shakespeare, embedding 64, vocabulary 65, Adam lr 2e-3, global-norm clippin
 batch 32 unless stated, float32. Every framework starts from the same weights (bptt's) and trains on
 the same windows; for each configuration they are timed in alternation, `repeats` times, each time
 `steps` training steps after `warmup` untimed ones, and the validation loss of each after the same
-steps is reported (it must agree: the same computation). Tokens/s is B T / seconds per step. Peak
-RSS is that of a fresh process per configuration and framework (warm-up and a few steps). JAX's
-compile time (tracing + XLA, before the first step) is reported apart and not in the timings.
+steps is reported (it must agree: the same computation). Tokens/s is B T / seconds per step. Each
+framework runs in a worker process of its own, and peak RSS is that worker's. Compile times (numba's
+cache load or compilation, JAX's tracing + XLA) are reported apart and not in the timings.
 
 The FLOP count (bptt.bench.flops_per_step) and the runners live in bptt.bench; `bptt bench` runs
 the same on a configuration of your own. MFU: achieved FLOP/s over the float32 GEMM peak of this
@@ -35,7 +35,7 @@ def main():
     p.add_argument("--repeats", type=int, default=None, help="default 3; 1 with --lengths")
     p.add_argument("--lengths", type=int, nargs="+", metavar="T", default=None,
                    help="step cost vs window T: ms per step and peak RSS for each T and framework")
-    p.add_argument("--no-rss", action="store_true", help="skip the peak-memory processes")
+    p.add_argument("--no-rss", action="store_true", help="leave out the peak-memory column")
     p.add_argument("--markdown", type=pathlib.Path, metavar="PATH", help="also write the results as Markdown here")
     args = p.parse_args()
     out = functools.partial(print, flush=True)

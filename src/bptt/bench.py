@@ -9,7 +9,7 @@ loss of each after the same steps is reported (it must agree: the same computati
 
 Each framework runs in a worker process of its own (one per configuration), which imports only
 that framework; the parent alternates them. Peak resident memory is each worker's own, read after
-its timed steps. `python -m bptt.bench --rss` measures one (configuration, framework) alone.
+its timed steps.
 PyTorch and JAX are optional: one that is not installed is skipped with a message.
 
     from bptt import bench
@@ -17,7 +17,6 @@ PyTorch and JAX are optional: one that is not installed is skipped with a messag
     rows = bench.step_cost("lstm-h256", [16, 64, 256, 1024])        # ms per step as the window T grows
 """
 
-import argparse
 import datetime
 import importlib
 import importlib.metadata
@@ -28,7 +27,6 @@ import platform
 import resource
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 
@@ -54,7 +52,6 @@ GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 FRAMEWORKS = ("bptt", "torch", "jax")
 LABELS = {"bptt": "bptt", "torch": "PyTorch", "jax": "JAX"}
 MODULES = {"bptt": None, "torch": "torch", "jax": "jax"}       # the optional import each one needs
-RSS_STEPS = 3                                                  # steps after the warm-up in a memory process
 
 
 def config(name_or_cfg, **changes):
@@ -311,36 +308,6 @@ def windows(task, cfg, n, seed=0):
     return [(task.stream[s:s + cfg.window], task.stream[s + 1:s + cfg.window + 1]) for s in starts]
 
 
-def peak_rss(cfg, framework, warmup, steps=RSS_STEPS):
-    """Peak resident memory in MB of a fresh process that builds framework's runner for cfg and trains
-    warmup + steps steps (its VmHWM; see own_peak_rss_mb), and its compile time where it has one.
-    Returns {"peak_rss_mb", "ru_maxrss_mb", "compile_s"} or {"error": last line of its stderr}."""
-    cmd = [sys.executable, "-m", "bptt.bench", "--rss", framework, "--config", json.dumps(cfg.to_json()),
-           "--warmup", str(warmup), "--steps", str(steps)]
-    r = subprocess.run(cmd, check=False, capture_output=True, text=True, env=os.environ | {"PYTHONWARNINGS": "ignore"})
-    lines = r.stdout.strip().splitlines()
-    if r.returncode != 0 or not lines:
-        err = r.stderr.strip().splitlines()
-        return {"error": err[-1] if err else f"exit status {r.returncode}"}
-    return json.loads(lines[-1])
-
-
-def _rss_child(framework, cfg_json, warmup, steps):
-    cfg = TrainConfig.from_json(json.loads(cfg_json))
-    task = tasks.LanguageModel(cfg)
-    runner = make_runner(framework, cfg, task)
-    for x, y in windows(task, cfg, warmup + steps):
-        runner.step(x, y)
-    print(json.dumps({"peak_rss_mb": own_peak_rss_mb(), "ru_maxrss_mb": ru_maxrss_mb(),
-                      "compile_s": getattr(runner, "compile_seconds", None)}))
-
-
-def ru_maxrss_mb():
-    """getrusage's peak resident size of this process in MB (Linux counts kilobytes, macOS bytes)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2 ** 20 if sys.platform == "darwin" else rss / 1024
-
-
 def own_peak_rss_mb():
     """Peak resident size of this process's own memory in MB: VmHWM of /proc/self/status where there is
     one, else ru_maxrss. On Linux ru_maxrss survives execve: a process started from a larger one (as
@@ -350,7 +317,8 @@ def own_peak_rss_mb():
         with open("/proc/self/status") as f:
             return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
     except (OSError, StopIteration):
-        return ru_maxrss_mb()
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss          # kilobytes; bytes on macOS
+        return rss / 2 ** 20 if sys.platform == "darwin" else rss / 1024
 
 
 def _worker(conn, framework, cfg_json, n_windows):
@@ -390,7 +358,7 @@ def _ask(framework, conn, *cmd):
     return answer
 
 
-def measure(cfg, frameworks, steps, warmup, repeats, validate=True, rss=True, out=print):
+def measure(cfg, frameworks, steps, warmup, repeats, validate=True, rss=True):
     """Time the frameworks (already checked to be available) on cfg in alternation. Returns one dict per
     framework: framework, rates (tokens/s of each repeat), ms_per_step (median), compile_s, and with
     validate valid_loss, with rss peak_rss_mb.
@@ -500,7 +468,7 @@ def run(configs, steps=20, warmup=3, repeats=3, frameworks=FRAMEWORKS, out=print
         if i and not given:
             peak = max(peak, gemm_peak())
         name, tokens = label(cfg), cfg.batch * cfg.window
-        results = measure(cfg, frameworks, steps, warmup, repeats, rss=rss, out=out)
+        results = measure(cfg, frameworks, steps, warmup, repeats, rss=rss)
         best = max(statistics.median(r["rates"]) for r in results)
         flops = flops_per_step(cfg, results[0]["V"])
         for r in results:
@@ -527,7 +495,7 @@ def step_cost(cfg="lstm-h256", lengths=(16, 64, 256, 1024), steps=5, warmup=2, r
               out=print, rss=True):
     """Cost of one training step as the window T grows: for each T and framework, ms per step (median
     over repeats of `steps` timed steps, frameworks in alternation), µs per time step (ms/step / T:
-    flat when the cost is linear in T) and peak RSS of a fresh process. Returns the rows printed."""
+    flat when the cost is linear in T) and the peak RSS of each framework's worker process. Returns the rows printed."""
     base = config(cfg)
     for T in lengths:
         checks.positive_int("T", T)
@@ -538,7 +506,7 @@ def step_cost(cfg="lstm-h256", lengths=(16, 64, 256, 1024), steps=5, warmup=2, r
     rows = []
     for T in lengths:
         c = base.replace(window=T)
-        for r in measure(c, frameworks, steps, warmup, repeats, validate=False, rss=rss, out=out):
+        for r in measure(c, frameworks, steps, warmup, repeats, validate=False, rss=rss):
             row = {"config": label(base), "T": T, "framework": LABELS[r["framework"]], "batch": c.batch,
                    "ms_per_step": r["ms_per_step"], "us_per_t": 1000 * r["ms_per_step"] / T,
                    "peak_rss_mb": r.get("peak_rss_mb"), "compile_s": r["compile_s"]}
@@ -590,20 +558,3 @@ def markdown(rows, columns=COLUMNS, info=None, title="bptt training speed"):
     if agree:
         lines += ["", "Largest difference between the frameworks' validation losses: " + ", ".join(agree) + "."]
     return "\n".join(lines) + "\n"
-
-
-def _main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m bptt.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--rss", choices=FRAMEWORKS, required=True,
-                   help="train one framework in this process and print its peak resident memory as JSON")
-    p.add_argument("--config", required=True, help="a TrainConfig as JSON, or a name of CONFIGS")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--steps", type=int, default=RSS_STEPS)
-    args = p.parse_args(argv)
-    cfg_json = json.dumps(config(args.config).to_json()) if args.config in CONFIGS else args.config
-    _rss_child(args.rss, cfg_json, args.warmup, args.steps)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main())

@@ -336,9 +336,9 @@ def add_bench(sub):
                        description="Train a character language model on Tiny Shakespeare (Adam lr 2e-3, "
                                    "global-norm clipping at 5, float32) with bptt, PyTorch and JAX from the same "
                                    "weights, timed in alternation, and print tokens/s, ms/step, GFLOP/s, MFU, "
-                                   "the validation loss of each after the same steps and the peak resident "
-                                   "memory of a fresh process per framework. PyTorch and JAX are optional: one "
-                                   "not installed is skipped.",
+                                   "the validation loss of each after the same steps and its peak resident "
+                                   "memory (each framework runs in a worker process of its own). PyTorch and JAX "
+                                   "are optional: one not installed is skipped.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--cell", choices=("rnn", "gru", "lstm"), default="lstm", help="recurrent cell")
     p.add_argument("--hidden", type=int, default=256, help="hidden units per layer (H)")
@@ -351,7 +351,7 @@ def add_bench(sub):
     p.add_argument("--repeats", type=int, default=3, help="timed repeats, frameworks in alternation")
     p.add_argument("--frameworks", nargs="+", choices=("bptt", "torch", "jax"), default=["bptt", "torch", "jax"],
                    help="what to compare (torch and jax are optional: one not installed is skipped)")
-    p.add_argument("--no-rss", action="store_true", help="skip the peak-memory processes")
+    p.add_argument("--no-rss", action="store_true", help="leave out the peak-memory column")
 
 
 def run_bench(args):
