@@ -29,17 +29,21 @@ def both_engines(case, **training):
     return out
 
 
+def parts(state):
+    """A public state as a tuple of arrays: (h,) or (h, c)."""
+    return state if isinstance(state, tuple) else (state,)
+
+
 def assert_same(ref, got, tol=ROUND_OFF):
     assert relative(got.loss, ref.loss) < tol
     for name in ref.grads:
         assert relative(got.grads[name], ref.grads[name]) < tol, name
-    for a, b in zip(np.atleast_1d(got.state) if not isinstance(got.state, tuple) else got.state,
-                    np.atleast_1d(ref.state) if not isinstance(ref.state, tuple) else ref.state):
+    for a, b in zip(parts(got.state), parts(ref.state), strict=True):
         assert relative(a, b) < tol
+    assert (got.dx is None) == (ref.dx is None)
     if ref.dx is not None:
         assert relative(got.dx, ref.dx) < tol
-    for a, b in zip(got.dstate0 if isinstance(got.dstate0, tuple) else (got.dstate0,),
-                    ref.dstate0 if isinstance(ref.dstate0, tuple) else (ref.dstate0,)):
+    for a, b in zip(parts(got.dstate0), parts(ref.dstate0), strict=True):
         assert relative(a, b) < tol
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from . import __version__, checks, gradcheck, report
 from .config import TrainConfig
+from .engine import ENGINES
 
 TRAIN_HELP = {
     "task": "lm: a language model on a text; classify: one label per line of a .tsv/.csv (text<TAB>label); "
@@ -87,7 +88,7 @@ def add_gradcheck(sub):
                         f"loss x with and without state and lengths ({len(list(gradcheck.all_cases()))} cases, "
                         "a one-line summary each)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
-    p.add_argument("--engine", choices=("fast", "numpy"), default="fast",
+    p.add_argument("--engine", choices=ENGINES, default="fast",
                    help="the compiled cells (default) or the NumPy reference cells")
     p.add_argument("--seq-len", type=int, default=5, help="T (default 5)")
     p.add_argument("--batch", type=int, default=3, help="B (default 3)")
@@ -145,7 +146,7 @@ def add_train(sub):
         choices = {"task": ("lm", "classify", "adding", "copy", "order", "sentiment"), "level": ("char", "word"), "cell": ("rnn", "gru", "lstm", "skip"),
                    "nonlinearity": ("tanh", "relu", "sigmoid"), "init": ("default", "xavier"),
                    "recurrent_init": ("default", "xavier", "orthogonal", "identity"),
-                   "dtype": ("float32", "float64"), "engine": ("fast", "numpy"), "schedule": ("constant", "plateau", "cosine"),
+                   "dtype": ("float32", "float64"), "engine": ENGINES, "schedule": ("constant", "plateau", "cosine"),
                    "clip_mode": ("norm", "param", "value"),
                    "optimizer": ("sgd", "adagrad", "rmsprop", "adam", "adamw")}.get(f.name)
         p.add_argument(flag, type=kind, choices=choices, default=None,

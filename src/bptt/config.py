@@ -4,6 +4,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from . import checks
+from .engine import ENGINES
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class TrainConfig:
         if self.task == "classify" and (self.data is None or self.tie):
             raise ValueError("task: 'classify' needs --data (a .tsv or .csv of text<TAB>label) and no --tie")
         checks.one_of("dtype", self.dtype, ("float32", "float64"))
-        checks.one_of("engine", self.engine, ("fast", "numpy"))
+        checks.one_of("engine", self.engine, ENGINES)
         checks.one_of("schedule", self.schedule, ("constant", "plateau", "cosine"))
         checks.one_of("clip_mode", self.clip_mode, ("norm", "param", "value"))
         for name in ("hidden", "layers", "batch", "window", "eval_every", "eval_batch", "log_every"):

@@ -266,8 +266,8 @@ def _adam_step(params, grads, state, lr, betas, eps, wd, decoupled):
         for name, a in ((f"params[{k!r}]", p), (f"state['exp_avg/{k}']", m), (f"state['exp_avg_sq/{k}']", v)):
             if not a.flags.c_contiguous:
                 raise ValueError(f"{name}: expected a C-contiguous array (updated in place), got a strided view")
-        _adam_update(p.reshape(-1), grads[k].reshape(-1), m.reshape(-1), v.reshape(-1), c(1 - beta1), c(beta2), c(1 - beta2),
-                     c(bias_correction2_sqrt), c(eps), c(step_size), c(wd), c(1 - lr * wd), decoupled)
+        _adam_update(p.reshape(-1), grads[k].reshape(-1), m.reshape(-1), v.reshape(-1), c(1 - beta1), c(beta2),
+                     c(1 - beta2), c(bias_correction2_sqrt), c(eps), c(step_size), c(wd), c(1 - lr * wd), decoupled)
 
 
 @njit(nogil=True, cache=True)
@@ -301,6 +301,7 @@ class Adam:
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.0
+    decoupled = False                     # a class constant, not a field: AdamW sets it
 
     def __post_init__(self):
         _betas(self)
@@ -311,11 +312,11 @@ class Adam:
         return _init(params, {"exp_avg": 0.0, "exp_avg_sq": 0.0})
 
     def step(self, params, grads, state, lr):
-        _adam_step(params, grads, state, lr, self.betas, self.eps, self.weight_decay, decoupled=False)
+        _adam_step(params, grads, state, lr, self.betas, self.eps, self.weight_decay, self.decoupled)
 
 
 @dataclass(frozen=True)
-class AdamW:
+class AdamW(Adam):
     """AdamW as torch.optim.AdamW (amsgrad=False): weight decay decoupled from the gradient,
 
         p' = p_{t-1} (1 - lr λ)                applied first
@@ -325,20 +326,8 @@ class AdamW:
         p_t = p' - lr/(1-β1^t) · m_t / (sqrt(v_t)/sqrt(1-β2^t) + ε)
     """
 
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
     weight_decay: float = 1e-2
-
-    def __post_init__(self):
-        _betas(self)
-        _hyper(self, "eps")
-        _hyper(self, "weight_decay")
-
-    def init(self, params):
-        return _init(params, {"exp_avg": 0.0, "exp_avg_sq": 0.0})
-
-    def step(self, params, grads, state, lr):
-        _adam_step(params, grads, state, lr, self.betas, self.eps, self.weight_decay, decoupled=True)
+    decoupled = True
 
 
 def make(name, **hyper):
