@@ -15,6 +15,7 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
+from numba import njit
 
 from . import checks
 from .optim import real
@@ -36,9 +37,17 @@ def _positive(name, value):
 
 
 def _sum_of_squares(g):
-    x = g.ravel().astype(np.float64, copy=False)
-    with np.errstate(over="ignore"):                     # an overflowing norm is inf, reported as such
-        return float(np.dot(x, x))
+    return float(_squares(g.ravel()))
+
+
+@njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+def _squares(x):
+    """sum_i x_i^2 accumulated in float64 (an overflowing norm is inf, reported as such). A loop,
+    not np.dot: a multithreaded BLAS dot would leave its threads spinning beside the time loops."""
+    s = 0.0
+    for v in x:
+        s += np.float64(v) * np.float64(v)
+    return s
 
 
 def _scale(g, norm, max_norm):

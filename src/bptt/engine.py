@@ -91,6 +91,16 @@ class Arch:
         return CELLS[self.cell]
 
     @property
+    def matmul(self):
+        """The product for the readout: NumPy's, or the fast engine's (bptt.fast.matmul, on the same
+        threads as its time loops)."""
+        if self.engine == "fast":
+            from .fast.matmul import matmul
+
+            return matmul
+        return np.matmul
+
+    @property
     def options(self):
         if self.cell == "skip":
             return {"nonlinearity": self.nonlinearity, "skip": self.skip}
@@ -322,12 +332,13 @@ def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_e
 
     hs, final, caches = forward_layers(params, arch, batch, drops)
     h, w = readout_rows(hs, target, batch.mask, loss_mask)
-    z = h @ V.T + c                                               # (1) (N, K)
+    matmul = arch.matmul
+    z = matmul(h, V.T) + c                                        # (1) (N, K)
     value, dz = losses.apply(loss, z, y, w)
 
-    dV = dz.T @ h                                                 # (1b)
+    dV = matmul(dz.T, h)                                          # (1b)
     dc = dz.sum(axis=0)                                           # (1b)
-    dh = dz @ V                                                   # (1b) (N, H)
+    dh = matmul(dz, V)                                            # (1b) (N, H)
     if target == "every":
         dhs = dh.reshape(hs.shape)
     else:

@@ -5,13 +5,14 @@ backward, step_jacobian, GATES, STATE) and the same cache layout, so the two eng
 interchangeable inside bptt.engine (Arch(engine="fast" | "numpy")) and are tested against each
 other to round-off in float64. What changes is how a window runs:
 
-  - the whole forward (and backward) time loop is one compiled call, with OpenBLAS's GEMM called
-    from inside it (blas.py): no Python per step;
+  - the whole forward (and backward) time loop is one compiled call, no Python per step; its
+    recurrent GEMMs use U packed once per window and a register-blocked AVX-512 kernel
+    (packed.py), and the window-sized products around the loop use the same kernel on the same
+    threads (matmul.py);
   - the gate arithmetic of a step is fused into passes over each row, vectorised by LLVM; in
     float32 a rational tanh (nonlinear.py) replaces libm's, which does not vectorise;
   - the rows of the batch, independent recurrences, run as blocks on separate threads with
-    single-threaded GEMMs (rows.py): two cores, one thread pool, no barrier per step;
-  - the recurrent weights are copied once per window to the layout BLAS reads fastest (U^T).
+    single-threaded GEMMs (rows.py): one thread per core, no barrier per step.
 
 Compiled code is cached on disk (numba's cache=True, in __pycache__ beside these files): the first
 use in a fresh install compiles for a few seconds; later processes load it.

@@ -2,9 +2,10 @@
 same arguments, same cache, so either backward accepts either forward's cache.
 
 Per step, one GEMM and fused passes over the gates:
-    forward   ah_t = h_{t-1} U^T + b_U  (BLAS, beta = 1 onto b_U)  then (1)-(5) row by row
-    backward  (5b)-(1b) row by row writing dax_t and dah_t, then dh_next = dh_t z + dah_t U  (BLAS, beta = 1)
-dW, dU, db, db_U stay outside the loop as single GEMMs and sums over all T*B rows, in NumPy.
+    forward   ah_t = h_{t-1} U^T + b_U  (packed GEMM, beta = 1 onto b_U)  then (1)-(5) row by row
+    backward  (5b)-(1b) row by row writing dax_t and dah_t, then dh_next = dh_t z + dah_t U  (packed GEMM, beta = 1)
+dW, dU, db, db_U stay outside the loop as single GEMMs and sums over all T*B rows (window.py). U arrives
+packed once per window (packed.pack): U^T for the forward GEMM, U for the backward one.
 """
 
 import numpy as np
@@ -12,7 +13,7 @@ from numba import njit
 
 from ..cells.gru import GATES, STATE, init_params, step_jacobian   # noqa: F401  the cell's interface
 from . import rows
-from .blas import gemm
+from .packed import gemm, pack
 from .window import project, project_backward, recurrent_grad
 from .common import incoming, previous_rows
 from .nonlinear import ONE, ZERO, sigmoid, tanh
@@ -31,7 +32,7 @@ def forward_rows(gates, U_T, b_U, h0, hs, ah_ns, mask, reset, approx, b0, b1):
         h_prev = previous_rows(h0[b0:b1] if t == 0 else hs[t - 1, b0:b1], reset[t, b0:b1], hw)    # (0)
         for r in range(n_rows):
             ah[r] = b_U
-        gemm(h_prev, U_T, ah, 1.0, False)                  # ah_t = U h_{t-1} + b_U
+        gemm(h_prev, U_T, ah, 1.0)                         # ah_t = U h_{t-1} + b_U
         for r in range(n_rows):
             row = b0 + r
             g, a, hp, h_t, ah_n = gates[t, row], ah[r], h_prev[r], hs[t, row], ah_ns[t, row]
@@ -75,7 +76,7 @@ def backward_rows(dhs, dh_T, U, gates, ah_ns, h0, hs, mask, reset, clip, trace, 
                 dah[j], dah[H + j] = dax[j], dax[H + j]
                 dah[2 * H + j] = da_n * rg                 # (3b)
                 d_direct[j] = dh[j] * z                    # (4b) the direct path
-        gemm(dahs[t, b0:b1], U, dh_next, 1.0, False)       # (4b) dh_next += dah_t U
+        gemm(dahs[t, b0:b1], U, dh_next, 1.0)              # (4b) dh_next += dah_t U
         for r in range(n_rows):
             if reset[t, b0 + r]:
                 dh_next[r] = ZERO                          # (0b)
@@ -89,8 +90,8 @@ def forward(p, xs, state0, mask=None, reset=None, approx=None, threads=None):
     T, B, H = gates.shape[0], gates.shape[1], U.shape[1]
     hs, ah_ns = np.empty((T, B, H), gates.dtype), np.empty((T, B, H), gates.dtype)
     m, r = rows.masks(mask, reset, T, B)
-    rows.run(forward_rows, (gates, np.ascontiguousarray(U.T), np.ascontiguousarray(b_U), np.ascontiguousarray(h0),
-                            hs, ah_ns, m, r, rows.approximate(approx, gates.dtype)), rows.blocks(B, threads, U.nbytes, gated=True))
+    rows.run(forward_rows, (gates, pack(U, True), np.ascontiguousarray(b_U), np.ascontiguousarray(h0),
+                            hs, ah_ns, m, r, rows.approximate(approx, gates.dtype)), rows.blocks(B, threads))
     cache = (xs, state0, hs, gates, ah_ns, mask, reset)
     return hs, (hs[-1].copy(),), cache
 
@@ -102,9 +103,9 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None)
     daxs, dahs = np.empty_like(gates), np.empty_like(gates)   # dL/d(W x_t + b), dL/d(U h_{t-1} + b_U)
     dh0 = np.empty_like(hs[0])
     m, r = rows.masks(mask, reset, T, B)
-    rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), np.ascontiguousarray(U),
+    rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), pack(U, False),
                              gates, ah_ns, np.ascontiguousarray(h0), hs, m, r, rows.clip(clip_dh, gates.dtype),
-                             rows.trace(dh_trace, gates.dtype), daxs, dahs, dh0), rows.blocks(B, threads, U.nbytes, gated=True))
+                             rows.trace(dh_trace, gates.dtype), daxs, dahs, dh0), rows.blocks(B, threads))
     dU = recurrent_grad(dahs, h0, hs, reset)
     db_U = dahs.reshape(T * B, 3 * H).sum(axis=0)
     dW, dxs, db = project_backward(W, xs, daxs)

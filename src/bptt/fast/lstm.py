@@ -2,16 +2,17 @@
 same arguments, same cache, so either backward accepts either forward's cache.
 
 Per step, one GEMM and one fused pass over the gates:
-    forward   a_t += h_{t-1} U^T  (BLAS, beta = 1 onto W x_t + b + b_U)  then (1)-(4) in one loop
-    backward  (4b)-(1b) in one loop writing da_t, then dh_next = da_t U  (BLAS)
-dW, dU, db stay outside the loop as single GEMMs over all T*B rows, in NumPy.
+    forward   a_t += h_{t-1} U^T  (packed GEMM, beta = 1 onto W x_t + b + b_U)  then (1)-(4) in one loop
+    backward  (4b)-(1b) in one loop writing da_t, then dh_next = da_t U  (packed GEMM)
+dW, dU, db stay outside the loop as single GEMMs over all T*B rows (window.py). U arrives packed
+once per window (packed.pack): U^T for the forward GEMM, U for the backward one.
 """
 
 import numpy as np
 from numba import njit
 
 from . import rows
-from .blas import gemm
+from .packed import gemm, pack
 from .window import project, project_backward, recurrent_grad
 from .common import incoming, previous_rows
 from .nonlinear import ONE, ZERO, sigmoid, tanh
@@ -30,7 +31,7 @@ def forward_rows(gates, U_T, h0, c0, hs, cs, tanh_cs, mask, reset, approx, b0, b
         h_prev = previous_rows(h0[b0:b1] if t == 0 else hs[t - 1, b0:b1], reset[t, b0:b1], hw)    # (0)
         c_prev = previous_rows(c0[b0:b1] if t == 0 else cs[t - 1, b0:b1], reset[t, b0:b1], cw)
         a = gates[t, b0:b1]
-        gemm(h_prev, U_T, a, 1.0, False)                   # (1) a_t = W x_t + b + b_U + U h_{t-1}
+        gemm(h_prev, U_T, a, 1.0)                          # (1) a_t = W x_t + b + b_U + U h_{t-1}
         for r in range(b1 - b0):                           # two passes per row: both vectorise
             ar, row = a[r], b0 + r
             for j in range(2 * H):
@@ -79,7 +80,7 @@ def backward_rows(dhs, dh_T, dc_T, U, gates, c0, cs, tanh_cs, mask, reset, clip,
                 da[2 * H + j] = dc_t * i * (ONE - g * g)   # (2b), (1b) dg
                 da[3 * H + j] = do * o * (ONE - o)         # (1b) do
                 dc[j] = dc_t * f                           # (2b) dc_next
-        gemm(das[t, b0:b1], U, dh_next, 0.0, False)        # (1b) dh_next = da_t U
+        gemm(das[t, b0:b1], U, dh_next, 0.0)               # (1b) dh_next = da_t U
         for r in range(n):
             row = b0 + r
             if reset[t, row]:                              # (0b)
@@ -97,8 +98,8 @@ def forward(p, xs, state0, mask=None, reset=None, approx=None, threads=None):
     T, B, H = gates.shape[0], gates.shape[1], U.shape[1]
     hs, cs, tanh_cs = (np.empty((T, B, H), gates.dtype) for _ in range(3))
     m, r = rows.masks(mask, reset, T, B)
-    rows.run(forward_rows, (gates, np.ascontiguousarray(U.T), h0, c0, hs, cs, tanh_cs, m, r,
-                            rows.approximate(approx, gates.dtype)), rows.blocks(B, threads, U.nbytes, gated=True))
+    rows.run(forward_rows, (gates, pack(U, True), h0, c0, hs, cs, tanh_cs, m, r,
+                            rows.approximate(approx, gates.dtype)), rows.blocks(B, threads))
     cache = (xs, state0, hs, cs, tanh_cs, gates, mask, reset)
     return hs, (hs[-1].copy(), cs[-1].copy()), cache
 
@@ -111,9 +112,9 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None)
     dh0, dc0 = np.empty_like(hs[0]), np.empty_like(hs[0])
     m, r = rows.masks(mask, reset, T, B)
     rows.run(backward_rows, (np.ascontiguousarray(dhs), *(np.ascontiguousarray(d) for d in dstate_T),
-                             np.ascontiguousarray(U), gates, np.ascontiguousarray(c0), cs, tanh_cs, m, r,
+                             pack(U, False), gates, np.ascontiguousarray(c0), cs, tanh_cs, m, r,
                              rows.clip(clip_dh, gates.dtype), rows.trace(dh_trace, gates.dtype), das, dh0, dc0),
-             rows.blocks(B, threads, U.nbytes, gated=True))
+             rows.blocks(B, threads))
     dU = recurrent_grad(das, h0, hs, reset)
     dW, dxs, db = project_backward(W, xs, das)
     return dxs, (dh0, dc0), {"W": dW, "U": dU, "b": db, "b_U": db.copy()}

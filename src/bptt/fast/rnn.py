@@ -2,8 +2,8 @@
 there), same arguments, same cache, so either backward accepts either forward's cache.
 
 Per step, one GEMM and one pass over the row:
-    forward   a_t = W x_t + b + b_U + h_{t-1} U^T  (BLAS, beta = 1, written where h_t goes)  then (2)-(3)
-    backward  (3b)-(2b) row by row writing da_t, then dh_next = da_t U  (BLAS)
+    forward   a_t = W x_t + b + b_U + h_{t-1} U^T  (packed GEMM, beta = 1, written where h_t goes)  then (2)-(3)
+    backward  (3b)-(2b) row by row writing da_t, then dh_next = da_t U  (packed GEMM)
 """
 
 import numpy as np
@@ -11,7 +11,7 @@ from numba import njit
 
 from ..cells.rnn import GATES, STATE, init_params, step_jacobian   # noqa: F401  the cell's interface
 from . import rows
-from .blas import gemm
+from .packed import gemm, pack
 from .window import project, project_backward, recurrent_grad
 from .common import incoming, previous_rows
 from .nonlinear import ONE, ZERO, sigmoid, tanh
@@ -29,7 +29,7 @@ def forward_rows(hs, U_T, h0, mask, reset, f, approx, b0, b1):
     for t in range(T):
         h_prev = previous_rows(h0[b0:b1] if t == 0 else hs[t - 1, b0:b1], reset[t, b0:b1], hw)    # (0)
         a = hs[t, b0:b1]
-        gemm(h_prev, U_T, a, 1.0, False)                   # (1)
+        gemm(h_prev, U_T, a, 1.0)                          # (1)
         for r in range(b1 - b0):
             h = a[r]
             if f == 0:
@@ -69,7 +69,7 @@ def backward_rows(dhs, dh_T, U, hs, mask, reset, f, clip, trace, das, dh0, b0, b
             else:
                 for j in range(H):
                     da[j] *= h[j] * (ONE - h[j])
-        gemm(das[t, b0:b1], U, dh_next, 0.0, False)        # (1b) dh_next = da_t U
+        gemm(das[t, b0:b1], U, dh_next, 0.0)               # (1b) dh_next = da_t U
         for r in range(n_rows):
             if reset[t, b0 + r]:
                 dh_next[r] = ZERO                          # (0b)
@@ -85,8 +85,8 @@ def forward(p, xs, state0, mask=None, reset=None, nonlinearity="tanh", approx=No
     hs += b_U                                              # (1) both biases, once for all t
     T, B = hs.shape[:2]
     m, r = rows.masks(mask, reset, T, B)
-    rows.run(forward_rows, (hs, np.ascontiguousarray(U.T), np.ascontiguousarray(h0), m, r, CODES[nonlinearity],
-                            rows.approximate(approx, hs.dtype)), rows.blocks(B, threads, U.nbytes, gated=False))
+    rows.run(forward_rows, (hs, pack(U, True), np.ascontiguousarray(h0), m, r, CODES[nonlinearity],
+                            rows.approximate(approx, hs.dtype)), rows.blocks(B, threads))
     cache = (xs, state0, hs, mask, reset, nonlinearity)
     return hs, (hs[-1].copy(),), cache
 
@@ -98,9 +98,9 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None)
     das = np.empty_like(hs)                                # (T, B, H): dL/da_t
     dh0 = np.empty_like(hs[0])
     m, r = rows.masks(mask, reset, T, B)
-    rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), np.ascontiguousarray(U),
+    rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), pack(U, False),
                              hs, m, r, CODES[nonlinearity], rows.clip(clip_dh, hs.dtype),
-                             rows.trace(dh_trace, hs.dtype), das, dh0), rows.blocks(B, threads, U.nbytes, gated=False))
+                             rows.trace(dh_trace, hs.dtype), das, dh0), rows.blocks(B, threads))
     dU = recurrent_grad(das, h0, hs, reset)
     dW, dxs, db = project_backward(W, xs, das)
     return dxs, (dh0,), {"W": dW, "U": dU, "b": db, "b_U": db.copy()}

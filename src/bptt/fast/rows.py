@@ -2,17 +2,14 @@
 
 The rows of a batch are independent recurrences, so the batch splits into blocks of rows that
 run side by side with no synchronisation inside the time loop: each block is one call of the
-compiled loop on its own thread (the loops release the GIL), with OpenBLAS single-threaded for
-that thread's per-step GEMMs. One pool of threads, never two competing: the split replaces
-OpenBLAS's own threading inside the loop, and NumPy's GEMMs outside it keep theirs.
+compiled loop on its own thread (the loops release the GIL). The per-step GEMMs inside the loop
+are single-threaded (packed.py), so there is one thread per core and no second pool competing.
 """
 
 import os
 import threading
 
 import numpy as np
-
-from . import blas
 
 MIN_ROWS = 8          # below this many rows per block a step is too small to share
 
@@ -21,27 +18,13 @@ def threads_available():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def l2_bytes():
-    """Per-core L2 cache size from sysfs (1 MiB when unknown)."""
-    try:
-        with open("/sys/devices/system/cpu/cpu0/cache/index2/size") as f:
-            text = f.read().strip()
-        return int(text[:-1]) * {"K": 1 << 10, "M": 1 << 20}[text[-1]]
-    except (OSError, ValueError, KeyError):
-        return 1 << 20
-
-
-def blocks(B, threads=None, weight_bytes=0, gated=True):
-    """Row ranges [(b0, b1), ...] to run side by side, each >= MIN_ROWS rows.
-
-    threads=None chooses, from what was measured on a 2-core machine (docs/benchmarks.md): split
-    the rows over the cores when the cell has gates (GRU, LSTM: enough arithmetic per step to
-    share) and each thread's copy of U fits in its core's L2 cache (every step reads all of U);
-    otherwise one block, with OpenBLAS threading each step's GEMM itself."""
+def blocks(B, threads=None):
+    """Row ranges [(b0, b1), ...] to run side by side, each >= MIN_ROWS rows; threads=None: one
+    block per available core."""
     if threads is None:
-        threads = threads_available() if gated and weight_bytes <= l2_bytes() else 1
+        threads = threads_available()
     if not (isinstance(threads, int) and threads >= 1):
-        raise ValueError(f"threads: expected a positive int or None (choose), got {threads!r}")
+        raise ValueError(f"threads: expected a positive int or None (one per core), got {threads!r}")
     n = max(1, min(threads, B // MIN_ROWS))
     edges = np.linspace(0, B, n + 1).round().astype(int)
     return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
@@ -55,13 +38,10 @@ def run(kernel, args, parts):
     errors = []
 
     def work(b0, b1):
-        previous = blas.set_local_threads(1)
         try:
             kernel(*args, b0, b1)
         except BaseException as e:             # re-raised in the caller's thread
             errors.append(e)
-        finally:
-            blas.set_local_threads(previous)
 
     workers = [threading.Thread(target=work, args=part) for part in parts[1:]]
     for w in workers:

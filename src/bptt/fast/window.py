@@ -25,6 +25,7 @@ from numba import njit
 from ..cells.common import previous
 from .. import inputs
 from ..inputs import Embedded, is_ids
+from .matmul import matmul
 
 
 @njit(nogil=True, cache=True)
@@ -42,7 +43,7 @@ def scatter_rows(num_rows, ids, d):
 def project(W, b, xs):
     """W x_t + b for every t: (T, B, G)."""
     if isinstance(xs, Embedded):
-        return (xs.E @ W.T + b)[xs.ids]
+        return (matmul(xs.E, W.T) + b)[xs.ids]
     if is_ids(xs):
         return (W.T + b)[xs]
     return inputs.project(W, b, xs)
@@ -53,7 +54,7 @@ def project_backward(W, xs, da):
     None for one-hot ids, (T, B, D) for floats."""
     if isinstance(xs, Embedded):
         dP = scatter_rows(xs.E.shape[0], np.ascontiguousarray(xs.ids), da)          # (V, G)
-        return dP.T @ xs.E, dP @ W, dP.sum(axis=0)
+        return matmul(dP.T, xs.E), matmul(dP, W), dP.sum(axis=0)
     if is_ids(xs):
         dP = scatter_rows(W.shape[1], np.ascontiguousarray(xs), da)                 # (V, G)
         return np.ascontiguousarray(dP.T), None, dP.sum(axis=0)
@@ -67,8 +68,8 @@ def recurrent_grad(das, h0, hs, reset):
     T, B, G = das.shape
     H = hs.shape[2]
     if reset is not None:
-        return das.reshape(T * B, G).T @ previous(h0, hs, reset).reshape(T * B, H)
-    dU = das[0].T @ h0
+        return matmul(das.reshape(T * B, G).T, previous(h0, hs, reset).reshape(T * B, H))
+    dU = matmul(das[0].T, h0)
     if T > 1:
-        dU += das[1:].reshape((T - 1) * B, G).T @ hs[:-1].reshape((T - 1) * B, H)
+        dU += matmul(das[1:].reshape((T - 1) * B, G).T, hs[:-1].reshape((T - 1) * B, H))
     return dU

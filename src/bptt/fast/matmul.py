@@ -1,0 +1,45 @@
+"""A @ B for the fast engine's products outside the time loops, on the engine's own threads.
+
+The window-sized products (dU = sum_t da_t^T h_{t-1}, the readout's z = h V^T, dV = dz^T h,
+dh = dz V, the input table E W^T) run here instead of in NumPy's BLAS: the same kernels as the time
+loops (packed.py), the rows of C split over the cores (rows.run). Besides speed this keeps one
+set of threads: a multithreaded BLAS call leaves its worker threads spinning for a while after it
+returns, and on two cores they take turns with the time loops that follow (measured in
+docs/fast-engine.md).
+"""
+
+import numpy as np
+
+from . import rows
+from .packed import MR, gemm_rows, gemm_tn, pack
+
+
+def parts(M, threads=None):
+    """Row ranges of C, one per thread, cut at multiples of the kernel's MR rows."""
+    n = max(1, min(threads or rows.threads_available(), -(-M // (8 * MR))))
+    edges = [min(M, -(-M * i // n // MR) * MR) for i in range(n + 1)]
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def matmul(A, B, out=None, threads=None):
+    """A (M, K) @ B (K, N) -> (M, N). A either has contiguous rows or is the transpose of an array
+    that has (A = X.T: then C = X^T B, the weight-gradient form); anything else is copied first."""
+    if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[0]:
+        raise ValueError(f"matmul: expected A (M, K) and B (K, N), got shapes {A.shape} and {B.shape}")
+    M, N = A.shape[0], B.shape[1]
+    C = np.empty((M, N), np.result_type(A, B)) if out is None else out
+    A, B = A.astype(C.dtype, copy=False), B.astype(C.dtype, copy=False)
+    size = C.itemsize
+    if M == 0 or N == 0 or A.shape[1] == 0:
+        C[...] = 0
+        return C
+    if A.strides[1] != size and A.strides[0] == size:             # A = X^T, X (K, M) with contiguous rows
+        rows.run(gemm_tn, (A.T, _rows(B), C, 0.0), parts(M, threads))
+        return C
+    Bp = pack(B.T, True) if B.strides[0] == size and B.strides[1] != size else pack(B, False)
+    rows.run(gemm_rows, (_rows(A), Bp, C, 0.0), parts(M, threads))
+    return C
+
+
+def _rows(X):
+    return X if X.shape[1] <= 1 or X.strides[1] == X.itemsize else np.ascontiguousarray(X)

@@ -1,0 +1,140 @@
+"""The fast engine's own GEMM (bptt.fast.packed, bptt.fast.matmul) against NumPy's.
+
+float64 products agree to round-off (1e-13 of the largest entry); float32 ones to the float32
+error of a length-K sum. Shapes cover every row count of the last tile (1..MR), partial panels,
+K = 0 and 1, strided rows, beta = 0 / 1 / 0.5 and splits over threads."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bptt.fast import packed
+from bptt.fast.matmul import matmul, parts
+
+SHAPES = [(1, 1, 1), (7, 5, 3), (13, 33, 65), (16, 256, 1024), (43, 17, 100), (6, 0, 64), (5, 9, 64),
+          (12, 31, 129), (2, 300, 1)]
+TOL = {np.float64: 1e-13, np.float32: 3e-6}
+
+
+def rel_err(got, want):
+    return np.abs(got - want).max(initial=0) / max(1.0, np.abs(want).max(initial=0))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("M, K, N", SHAPES)
+@pytest.mark.parametrize("trans", [False, True])
+@pytest.mark.parametrize("beta", [0.0, 1.0, 0.5])
+def test_gemm(dtype, M, K, N, trans, beta):
+    rng = np.random.default_rng(M * 1000 + K * 10 + N)
+    A = rng.standard_normal((M + 2, K + 3)).astype(dtype)[1:M + 1, 2:K + 2]         # strided rows
+    B = rng.standard_normal((K, N)).astype(dtype)
+    C0 = rng.standard_normal((M, N + 4)).astype(dtype)[:, :N]
+    C0[0, 0] = np.nan if beta == 0 else C0[0, 0]       # beta = 0 ignores C's old values, NaN included
+    C = C0.copy()
+    Bp = packed.pack(np.ascontiguousarray(B.T) if trans else B, trans)
+    assert Bp.shape == (-(-N // Bp.shape[2]), K, Bp.shape[2])
+    packed.gemm(A, Bp, C, beta)
+    want = A.astype(np.float64) @ B + (beta * C0 if beta else 0)
+    assert rel_err(C, want) < TOL[dtype]
+
+
+def test_pack_layout():
+    NC = packed.NV * packed.VECTOR_BYTES // 4                      # float32 columns per panel
+    B = np.arange(3 * (NC + 6), dtype=np.float32).reshape(3, NC + 6)
+    Bp = packed.pack(B, False)
+    assert Bp.shape == (2, 3, NC)
+    assert np.array_equal(Bp[0], B[:, :NC]) and np.array_equal(Bp[1, :, :6], B[:, NC:])
+    assert not Bp[1, :, 6:].any()                                  # the padding is zero
+    assert np.array_equal(packed.pack(np.ascontiguousarray(B.T), True), Bp)
+    assert packed.pack(B.astype(np.float64), False).shape[2] == NC // 2
+
+
+def test_kernel_with_256_bit_vectors(tmp_path):
+    """On a CPU without AVX-512 the kernel is built from 256-bit vectors: compiled here in a fresh
+    process (its own numba cache) as if the CPU lacked avx512f, and checked the same way."""
+    script = """
+import llvmlite.binding as llvm, numpy as np
+features = llvm.get_host_cpu_features()
+features["avx512f"] = False
+llvm.get_host_cpu_features = lambda: features
+from bptt.fast import packed
+assert packed.VECTOR_BYTES == 32 and packed.NV == 2
+rng = np.random.default_rng(0)
+for dtype, tol in ((np.float64, 1e-13), (np.float32, 3e-6)):
+    for M, K, N in ((13, 33, 65), (16, 256, 100), (1, 1, 1)):
+        A, B = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
+        C = np.zeros((M, N), dtype)
+        packed.gemm(A, packed.pack(B, False), C, 0.0)
+        want = A.astype(np.float64) @ B
+        assert np.abs(C - want).max() / max(1, np.abs(want).max()) < tol, (dtype, M, K, N)
+print("ok")
+"""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("K, M, N", [(1, 1, 1), (7, 5, 3), (300, 13, 65), (0, 6, 4), (513, 31, 33), (2016, 64, 256)])
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_gemm_tn_rows(dtype, K, M, N, beta):
+    rng = np.random.default_rng(K + M + N)
+    X, Y = rng.standard_normal((K, M)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
+    C0 = rng.standard_normal((M, N)).astype(dtype)
+    C = C0.copy()
+    m0 = M // 3
+    packed.gemm_tn(X, Y, C, beta, m0, M)
+    assert np.array_equal(C[:m0], C0[:m0])                         # rows outside m0:m1 untouched
+    want = X.T.astype(np.float64) @ Y + beta * C0
+    assert rel_err(C[m0:], want[m0:]) < TOL[dtype]
+
+
+def test_gemm_blocks_of_k():
+    """K beyond one block of gemm_tn: the blocks after the first accumulate onto the first."""
+    rng = np.random.default_rng(5)
+    K = 2 * packed.KC + 7
+    X, Y = rng.standard_normal((K, 9)), rng.standard_normal((K, 70))
+    C = np.full((9, 70), np.nan)
+    packed.gemm_tn(X, Y, C, 0.0, 0, 9)
+    assert rel_err(C, X.T @ Y) < 1e-13
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("case", ["rows", "A transposed", "B transposed", "both strided", "empty"])
+def test_matmul(threads, case):
+    rng = np.random.default_rng(threads)
+    M, K, N = 50, 37, 70
+    A, B = rng.standard_normal((M, K)), rng.standard_normal((K, N))
+    if case == "A transposed":
+        A = np.ascontiguousarray(A.T).T
+    elif case == "B transposed":
+        B = np.ascontiguousarray(B.T).T
+    elif case == "both strided":
+        A, B = rng.standard_normal((M, 2 * K))[:, ::2], rng.standard_normal((2 * K, N))[::2]
+    elif case == "empty":
+        A, B = A[:, :0], B[:0]
+    got = matmul(A, B, threads=threads)
+    assert got.shape == (M, N) and got.dtype == np.float64
+    assert rel_err(got, A @ B) < 1e-13
+    f32 = matmul(A.astype(np.float32), B.astype(np.float32), threads=threads)
+    assert f32.dtype == np.float32 and rel_err(f32, A @ B) < 3e-6
+
+
+def test_parts_cover_the_rows():
+    for M in (1, 5, 6, 47, 48, 97, 1024):
+        for threads in (1, 2, 3):
+            ranges = parts(M, threads)
+            assert ranges[0][0] == 0 and ranges[-1][1] == M and len(ranges) <= threads
+            assert all(b0 < b1 for b0, b1 in ranges)
+            assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+            assert all(b0 % packed.MR == 0 for b0, _ in ranges)
+
+
+def test_matmul_bad_shapes():
+    with pytest.raises(ValueError, match="matmul: expected A"):
+        matmul(np.ones((2, 3)), np.ones((4, 5)))
+    with pytest.raises(ValueError, match="shapes of A"):
+        packed.gemm(np.ones((2, 3)), packed.pack(np.ones((4, 5)), False), np.ones((2, 5)), 0.0)
