@@ -358,6 +358,9 @@ def _ask(framework, conn, *cmd):
     return answer
 
 
+SETTLE_S = 0.3        # idle time before each timed chunk: the previous worker's threads stop spinning
+
+
 def measure(cfg, frameworks, steps, warmup, repeats, validate=True, rss=True):
     """Time the frameworks (already checked to be available) on cfg in alternation. Returns one dict per
     framework: framework, rates (tokens/s of each repeat), ms_per_step (median), compile_s, and with
@@ -367,7 +370,9 @@ def measure(cfg, frameworks, steps, warmup, repeats, validate=True, rss=True):
     in turn to train its next `steps` windows, so the alternation is the same as in one process. One
     process each because the frameworks' thread pools (OpenBLAS's, PyTorch's OpenMP, XLA's) spin
     while waiting for work and slow each other down when they share a process: an idle worker blocks
-    on its pipe instead. Peak RSS is each worker's own (VmHWM), read after the timed steps."""
+    on its pipe instead. An idle worker's threads still spin for a while after its last step (OpenMP
+    waits actively before sleeping), so each timed chunk starts after SETTLE_S seconds of quiet.
+    Peak RSS is each worker's own (VmHWM), read after the timed steps."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
@@ -391,6 +396,7 @@ def measure(cfg, frameworks, steps, warmup, repeats, validate=True, rss=True):
         for rep in range(repeats):
             a = warmup + rep * steps
             for f, (_, conn) in workers.items():                      # alternate: drift hits all alike
+                time.sleep(SETTLE_S)
                 times[f].append(_ask(f, conn, "steps", a, a + steps) / steps)
         tokens = cfg.batch * cfg.window
         results = []

@@ -32,15 +32,16 @@ def scatter_rows(num_rows, ids, d):
     return dM
 
 
-def project(W, b, xs):
-    """W x_t + b for every t at once. W (G, D), b (G,) -> (T, B, G)."""
+def project(W, b, xs, matmul=np.matmul):
+    """W x_t + b for every t at once. W (G, D), b (G,) -> (T, B, G). matmul: the product to use
+    (the fast engine passes its own)."""
     if is_ids(xs):
         return gather_rows(W.T, xs) + b
     T, B, D = xs.shape
-    return (xs.reshape(T * B, D) @ W.T + b).reshape(T, B, -1)
+    return (matmul(xs.reshape(T * B, D), W.T) + b).reshape(T, B, -1)
 
 
-def project_backward(W, xs, da):
+def project_backward(W, xs, da, matmul=np.matmul):
     """Given da = dL/d(W x_t + b) for every t, shape (T, B, G): returns (dW (G, D), dxs).
 
     dW = sum_t da_t^T x_t in one matmul (a scatter-add for ids); dxs = da_t W, or None for ids.
@@ -50,7 +51,7 @@ def project_backward(W, xs, da):
         return scatter_rows(W.shape[1], xs, da).T, None
     T, B, D = xs.shape
     da2 = da.reshape(T * B, G)
-    return da2.T @ xs.reshape(T * B, D), (da2 @ W).reshape(T, B, D)
+    return matmul(da2.T, xs.reshape(T * B, D)), matmul(da2, W).reshape(T, B, D)
 
 
 class Embedded(NamedTuple):

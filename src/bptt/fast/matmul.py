@@ -14,8 +14,14 @@ from . import rows
 from .packed import MR, gemm_rows, gemm_tn, pack
 
 
-def parts(M, threads=None):
-    """Row ranges of C, one per thread, cut at multiples of the kernel's MR rows."""
+MIN_FLOP = 2e7       # below this a product runs on one thread: starting a second costs ~0.1 ms
+
+
+def parts(M, threads=None, flop=MIN_FLOP):
+    """Row ranges of C, one per thread, cut at multiples of the kernel's MR rows; one range for a
+    product of fewer than MIN_FLOP (when threads is not given)."""
+    if threads is None and flop < MIN_FLOP:
+        threads = 1
     n = max(1, min(threads or rows.threads_available(), -(-M // (8 * MR))))
     edges = [min(M, -(-M * i // n // MR) * MR) for i in range(n + 1)]
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
@@ -29,15 +35,15 @@ def matmul(A, B, out=None, threads=None):
     M, N = A.shape[0], B.shape[1]
     C = np.empty((M, N), np.result_type(A, B)) if out is None else out
     A, B = A.astype(C.dtype, copy=False), B.astype(C.dtype, copy=False)
-    size = C.itemsize
+    size, flop = C.itemsize, 2.0 * M * N * A.shape[1]
     if M == 0 or N == 0 or A.shape[1] == 0:
         C[...] = 0
         return C
     if A.strides[1] != size and A.strides[0] == size:             # A = X^T, X (K, M) with contiguous rows
-        rows.run(gemm_tn, (A.T, _rows(B), C, 0.0), parts(M, threads))
+        rows.run(gemm_tn, (A.T, _rows(B), C, 0.0), parts(M, threads, flop))
         return C
     Bp = pack(B.T, True) if B.strides[0] == size and B.strides[1] != size else pack(B, False)
-    rows.run(gemm_rows, (_rows(A), Bp, C, 0.0), parts(M, threads))
+    rows.run(gemm_rows, (_rows(A), Bp, C, 0.0), parts(M, threads, flop))
     return C
 
 

@@ -46,7 +46,7 @@ def project(W, b, xs):
         return (matmul(xs.E, W.T) + b)[xs.ids]
     if is_ids(xs):
         return (W.T + b)[xs]
-    return inputs.project(W, b, xs)
+    return inputs.project(W, b, xs, matmul)
 
 
 def project_backward(W, xs, da):
@@ -58,7 +58,7 @@ def project_backward(W, xs, da):
     if is_ids(xs):
         dP = scatter_rows(W.shape[1], np.ascontiguousarray(xs), da)                 # (V, G)
         return np.ascontiguousarray(dP.T), None, dP.sum(axis=0)
-    dW, dxs = inputs.project_backward(W, xs, da)
+    dW, dxs = inputs.project_backward(W, xs, da, matmul)
     return dW, dxs, da.reshape(-1, da.shape[-1]).sum(axis=0)
 
 
