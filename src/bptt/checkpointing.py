@@ -30,7 +30,7 @@ def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_e
     H = arch.hidden_size
     segments = [(a, min(a + every, T)) for a in range(0, T, every)]
     no_drops = [None] * (arch.num_layers + 1)
-    V, c = engine.readout_weights(params), params["c"]
+    c = params["c"]
 
     def part(a, b, state):
         cut = lambda m: None if m is None else m[a:b]          # noqa: E731
@@ -47,7 +47,7 @@ def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_e
         boundaries.append(state_b)
 
     value, grads, carried, final = 0.0, None, None, None
-    dV, dc = np.zeros_like(V), np.zeros_like(c)
+    dV, dc = np.zeros_like(engine.readout_weights(params)), np.zeros_like(c)
     dx = np.empty(batch.x.shape, c.dtype) if batch.x.ndim == 3 else None
     for i in reversed(range(len(segments))):
         a, b = segments[i]
@@ -56,19 +56,21 @@ def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_e
         final = state_b if final is None else final
         if target == "every":
             h = hs.reshape(-1, H)
-            v, dz = losses.apply(loss, h @ V.T + c, y[a:b].reshape((-1,) + y.shape[2:]), w[a:b].reshape(-1))
-            dhs = (dz @ V).reshape(hs.shape)
+            v, dz = losses.apply(loss, engine.readout(params, arch, h), y[a:b].reshape((-1,) + y.shape[2:]),
+                                 w[a:b].reshape(-1))
         elif i == len(segments) - 1:                            # many-to-one: the loss is at the very end
             h = hs[-1]
-            v, dz = losses.apply(loss, h @ V.T + c, y, np.full(B, 1.0 / B, c.dtype))
-            dhs = np.zeros_like(hs)
-            dhs[-1] = dz @ V
+            v, dz = losses.apply(loss, engine.readout(params, arch, h), y, np.full(B, 1.0 / B, c.dtype))
         else:
-            h, v, dz, dhs = None, 0.0, None, np.zeros_like(hs)
+            h, v, dz = None, 0.0, None
         value += v
-        if dz is not None:
-            dV += dz.T @ h
-            dc += dz.sum(axis=0)
+        if dz is None:
+            dhs = np.zeros_like(hs)
+        else:
+            dV_seg, dc_seg, dh = engine.readout_backward(params, arch, h, dz)
+            dV += dV_seg
+            dc += dc_seg
+            dhs = engine.steps_gradient(dh, hs, target)
         g, dx_seg, carried = engine.backward_layers(params, arch, seg.x, dhs, caches, no_drops, clip_dh,
                                                     dstate_T=carried)
         grads = g if grads is None else {k: grads[k] + g[k] for k in grads}

@@ -159,6 +159,17 @@ def readout_weights(params):
     return params["V"] if "V" in params else params["E"]
 
 
+def readout(params, arch, h):
+    """(1) z = V h + c for every row of h (..., H) -> (..., K), with the engine's product."""
+    z = arch.matmul(h.reshape(-1, h.shape[-1]), readout_weights(params).T) + params["c"]
+    return z.reshape(h.shape[:-1] + z.shape[-1:])
+
+
+def readout_backward(params, arch, h, dz):
+    """(1b) Given dz = dL/dz for the rows h (N, H): dV = dz^T h, dc = sum of dz, dh = dz V."""
+    return arch.matmul(dz.T, h), dz.sum(axis=0), arch.matmul(dz, readout_weights(params))
+
+
 def layer(params, k):
     prefix = f"l{k}."
     return {name[len(prefix):]: a for name, a in params.items() if name.startswith(prefix)}
@@ -263,7 +274,7 @@ def logits(params, arch, x, state=None, lengths=None, reset=None):
     """z_t for every step: (T, B, K), and the final state. No cache is kept."""
     batch = prepare(params, arch, x, state, lengths, reset)
     hs, final, _ = forward_layers(params, arch, batch, [None] * (arch.num_layers + 1))
-    return hs @ readout_weights(params).T + params["c"], public_state(final)     # (1)
+    return readout(params, arch, hs), public_state(final)
 
 
 def final_state(params, arch, x, state=None, reset=None):
@@ -293,6 +304,15 @@ def readout_rows(hs, target, mask, loss_mask):
     return hs.reshape(T * B, H), position_weights(T, B, mask, loss_mask).reshape(-1).astype(hs.dtype)
 
 
+def steps_gradient(dh, hs, target):
+    """dL/dh_t from the readout for every t (T, B, H), given dh of the rows readout_rows chose."""
+    if target == "every":
+        return dh.reshape(hs.shape)
+    dhs = np.zeros_like(hs)
+    dhs[-1] = dh
+    return dhs
+
+
 def prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask, clip_dh=None):
     checks.one_of("target", target, checks.TARGETS)
     checks.one_of("loss", loss, losses.LOSSES)
@@ -315,7 +335,7 @@ def loss_value(params, arch, x, y, state=None, target="every", loss="cross_entro
     drops = dropout_masks(arch, batch, dropout, rng, params["c"].dtype)
     hs, _, _ = forward_layers(params, arch, batch, drops)
     h, w = readout_rows(hs, target, batch.mask, loss_mask)
-    return losses.apply(loss, h @ readout_weights(params).T + params["c"], y, w)[0]
+    return losses.apply(loss, readout(params, arch, h), y, w)[0]
 
 
 def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_entropy", lengths=None, *,
@@ -328,22 +348,12 @@ def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_e
     """
     batch, y, loss_mask = prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask, clip_dh)
     drops = dropout_masks(arch, batch, dropout, rng, params["c"].dtype)
-    V, c = readout_weights(params), params["c"]
 
     hs, final, caches = forward_layers(params, arch, batch, drops)
     h, w = readout_rows(hs, target, batch.mask, loss_mask)
-    matmul = arch.matmul
-    z = matmul(h, V.T) + c                                        # (1) (N, K)
-    value, dz = losses.apply(loss, z, y, w)
-
-    dV = matmul(dz.T, h)                                          # (1b)
-    dc = dz.sum(axis=0)                                           # (1b)
-    dh = matmul(dz, V)                                            # (1b) (N, H)
-    if target == "every":
-        dhs = dh.reshape(hs.shape)
-    else:
-        dhs = np.zeros_like(hs)
-        dhs[-1] = dh
+    value, dz = losses.apply(loss, readout(params, arch, h), y, w)     # (1) z (N, K)
+    dV, dc, dh = readout_backward(params, arch, h, dz)                # (1b) dh (N, H)
+    dhs = steps_gradient(dh, hs, target)
     traces = [np.empty_like(hs) for _ in range(arch.num_layers)] if trace else None
     grads, dx, dstate0 = backward_layers(params, arch, batch.x, dhs, caches, drops, clip_dh, traces)
     return Result(value, with_readout(params, grads, dV, dc), public_state(final), dx, public_state(dstate0),
