@@ -27,13 +27,13 @@ def parts(M, threads=None, flop=MIN_FLOP):
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
-def matmul(A, B, out=None, threads=None):
+def matmul(A, B, threads=None):
     """A (M, K) @ B (K, N) -> (M, N). A either has contiguous rows or is the transpose of an array
     that has (A = X.T: then C = X^T B, the weight-gradient form); anything else is copied first."""
     if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[0]:
         raise ValueError(f"matmul: expected A (M, K) and B (K, N), got shapes {A.shape} and {B.shape}")
     M, N = A.shape[0], B.shape[1]
-    C = np.empty((M, N), np.result_type(A, B)) if out is None else out
+    C = np.empty((M, N), np.result_type(A, B))
     A, B = A.astype(C.dtype, copy=False), B.astype(C.dtype, copy=False)
     size, flop = C.itemsize, 2.0 * M * N * A.shape[1]
     if M == 0 or N == 0 or A.shape[1] == 0:

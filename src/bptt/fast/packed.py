@@ -51,12 +51,19 @@ def width(dtype_itemsize):
     return NV * (VECTOR_BYTES // dtype_itemsize)
 
 
+@njit(inline="always")
+def _panels(K, N, like):
+    """Zeroed panels (P, K, NC) for a (K, N) matrix of like's dtype, P = ceil(N / NC)."""
+    NC = width(like.itemsize)
+    return np.zeros(((N + NC - 1) // NC, K, NC), like.dtype)
+
+
 @njit(**JIT)
 def pack(B, trans):
     """Panels (P, K, NC) of B (K, N), or of B^T when trans (B given as (N, K)); P = ceil(N / NC)."""
     K, N = (B.shape[1], B.shape[0]) if trans else (B.shape[0], B.shape[1])
-    NC = width(B.itemsize)
-    Bp = np.zeros(((N + NC - 1) // NC, K, NC), B.dtype)
+    Bp = _panels(K, N, B)
+    NC = Bp.shape[2]
     if trans:                          # in 16 x 16 blocks: B[j, k] read along rows, written down panels
         flat = Bp.reshape(-1)
         for j0 in range(0, N, 16):
@@ -183,20 +190,6 @@ def _rows(A, Bk, C, beta, r):
         _tile(A, Bk, C, beta, 1)
 
 
-@njit(inline="always")
-def _panel(A, Bk, C, j, beta, r, scratch):
-    """C[:r, j:j+NC] = A[:r] @ Bk + beta C[:r, j:j+NC] for one panel Bk (K, NC) of B; when C has
-    fewer than j + NC columns (the last panel) through scratch (MR, NC)."""
-    N, NC = C.shape[1], Bk.shape[1]
-    if j + NC <= N:
-        _rows(A, Bk, C[:, j:j + NC], beta, r)
-        return
-    _rows(A, Bk, scratch, 0.0, r)
-    for i in range(r):
-        for jj in range(N - j):
-            C[i, j + jj] = scratch[i, jj] + beta * C[i, j + jj] if beta != 0 else scratch[i, jj]
-
-
 @njit(**JIT)
 def gemm(A, Bp, C, beta):
     """C = A B + beta C with Bp = pack(B, ...): A (M, K), C (M, N), rows of each contiguous."""
@@ -207,11 +200,19 @@ def gemm(A, Bp, C, beta):
         raise ValueError("packed.gemm: shapes of A (M, K), Bp (P, K, NC) and C (M, N) disagree")
     if C.strides[1] != C.itemsize:
         raise ValueError("packed.gemm: the rows of C must be contiguous")
-    scratch = np.empty((MR if N % NC else 0, NC), C.dtype)
-    for p in range(P):                 # panel outside: it stays in L1/L2 for all the row tiles
+    full = N // NC
+    for p in range(full):              # panel outside: it stays in L1/L2 for all the row tiles
         for i in range(0, M, MR):
             r = min(MR, M - i)
-            _panel(A[i:i + r], Bp[p], C[i:i + r], p * NC, beta, r, scratch)
+            _rows(A[i:i + r], Bp[p], C[i:i + r, p * NC:(p + 1) * NC], beta, r)
+    if full < P:                       # the last panel, narrower than NC: a full tile, then its columns
+        j, tile = full * NC, np.empty((MR, NC), C.dtype)
+        for i in range(0, M, MR):
+            r = min(MR, M - i)
+            _rows(A[i:i + r], Bp[full], tile, 0.0, r)
+            for q in range(r):
+                for jj in range(N - j):
+                    C[i + q, j + jj] = tile[q, jj] + beta * C[i + q, j + jj] if beta != 0 else tile[q, jj]
 
 
 @njit(inline="always")
@@ -233,15 +234,9 @@ def gemm_tn(X, Y, C, beta, m0, m1):
     of X and Y: Y packed into panels, columns m0:m1 of X transposed to rows, then gemm."""
     K, N = Y.shape
     kb = min(KC, K)
-    Yp = np.zeros(((N + width(Y.itemsize) - 1) // width(Y.itemsize), kb, width(Y.itemsize)), Y.dtype)
+    Yp = _panels(kb, N, Y)
     XT = np.empty((m1 - m0, kb + 16), X.dtype)               # rows padded: a 4 KiB multiple of a stride thrashes L1
-    if K == 0:
-        for i in range(m0, m1):
-            if beta != 0:
-                C[i] *= beta
-            else:
-                C[i] = 0
-    for k0 in range(0, K, KC):
+    for k0 in range(0, max(K, 1), KC):                      # K = 0: one empty block, C = beta C
         kc = min(KC, K - k0)
         _pack_rows(Y[k0:k0 + kc], Yp)
         _transpose(X[k0:k0 + kc, m0:m1], XT[:, :kc])
