@@ -270,7 +270,7 @@ def _adam_step(params, grads, state, lr, betas, eps, wd, decoupled):
                      c(1 - beta2), c(bias_correction2_sqrt), c(eps), c(step_size), c(wd), c(1 - lr * wd), decoupled)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def _adam_update(p, grad, m, v, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, step_size,
                  wd, shrink, decoupled):
     """Adam's update of one array in one pass, element by element in the order of torch.optim.Adam
