@@ -17,7 +17,7 @@ the gradients agree to round-off (tested to 1e-12 in float64).
 
 import numpy as np
 
-from . import checks, engine, losses
+from . import checks, engine
 
 
 def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_entropy", lengths=None, *,
@@ -55,19 +55,16 @@ def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_e
         hs, state_b, caches = engine.forward_layers(params, arch, seg, no_drops)       # again, with caches
         final = state_b if final is None else final
         if target == "every":
-            h = hs.reshape(-1, H)
-            v, dz = losses.apply(loss, engine.readout(params, arch, h), y[a:b].reshape((-1,) + y.shape[2:]),
-                                 w[a:b].reshape(-1))
+            h, y_seg, w_seg = hs.reshape(-1, H), y[a:b].reshape((-1,) + y.shape[2:]), w[a:b].reshape(-1)
         elif i == len(segments) - 1:                            # many-to-one: the loss is at the very end
-            h = hs[-1]
-            v, dz = losses.apply(loss, engine.readout(params, arch, h), y, np.full(B, 1.0 / B, c.dtype))
+            h, y_seg, w_seg = hs[-1], y, np.full(B, 1.0 / B, c.dtype)
         else:
-            h, v, dz = None, 0.0, None
-        value += v
-        if dz is None:
+            h = None
+        if h is None:
             dhs = np.zeros_like(hs)
         else:
-            dV_seg, dc_seg, dh = engine.readout_backward(params, arch, h, dz)
+            v, dV_seg, dc_seg, dh = engine.readout_loss(params, arch, h, y_seg, w_seg, loss)
+            value += v
             dV += dV_seg
             dc += dc_seg
             dhs = engine.steps_gradient(dh, hs, target)

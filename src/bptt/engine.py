@@ -170,6 +170,17 @@ def readout_backward(params, arch, h, dz):
     return arch.matmul(dz.T, h), dz.sum(axis=0), arch.matmul(dz, readout_weights(params))
 
 
+def readout_loss(params, arch, h, y, w, loss):
+    """(1), the loss and (1b) for the readout rows h (N, H) with targets y and weights w:
+    (L, dV, dc, dh). The fast engine fuses them for cross-entropy (bptt.fast.readout)."""
+    if arch.engine == "fast" and loss == "cross_entropy":
+        from .fast.readout import cross_entropy
+
+        return cross_entropy(h, readout_weights(params), params["c"], y, w)
+    value, dz = losses.apply(loss, readout(params, arch, h), y, w)
+    return (value, *readout_backward(params, arch, h, dz))
+
+
 def layer(params, k):
     prefix = f"l{k}."
     return {name[len(prefix):]: a for name, a in params.items() if name.startswith(prefix)}
@@ -351,8 +362,7 @@ def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_e
 
     hs, final, caches = forward_layers(params, arch, batch, drops)
     h, w = readout_rows(hs, target, batch.mask, loss_mask)
-    value, dz = losses.apply(loss, readout(params, arch, h), y, w)     # (1) z (N, K)
-    dV, dc, dh = readout_backward(params, arch, h, dz)                # (1b) dh (N, H)
+    value, dV, dc, dh = readout_loss(params, arch, h, y, w, loss)    # (1), (1b) dh (N, H)
     dhs = steps_gradient(dh, hs, target)
     traces = [np.empty_like(hs) for _ in range(arch.num_layers)] if trace else None
     grads, dx, dstate0 = backward_layers(params, arch, batch.x, dhs, caches, drops, clip_dh, traces)
