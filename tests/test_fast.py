@@ -130,6 +130,18 @@ def test_rational_tanh_within_its_stated_error():
     assert np.abs(elementwise(nonlinear.sigmoid)(x) - s_exact).max() < 2.5e-7
 
 
+def test_exp_polynomial_within_its_stated_error():
+    x = np.concatenate([np.linspace(-87, 88, 4_000_001, dtype=np.float32),
+                        np.float32([0, -0.0, 1e-30, -1e-7, 0.3465736, -0.3465736, 0.3465737, -87, 88])])
+    exact = np.exp(x.astype(np.float64))
+    got = elementwise(nonlinear.exp)(x)
+    assert got.dtype == np.float32
+    assert (np.abs(got - exact) / exact).max() < 1.5e-7                      # relative
+    assert got[x == 0].tolist() == [1.0, 1.0]                                # the row's max gets exactly 1
+    below = elementwise(nonlinear.exp)(np.float32([-87.5, -100, -1e4, -np.inf]))
+    assert (below >= 0).all() and (below < 1.7e-38).all()                    # clamped: absolute error < 1.7e-38
+
+
 def elementwise(f):
     """f(x, approx=True) applied to every element of x, compiled (f inlines as in the loops)."""
     from numba import njit

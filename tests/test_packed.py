@@ -2,7 +2,7 @@
 
 float64 products agree to round-off (1e-13 of the largest entry); float32 ones to the float32
 error of a length-K sum. Shapes cover every row count of the last tile (1..MR), partial panels,
-K = 0 and 1, strided rows, beta = 0 / 1 / 0.5 and splits over threads."""
+last panels covered by 1, 2 or all NV vectors, K = 0 and 1, strided rows, beta = 0 / 1 / 0.5 and splits over threads."""
 
 import os
 import subprocess
@@ -15,7 +15,7 @@ from bptt.fast import packed
 from bptt.fast.matmul import matmul, parts
 
 SHAPES = [(1, 1, 1), (7, 5, 3), (13, 33, 65), (16, 256, 1024), (43, 17, 100), (6, 0, 64), (5, 9, 64),
-          (12, 31, 129), (2, 300, 1)]
+          (12, 31, 129), (2, 300, 1), (9, 20, 90), (11, 7, 44)]     # last panels of 1, 2 and NV vectors
 TOL = {np.float64: 1e-13, np.float32: 3e-6}
 
 

@@ -13,7 +13,9 @@ rows times NV = 4 vectors of 512 bits (16 float32 or 8 float64), 24 accumulators
 the NV vectors of panel row k, broadcasts A[i, k] for each of the MR rows and issues MR * NV fused
 multiply-adds. It is written as LLVM IR (a numba intrinsic) because LLVM vectorises plain loops
 to 256-bit vectors here and does not keep such a tile in registers; written out, it runs at about
-twice the rate of OpenBLAS on these shapes (docs/fast-engine.md).
+twice the rate of OpenBLAS on these shapes (docs/fast-engine.md). One intrinsic holds a tile for each row
+count 1..MR (a switch on the rows left); a last panel narrower than NC runs on as few vectors as
+cover it (a vocabulary of 65 classes costs 64 + 16 columns, not 2 x 64).
 
 Sums run in order k = 0 .. K-1 per element, with fused multiply-adds: round-off differs from a
 BLAS, nothing else (tested against NumPy in float64 to 1e-13).
@@ -99,19 +101,21 @@ def _splat(builder, vt, x):
 
 
 @intrinsic(prefer_literal=True)
-def _tile(typingctx, A, Bk, C, beta, rows):
-    """C[:rows] = A[:rows] @ Bk + beta C[:rows]  (rows <= MR, a literal; beta = 0 ignores C's values).
+def _tile(typingctx, A, Bk, C, beta, rows, nv):
+    """C[:rows, :nv L] = A[:rows] @ Bk[:, :nv L] + beta C  (1 <= rows <= MR at run time; nv <= NV
+    vectors of L lanes, a literal; beta = 0 ignores C's values).
 
-    A (>= rows, K) with any strides (row-major rows, or a packed tile seen transposed), Bk (K, NC)
-    one panel with contiguous rows, C (>= rows, >= NC) with contiguous rows."""
-    if not isinstance(rows, types.IntegerLiteral):
+    A (>= rows, K) with any strides (row-major rows, or a packed tile seen transposed), Bk (K, >= nv L)
+    one panel with contiguous rows, C (>= rows, >= nv L) with contiguous rows. The row count picks
+    one of MR register tiles, each its own loop (a switch in the IR)."""
+    if not isinstance(nv, types.IntegerLiteral) or not isinstance(rows, types.Integer):
         return None
-    R, dt = rows.literal_value, A.dtype
+    NVEC, dt = nv.literal_value, A.dtype
     itemsize = np.dtype(str(dt)).itemsize
     lanes = VECTOR_BYTES // itemsize
 
     def codegen(context, builder, sig, args):
-        a_arr, b_arr, c_arr, beta_, _ = args
+        a_arr, b_arr, c_arr, beta_, rows_, _ = args
         i64 = ir.IntType(64)
         ft = context.get_value_type(dt)
         vt = ir.VectorType(ft, lanes)
@@ -123,71 +127,62 @@ def _tile(typingctx, A, Bk, C, beta, rows):
         K = builder.extract_value(a.shape, 1)
         sa0, sa1, sb, sc = (builder.sdiv(builder.extract_value(x.strides, n), const(itemsize))
                             for x, n in ((a, 0), (a, 1), (b, 0), (c, 0)))
-        a_rows = [builder.gep(a.data, [builder.mul(const(r), sa0)]) for r in range(R)]   # &A[r, 0]
-
-        entry = builder.block
-        head = builder.append_basic_block("tile.head")
-        body = builder.append_basic_block("tile.body")
-        done = builder.append_basic_block("tile.done")
-        builder.branch(head)
-
-        builder.position_at_end(head)                                              # k, acc[r][v]
-        k = builder.phi(i64)
-        acc = [[builder.phi(vt) for _ in range(NV)] for _ in range(R)]
-        builder.cbranch(builder.icmp_signed("<", k, K), body, done)
-
-        builder.position_at_end(body)                                              # acc += A[:, k] Bk[k]
-        row_k = builder.gep(b.data, [builder.mul(k, sb)])
-        bk = [builder.load(builder.bitcast(builder.gep(row_k, [const(v * lanes)]), vpt), align=itemsize)
-              for v in range(NV)]
-        ka = builder.mul(k, sa1)
-        new = []
-        for r in range(R):
-            x = _splat(builder, vt, builder.load(builder.gep(a_rows[r], [ka])))
-            new.append([builder.call(fma, [x, bk[v], acc[r][v]]) for v in range(NV)])
-        k.add_incoming(const(0), entry)
-        k.add_incoming(builder.add(k, const(1)), body)
         zero = ir.Constant(vt, [ir.Constant(ft, 0.0)] * lanes)
-        for r in range(R):
-            for v in range(NV):
-                acc[r][v].add_incoming(zero, entry)
-                acc[r][v].add_incoming(new[r][v], body)
-        builder.branch(head)
+        exit_ = builder.append_basic_block("tile.exit")
+        switch = builder.switch(context.cast(builder, rows_, sig.args[4], types.int64), exit_)
+        for R in range(1, MR + 1):
+            entry = builder.append_basic_block(f"tile.rows{R}")
+            switch.add_case(const(R), entry)
+            builder.position_at_end(entry)
+            a_rows = [builder.gep(a.data, [builder.mul(const(r), sa0)]) for r in range(R)]   # &A[r, 0]
+            head = builder.append_basic_block(f"tile.head{R}")
+            body = builder.append_basic_block(f"tile.body{R}")
+            done = builder.append_basic_block(f"tile.done{R}")
+            builder.branch(head)
 
-        builder.position_at_end(done)                                              # C = acc + beta C
-        targets = [[builder.bitcast(builder.gep(c.data, [builder.add(builder.mul(const(r), sc), const(v * lanes))]), vpt)
-                    for v in range(NV)] for r in range(R)]
-        with builder.if_else(builder.fcmp_ordered("==", beta_, ir.Constant(ft, 0.0))) as (overwrite, update):
-            with overwrite:
-                for r in range(R):
-                    for v in range(NV):
-                        builder.store(acc[r][v], targets[r][v], align=itemsize)
-            with update:
-                beta_v = _splat(builder, vt, beta_)
-                for r in range(R):
-                    for v in range(NV):
-                        old = builder.load(targets[r][v], align=itemsize)
-                        builder.store(builder.call(fma, [beta_v, old, acc[r][v]]), targets[r][v], align=itemsize)
+            builder.position_at_end(head)                                          # k, acc[r][v]
+            k = builder.phi(i64)
+            acc = [[builder.phi(vt) for _ in range(NVEC)] for _ in range(R)]
+            builder.cbranch(builder.icmp_signed("<", k, K), body, done)
+
+            builder.position_at_end(body)                                          # acc += A[:, k] Bk[k]
+            row_k = builder.gep(b.data, [builder.mul(k, sb)])
+            bk = [builder.load(builder.bitcast(builder.gep(row_k, [const(v * lanes)]), vpt), align=itemsize)
+                  for v in range(NVEC)]
+            ka = builder.mul(k, sa1)
+            new = []
+            for r in range(R):
+                x = _splat(builder, vt, builder.load(builder.gep(a_rows[r], [ka])))
+                new.append([builder.call(fma, [x, bk[v], acc[r][v]]) for v in range(NVEC)])
+            k.add_incoming(const(0), entry)
+            k.add_incoming(builder.add(k, const(1)), body)
+            for r in range(R):
+                for v in range(NVEC):
+                    acc[r][v].add_incoming(zero, entry)
+                    acc[r][v].add_incoming(new[r][v], body)
+            builder.branch(head)
+
+            builder.position_at_end(done)                                          # C = acc + beta C
+            targets = [[builder.bitcast(builder.gep(c.data, [builder.add(builder.mul(const(r), sc),
+                                                                          const(v * lanes))]), vpt)
+                        for v in range(NVEC)] for r in range(R)]
+            with builder.if_else(builder.fcmp_ordered("==", beta_, ir.Constant(ft, 0.0))) as (overwrite, update):
+                with overwrite:
+                    for r in range(R):
+                        for v in range(NVEC):
+                            builder.store(acc[r][v], targets[r][v], align=itemsize)
+                with update:
+                    beta_v = _splat(builder, vt, beta_)
+                    for r in range(R):
+                        for v in range(NVEC):
+                            old = builder.load(targets[r][v], align=itemsize)
+                            builder.store(builder.call(fma, [beta_v, old, acc[r][v]]), targets[r][v],
+                                          align=itemsize)
+            builder.branch(exit_)
+        builder.position_at_end(exit_)
         return context.get_dummy_value()
 
-    return types.void(A, Bk, C, A.dtype, rows), codegen
-
-
-@njit(inline="always")
-def _rows(A, Bk, C, beta, r):
-    """_tile for r = 1 .. MR rows (the literal it needs)."""
-    if r == 6:
-        _tile(A, Bk, C, beta, 6)
-    elif r == 5:
-        _tile(A, Bk, C, beta, 5)
-    elif r == 4:
-        _tile(A, Bk, C, beta, 4)
-    elif r == 3:
-        _tile(A, Bk, C, beta, 3)
-    elif r == 2:
-        _tile(A, Bk, C, beta, 2)
-    elif r == 1:
-        _tile(A, Bk, C, beta, 1)
+    return types.void(A, Bk, C, A.dtype, rows, nv), codegen
 
 
 @njit(**JIT)
@@ -203,13 +198,18 @@ def gemm(A, Bp, C, beta):
     full = N // NC
     for p in range(full):              # panel outside: it stays in L1/L2 for all the row tiles
         for i in range(0, M, MR):
-            r = min(MR, M - i)
-            _rows(A[i:i + r], Bp[p], C[i:i + r, p * NC:(p + 1) * NC], beta, r)
-    if full < P:                       # the last panel, narrower than NC: a full tile, then its columns
+            _tile(A[i:i + MR], Bp[p], C[i:i + MR, p * NC:(p + 1) * NC], beta, min(MR, M - i), NV)
+    if full < P:                       # the last panel, narrower than NC: as few vectors as cover it, then its columns
         j, tile = full * NC, np.empty((MR, NC), C.dtype)
+        vectors = -(-(N - j) * NV // NC)
         for i in range(0, M, MR):
             r = min(MR, M - i)
-            _rows(A[i:i + r], Bp[full], tile, 0.0, r)
+            if vectors == 1:
+                _tile(A[i:i + r], Bp[full], tile, 0.0, r, 1)
+            elif vectors == 2:
+                _tile(A[i:i + r], Bp[full], tile, 0.0, r, 2)
+            else:
+                _tile(A[i:i + r], Bp[full], tile, 0.0, r, NV)
             for q in range(r):
                 for jj in range(N - j):
                     C[i + q, j + jj] = tile[q, jj] + beta * C[i + q, j + jj] if beta != 0 else tile[q, jj]

@@ -21,7 +21,7 @@ from numba import njit
 
 from . import rows
 from .matmul import MIN_FLOP
-from .nonlinear import ZERO
+from .nonlinear import ZERO, exp
 from .packed import _pack_rows, _panels, _transpose, gemm, pack
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
@@ -29,8 +29,9 @@ TILE = 128           # rows per tile: z (TILE, K) and its transpose stay in L1/L
 
 
 @njit(**JIT)
-def cross_entropy_rows(h, VTp, Vp, c, y, w, dh, dVs, dcs, values, starts, n0, n1):
-    """Rows n0:n1: dh[n0:n1], and this block's L, dV, dc into its slot of values, dVs, dcs."""
+def cross_entropy_rows(h, VTp, Vp, c, y, w, dh, dVs, dcs, values, starts, approx, n0, n1):
+    """Rows n0:n1: dh[n0:n1], and this block's L, dV, dc into its slot of values, dVs, dcs.
+    approx: exp by nonlinear.exp_poly (float32)."""
     K, H = c.size, h.shape[1]
     slot = np.searchsorted(starts, n0)
     dV, dc = dVs[slot], dcs[slot]
@@ -51,7 +52,7 @@ def cross_entropy_rows(h, VTp, Vp, c, y, w, dh, dVs, dcs, values, starts, n0, n1
                 m = max(m, zq[k])
             z_y, s = zq[yq], ZERO
             for k in range(K):
-                zq[k] = math.exp(zq[k] - m)
+                zq[k] = exp(zq[k] - m, approx)
                 s += zq[k]
             total -= wq * (z_y - m - math.log(s))          # L = -sum_n w_n log p_n[y_n]
             scale = wq / s
@@ -80,7 +81,8 @@ def cross_entropy(h, V, c, y, w, threads=None):
     values = np.zeros(len(parts))
     starts = np.array([n0 for n0, _ in parts], np.int64)
     rows.run(cross_entropy_rows, (h, pack(V, True), pack(V, False), c, np.ascontiguousarray(y),
-                                  w.astype(h.dtype, copy=False), dh, dVs, dcs, values, starts), parts)
+                                  w.astype(h.dtype, copy=False), dh, dVs, dcs, values, starts,
+                                  rows.approximate(None, h.dtype)), parts)
     dV, dc = dVs[0], dcs[0]
     for i in range(1, len(parts)):
         dV += dVs[i]
