@@ -2,7 +2,8 @@
 same arguments, same cache, so either backward accepts either forward's cache.
 
 Per step, one GEMM and fused passes over the gates:
-    forward   ah_t = h_{t-1} U^T + b_U  (packed GEMM, beta = 1 onto b_U)  then (1)-(5) row by row
+    forward   ah_t = h_{t-1} U^T + b_U  (packed GEMM, beta = 1 onto b_U)  then (1)-(5) row by row, reading
+              W x_t + b from the input table (window.input_table)
     backward  (5b)-(1b) row by row writing dax_t and dah_t, then dh_next = dh_t z + dah_t U  (packed GEMM, beta = 1)
 dW, dU, db, db_U stay outside the loop as single GEMMs and sums over all T*B rows (window.py). U arrives
 packed once per window (packed.pack): U^T for the forward GEMM, U for the backward one.
@@ -12,9 +13,9 @@ import numpy as np
 from numba import njit
 
 from ..cells.gru import GATES, STATE, init_params, step_jacobian   # noqa: F401  the cell's interface
-from . import rows
+from . import aligned, rows
 from .packed import gemm, pack
-from .window import project, project_backward, recurrent_grad
+from .window import input_table, project_backward, recurrent_grad
 from .common import incoming, previous_rows
 from .nonlinear import ONE, ZERO, sigmoid, tanh
 
@@ -22,8 +23,8 @@ JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contr
 
 
 @njit(**JIT)
-def forward_rows(gates, U_T, b_U, h0, hs, ah_ns, mask, reset, approx, b0, b1):
-    """Rows b0:b1 of every step. gates (T, B, 3H) holds W x_t + b on entry, r, z, n on exit."""
+def forward_rows(table, ids, gates, U_T, b_U, h0, hs, ah_ns, mask, reset, approx, b0, b1):
+    """Rows b0:b1 of every step: gates (T, B, 3H) receives r, z, n. W x_t + b = table[ids[t, b]]."""
     T, H = gates.shape[0], hs.shape[2]
     n_rows = b1 - b0
     hw = np.zeros((n_rows, H), gates.dtype)                # h_{t-1} with reset rows zeroed
@@ -36,11 +37,12 @@ def forward_rows(gates, U_T, b_U, h0, hs, ah_ns, mask, reset, approx, b0, b1):
         for r in range(n_rows):
             row = b0 + r
             g, a, hp, h_t, ah_n = gates[t, row], ah[r], h_prev[r], hs[t, row], ah_ns[t, row]
+            x = table[ids[t, row]]                         # W x_t + b
             for j in range(2 * H):
-                g[j] = sigmoid(g[j] + a[j], approx)        # (1), (2) r, z
+                g[j] = sigmoid(x[j] + a[j], approx)        # (1), (2) r, z
             for j in range(H):
                 ah_n[j] = a[2 * H + j]
-                g[2 * H + j] = tanh(g[2 * H + j] + g[j] * ah_n[j], approx)       # (3) n
+                g[2 * H + j] = tanh(x[2 * H + j] + g[j] * ah_n[j], approx)       # (3) n
             for j in range(H):
                 h_t[j] = g[2 * H + j] + g[H + j] * (hp[j] - g[2 * H + j])        # (4)
             if not mask[t, row]:
@@ -86,12 +88,13 @@ def backward_rows(dhs, dh_T, U, gates, ah_ns, h0, hs, mask, reset, clip, trace, 
 def forward(p, xs, state0, mask=None, reset=None, approx=None, threads=None):
     W, U, b, b_U = p["W"], p["U"], p["b"], p["b_U"]
     (h0,) = state0
-    gates = project(W, b, xs)                              # (T, B, 3H): W x_t + b, all t
-    T, B, H = gates.shape[0], gates.shape[1], U.shape[1]
-    hs, ah_ns = np.empty((T, B, H), gates.dtype), np.empty((T, B, H), gates.dtype)
+    table, ids = input_table(W, b, xs)                     # W x_t + b = table[ids_t]
+    (T, B), H = ids.shape, U.shape[1]
+    gates = aligned.empty((T, B, 3 * H), table.dtype)
+    hs, ah_ns = aligned.empty((T, B, H), table.dtype), aligned.empty((T, B, H), table.dtype)
     m, r = rows.masks(mask, reset, T, B)
-    rows.run(forward_rows, (gates, pack(U, True), np.ascontiguousarray(b_U), np.ascontiguousarray(h0),
-                            hs, ah_ns, m, r, rows.approximate(approx, gates.dtype)), rows.blocks(B, threads))
+    rows.run(forward_rows, (table, ids, gates, pack(U, True), np.ascontiguousarray(b_U), np.ascontiguousarray(h0),
+                            hs, ah_ns, m, r, rows.approximate(approx, table.dtype)), rows.blocks(B, threads))
     cache = (xs, state0, hs, gates, ah_ns, mask, reset)
     return hs, (hs[-1].copy(),), cache
 
@@ -100,8 +103,8 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None)
     W, U = p["W"], p["U"]
     xs, (h0,), hs, gates, ah_ns, mask, reset = cache
     T, B, H = hs.shape
-    daxs, dahs = np.empty_like(gates), np.empty_like(gates)   # dL/d(W x_t + b), dL/d(U h_{t-1} + b_U)
-    dh0 = np.empty_like(hs[0])
+    daxs, dahs = aligned.empty_like(gates), aligned.empty_like(gates)   # dL/d(W x_t + b), dL/d(U h_{t-1} + b_U)
+    dh0 = aligned.empty_like(hs[0])
     m, r = rows.masks(mask, reset, T, B)
     rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), pack(U, False),
                              gates, ah_ns, np.ascontiguousarray(h0), hs, m, r, rows.clip(clip_dh, gates.dtype),

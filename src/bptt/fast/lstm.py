@@ -2,7 +2,8 @@
 same arguments, same cache, so either backward accepts either forward's cache.
 
 Per step, one GEMM and one fused pass over the gates:
-    forward   a_t += h_{t-1} U^T  (packed GEMM, beta = 1 onto W x_t + b + b_U)  then (1)-(4) in one loop
+    forward   a_t = h_{t-1} U^T  (packed GEMM)  then, row by row, + the input row W x_t + b + b_U
+              (window.input_table) and (1)-(4) in one loop
     backward  (4b)-(1b) in one loop writing da_t, then dh_next = da_t U  (packed GEMM)
 dW, dU, db stay outside the loop as single GEMMs over all T*B rows (window.py). U arrives packed
 once per window (packed.pack): U^T for the forward GEMM, U for the backward one.
@@ -11,9 +12,9 @@ once per window (packed.pack): U^T for the forward GEMM, U for the backward one.
 import numpy as np
 from numba import njit
 
-from . import rows
+from . import aligned, rows
 from .packed import gemm, pack
-from .window import project, project_backward, recurrent_grad
+from .window import input_table, project_backward, recurrent_grad
 from .common import incoming, previous_rows
 from .nonlinear import ONE, ZERO, sigmoid, tanh
 from ..cells.lstm import GATES, STATE, init_params, step_jacobian   # noqa: F401  the cell's interface
@@ -22,8 +23,8 @@ JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contr
 
 
 @njit(**JIT)
-def forward_rows(gates, U_T, h0, c0, hs, cs, tanh_cs, mask, reset, approx, b0, b1):
-    """Rows b0:b1 of every step. gates (T, B, 4H) holds W x_t + b + b_U on entry, i, f, g, o on exit."""
+def forward_rows(table, ids, gates, U_T, h0, c0, hs, cs, tanh_cs, mask, reset, approx, b0, b1):
+    """Rows b0:b1 of every step: gates (T, B, 4H) receives i, f, g, o. W x_t + b + b_U = table[ids[t, b]]."""
     T, H = gates.shape[0], hs.shape[2]
     hw = np.zeros((b1 - b0, H), gates.dtype)               # h_{t-1}, c_{t-1} with reset rows zeroed
     cw = np.zeros((b1 - b0, H), gates.dtype)
@@ -31,15 +32,16 @@ def forward_rows(gates, U_T, h0, c0, hs, cs, tanh_cs, mask, reset, approx, b0, b
         h_prev = previous_rows(h0[b0:b1] if t == 0 else hs[t - 1, b0:b1], reset[t, b0:b1], hw)    # (0)
         c_prev = previous_rows(c0[b0:b1] if t == 0 else cs[t - 1, b0:b1], reset[t, b0:b1], cw)
         a = gates[t, b0:b1]
-        gemm(h_prev, U_T, a, 1.0)                          # (1) a_t = W x_t + b + b_U + U h_{t-1}
+        gemm(h_prev, U_T, a, 0.0)                          # (1) U h_{t-1}
         for r in range(b1 - b0):                           # two passes per row: both vectorise
             ar, row = a[r], b0 + r
+            x = table[ids[t, row]]                         # (1) W x_t + b + b_U
             for j in range(2 * H):
-                ar[j] = sigmoid(ar[j], approx)             # (1) i, f
+                ar[j] = sigmoid(x[j] + ar[j], approx)      # (1) i, f
             for j in range(2 * H, 3 * H):
-                ar[j] = tanh(ar[j], approx)                # (1) g
+                ar[j] = tanh(x[j] + ar[j], approx)         # (1) g
             for j in range(3 * H, 4 * H):
-                ar[j] = sigmoid(ar[j], approx)             # (1) o
+                ar[j] = sigmoid(x[j] + ar[j], approx)      # (1) o
             h_t, c_t, tc_t, cp = hs[t, row], cs[t, row], tanh_cs[t, row], c_prev[r]
             for j in range(H):
                 c_t[j] = ar[H + j] * cp[j] + ar[j] * ar[2 * H + j]      # (2)
@@ -93,13 +95,13 @@ def backward_rows(dhs, dh_T, dc_T, U, gates, c0, cs, tanh_cs, mask, reset, clip,
 def forward(p, xs, state0, mask=None, reset=None, approx=None, threads=None):
     W, U, b, b_U = p["W"], p["U"], p["b"], p["b_U"]
     h0, c0 = (np.ascontiguousarray(s) for s in state0)
-    gates = project(W, b, xs)                              # (T, B, 4H): W x_t + b, all t
-    gates += b_U                                           # (1) both biases, once for all t
-    T, B, H = gates.shape[0], gates.shape[1], U.shape[1]
-    hs, cs, tanh_cs = (np.empty((T, B, H), gates.dtype) for _ in range(3))
+    table, ids = input_table(W, b, xs, b_U)                # (1) W x_t + b + b_U = table[ids_t], both biases once
+    (T, B), H = ids.shape, U.shape[1]
+    gates = aligned.empty((T, B, 4 * H), table.dtype)
+    hs, cs, tanh_cs = (aligned.empty((T, B, H), table.dtype) for _ in range(3))
     m, r = rows.masks(mask, reset, T, B)
-    rows.run(forward_rows, (gates, pack(U, True), h0, c0, hs, cs, tanh_cs, m, r,
-                            rows.approximate(approx, gates.dtype)), rows.blocks(B, threads))
+    rows.run(forward_rows, (table, ids, gates, pack(U, True), h0, c0, hs, cs, tanh_cs, m, r,
+                            rows.approximate(approx, table.dtype)), rows.blocks(B, threads))
     cache = (xs, state0, hs, cs, tanh_cs, gates, mask, reset)
     return hs, (hs[-1].copy(), cs[-1].copy()), cache
 
@@ -108,8 +110,8 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None)
     W, U = p["W"], p["U"]
     xs, (h0, c0), hs, cs, tanh_cs, gates, mask, reset = cache
     T, B, H = hs.shape
-    das = np.empty_like(gates)                             # (T, B, 4H): dL/da_t
-    dh0, dc0 = np.empty_like(hs[0]), np.empty_like(hs[0])
+    das = aligned.empty_like(gates)                        # (T, B, 4H): dL/da_t
+    dh0, dc0 = aligned.empty_like(hs[0]), aligned.empty_like(hs[0])
     m, r = rows.masks(mask, reset, T, B)
     rows.run(backward_rows, (np.ascontiguousarray(dhs), *(np.ascontiguousarray(d) for d in dstate_T),
                              pack(U, False), gates, np.ascontiguousarray(c0), cs, tanh_cs, m, r,

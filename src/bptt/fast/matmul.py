@@ -10,7 +10,7 @@ docs/fast-engine.md).
 
 import numpy as np
 
-from . import rows
+from . import aligned, rows
 from .packed import MR, gemm_rows, gemm_tn, pack
 
 
@@ -33,7 +33,7 @@ def matmul(A, B, threads=None):
     if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[0]:
         raise ValueError(f"matmul: expected A (M, K) and B (K, N), got shapes {A.shape} and {B.shape}")
     M, N = A.shape[0], B.shape[1]
-    C = np.empty((M, N), np.result_type(A, B))
+    C = aligned.empty((M, N), np.result_type(A, B))
     A, B = A.astype(C.dtype, copy=False), B.astype(C.dtype, copy=False)
     size, flop = C.itemsize, 2.0 * M * N * A.shape[1]
     if M == 0 or N == 0 or A.shape[1] == 0:

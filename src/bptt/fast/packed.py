@@ -55,9 +55,15 @@ def width(dtype_itemsize):
 
 @njit(inline="always")
 def _panels(K, N, like):
-    """Zeroed panels (P, K, NC) for a (K, N) matrix of like's dtype, P = ceil(N / NC)."""
+    """Zeroed panels (P, K, NC) for a (K, N) matrix of like's dtype, P = ceil(N / NC), starting on a
+    cache line: numba aligns arrays to 32 bytes, and a 64-byte load that straddles two lines makes
+    the kernel ~20% slower (docs/fast-engine.md)."""
     NC = width(like.itemsize)
-    return np.zeros(((N + NC - 1) // NC, K, NC), like.dtype)
+    size = (N + NC - 1) // NC * K * NC
+    lanes = VECTOR_BYTES // like.itemsize
+    buf = np.zeros(size + lanes, like.dtype)
+    skip = (-buf.ctypes.data) % VECTOR_BYTES // like.itemsize
+    return buf[skip:skip + size].reshape(((N + NC - 1) // NC, K, NC))
 
 
 @njit(**JIT)

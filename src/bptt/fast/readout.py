@@ -19,7 +19,7 @@ import math
 import numpy as np
 from numba import njit
 
-from . import rows
+from . import aligned, rows
 from .matmul import MIN_FLOP
 from .nonlinear import ZERO, exp
 from .packed import _pack_rows, _panels, _transpose, gemm, pack
@@ -76,7 +76,7 @@ def cross_entropy(h, V, c, y, w, threads=None):
     K = c.size
     h = np.ascontiguousarray(h)
     parts = rows.blocks(N, threads) if threads is not None or 6.0 * N * H * K >= MIN_FLOP else [(0, N)]
-    dh = np.empty_like(h)
+    dh = aligned.empty_like(h)
     dVs, dcs = np.zeros((len(parts), K, H), h.dtype), np.zeros((len(parts), K), h.dtype)
     values = np.zeros(len(parts))
     starts = np.array([n0 for n0, _ in parts], np.int64)

@@ -2,7 +2,7 @@
 there), same arguments, same cache, so either backward accepts either forward's cache.
 
 Per step, one GEMM and one pass over the row:
-    forward   a_t = W x_t + b + b_U + h_{t-1} U^T  (packed GEMM, beta = 1, written where h_t goes)  then (2)-(3)
+    forward   a_t = h_{t-1} U^T (packed GEMM, written where h_t goes) + W x_t + b + b_U  then (2)-(3)
     backward  (3b)-(2b) row by row writing da_t, then dh_next = da_t U  (packed GEMM)
 """
 
@@ -10,9 +10,9 @@ import numpy as np
 from numba import njit
 
 from ..cells.rnn import GATES, STATE, init_params, step_jacobian   # noqa: F401  the cell's interface
-from . import rows
+from . import aligned, rows
 from .packed import gemm, pack
-from .window import project, project_backward, recurrent_grad
+from .window import input_table, project_backward, recurrent_grad
 from .common import incoming, previous_rows
 from .nonlinear import ONE, ZERO, sigmoid, tanh
 
@@ -21,26 +21,26 @@ CODES = {"tanh": 0, "relu": 1, "sigmoid": 2}
 
 
 @njit(**JIT)
-def forward_rows(hs, U_T, h0, mask, reset, f, approx, b0, b1):
-    """Rows b0:b1 of every step. hs (T, B, H) holds W x_t + b + b_U on entry, h_t on exit.
+def forward_rows(table, ids, hs, U_T, h0, mask, reset, f, approx, b0, b1):
+    """Rows b0:b1 of every step: hs (T, B, H) receives h_t. W x_t + b + b_U = table[ids[t, b]].
     f: 0 tanh, 1 relu, 2 sigmoid."""
     T, H = hs.shape[0], hs.shape[2]
     hw = np.zeros((b1 - b0, H), hs.dtype)
     for t in range(T):
         h_prev = previous_rows(h0[b0:b1] if t == 0 else hs[t - 1, b0:b1], reset[t, b0:b1], hw)    # (0)
         a = hs[t, b0:b1]
-        gemm(h_prev, U_T, a, 1.0)                          # (1)
+        gemm(h_prev, U_T, a, 0.0)                          # (1) U h_{t-1}
         for r in range(b1 - b0):
-            h = a[r]
+            h, x = a[r], table[ids[t, b0 + r]]             # (1) + W x_t + b + b_U
             if f == 0:
                 for j in range(H):
-                    h[j] = tanh(h[j], approx)              # (2)
+                    h[j] = tanh(x[j] + h[j], approx)       # (2)
             elif f == 1:
                 for j in range(H):
-                    h[j] = max(h[j], ZERO)
+                    h[j] = max(x[j] + h[j], ZERO)
             else:
                 for j in range(H):
-                    h[j] = sigmoid(h[j], approx)
+                    h[j] = sigmoid(x[j] + h[j], approx)
             if not mask[t, b0 + r]:
                 h[:] = h_prev[r]                           # (3)
 
@@ -81,12 +81,12 @@ def backward_rows(dhs, dh_T, U, hs, mask, reset, f, clip, trace, das, dh0, b0, b
 def forward(p, xs, state0, mask=None, reset=None, nonlinearity="tanh", approx=None, threads=None):
     W, U, b, b_U = p["W"], p["U"], p["b"], p["b_U"]
     (h0,) = state0
-    hs = project(W, b, xs)                                 # (T, B, H): W x_t + b, all t
-    hs += b_U                                              # (1) both biases, once for all t
-    T, B = hs.shape[:2]
+    table, ids = input_table(W, b, xs, b_U)                # (1) W x_t + b + b_U = table[ids_t], both biases once
+    (T, B), H = ids.shape, U.shape[1]
+    hs = aligned.empty((T, B, H), table.dtype)
     m, r = rows.masks(mask, reset, T, B)
-    rows.run(forward_rows, (hs, pack(U, True), np.ascontiguousarray(h0), m, r, CODES[nonlinearity],
-                            rows.approximate(approx, hs.dtype)), rows.blocks(B, threads))
+    rows.run(forward_rows, (table, ids, hs, pack(U, True), np.ascontiguousarray(h0), m, r, CODES[nonlinearity],
+                            rows.approximate(approx, table.dtype)), rows.blocks(B, threads))
     cache = (xs, state0, hs, mask, reset, nonlinearity)
     return hs, (hs[-1].copy(),), cache
 
@@ -95,8 +95,8 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None)
     W, U = p["W"], p["U"]
     xs, (h0,), hs, mask, reset, nonlinearity = cache
     T, B, H = hs.shape
-    das = np.empty_like(hs)                                # (T, B, H): dL/da_t
-    dh0 = np.empty_like(hs[0])
+    das = aligned.empty_like(hs)                           # (T, B, H): dL/da_t
+    dh0 = aligned.empty_like(hs[0])
     m, r = rows.masks(mask, reset, T, B)
     rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), pack(U, False),
                              hs, m, r, CODES[nonlinearity], rows.clip(clip_dh, hs.dtype),

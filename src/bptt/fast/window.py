@@ -7,7 +7,9 @@ of a token depends on its id only, so it is a row of a table (V, G) built once p
 
     ids            table = W^T + b            (one-hot: W x_t is column ids_t of W)
     Embedded       table = E W^T + b          one (V, D) x (D, G) GEMM instead of (T B, D) x (D, G)
-    a_t = table[ids_t]                         a row gather
+    floats         table = X W^T + b          (T B, G), row t B + b for x_t[b]
+    W x_t + b = table[ids_t]                  read by the time loop itself, row by row: the
+                                              (T, B, G) projection is never gathered into an array
 
 and the backward pass scatters the gradients of a_t back onto the table's rows first:
 
@@ -40,13 +42,22 @@ def scatter_rows(num_rows, ids, d):
     return dM
 
 
-def project(W, b, xs):
-    """W x_t + b for every t: (T, B, G)."""
+def input_table(W, b, xs, b_U=None):
+    """(table, ids) with W x_t + b (+ b_U) = table[ids[t, b]] for every t and row b: table (V, G)
+    for ids, (T B, G) for float inputs (then ids[t, b] = t B + b)."""
     if isinstance(xs, Embedded):
-        return (matmul(xs.E, W.T) + b)[xs.ids]
-    if is_ids(xs):
-        return (W.T + b)[xs]
-    return inputs.project(W, b, xs, matmul)
+        table, ids = matmul(xs.E, W.T), np.ascontiguousarray(xs.ids)
+        table += b
+    elif is_ids(xs):
+        table, ids = W.T + b, np.ascontiguousarray(xs)
+    else:
+        T, B, D = xs.shape
+        table = matmul(xs.reshape(T * B, D), W.T)        # as inputs.project, with the engine's product
+        table += b
+        ids = np.arange(T * B).reshape(T, B)
+    if b_U is not None:
+        table += b_U
+    return table, ids
 
 
 def project_backward(W, xs, da):
