@@ -33,15 +33,15 @@ def forward_rows(table, ids, gates, U_T, h0, c0, hs, cs, tanh_cs, mask, reset, a
         c_prev = previous_rows(c0[b0:b1] if t == 0 else cs[t - 1, b0:b1], reset[t, b0:b1], cw)
         a = gates[t, b0:b1]
         gemm(h_prev, U_T, a, 0.0)                          # (1) U h_{t-1}
-        for r in range(b1 - b0):                           # two passes per row: both vectorise
+        for r in range(b1 - b0):                           # per row, loops from 0: they vectorise
             ar, row = a[r], b0 + r
             x = table[ids[t, row]]                         # (1) W x_t + b + b_U
             for j in range(2 * H):
                 ar[j] = sigmoid(x[j] + ar[j], approx)      # (1) i, f
-            for j in range(2 * H, 3 * H):
-                ar[j] = tanh(x[j] + ar[j], approx)         # (1) g
-            for j in range(3 * H, 4 * H):
-                ar[j] = sigmoid(x[j] + ar[j], approx)      # (1) o
+            for j in range(H):                             # (not range(2H, 3H): that one stays scalar)
+                ar[2 * H + j] = tanh(x[2 * H + j] + ar[2 * H + j], approx)          # (1) g
+            for j in range(H):
+                ar[3 * H + j] = sigmoid(x[3 * H + j] + ar[3 * H + j], approx)       # (1) o
             h_t, c_t, tc_t, cp = hs[t, row], cs[t, row], tanh_cs[t, row], c_prev[r]
             for j in range(H):
                 c_t[j] = ar[H + j] * cp[j] + ar[j] * ar[2 * H + j]      # (2)
