@@ -115,6 +115,10 @@ class Ours:
     def __init__(self, cfg, task, weights=None):
         self.net = weights or train.build_network(cfg, task.input_size, task.output_size)
         self.opt, self.cfg = optim.Adam(), cfg
+        if cfg.engine == "fast":
+            from .fast.heap import reuse_freed_memory
+
+            reuse_freed_memory()                  # as train.train does
         self.state = self.opt.init(self.net.params)
         # compiled code: loaded from numba's disk cache, or compiled on a fresh install; timed here
         # on a two-step window (no update), so that it is reported apart from the timed steps

@@ -1,0 +1,34 @@
+"""Keeping the C heap's freed memory for the next training step.
+
+A training step allocates and frees the same window-sized arrays every time (gates, states,
+their gradients: megabytes each). glibc's malloc serves an allocation above its mmap threshold
+with fresh pages from the kernel, and that threshold adapts to the sizes freed so far, so whether
+a step's arrays come back from the heap or are faulted in page by page depends on the history of
+the process. Measured on lstm H256 (batch 32, window 64): a process whose first call was on a
+2-step window kept faulting 3,800 pages per step and took 28 ms a step instead of 21.6 ms.
+
+reuse_freed_memory() fixes both thresholds, which ends the adaptation: allocations up to 32 MiB
+(glibc's largest mmap threshold) come from the heap, and up to 256 MiB of freed memory is kept
+for reuse instead of being returned to the kernel. It changes the whole process's allocator, so
+nothing calls it on import: the trainer (train.train) and the benchmark's bptt worker do, and a
+program with its own training loop may.
+"""
+
+import ctypes
+import ctypes.util
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3        # mallopt's parameters, from glibc's malloc.h
+MMAP_THRESHOLD = 32 << 20
+TRIM_THRESHOLD = 256 << 20
+
+
+def reuse_freed_memory():
+    """Set glibc's malloc thresholds (module docstring). Returns True when they were set, False
+    where the C library is not glibc (nothing is changed then)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
