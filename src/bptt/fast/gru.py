@@ -2,7 +2,7 @@
 same arguments, same cache, so either backward accepts either forward's cache.
 
 Per step, one GEMM and fused passes over the gates:
-    forward   ah_t = h_{t-1} U^T + b_U  (packed GEMM, beta = 1 onto b_U)  then (1)-(5) row by row, reading
+    forward   h_{t-1} U^T  (packed GEMM)  then (1)-(5) row by row, adding b_U and reading
               W x_t + b from the input table (window.input_table)
     backward  (5b)-(1b) row by row writing dax_t and dah_t, then dh_next = dh_t z + dah_t U  (packed GEMM, beta = 1)
 dW, dU, db, db_U stay outside the loop as single GEMMs and sums over all T*B rows (window.py). U arrives
@@ -28,20 +28,18 @@ def forward_rows(table, ids, gates, U_T, b_U, h0, hs, ah_ns, mask, reset, approx
     T, H = gates.shape[0], hs.shape[2]
     n_rows = b1 - b0
     hw = np.zeros((n_rows, H), gates.dtype)                # h_{t-1} with reset rows zeroed
-    ah = np.empty((n_rows, 3 * H), gates.dtype)            # U h_{t-1} + b_U
+    ah = np.empty((n_rows, 3 * H), gates.dtype)            # U h_{t-1}
     for t in range(T):
         h_prev = previous_rows(h0[b0:b1] if t == 0 else hs[t - 1, b0:b1], reset[t, b0:b1], hw)    # (0)
-        for r in range(n_rows):
-            ah[r] = b_U
-        gemm(h_prev, U_T, ah, 1.0)                         # ah_t = U h_{t-1} + b_U
+        gemm(h_prev, U_T, ah, 0.0)                         # U h_{t-1}
         for r in range(n_rows):
             row = b0 + r
             g, a, hp, h_t, ah_n = gates[t, row], ah[r], h_prev[r], hs[t, row], ah_ns[t, row]
             x = table[ids[t, row]]                         # W x_t + b
             for j in range(2 * H):
-                g[j] = sigmoid(x[j] + a[j], approx)        # (1), (2) r, z
+                g[j] = sigmoid(x[j] + (a[j] + b_U[j]), approx)          # (1), (2) r, z
             for j in range(H):
-                ah_n[j] = a[2 * H + j]
+                ah_n[j] = a[2 * H + j] + b_U[2 * H + j]    # U_n h_{t-1} + b_U,n
                 g[2 * H + j] = tanh(x[2 * H + j] + g[j] * ah_n[j], approx)       # (3) n
             for j in range(H):
                 h_t[j] = g[2 * H + j] + g[H + j] * (hp[j] - g[2 * H + j])        # (4)
