@@ -38,7 +38,9 @@ def project(W, b, xs, matmul=np.matmul):
     if is_ids(xs):
         return gather_rows(W.T, xs) + b
     T, B, D = xs.shape
-    return (matmul(xs.reshape(T * B, D), W.T) + b).reshape(T, B, -1)
+    P = matmul(xs.reshape(T * B, D), W.T)
+    P += b                                                  # in place: P keeps the product's memory
+    return P.reshape(T, B, -1)
 
 
 def project_backward(W, xs, da, matmul=np.matmul):

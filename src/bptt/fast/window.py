@@ -52,8 +52,7 @@ def input_table(W, b, xs, b_U=None):
         table, ids = W.T + b, np.ascontiguousarray(xs)
     else:
         T, B, D = xs.shape
-        table = matmul(xs.reshape(T * B, D), W.T)        # as inputs.project, with the engine's product
-        table += b
+        table = inputs.project(W, b, xs, matmul).reshape(T * B, -1)
         ids = np.arange(T * B).reshape(T, B)
     if b_U is not None:
         table += b_U
