@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from . import checks, clipping, engine, optim, tasks, train
+from . import checks, clipping, engine, heap, optim, tasks, train
 from .config import TrainConfig
 
 BASE = {"embedding": 64, "batch": 32, "window": 64, "layers": 1, "optimizer": "adam", "lr": 2e-3, "clip": 5.0,
@@ -115,10 +115,7 @@ class Ours:
     def __init__(self, cfg, task, weights=None):
         self.net = weights or train.build_network(cfg, task.input_size, task.output_size)
         self.opt, self.cfg = optim.Adam(), cfg
-        if cfg.engine == "fast":
-            from .fast.heap import reuse_freed_memory
-
-            reuse_freed_memory()                  # as train.train does
+        heap.reuse_freed_memory()                 # as train.train does
         self.state = self.opt.init(self.net.params)
         # compiled code: loaded from numba's disk cache, or compiled on a fresh install; timed here
         # on a two-step window (no update), so that it is reported apart from the timed steps

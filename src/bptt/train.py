@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import checkpoint, checkpointing, clipping, data, engine, init, optim, problems, schedules, tasks
+from . import checkpoint, checkpointing, clipping, data, engine, heap, init, optim, problems, schedules, tasks
 from .config import TrainConfig
 
 FILES = ("config.json", "vocab.json", "checkpoint.safetensors", "best.safetensors", "metrics.jsonl")
@@ -235,10 +235,7 @@ def train(cfg, out, resume=False, on_step=None, on_event=None):
     display. Raises Diverged on a non-finite loss or gradient, keeping the last good checkpoint."""
     run = Run(out)
     emit = on_event or (lambda kind, record: None)
-    if cfg.engine == "fast":
-        from .fast.heap import reuse_freed_memory
-
-        reuse_freed_memory()                      # a step's arrays come back from the heap, not the kernel
+    heap.reuse_freed_memory()                     # a step's arrays come back from the heap, not the kernel
     if resume:
         if not run.exists():
             raise ValueError(f"--resume: {run.path} has no checkpoint to resume from")

@@ -9,9 +9,9 @@ the process. Measured on lstm H256 (batch 32, window 64): a process whose first 
 
 reuse_freed_memory() fixes both thresholds, which ends the adaptation: allocations up to 32 MiB
 (glibc's largest mmap threshold) come from the heap, and up to 256 MiB of freed memory is kept
-for reuse instead of being returned to the kernel. It changes the whole process's allocator, so
-nothing calls it on import: the trainer (train.train) and the benchmark's bptt worker do, and a
-program with its own training loop may.
+for reuse instead of being returned to the kernel. Either engine allocates this way. It changes
+the whole process's allocator, so nothing calls it on import: the trainer (train.train) and the
+benchmark's bptt worker do, and a program with its own training loop may.
 """
 
 import ctypes
