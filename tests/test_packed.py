@@ -78,7 +78,8 @@ print("ok")
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("K, M, N", [(1, 1, 1), (7, 5, 3), (300, 13, 65), (0, 6, 4), (513, 31, 33), (2016, 64, 256)])
+@pytest.mark.parametrize("K, M, N", [(1, 1, 1), (7, 5, 3), (300, 13, 65), (0, 6, 4), (513, 31, 33), (2016, 64, 256),
+                                     (150, 200, 1100)])          # the last: C in several passes of rows
 @pytest.mark.parametrize("beta", [0.0, 1.0])
 def test_gemm_tn_rows(dtype, K, M, N, beta):
     rng = np.random.default_rng(K + M + N)
@@ -95,7 +96,7 @@ def test_gemm_tn_rows(dtype, K, M, N, beta):
 def test_gemm_blocks_of_k():
     """K beyond one block of gemm_tn: the blocks after the first accumulate onto the first."""
     rng = np.random.default_rng(5)
-    K = 2 * packed.KC + 7
+    K = 2 * packed.KB + 7
     X, Y = rng.standard_normal((K, 9)), rng.standard_normal((K, 70))
     C = np.full((9, 70), np.nan)
     packed.gemm_tn(X, Y, C, 0.0, 0, 9)

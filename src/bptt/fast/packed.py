@@ -42,7 +42,8 @@ def _vector_bytes():
 VECTOR_BYTES = _vector_bytes()
 NV = 4 if VECTOR_BYTES == 64 else 2          # vectors per panel row: 4 x 16 float32 with AVX-512
 MR = 6                # rows per tile: MR * NV accumulators (24 of AVX-512's 32 registers, 12 of AVX2's 16)
-KC = 4096             # rows of X and Y per block in gemm_tn (bounds its copies; fewer passes over C)
+KB = 128              # gemm_tn: rows of X and Y per block (a panel of the block, KB x NC, stays in L1)
+TN_C_BYTES = 2 ** 19  # gemm_tn: rows of C per pass, about this many bytes of them (with a block of X, Y in L2)
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 
@@ -236,17 +237,49 @@ def _transpose(X, XT):
 def gemm_tn(X, Y, C, beta, m0, m1):
     """Rows m0:m1 of C = X^T Y + beta C: X (K, M), Y (K, N), C (M, N), rows of each contiguous.
 
-    The shape of the weight gradients (dU = sum_t da_t^T h_{t-1}, K = T B). Per block of KC rows
-    of X and Y: Y packed into panels, columns m0:m1 of X transposed to rows, then gemm."""
+    The shape of the weight gradients (dU = sum_t da_t^T h_{t-1}, K = T B), computed with nothing
+    copied: the tile's A is X^T read in place (MR adjacent elements of one row of X per k), its
+    panel is NC columns of Y read in place (row stride N). Blocked so that the pieces in use stay
+    in the core's L2 cache: MC rows of C (about TN_C_BYTES), and per block of KB rows of X and Y
+    every panel of the block against every tile of those rows. Only a last panel narrower than
+    NC is copied, zero-padded, per block."""
     K, N = Y.shape
-    kb = min(KC, K)
-    Yp = _panels(kb, N, Y)
-    XT = np.empty((m1 - m0, kb + 16), X.dtype)               # rows padded: a 4 KiB multiple of a stride thrashes L1
-    for k0 in range(0, max(K, 1), KC):                      # K = 0: one empty block, C = beta C
-        kc = min(KC, K - k0)
-        _pack_rows(Y[k0:k0 + kc], Yp)
-        _transpose(X[k0:k0 + kc, m0:m1], XT[:, :kc])
-        gemm(XT[:, :kc], Yp[:, :kc], C[m0:m1], beta if k0 == 0 else 1.0)
+    NC = width(C.itemsize)
+    full = N // NC
+    mc = max(MR, TN_C_BYTES // max(1, N * C.itemsize) // MR * MR)
+    edge = np.zeros((min(KB, max(K, 1)), NC), C.dtype)     # the last, narrow panel of a block
+    tile = np.empty((MR, NC), C.dtype)
+    vectors = -(-(N - full * NC) * NV // NC)
+    for i0 in range(m0, m1, mc):
+        i1 = min(i0 + mc, m1)
+        if K == 0:                                          # C = beta C
+            for i in range(i0, i1):
+                for j in range(N):
+                    C[i, j] = beta * C[i, j] if beta != 0 else 0
+        for k0 in range(0, K, KB):
+            kc = min(KB, K - k0)
+            b = beta if k0 == 0 else C.dtype.type(1.0)
+            for p in range(full):
+                Bk = Y[k0:k0 + kc, p * NC:(p + 1) * NC]
+                for i in range(i0, i1, MR):
+                    r = min(MR, i1 - i)
+                    _tile(X[k0:k0 + kc, i:i + r].T, Bk, C[i:i + r, p * NC:(p + 1) * NC], b, r, NV)
+            if vectors == 0:
+                continue
+            j = full * NC
+            edge[:kc, :N - j] = Y[k0:k0 + kc, j:]
+            for i in range(i0, i1, MR):
+                r = min(MR, i1 - i)
+                A = X[k0:k0 + kc, i:i + r].T
+                if vectors == 1:
+                    _tile(A, edge[:kc], tile, 0.0, r, 1)
+                elif vectors == 2:
+                    _tile(A, edge[:kc], tile, 0.0, r, 2)
+                else:
+                    _tile(A, edge[:kc], tile, 0.0, r, NV)
+                for q in range(r):
+                    for jj in range(N - j):
+                        C[i + q, j + jj] = tile[q, jj] + b * C[i + q, j + jj] if b != 0 else tile[q, jj]
 
 
 @njit(**JIT)

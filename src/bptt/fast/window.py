@@ -27,7 +27,9 @@ from numba import njit
 from ..cells.common import previous
 from .. import inputs
 from ..inputs import Embedded, is_ids
-from .matmul import matmul
+from . import aligned, rows
+from .matmul import matmul, parts
+from .packed import gemm_tn
 
 
 @njit(nogil=True, cache=True)
@@ -72,14 +74,22 @@ def project_backward(W, xs, da):
     return dW, dxs, da.reshape(-1, da.shape[-1]).sum(axis=0)
 
 
+@njit(nogil=True, cache=True)
+def _recurrent_grad_rows(da0, h0, das, hs, dU, m0, m1):
+    """Rows m0:m1 of dU = da_0^T h0 + sum_{t>=1} da_t^T h_{t-1}: da0 (B, G), h0 (B, H), das (K, G) and
+    hs (K, H) the rows of steps 1..T-1 and 0..T-2 (K may be 0)."""
+    gemm_tn(da0, h0, dU, 0.0, m0, m1)
+    gemm_tn(das, hs, dU, 1.0, m0, m1)
+
+
 def recurrent_grad(das, h0, hs, reset):
-    """dU = sum_t da_t^T h_{t-1} (G, H) as whole-window GEMMs; with no resets h_{t-1} is read in
-    place from hs (steps 1..T-1) and h0 (step 0), not copied."""
+    """dU = sum_t da_t^T h_{t-1} (G, H), the rows of dU split over the cores; with no resets h_{t-1}
+    is read in place from hs (steps 1..T-1) and h0 (step 0), not copied."""
     T, B, G = das.shape
     H = hs.shape[2]
     if reset is not None:
         return matmul(das.reshape(T * B, G).T, previous(h0, hs, reset).reshape(T * B, H))
-    dU = matmul(das[0].T, h0)
-    if T > 1:
-        dU += matmul(das[1:].reshape((T - 1) * B, G).T, hs[:-1].reshape((T - 1) * B, H))
+    dU = aligned.empty((G, H), das.dtype)
+    rows.run(_recurrent_grad_rows, (das[0], np.ascontiguousarray(h0, das.dtype), das[1:].reshape((T - 1) * B, G),
+                                    hs[:-1].reshape((T - 1) * B, H), dU), parts(G, flop=2.0 * T * B * G * H))
     return dU
