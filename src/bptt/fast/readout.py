@@ -7,7 +7,7 @@ For a tile of rows n of h (N, H), with y_n the target class and w_n the row's we
     L   -= w_n (z_n[y_n] - m_n - log s_n)                   m_n = max z_n, s_n = sum_k exp(z_nk - m_n)
     dz_n = w_n (exp(z_n - m_n) / s_n - e_{y_n})       (1b)  the softmax's gradient, in place of z_n
     dh_n = dz_n V                                     (1b)  packed GEMM, V packed once
-    dV  += dz^T h,  dc += sum_n dz_n                  (1b)  one GEMM per tile (dz transposed, h packed)
+    dV  += dz^T h,  dc += sum_n dz_n                  (1b)  one GEMM per tile (packed.gemm_tn, nothing copied)
 
 The tile (TILE rows) stays in cache from z to dV. Blocks of rows run on the cores side by side
 (rows.run); each sums its own L, dV and dc, and the caller adds the blocks' sums in block order.
@@ -22,23 +22,21 @@ from numba import njit
 from . import aligned, rows
 from .matmul import MIN_FLOP
 from .nonlinear import ZERO, exp
-from .packed import _pack_rows, _panels, _transpose, gemm, pack
+from .packed import gemm, gemm_tn, pack
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
-TILE = 128           # rows per tile: z (TILE, K) and its transpose stay in L1/L2
+TILE = 128           # rows per tile: z (TILE, K) stays in L1
 
 
 @njit(**JIT)
 def cross_entropy_rows(h, VTp, Vp, c, y, w, dh, dVs, dcs, values, starts, approx, n0, n1):
     """Rows n0:n1: dh[n0:n1], and this block's L, dV, dc into its slot of values, dVs, dcs.
     approx: exp by nonlinear.exp_poly (float32)."""
-    K, H = c.size, h.shape[1]
+    K = c.size
     slot = np.searchsorted(starts, n0)
     dV, dc = dVs[slot], dcs[slot]
     R = min(TILE, n1 - n0)
     z = np.empty((R, K), h.dtype)
-    zT = np.empty((K, R + 16), h.dtype)                    # rows padded off a 4 KiB multiple (packed.gemm_tn)
-    hP = _panels(R, H, h)
     total = 0.0
     for i0 in range(n0, n1, R):
         r = min(R, n1 - i0)
@@ -62,9 +60,7 @@ def cross_entropy_rows(h, VTp, Vp, c, y, w, dh, dVs, dcs, values, starts, approx
             for k in range(K):
                 dc[k] += zq[k]                             # (1b) dc
         gemm(zi, Vp, dh[i0:i0 + r], 0.0)                   # (1b) dh = dz V
-        _transpose(zi, zT[:, :r])
-        _pack_rows(hi, hP[:, :r])
-        gemm(zT[:, :r], hP[:, :r], dV, 1.0)                # (1b) dV += dz^T h
+        gemm_tn(zi, hi, dV, 1.0, 0, K)                     # (1b) dV += dz^T h
     values[slot] = total
 
 
