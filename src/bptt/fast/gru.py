@@ -10,7 +10,7 @@ packed once per window (packed.pack): U^T for the forward GEMM, U for the backwa
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ..cells.gru import GATES, STATE, init_params, step_jacobian   # noqa: F401  the cell's interface
 from . import aligned, rows
@@ -83,6 +83,20 @@ def backward_rows(dhs, dh_T, U, gates, ah_ns, h0, hs, mask, reset, clip, trace, 
     dh0[b0:b1] = dh_next
 
 
+@njit(**rows.PARALLEL)
+def forward_blocks(args, blocks):
+    """forward_rows(*args, b0, b1) for every block of rows, one per thread (rows.run)."""
+    for i in prange(blocks.shape[0]):
+        forward_rows(*args, blocks[i, 0], blocks[i, 1])
+
+
+@njit(**rows.PARALLEL)
+def backward_blocks(args, blocks):
+    """backward_rows(*args, b0, b1) for every block of rows, one per thread (rows.run)."""
+    for i in prange(blocks.shape[0]):
+        backward_rows(*args, blocks[i, 0], blocks[i, 1])
+
+
 def forward(p, xs, state0, mask=None, reset=None, approx=None, threads=None):
     W, U, b, b_U = p["W"], p["U"], p["b"], p["b_U"]
     (h0,) = state0
@@ -92,7 +106,7 @@ def forward(p, xs, state0, mask=None, reset=None, approx=None, threads=None):
     hs, ah_ns = aligned.empty((T, B, H), table.dtype), aligned.empty((T, B, H), table.dtype)
     m, r = rows.masks(mask, reset, T, B)
     rows.run(forward_rows, (table, ids, gates, pack(U, True), np.ascontiguousarray(b_U), np.ascontiguousarray(h0),
-                            hs, ah_ns, m, r, rows.approximate(approx, table.dtype)), rows.blocks(B, threads))
+                            hs, ah_ns, m, r, rows.approximate(approx, table.dtype)), rows.blocks(B, threads), forward_blocks)
     cache = (xs, state0, hs, gates, ah_ns, mask, reset)
     return hs, (hs[-1].copy(),), cache
 
@@ -106,7 +120,7 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None)
     m, r = rows.masks(mask, reset, T, B)
     rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), pack(U, False),
                              gates, ah_ns, np.ascontiguousarray(h0), hs, m, r, rows.clip(clip_dh, gates.dtype),
-                             rows.trace(dh_trace, gates.dtype), daxs, dahs, dh0), rows.blocks(B, threads))
+                             rows.trace(dh_trace, gates.dtype), daxs, dahs, dh0), rows.blocks(B, threads), backward_blocks)
     dU = recurrent_grad(dahs, h0, hs, reset)
     db_U = dahs.reshape(T * B, 3 * H).sum(axis=0)
     dW, dxs, db = project_backward(W, xs, daxs)

@@ -10,7 +10,7 @@ once per window (packed.pack): U^T for the forward GEMM, U for the backward one.
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from . import aligned, rows
 from .packed import gemm, pack
@@ -92,6 +92,20 @@ def backward_rows(dhs, dh_T, dc_T, U, gates, c0, cs, tanh_cs, mask, reset, clip,
     dh0[b0:b1], dc0[b0:b1] = dh_next, dc_next
 
 
+@njit(**rows.PARALLEL)
+def forward_blocks(args, blocks):
+    """forward_rows(*args, b0, b1) for every block of rows, one per thread (rows.run)."""
+    for i in prange(blocks.shape[0]):
+        forward_rows(*args, blocks[i, 0], blocks[i, 1])
+
+
+@njit(**rows.PARALLEL)
+def backward_blocks(args, blocks):
+    """backward_rows(*args, b0, b1) for every block of rows, one per thread (rows.run)."""
+    for i in prange(blocks.shape[0]):
+        backward_rows(*args, blocks[i, 0], blocks[i, 1])
+
+
 def forward(p, xs, state0, mask=None, reset=None, approx=None, threads=None):
     W, U, b, b_U = p["W"], p["U"], p["b"], p["b_U"]
     h0, c0 = (np.ascontiguousarray(s) for s in state0)
@@ -101,7 +115,7 @@ def forward(p, xs, state0, mask=None, reset=None, approx=None, threads=None):
     hs, cs, tanh_cs = (aligned.empty((T, B, H), table.dtype) for _ in range(3))
     m, r = rows.masks(mask, reset, T, B)
     rows.run(forward_rows, (table, ids, gates, pack(U, True), h0, c0, hs, cs, tanh_cs, m, r,
-                            rows.approximate(approx, table.dtype)), rows.blocks(B, threads))
+                            rows.approximate(approx, table.dtype)), rows.blocks(B, threads), forward_blocks)
     cache = (xs, state0, hs, cs, tanh_cs, gates, mask, reset)
     return hs, (hs[-1].copy(), cs[-1].copy()), cache
 
@@ -116,7 +130,7 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None)
     rows.run(backward_rows, (np.ascontiguousarray(dhs), *(np.ascontiguousarray(d) for d in dstate_T),
                              pack(U, False), gates, np.ascontiguousarray(c0), cs, tanh_cs, m, r,
                              rows.clip(clip_dh, gates.dtype), rows.trace(dh_trace, gates.dtype), das, dh0, dc0),
-             rows.blocks(B, threads))
+             rows.blocks(B, threads), backward_blocks)
     dU = recurrent_grad(das, h0, hs, reset)
     dW, dxs, db = project_backward(W, xs, das)
     return dxs, (dh0, dc0), {"W": dW, "U": dU, "b": db, "b_U": db.copy()}

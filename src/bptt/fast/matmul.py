@@ -9,12 +9,27 @@ docs/fast-engine.md).
 """
 
 import numpy as np
+from numba import njit, prange
 
 from . import aligned, rows
 from .packed import MR, gemm_rows, gemm_tn, pack
 
 
 MIN_FLOP = 2e7       # below this a product runs on one thread: starting a second costs ~0.1 ms
+
+
+@njit(**rows.PARALLEL)
+def gemm_tn_blocks(args, blocks):
+    """gemm_tn(*args, b0, b1) for every block of rows, one per thread (rows.run)."""
+    for i in prange(blocks.shape[0]):
+        gemm_tn(*args, blocks[i, 0], blocks[i, 1])
+
+
+@njit(**rows.PARALLEL)
+def gemm_rows_blocks(args, blocks):
+    """gemm_rows(*args, b0, b1) for every block of rows, one per thread (rows.run)."""
+    for i in prange(blocks.shape[0]):
+        gemm_rows(*args, blocks[i, 0], blocks[i, 1])
 
 
 def parts(M, threads=None, flop=MIN_FLOP):
@@ -40,10 +55,10 @@ def matmul(A, B, threads=None):
         C[...] = 0
         return C
     if A.strides[1] != size and A.strides[0] == size:             # A = X^T, X (K, M) with contiguous rows
-        rows.run(gemm_tn, (A.T, _rows(B), C, 0.0), parts(M, threads, flop))
+        rows.run(gemm_tn, (A.T, _rows(B), C, 0.0), parts(M, threads, flop), gemm_tn_blocks)
         return C
     Bp = pack(B.T, True) if B.strides[0] == size and B.strides[1] != size else pack(B, False)
-    rows.run(gemm_rows, (_rows(A), Bp, C, 0.0), parts(M, threads, flop))
+    rows.run(gemm_rows, (_rows(A), Bp, C, 0.0), parts(M, threads, flop), gemm_rows_blocks)
     return C
 
 

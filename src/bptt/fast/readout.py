@@ -17,7 +17,7 @@ The same numbers as losses.cross_entropy on engine.readout, up to round-off (tes
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from . import aligned, rows
 from .matmul import MIN_FLOP
@@ -64,6 +64,13 @@ def cross_entropy_rows(h, VTp, Vp, c, y, w, dh, dVs, dcs, values, starts, approx
     values[slot] = total
 
 
+@njit(**rows.PARALLEL)
+def cross_entropy_blocks(args, blocks):
+    """cross_entropy_rows(*args, b0, b1) for every block of rows, one per thread (rows.run)."""
+    for i in prange(blocks.shape[0]):
+        cross_entropy_rows(*args, blocks[i, 0], blocks[i, 1])
+
+
 def cross_entropy(h, V, c, y, w, threads=None):
     """Loss and gradients of the readout rows h (N, H): (L, dV, dc, dh), with V (K, H), c (K,),
     y (N,) class ids and w (N,) the rows' weights. As losses.cross_entropy(engine.readout(h)) then
@@ -78,7 +85,7 @@ def cross_entropy(h, V, c, y, w, threads=None):
     starts = np.array([n0 for n0, _ in parts], np.int64)
     rows.run(cross_entropy_rows, (h, pack(V, True), pack(V, False), c, np.ascontiguousarray(y),
                                   w.astype(h.dtype, copy=False), dh, dVs, dcs, values, starts,
-                                  rows.approximate(None, h.dtype)), parts)
+                                  rows.approximate(None, h.dtype)), parts, cross_entropy_blocks)
     dV, dc = dVs[0], dcs[0]
     for i in range(1, len(parts)):
         dV += dVs[i]

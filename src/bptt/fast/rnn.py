@@ -7,7 +7,7 @@ Per step, one GEMM and one pass over the row:
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ..cells.rnn import GATES, STATE, init_params, step_jacobian   # noqa: F401  the cell's interface
 from . import aligned, rows
@@ -78,6 +78,20 @@ def backward_rows(dhs, dh_T, U, hs, mask, reset, f, clip, trace, das, dh0, b0, b
     dh0[b0:b1] = dh_next
 
 
+@njit(**rows.PARALLEL)
+def forward_blocks(args, blocks):
+    """forward_rows(*args, b0, b1) for every block of rows, one per thread (rows.run)."""
+    for i in prange(blocks.shape[0]):
+        forward_rows(*args, blocks[i, 0], blocks[i, 1])
+
+
+@njit(**rows.PARALLEL)
+def backward_blocks(args, blocks):
+    """backward_rows(*args, b0, b1) for every block of rows, one per thread (rows.run)."""
+    for i in prange(blocks.shape[0]):
+        backward_rows(*args, blocks[i, 0], blocks[i, 1])
+
+
 def forward(p, xs, state0, mask=None, reset=None, nonlinearity="tanh", approx=None, threads=None):
     W, U, b, b_U = p["W"], p["U"], p["b"], p["b_U"]
     (h0,) = state0
@@ -86,7 +100,7 @@ def forward(p, xs, state0, mask=None, reset=None, nonlinearity="tanh", approx=No
     hs = aligned.empty((T, B, H), table.dtype)
     m, r = rows.masks(mask, reset, T, B)
     rows.run(forward_rows, (table, ids, hs, pack(U, True), np.ascontiguousarray(h0), m, r, CODES[nonlinearity],
-                            rows.approximate(approx, table.dtype)), rows.blocks(B, threads))
+                            rows.approximate(approx, table.dtype)), rows.blocks(B, threads), forward_blocks)
     cache = (xs, state0, hs, mask, reset, nonlinearity)
     return hs, (hs[-1].copy(),), cache
 
@@ -100,7 +114,7 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None)
     m, r = rows.masks(mask, reset, T, B)
     rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), pack(U, False),
                              hs, m, r, CODES[nonlinearity], rows.clip(clip_dh, hs.dtype),
-                             rows.trace(dh_trace, hs.dtype), das, dh0), rows.blocks(B, threads))
+                             rows.trace(dh_trace, hs.dtype), das, dh0), rows.blocks(B, threads), backward_blocks)
     dU = recurrent_grad(das, h0, hs, reset)
     dW, dxs, db = project_backward(W, xs, das)
     return dxs, (dh0,), {"W": dW, "U": dU, "b": db, "b_U": db.copy()}

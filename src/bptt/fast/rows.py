@@ -2,16 +2,29 @@
 
 The rows of a batch are independent recurrences, so the batch splits into blocks of rows that
 run side by side with no synchronisation inside the time loop: each block is one call of the
-compiled loop on its own thread (the loops release the GIL). The per-step GEMMs inside the loop
-are single-threaded (packed.py), so there is one thread per core and no second pool competing.
+compiled loop on a core of its own. The per-step GEMMs inside the loop are single-threaded
+(packed.py), so there is one thread per core and no second pool competing.
+
+Each kernel has a parallel form, compiled with numba's `prange` over the blocks:
+
+    @njit(**rows.PARALLEL)
+    def forward_blocks(args, blocks):
+        for i in prange(blocks.shape[0]):
+            forward_rows(*args, blocks[i, 0], blocks[i, 1])
+
+numba runs it on its own pool of threads (OpenMP where libgomp is installed, its workqueue
+otherwise), which stay alive between calls: starting a Python thread per call and handing it
+the GIL cost 0.2 to 0.4 ms per call on this machine, about ten times per training step
+(docs/fast-engine.md). An exception raised inside a prange is lost, so the kernels that run
+this way must not raise: their arguments are checked before they are called.
 """
 
 import os
-import threading
-
+import numba
 import numpy as np
 
 MIN_ROWS = 8          # below this many rows per block a step is too small to share
+PARALLEL = {"parallel": True, "nogil": True, "cache": True}       # a kernel's parallel form
 
 
 def threads_available():
@@ -30,27 +43,14 @@ def blocks(B, threads=None):
     return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
 
 
-def run(kernel, args, parts):
-    """kernel(*args, b0, b1) for every block (b0, b1) of rows, each block on its own thread."""
+def run(kernel, args, parts, on_threads):
+    """kernel(*args, b0, b1) for every block (b0, b1) of rows: one block in this thread, several
+    through on_threads(args, blocks), the kernel's parallel form, one block per thread."""
     if len(parts) == 1:
         kernel(*args, *parts[0])
         return
-    errors = []
-
-    def work(b0, b1):
-        try:
-            kernel(*args, b0, b1)
-        except BaseException as e:             # re-raised in the caller's thread
-            errors.append(e)
-
-    workers = [threading.Thread(target=work, args=part) for part in parts[1:]]
-    for w in workers:
-        w.start()
-    work(*parts[0])
-    for w in workers:
-        w.join()
-    if errors:
-        raise errors[0]
+    numba.set_num_threads(min(len(parts), numba.config.NUMBA_NUM_THREADS))
+    on_threads(args, np.array(parts, np.int64).reshape(-1, 2))
 
 
 def masks(mask, reset, T, B):

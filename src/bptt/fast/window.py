@@ -22,7 +22,7 @@ grouped by token (float round-off differs, nothing else).
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ..cells.common import previous
 from .. import inputs
@@ -82,6 +82,13 @@ def _recurrent_grad_rows(da0, h0, das, hs, dU, m0, m1):
     gemm_tn(das, hs, dU, 1.0, m0, m1)
 
 
+@njit(**rows.PARALLEL)
+def _recurrent_grad_blocks(args, blocks):
+    """_recurrent_grad_rows(*args, b0, b1) for every block of rows, one per thread (rows.run)."""
+    for i in prange(blocks.shape[0]):
+        _recurrent_grad_rows(*args, blocks[i, 0], blocks[i, 1])
+
+
 def recurrent_grad(das, h0, hs, reset):
     """dU = sum_t da_t^T h_{t-1} (G, H), the rows of dU split over the cores; with no resets h_{t-1}
     is read in place from hs (steps 1..T-1) and h0 (step 0), not copied."""
@@ -91,5 +98,6 @@ def recurrent_grad(das, h0, hs, reset):
         return matmul(das.reshape(T * B, G).T, previous(h0, hs, reset).reshape(T * B, H))
     dU = aligned.empty((G, H), das.dtype)
     rows.run(_recurrent_grad_rows, (das[0], np.ascontiguousarray(h0, das.dtype), das[1:].reshape((T - 1) * B, G),
-                                    hs[:-1].reshape((T - 1) * B, H), dU), parts(G, flop=2.0 * T * B * G * H))
+                                    hs[:-1].reshape((T - 1) * B, H), dU), parts(G, flop=2.0 * T * B * G * H),
+             _recurrent_grad_blocks)
     return dU
