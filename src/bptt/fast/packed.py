@@ -69,31 +69,26 @@ def _panels(K, N, like):
 
 @njit(**JIT)
 def pack(B, trans):
-    """Panels (P, K, NC) of B (K, N), or of B^T when trans (B given as (N, K)); P = ceil(N / NC)."""
+    """Panels (P, K, NC) of B (K, N), or of B^T when trans (B given as (N, K)); P = ceil(N / NC).
+    Panel p, row k holds B[k, p NC + jj] (B[p NC + jj, k] when trans) for jj < NC, zero beyond N."""
     K, N = (B.shape[1], B.shape[0]) if trans else (B.shape[0], B.shape[1])
     Bp = _panels(K, N, B)
     NC = Bp.shape[2]
-    if trans:                          # in 16 x 16 blocks: B[j, k] read along rows, written down panels
-        flat = Bp.reshape(-1)
-        for j0 in range(0, N, 16):
+    for p in range(Bp.shape[0]):
+        j0, w = p * NC, min(NC, N - p * NC)
+        panel = Bp[p]
+        if trans:                      # 16 columns of B at a time: B's rows read along, the panel's rows written along
             for k0 in range(0, K, 16):
-                for j in range(j0, min(j0 + 16, N)):
-                    base = (j // NC) * K * NC + j % NC       # &Bp[j // NC, 0, j % NC]
+                for jj in range(w):
+                    row = B[j0 + jj]
                     for k in range(k0, min(k0 + 16, K)):
-                        flat[base + k * NC] = B[j, k]
-    else:
-        _pack_rows(B, Bp)
+                        panel[k, jj] = row[k]
+        else:                          # loops, not slice assignments: they vectorise (2x faster)
+            for k in range(K):
+                src, dst = B[k, j0:j0 + w], panel[k]
+                for jj in range(w):
+                    dst[jj] = src[jj]
     return Bp
-
-
-@njit(inline="always")
-def _pack_rows(B, Bp):
-    """Bp[:, :K] = the panels of B (K, N): row k of B split into the rows k of the panels."""
-    K, N = B.shape
-    NC = Bp.shape[2]
-    for k in range(K):
-        for j0 in range(0, N, NC):
-            Bp[j0 // NC, k, :min(NC, N - j0)] = B[k, j0:j0 + NC]
 
 
 def _array(context, builder, ty, value):
@@ -220,17 +215,6 @@ def gemm(A, Bp, C, beta):
             for q in range(r):
                 for jj in range(N - j):
                     C[i + q, j + jj] = tile[q, jj] + beta * C[i + q, j + jj] if beta != 0 else tile[q, jj]
-
-
-@njit(inline="always")
-def _transpose(X, XT):
-    """XT (M, K) = X (K, M)^T, in square blocks that stay in L1."""
-    K, M = X.shape
-    for k0 in range(0, K, 16):
-        for i0 in range(0, M, 16):
-            for k in range(k0, min(k0 + 16, K)):
-                for i in range(i0, min(i0 + 16, M)):
-                    XT[i, k] = X[k, i]
 
 
 @njit(**JIT)
