@@ -46,18 +46,18 @@ def scatter_rows(num_rows, ids, d):
 
 def input_table(W, b, xs, b_U=None):
     """(table, ids) with W x_t + b (+ b_U) = table[ids[t, b]] for every t and row b: table (V, G)
-    for ids, (T B, G) for float inputs (then ids[t, b] = t B + b)."""
+    for ids, (T B, G) for float inputs (then ids[t, b] = t B + b). The biases are added in one pass,
+    as b + b_U."""
+    bias = b if b_U is None else b + b_U
     if isinstance(xs, Embedded):
         table, ids = matmul(xs.E, W.T), np.ascontiguousarray(xs.ids)
-        table += b
+        table += bias
     elif is_ids(xs):
-        table, ids = W.T + b, np.ascontiguousarray(xs)
+        table, ids = W.T + bias, np.ascontiguousarray(xs)
     else:
         T, B, D = xs.shape
-        table = inputs.project(W, b, xs, matmul).reshape(T * B, -1)
+        table = inputs.project(W, bias, xs, matmul).reshape(T * B, -1)
         ids = np.arange(T * B).reshape(T, B)
-    if b_U is not None:
-        table += b_U
     return table, ids
 
 
