@@ -79,7 +79,7 @@ print("ok")
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("K, M, N", [(1, 1, 1), (7, 5, 3), (300, 13, 65), (0, 6, 4), (513, 31, 33), (2016, 64, 256),
-                                     (150, 200, 1100)])          # the last: C in several passes of rows
+                                     (40, 20, 90), (150, 200, 1100)])     # 90: a 2-vector last panel; 1100: C in passes
 @pytest.mark.parametrize("beta", [0.0, 1.0])
 def test_gemm_tn_rows(dtype, K, M, N, beta):
     rng = np.random.default_rng(K + M + N)
@@ -139,3 +139,26 @@ def test_matmul_bad_shapes():
         matmul(np.ones((2, 3)), np.ones((4, 5)))
     with pytest.raises(ValueError, match="shapes of A"):
         packed.gemm(np.ones((2, 3)), packed.pack(np.ones((4, 5)), False), np.ones((2, 5)), 0.0)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("T", [1, 2, 5])
+@pytest.mark.parametrize("with_reset", [False, True])
+def test_recurrent_grad(threads, T, with_reset):
+    """dU = sum_t da_t^T h_{t-1} with h_{-1} = h0 and reset rows zeroed, on 1 to 3 blocks of dU's rows
+    (the parallel path) and with a last panel narrower than the kernel's."""
+    from bptt.fast import window
+
+    rng = np.random.default_rng(T + threads)
+    B, G, H = 7, 150, 70
+    das, hs, h0 = rng.standard_normal((T, B, G)), rng.standard_normal((T, B, H)), rng.standard_normal((B, H))
+    reset = rng.random((T, B, 1)) < 0.3 if with_reset else None
+    want = np.zeros((G, H))
+    for t in range(T):
+        h_prev = (h0 if t == 0 else hs[t - 1]) * (1 if reset is None else ~reset[t])
+        want += das[t].T @ h_prev
+    assert len(parts(G, threads)) == threads
+    got = window.recurrent_grad(das, h0, hs, reset, threads)
+    assert got.shape == (G, H) and rel_err(got, want) < 1e-13
+    f32 = window.recurrent_grad(das.astype(np.float32), h0.astype(np.float32), hs.astype(np.float32), reset, threads)
+    assert f32.dtype == np.float32 and rel_err(f32, want) < 3e-6

@@ -89,15 +89,15 @@ def _recurrent_grad_blocks(args, blocks):
         _recurrent_grad_rows(*args, blocks[i, 0], blocks[i, 1])
 
 
-def recurrent_grad(das, h0, hs, reset):
-    """dU = sum_t da_t^T h_{t-1} (G, H), the rows of dU split over the cores; with no resets h_{t-1}
-    is read in place from hs (steps 1..T-1) and h0 (step 0), not copied."""
+def recurrent_grad(das, h0, hs, reset, threads=None):
+    """dU = sum_t da_t^T h_{t-1} (G, H), the rows of dU split over the cores (threads: as matmul.parts);
+    with no resets h_{t-1} is read in place from hs (steps 1..T-1) and h0 (step 0), not copied."""
     T, B, G = das.shape
     H = hs.shape[2]
     if reset is not None:
-        return matmul(das.reshape(T * B, G).T, previous(h0, hs, reset).reshape(T * B, H))
+        return matmul(das.reshape(T * B, G).T, previous(h0, hs, reset).reshape(T * B, H), threads)
     dU = aligned.empty((G, H), das.dtype)
     rows.run(_recurrent_grad_rows, (das[0], np.ascontiguousarray(h0, das.dtype), das[1:].reshape((T - 1) * B, G),
-                                    hs[:-1].reshape((T - 1) * B, H), dU), parts(G, flop=2.0 * T * B * G * H),
+                                    hs[:-1].reshape((T - 1) * B, H), dU), parts(G, threads, 2.0 * T * B * G * H),
              _recurrent_grad_blocks)
     return dU
