@@ -162,3 +162,25 @@ def test_recurrent_grad(threads, T, with_reset):
     assert got.shape == (G, H) and rel_err(got, want) < 1e-13
     f32 = window.recurrent_grad(das.astype(np.float32), h0.astype(np.float32), hs.astype(np.float32), reset, threads)
     assert f32.dtype == np.float32 and rel_err(f32, want) < 3e-6
+
+
+def _product_in_child(A, B, queue):
+    queue.put(float(np.abs(matmul(A, B, threads=2) - A @ B).max()))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX")
+def test_forked_child_runs_the_blocks_itself():
+    """GNU OpenMP terminates a forked child that starts a parallel region after its parent did; the
+    child runs the blocks one after the other instead, and gets the same product."""
+    import multiprocessing
+
+    rng = np.random.default_rng(3)
+    A, B = rng.standard_normal((400, 300)), rng.standard_normal((300, 200))
+    assert rel_err(matmul(A, B, threads=2), A @ B) < 1e-13          # the parent uses the pool first
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_product_in_child, args=(A, B, queue))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 0
+    assert queue.get(timeout=10) < 1e-10

@@ -17,14 +17,22 @@ otherwise), which stay alive between calls: starting a Python thread per call an
 the GIL cost 0.2 to 0.4 ms per call on this machine, about ten times per training step
 (docs/fast-engine.md). An exception raised inside a prange is lost, so the kernels that run
 this way must not raise: their arguments are checked before they are called.
+
+GNU OpenMP does not survive fork(): a child that starts a parallel region after its parent used
+one is terminated. In a process forked from another, the blocks therefore run one after the other
+in the calling thread (correct, one core); processes started by spawn are unaffected.
 """
 
 import os
+
 import numba
 import numpy as np
 
 MIN_ROWS = 8          # below this many rows per block a step is too small to share
 PARALLEL = {"parallel": True, "nogil": True, "cache": True}       # a kernel's parallel form
+_process = {"forked": False}                                       # set in the child of a fork()
+if hasattr(os, "register_at_fork"):                               # POSIX
+    os.register_at_fork(after_in_child=lambda: _process.update(forked=True))
 
 
 def threads_available():
@@ -45,9 +53,11 @@ def blocks(B, threads=None):
 
 def run(kernel, args, parts, on_threads):
     """kernel(*args, b0, b1) for every block (b0, b1) of rows: one block in this thread, several
-    through on_threads(args, blocks), the kernel's parallel form, one block per thread."""
-    if len(parts) == 1:
-        kernel(*args, *parts[0])
+    through on_threads(args, blocks), the kernel's parallel form, one block per thread (in a forked
+    process: one after the other, module docstring)."""
+    if len(parts) == 1 or _process["forked"]:
+        for b0, b1 in parts:
+            kernel(*args, b0, b1)
         return
     numba.set_num_threads(min(len(parts), numba.config.NUMBA_NUM_THREADS))
     on_threads(args, np.array(parts, np.int64).reshape(-1, 2))
