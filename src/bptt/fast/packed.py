@@ -187,6 +187,21 @@ def _tile(typingctx, A, Bk, C, beta, rows, nv):
     return types.void(A, Bk, C, A.dtype, rows, nv), codegen
 
 
+@njit(inline="always")
+def _narrow_tile(A, panel, tile, C, beta, rows, vectors):
+    """C[:rows, :w] = A[:rows] @ panel[:, :w] + beta C, w = C's columns < NC: the product on as few
+    vectors as cover w (`vectors`, 1 .. NV), into tile (MR, NC), then its first w columns into C."""
+    if vectors == 1:
+        _tile(A, panel, tile, 0.0, rows, 1)
+    elif vectors == 2:
+        _tile(A, panel, tile, 0.0, rows, 2)
+    else:
+        _tile(A, panel, tile, 0.0, rows, NV)
+    for q in range(rows):
+        for jj in range(C.shape[1]):
+            C[q, jj] = tile[q, jj] + beta * C[q, jj] if beta != 0 else tile[q, jj]
+
+
 @njit(**JIT)
 def gemm(A, Bp, C, beta):
     """C = A B + beta C with Bp = pack(B, ...): A (M, K), C (M, N), rows of each contiguous."""
@@ -206,15 +221,7 @@ def gemm(A, Bp, C, beta):
         vectors = -(-(N - j) * NV // NC)
         for i in range(0, M, MR):
             r = min(MR, M - i)
-            if vectors == 1:
-                _tile(A[i:i + r], Bp[full], tile, 0.0, r, 1)
-            elif vectors == 2:
-                _tile(A[i:i + r], Bp[full], tile, 0.0, r, 2)
-            else:
-                _tile(A[i:i + r], Bp[full], tile, 0.0, r, NV)
-            for q in range(r):
-                for jj in range(N - j):
-                    C[i + q, j + jj] = tile[q, jj] + beta * C[i + q, j + jj] if beta != 0 else tile[q, jj]
+            _narrow_tile(A[i:i + r], Bp[full], tile, C[i:i + r, j:], beta, r, vectors)
 
 
 @njit(**JIT)
@@ -231,9 +238,9 @@ def gemm_tn(X, Y, C, beta, m0, m1):
     NC = width(C.itemsize)
     full = N // NC
     mc = max(MR, TN_C_BYTES // max(1, N * C.itemsize) // MR * MR)
-    edge = np.zeros((min(KB, max(K, 1)), NC), C.dtype)     # the last, narrow panel of a block
+    vectors = -(-(N - full * NC) * NV // NC)                # of the last, narrow panel (0: none)
+    edge = np.zeros((min(KB, K) if vectors else 0, NC), C.dtype)      # that panel of a block of Y
     tile = np.empty((MR, NC), C.dtype)
-    vectors = -(-(N - full * NC) * NV // NC)
     for i0 in range(m0, m1, mc):
         i1 = min(i0 + mc, m1)
         if K == 0:                                          # C = beta C
@@ -254,16 +261,7 @@ def gemm_tn(X, Y, C, beta, m0, m1):
             edge[:kc, :N - j] = Y[k0:k0 + kc, j:]
             for i in range(i0, i1, MR):
                 r = min(MR, i1 - i)
-                A = X[k0:k0 + kc, i:i + r].T
-                if vectors == 1:
-                    _tile(A, edge[:kc], tile, 0.0, r, 1)
-                elif vectors == 2:
-                    _tile(A, edge[:kc], tile, 0.0, r, 2)
-                else:
-                    _tile(A, edge[:kc], tile, 0.0, r, NV)
-                for q in range(r):
-                    for jj in range(N - j):
-                        C[i + q, j + jj] = tile[q, jj] + b * C[i + q, j + jj] if b != 0 else tile[q, jj]
+                _narrow_tile(X[k0:k0 + kc, i:i + r].T, edge[:kc], tile, C[i:i + r, j:], b, r, vectors)
 
 
 @njit(**JIT)
