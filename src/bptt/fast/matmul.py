@@ -1,4 +1,4 @@
-"""A @ B for the fast engine's products outside the time loops, on the engine's own threads.
+"""A @ B for the fast engine's products outside the time loops, on numba's threads (rows.run).
 
 The window-sized products (dU = sum_t da_t^T h_{t-1}, the readout's z = h V^T, dV = dz^T h,
 dh = dz V, the input table E W^T) run here instead of in NumPy's BLAS: the same kernels as the time
@@ -15,7 +15,8 @@ from . import aligned, rows
 from .packed import MR, gemm_rows, gemm_tn, pack
 
 
-MIN_FLOP = 2e7       # below this a product runs on one thread: starting a second costs ~0.1 ms
+MIN_FLOP = 8e6       # below this a product runs on one thread. Measured with numba's pool: a 4.2 MFLOP
+                     # product takes as long on two threads as on one, a 12.6 MFLOP one 12% less
 
 
 @njit(**rows.PARALLEL)
