@@ -34,7 +34,7 @@ def test_gradcheck_exits_1_when_a_check_fails(monkeypatch, capsys):
 
 def test_bad_arguments(capsys):
     assert main(["gradcheck", "--hidden", "0"]) == 2
-    assert "error: --hidden: expected a positive int, got 0" in capsys.readouterr().err
+    assert "error: --hidden: expected a positive int, got '0'" in capsys.readouterr().err
 
 
 def test_python_dash_m():

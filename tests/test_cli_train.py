@@ -72,7 +72,7 @@ def test_resume_from_the_command_line(tmp_path, text, capsys):
 @pytest.mark.parametrize("content,message", [
     (b"", "the file is empty"),
     (b"good line\n\xff\xfe bad bytes\n", "line 2: not valid UTF-8"),
-    (b"tiny", "fewer than 2 per stream for batch_size 3"),
+    (b"tiny", "--batch: 3 streams need at least 6 training tokens (2 per stream)"),
 ])
 def test_bad_training_files(tmp_path, content, message, capsys):
     path = tmp_path / "bad.txt"
@@ -86,16 +86,15 @@ def test_other_errors(tmp_path, text, capsys):
     assert main(["train", "--data", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "r")]) == 2
     assert "missing.txt: file not found" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "nothing"), "--data", text]) == 2
-    assert "no config here; is this a run directory" in capsys.readouterr().err
+    assert "RUN_DIR: " in capsys.readouterr().err
     assert main(["train", "--data", text, "--out", str(tmp_path / "r"), "--window", "8", "--backprop", "4"]) == 2
     assert "backprop: expected k2 >= window" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["train", "--out", "x", "--cell", "transformer"])
+    assert main(["train", "--out", "x", "--cell", "transformer"]) == 2
+    assert capsys.readouterr().err.startswith("error: --cell: invalid choice: 'transformer'")
 
 
 def test_help_lists_every_option(capsys):
-    with pytest.raises(SystemExit):
-        main(["train", "--help"])
+    assert main(["train", "--help"]) == 0
     out = capsys.readouterr().out
     for option in ["--data", "--valid", "--level", "--cell", "--hidden", "--layers", "--embedding", "--batch",
                    "--window", "--steps", "--epochs", "--optimizer", "--lr", "--clip", "--dropout", "--seed",
@@ -107,8 +106,9 @@ def test_classification_from_the_command_line(tmp_path, capsys):
     good = tmp_path / "train.tsv"
     good.write_text("".join(f"{'cat rat' if i % 2 else 'cat mat'} {'sat ' * (i % 3)}\t{i % 2}\n" for i in range(40)))
     run = str(tmp_path / "run")
+    small = [a for a in SMALL if a not in ("--window", "6")]             # no TBPTT windows in classification
     assert main(["train", "--task", "classify", "--data", str(good), "--level", "word", "--out", run,
-                 "--steps", "6", *SMALL]) == 0
+                 "--steps", "6", *small]) == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "prior" in out
     assert main(["eval", run, "--data", str(good), "--json"]) == 0

@@ -73,7 +73,7 @@ def test_a_crash_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, cor
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", crash_on_third_checkpoint)
-    with pytest.raises(OSError, match="simulated crash"):
+    with pytest.raises(checkpoint.FileError, match="checkpoint.safetensors: cannot write .simulated crash"):
         train.train(cfg, tmp_path / "run")
     monkeypatch.setattr(os, "replace", real_replace)
     params, opt_state, carried, progress = train.Run(tmp_path / "run").load()
@@ -109,7 +109,7 @@ def test_learning_reduces_the_validation_loss_below_the_baselines(tmp_path, corp
 
 def test_existing_runs_and_resume_errors(tmp_path, corpus):
     cfg = small(corpus, steps=2)
-    with pytest.raises(ValueError, match="--resume: .* has no checkpoint to resume from"):
+    with pytest.raises(ValueError, match="--resume: .* does not exist; there is no run to resume"):
         train.train(cfg, tmp_path / "run", resume=True)
     train.train(cfg, tmp_path / "run")
     with pytest.raises(ValueError, match="--out: .* already holds a run; pass --resume"):

@@ -6,9 +6,16 @@ sees the old file or the new one, never half of one.
 
 Arrays go to safetensors (the weights, the optimiser state, the carried hidden state); the small
 things that make a resume exact (step, position, RNG state, schedule) go in the same file's
-metadata as JSON, so one rename commits all of them together.
+metadata as JSON, so one rename commits all of them together. The metadata also holds the
+SHA-256 of the tensors (names, dtypes, shapes and bytes), checked on every load: a flipped bit is
+an error, never a silently different model.
+
+A write that fails (a full disk, a read-only directory) raises FileError naming the file; the
+previous version of the file is untouched and the temporary is removed.
 """
 
+import errno
+import hashlib
 import json
 import os
 import tempfile
@@ -19,10 +26,32 @@ from safetensors import safe_open
 from safetensors.numpy import save
 
 META_KEY = "bptt"
+CHECKSUM_KEY = "bptt.sha256"
+TEMPORARY = ".{name}.*.tmp"                 # the glob of write_bytes_atomic's temporaries of a file
+
+
+class FileError(ValueError):
+    """A file of a run could not be written or read; the message names it and says what is kept."""
+
+
+def os_error(path, e, kept=True):
+    """FileError for an OSError e while writing path."""
+    reason = e.strerror or str(e)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        reason += " (the disk is full or the file too large)"
+    tail = "; its previous version is kept" if kept and Path(path).exists() else ""
+    return FileError(f"{path}: cannot write ({reason}){tail}")
 
 
 def write_bytes_atomic(path, data):
     path = Path(path)
+    try:
+        _write_atomic(path, data)
+    except OSError as e:
+        raise os_error(path, e) from None
+
+
+def _write_atomic(path, data):
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         umask = os.umask(0)
@@ -51,25 +80,45 @@ def read_json(path, what):
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise ValueError(f"{path}: no {what} here; is this a run directory made by 'bptt train'?") from None
+        raise FileError(f"{path}: no {what} here; is this a run directory made by 'bptt train'?") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not a valid {what} file ({e})") from None
+        raise FileError(f"{path}: not a valid {what} file ({e})") from None
+    except OSError as e:
+        raise FileError(f"{path}: cannot read the {what} ({e.strerror})") from None
+
+
+def checksum(arrays):
+    """SHA-256 (hex) of the arrays' names, dtypes, shapes and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.data)
+    return h.hexdigest()
 
 
 def save_arrays(path, arrays, meta):
     """arrays: {name: np.ndarray}; meta: anything JSON can hold."""
     tensors = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
-    write_bytes_atomic(path, save(tensors, metadata={META_KEY: json.dumps(meta, sort_keys=True)}))
+    metadata = {META_KEY: json.dumps(meta, sort_keys=True), CHECKSUM_KEY: checksum(tensors)}
+    write_bytes_atomic(path, save(tensors, metadata=metadata))
 
 
 def load_arrays(path):
-    """Returns (arrays, meta) from a file written by save_arrays."""
+    """Returns (arrays, meta) from a file written by save_arrays, after checking its checksum."""
     if not Path(path).is_file():
-        raise ValueError(f"{path}: no checkpoint here; is this a run directory made by 'bptt train'?")
+        raise FileError(f"{path}: no checkpoint here; is this a run directory made by 'bptt train'?")
     try:
         with safe_open(str(path), framework="np") as f:
-            meta = json.loads(f.metadata()[META_KEY])
+            metadata = f.metadata() or {}
+            meta = json.loads(metadata[META_KEY])
             arrays = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is no dict)
     except Exception as e:  # safetensors raises its own error types for truncated or foreign files
-        raise ValueError(f"{path}: not a readable bptt checkpoint ({type(e).__name__}: {e})") from None
+        raise FileError(f"{path}: not a readable bptt checkpoint ({type(e).__name__}: {e})") from None
+    expected = metadata.get(CHECKSUM_KEY)                   # absent in files written before checksums
+    if expected is not None and checksum(arrays) != expected:
+        raise FileError(f"{path}: corrupted: its tensors do not match the checksum written with them "
+                        f"(a changed byte on disk); restore the file from a copy")
+    if not isinstance(meta, dict):
+        raise FileError(f"{path}: not a bptt checkpoint (its metadata is {type(meta).__name__}, expected an object)")
     return arrays, meta

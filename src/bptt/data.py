@@ -77,7 +77,8 @@ def tokenize(text, level):
     return [token for line in lines for token in line.split() + [EOS]]
 
 
-def _listing(items):
+def listing(items):
+    """Up to SHOWN items as a readable list, and how many more."""
     shown = ", ".join(map(repr, items[:SHOWN]))
     return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
 
@@ -120,14 +121,14 @@ class Vocab:
         if self.level == "char":
             bad = [t for t in self.tokens if len(t) != 1]
             if bad:
-                raise ValueError(f"vocab: expected single characters for level='char', got {_listing(bad)}")
+                raise ValueError(f"vocab: expected single characters for level='char', got {listing(bad)}")
         else:
             missing = [t for t in (EOS, UNK) if t not in self.tokens]
             if missing:
-                raise ValueError(f"vocab: a word vocabulary must hold '<eos>' and '<unk>'; missing {_listing(missing)}")
+                raise ValueError(f"vocab: a word vocabulary must hold '<eos>' and '<unk>'; missing {listing(missing)}")
             bad = [t for t in self.tokens if t.split() != [t]]
             if bad:
-                raise ValueError(f"vocab: expected words without whitespace for level='word', got {_listing(bad)}")
+                raise ValueError(f"vocab: expected words without whitespace for level='word', got {listing(bad)}")
 
     @property
     def size(self):
@@ -150,7 +151,7 @@ class Vocab:
             return np.array([index.get(t, unk) for t in tokens], dtype=np.int64)
         unknown = sorted(set(tokens) - index.keys())
         if unknown:
-            raise ValueError(f"text: characters not in the training vocabulary of {self.size}: {_listing(unknown)}; "
+            raise ValueError(f"text: characters not in the training vocabulary of {self.size}: {listing(unknown)}; "
                              "build the vocabulary from text that contains them")
         return np.array([index[t] for t in tokens], dtype=np.int64)
 
@@ -316,8 +317,8 @@ class LabelSet:
         """labels (list of str) -> ids (N,) int64; a label not seen in training is an error."""
         unknown = sorted(set(labels) - self.index.keys())
         if unknown:
-            raise ValueError(f"labels: not in the training label set of {self.size} ({_listing(list(self.labels))}): "
-                             f"{_listing(unknown)}")
+            raise ValueError(f"labels: not in the training label set of {self.size} ({listing(list(self.labels))}): "
+                             f"{listing(unknown)}")
         return np.array([self.index[s] for s in labels], dtype=np.int64)
 
     def decode(self, ids):
@@ -357,8 +358,20 @@ def _rows(path, text, delimiter):
         raise ValueError(f"{path}: line {start}: {e}") from None
 
 
-def read_labeled(path, level):
-    """texts, labels: the examples of a .tsv/.txt (text<TAB>label) or .csv (text,label) file."""
+HEADER_LABELS = {"label", "labels", "class", "category", "target", "sentiment", "y", "tag"}
+HEADER_TEXTS = {"text", "texts", "sentence", "review", "document", "content", "input", "x", "tweet"}
+
+
+def read_labeled(path, level, with_header=False):
+    """texts, labels: the examples of a .tsv/.txt (text<TAB>label) or .csv (text,label) file.
+
+    A first line that reads as a header (a label found on no other line, and a column name such as
+    "text" or "label") is skipped; with_header=True also returns it (or None) as a third value."""
+    texts, labels, header = _read_labeled(path, level)
+    return (texts, labels, header) if with_header else (texts, labels)
+
+
+def _read_labeled(path, level):
     one_of("level", level, LEVELS)
     suffix = Path(path).suffix.lower()
     if suffix not in DELIMITERS:
@@ -384,9 +397,15 @@ def read_labeled(path, level):
             raise ValueError(f"{path}: line {n}: the label is empty")
         texts.append(example)
         labels.append(label)
+    header = None
+    if texts and labels.count(labels[0]) == 1 and (labels[0].lower() in HEADER_LABELS or
+                                                   texts[0].strip().lower() in HEADER_TEXTS):
+        header = (texts[0].strip(), labels[0])
+        texts, labels = texts[1:], labels[1:]
     if not texts:
-        raise ValueError(f"{path}: no examples (only blank lines); expected {form} lines")
-    return texts, labels
+        raise ValueError(f"{path}: no examples (only blank lines{' and a header' if header else ''}); "
+                         f"expected {form} lines")
+    return texts, labels, header
 
 
 def pad_batch(seqs, pad_id=0):

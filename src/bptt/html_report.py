@@ -5,6 +5,8 @@ import base64
 import html
 from pathlib import Path
 
+from . import checkpoint
+
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
 h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
@@ -43,5 +45,5 @@ def write(path, title, sections, intro=""):
         if rows:
             parts.append(table(rows))
     parts.append("</body></html>")
-    Path(path).write_text("\n".join(parts), encoding="utf-8")
+    checkpoint.write_bytes_atomic(path, "\n".join(parts).encode("utf-8"))
     return Path(path)

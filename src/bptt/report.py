@@ -11,13 +11,18 @@ def compact(n):
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e4 else str(n)
 
 
+def plural(n, word, words=None):
+    return f"{n:,} {word if n == 1 else words or word + 's'}"
+
+
 class TrainDisplay:
     """Receives train.train's events. A tqdm bar (step, loss, tokens/s, gradient norm, ETA) on a
-    terminal; plain lines every few logs elsewhere (CI logs, pipes)."""
+    terminal; plain lines every few logs elsewhere (CI logs, pipes). The header describes the run
+    as it really runs: the config of the start record (the saved one when resuming)."""
 
-    def __init__(self, cfg, stream=None):
+    def __init__(self, stream=None):
         stream = stream or sys.stderr
-        self.cfg, self.stream, self.bar, self.logs = cfg, stream, None, 0
+        self.cfg, self.stream, self.bar, self.logs, self.per_epoch = None, stream, None, 0, None
         self.interactive = stream.isatty()
 
     def __call__(self, kind, record):
@@ -29,25 +34,44 @@ class TrainDisplay:
         else:
             print(line, file=self.stream, flush=True)
 
+    def epochs(self, progress):
+        """How many passes over the training data progress has made, e.g. "0.38 epochs"."""
+        if not self.per_epoch:
+            return plural(progress.epoch, "epoch")
+        done = progress.epoch + progress.window / self.per_epoch
+        return "1 epoch" if done == 1 else f"{done:.2f} epochs".replace(".00 ", " ")
+
     def start(self, r):
-        c = self.cfg
-        source = c.data or "Tiny Shakespeare (shipped)"
+        c = self.cfg = r["config"]
+        self.per_epoch = r.get("batches_per_epoch")
+        given = r.get("given") or {}
+        source = given.get("data") or c.data or "Tiny Shakespeare (shipped with bptt)"
+        cell = f"{c.cell}-{c.nonlinearity}" if c.cell in ("rnn", "skip") else c.cell
         if c.task == "lm":
-            self.write(f"training {c.cell} {c.layers}x{c.hidden} ({compact(r['params'])} parameters) on {source}, "
+            self.write(f"training {cell} {c.layers}x{c.hidden} ({compact(r['params'])} parameters) on {source}, "
                        f"{c.level} level: {compact(r['train_tokens'])} train / {compact(r['valid_tokens'])} valid "
-                       f"tokens, vocabulary {r['vocab']}")
-            self.write(f"TBPTT({c.window}, {c.k2}), batch {c.batch}, {r['batches_per_epoch']} windows per epoch, "
-                       f"{c.optimizer} lr {c.lr:g}, clip {c.clip:g} ({c.clip_mode}), {c.dtype}")
+                       f"tokens, vocabulary {r['vocab']:,}")
+            self.write(f"TBPTT({c.window}, {c.k2}), batch {c.batch}, {plural(r['batches_per_epoch'], 'window')} per "
+                       f"epoch, {c.optimizer} lr {c.lr:g}, clip {c.clip:g} ({c.clip_mode}), {c.dtype}")
             self.write(f"loss at initialisation should be about ln {r['vocab']} = {r['uniform']:.3f} nats; "
                        f"unigram baseline {r['unigram']:.3f}")
-        else:
-            self.write(f"training a {c.cell} {c.layers}x{c.hidden} classifier ({compact(r['params'])} parameters) on "
-                       f"{source}: {r['train_examples']} train / {r['valid_examples']} valid examples, "
-                       f"{r['labels']} labels, vocabulary {r['vocab']}; full BPTT over each sequence")
+        elif c.task == "classify":
+            self.write(f"training a {cell} {c.layers}x{c.hidden} classifier ({compact(r['params'])} parameters) on "
+                       f"{source}: {r['train_examples']:,} train / {r['valid_examples']:,} valid examples, "
+                       f"{r['labels']} labels, vocabulary {r['vocab']:,}; full BPTT over each sequence")
+            if r.get("header"):
+                self.write(f"line 1 of {source} read as a header ({' / '.join(r['header'])}) and skipped")
             self.write(f"loss at initialisation should be about ln {r['labels']} = {r['uniform']:.3f} nats; "
                        f"class prior {r['prior']:.3f}, majority accuracy {r['majority_accuracy']:.1%}")
+        else:
+            self.write(f"training {cell} {c.layers}x{c.hidden} ({compact(r['params'])} parameters) on the "
+                       f"{c.task} problem, T = {c.length}, batch {c.batch}; trivial answer {r['trivial']:.4f}")
+        for name in r.get("rebuilt") or ():
+            self.write(f"{name} was missing: rebuilt from the training data (verified unchanged) and saved")
         if r["step"]:
-            self.write(f"resuming at step {r['step']}")
+            self.write(f"resuming at step {r['step']}" + (f" of {r['total']}" if r["total"] else ""))
+        for name, (old, new) in (r.get("changes") or {}).items():
+            self.write(f"changed on resume: {name} {old} -> {new}")
         self.bar = tqdm(total=r["total"], initial=r["step"], desc="train", unit="step", file=self.stream,
                         disable=not self.interactive, dynamic_ncols=True)
 
@@ -64,30 +88,70 @@ class TrainDisplay:
                            f"{r['elapsed']:.0f}s")
 
     def eval(self, r):
-        extra = f"  perplexity {r['perplexity']:.2f}" if "perplexity" in r else f"  accuracy {r['accuracy']:.1%}"
-        extra += f"  {r['bits_per_char']:.3f} bits/char" if "bits_per_char" in r else ""
-        self.write(f"step {r['step']:>6}  valid loss {r['loss']:.4f}{extra}  (best {r['best']:.4f})")
+        self.write(f"step {r['step']:>6}  valid {metrics_line(r)}  (best {r['best']:.4f})")
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
 
 
+def metrics_line(r):
+    """loss, perplexity, bits/char or accuracy, in one format wherever they are shown."""
+    parts = [f"loss {r['loss']:.4f}"]
+    if "perplexity" in r:
+        parts.append(f"perplexity {r['perplexity']:.2f}")
+    if "bits_per_char" in r:
+        parts.append(f"{r['bits_per_char']:.3f} bits/char")
+    if "accuracy" in r:
+        parts.append(f"accuracy {r['accuracy']:.1%}")
+    return "  ".join(parts)
+
+
 def results(metrics, baselines, cfg):
     """The final validation metrics against the baselines, as a small table."""
     if cfg.task == "classify":
-        return (f"validation ({metrics['examples']} examples):\n"
+        return (f"validation ({plural(metrics['examples'], 'example')}):\n"
                 f"{'':10}{'loss (nats)':>12}{'accuracy':>10}\n"
                 f"{'model':10}{metrics['loss']:>12.4f}{metrics['accuracy']:>10.1%}\n"
                 f"{'prior':10}{baselines['prior']:>12.4f}{baselines['majority_accuracy']:>10.1%}\n"
                 f"{'uniform':10}{baselines['uniform']:>12.4f}")
     char = cfg.level == "char"
-    lines = [f"validation ({metrics['tokens']} tokens):",
+    if cfg.task != "lm":
+        shown = "  ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        return f"test set: {shown}; trivial answer {baselines['trivial']:.4f}; " + \
+            ("solved" if metrics.get("solved") else "not solved")
+    lines = [f"validation ({plural(metrics['tokens'], 'token')} scored):",
              f"{'':10}{'loss (nats)':>12}{'perplexity':>12}" + (f"{'bits/char':>11}" if char else "")]
     for name, value in (("model", metrics["loss"]), ("unigram", baselines["unigram"]), ("uniform", baselines["uniform"])):
         line = f"{name:10}{value:>12.4f}{math.exp(value):>12.2f}"
         lines.append(line + (f"{value / math.log(2):>11.3f}" if char else ""))
     return "\n".join(lines)
+
+
+class Detokenizer:
+    """Text of tokens as they come: characters as they are; words separated by spaces, "<eos>" a line
+    end. `after` is the text already shown (the prime), so the first word is set apart from it."""
+
+    def __init__(self, level, after=""):
+        self.level = level
+        self.line_start = not after or after.endswith("\n")
+
+    def next(self, token):
+        if self.level == "char":
+            return token
+        if token == "<eos>":
+            self.line_start = True
+            return "\n"
+        text = token if self.line_start else " " + token
+        self.line_start = False
+        return text
+
+
+def progress(total, desc, unit, stream=None, least=2000):
+    """A tqdm bar on stderr for long jobs on a terminal; a bar that shows nothing elsewhere."""
+    stream = stream or sys.stderr
+    return tqdm(total=total, desc=desc, unit=unit, file=stream, leave=False,
+                disable=total < least or not stream.isatty())
 
 
 def detokenize(tokens, level):

@@ -1,11 +1,11 @@
 """bptt diagnose: the gradient-flow report of a trained run, as self-contained HTML."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from . import data, diagnostics, figures, html_report, tasks
+from . import data, diagnostics, tasks
+from .checkpoint import FileError
 
 
 def measurement_batch(task, cfg, T, rng):
@@ -21,20 +21,42 @@ def measurement_batch(task, cfg, T, rng):
 
 
 def training_flow(run):
-    records = [json.loads(line) for line in run.file("metrics.jsonl").read_text().splitlines()]
-    return [r for r in records if "flow" in r]
+    return [r for r in run.records() if "flow" in r]
+
+
+def destinations(run, out):
+    """(report path, figures folder), both checked writable before any work: the figures go to
+    RUN/diagnose/ (the run's own folder); a report elsewhere must be a new file."""
+    run.check_directory("RUN_DIR")
+    if not run.is_run():
+        raise FileError(f"RUN_DIR: {run.path} is not a bptt run directory")
+    figs = run.path / "diagnose"
+    if out is not None:
+        out = Path(out)
+        if out.is_dir():
+            raise FileError(f"--out: {out} is a directory; give the path of the report file, e.g. {out / 'report.html'}")
+        if out.exists():
+            raise FileError(f"--out: {out} exists; bptt does not overwrite a file it did not write: choose a new path")
+    out = out or figs / "report.html"
+    for folder in dict.fromkeys((figs, out.parent)):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise FileError(f"{folder}: cannot create the folder ({e.strerror})") from None
+        type(run)(folder).check_writable()
+    return out, figs
 
 
 def write(run, length=None, out=None):
+    from . import figures, html_report
+
+    out, figs = destinations(run, out)
     cfg = run.config()
     task = run.task(cfg)                                                 # for its validation data
     net, meta = run.network("best")
     params = {k: v.astype(np.float64) for k, v in net.params.items()}      # measure in float64
     arch = net.arch
     T = length or (cfg.length if cfg.task in ("adding", "copy", "order", "sentiment") else cfg.window)
-    out = Path(out) if out else run.path / "diagnose" / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figs = out.parent
     x, y, lengths, loss = measurement_batch(task, cfg, T, np.random.default_rng(0))
 
     norms = diagnostics.gradient_norms(params, arch, x, y, target="last", loss=loss, lengths=lengths)
@@ -87,3 +109,4 @@ def write(run, length=None, out=None):
     intro = (f"Run {run.path}: {cfg.cell} {cfg.layers}x{cfg.hidden}, task {cfg.task}, checkpoint of step "
              f"{meta['step']}.")
     return html_report.write(out, "bptt diagnose", sections, intro)
+

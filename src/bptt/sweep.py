@@ -5,10 +5,13 @@ The cells compared are the seeds' and their remedies:
 
     rnn-tanh      Elman RNN, tanh, PyTorch's default initialisation
     rnn-sigmoid   Elman RNN, sigmoid (slope at most 1/4: the seeds' vanishing example)
-    irnn          ReLU RNN with the identity recurrent initialisation (Le et al. 2015)
+    rnn-relu      ReLU RNN with the identity recurrent initialisation: the IRNN (Le et al. 2015)
     gru           GRU (PyTorch's formulation)
     lstm          LSTM with forget-gate bias 1 (Jozefowicz et al. 2015)
-    skip-rnn      tanh RNN with a second recurrent connection 8 steps back (the seeds' skip RNN)
+    skip-tanh     tanh RNN with a second recurrent connection 8 steps back (the seeds' skip RNN)
+
+The names are the cell names of gradcheck and train (`--cell rnn-relu`); each comes with the
+initialisation its paper recommends. "irnn" and "skip-rnn", their former names, are still accepted.
 """
 
 import json
@@ -20,16 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, diagnostics, figures, html_report, problems, train
+from . import checkpoint, problems, train
 
 VARIANTS = {
     "rnn-tanh": dict(cell="rnn", nonlinearity="tanh"),
     "rnn-sigmoid": dict(cell="rnn", nonlinearity="sigmoid"),
-    "irnn": dict(cell="rnn", nonlinearity="relu", recurrent_init="identity"),
+    "rnn-relu": dict(cell="rnn", nonlinearity="relu", recurrent_init="identity"),
     "gru": dict(cell="gru"),
     "lstm": dict(cell="lstm", forget_bias=1.0),
-    "skip-rnn": dict(cell="skip", nonlinearity="tanh", skip=8),
+    "skip-tanh": dict(cell="skip", nonlinearity="tanh", skip=8),
 }
+ALIASES = {"irnn": "rnn-relu", "skip-rnn": "skip-tanh"}
 
 
 def one_run(base, problem, cell, T, out):
@@ -49,12 +53,20 @@ def run(base, problem, lengths, cells, out, on_run=None, jobs=1):
     """Train every (cell, T), `jobs` runs at a time (separate processes, one BLAS thread each);
     returns the rows of results.json (also written to out)."""
     problems.get(problem)
+    cells = [ALIASES.get(c, c) for c in cells]
     unknown = sorted(set(cells) - set(VARIANTS))
     if unknown:
         raise ValueError(f"cells: unknown {unknown}; expected some of {', '.join(VARIANTS)}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    todo = [(cell, int(T)) for cell in cells for T in lengths]
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        what = "is a file" if not out.is_dir() else "is not empty"
+        raise ValueError(f"--out: {out} {what}; a sweep writes its runs only into a new or empty directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out: cannot create {out} ({e.strerror})") from None
+    train.Run(out).check_writable()
+    todo = [(cell, int(T)) for cell in dict.fromkeys(cells) for T in dict.fromkeys(lengths)]
     rows = []
     if jobs == 1:
         for cell, T in todo:
@@ -78,8 +90,7 @@ def learning_curves(out, rows):
     """{label: (steps, test losses)} from each run's metrics.jsonl."""
     curves = {}
     for r in rows:
-        path = Path(out) / f"{r['cell']}-T{r['T']}" / "metrics.jsonl"
-        records = [json.loads(line) for line in path.read_text().splitlines()]
+        records = train.Run(Path(out) / f"{r['cell']}-T{r['T']}").records()
         evals = [rec for rec in records if rec.get("split") == "valid"]
         curves[f"{r['cell']} T={r['T']}"] = ([e["step"] for e in evals], [e["loss"] for e in evals])
     return curves
@@ -87,6 +98,8 @@ def learning_curves(out, rows):
 
 def report(out, problem, rows):
     """out/report.html: the success grid, gradient profiles at initialisation, learning curves."""
+    from . import diagnostics, figures, html_report
+
     out = Path(out)
     p = problems.get(problem)
     results = {}

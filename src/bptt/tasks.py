@@ -31,6 +31,26 @@ def lm_metrics(loss, level):
     return m
 
 
+def encode_text(vocab, tokens, text, source):
+    """vocab.encode(tokens), with an error that names the source and the line of the first token
+    the vocabulary lacks (a character vocabulary has no <unk>)."""
+    if vocab.level == "char":
+        unknown = sorted(set(tokens) - vocab.index.keys())
+        if unknown:
+            first = min(text.find(ch) for ch in unknown)
+            line = text.count("\n", 0, first) + 1
+            raise ValueError(f"{source}: line {line}: {data.listing(unknown)} not in the training vocabulary of "
+                             f"{vocab.size} characters; train on text that contains them")
+    return vocab.encode(tokens)
+
+
+def scored(n_tokens, batch):
+    """How many tokens lm_loss scores in a text of n_tokens read as `batch` streams: each stream's
+    first token has no prediction and the remainder of n_tokens / batch is trimmed."""
+    batch = max(1, min(batch, n_tokens // 2))
+    return (n_tokens // batch - 1) * batch
+
+
 def lm_loss(params, arch, ids, batch, window, starts=None):
     """Mean cross-entropy (nats per token) of the model on ids, read as `batch` streams with the
     state carried across windows (and reset at document starts), as in training.
@@ -95,9 +115,19 @@ class LanguageModel:
         train_tokens, train_starts = documents(train_text, cfg.level, cfg.separator)
         valid_tokens, self.valid_starts = documents(valid_text, cfg.level, cfg.separator)
         self.cfg = cfg
+        if not train_tokens:
+            raise ValueError(f"--data: {cfg.data or 'the text'} has no tokens to train on")
         self.vocab = vocab or data.build_vocab(train_tokens, cfg.level, cfg.max_vocab)
-        self.train = self.vocab.encode(train_tokens)                      # (N,)
-        self.valid = self.vocab.encode(valid_tokens)
+        self.train = encode_text(self.vocab, train_tokens, train_text, f"--data {cfg.data}")   # (N,)
+        valid_source = f"--valid {cfg.valid}" if cfg.valid else f"--data {cfg.data} (its validation part)"
+        self.valid = encode_text(self.vocab, valid_tokens, valid_text, valid_source)
+        if self.valid.size < 2:
+            raise ValueError(f"{valid_source}: {self.valid.size} token(s); validation needs at least 2 (one input "
+                             f"and its target)")
+        if self.train.size < 2 * cfg.batch:
+            raise ValueError(f"--batch: {cfg.batch} streams need at least {2 * cfg.batch} training tokens (2 per "
+                             f"stream), and --data {cfg.data or ''} has {self.train.size}; use a smaller --batch or "
+                             f"more data")
         self.stream = data.batchify(self.train, cfg.batch)                # (N / B, B)
         self.starts = None if train_starts is None else data.batchify(train_starts, cfg.batch).astype(bool)
         self.windows = tbptt.windows(len(self.stream), cfg.window, cfg.k2)
@@ -125,15 +155,15 @@ class LanguageModel:
         return {"uniform": math.log(self.vocab.size), "unigram": float(-unigram[self.valid].mean())}
 
     def describe(self):
-        return {"train_tokens": self.train.size, "valid_tokens": self.valid.size, "vocab": self.vocab.size,
-                "batches_per_epoch": self.steps_per_epoch}
+        return {"train_tokens": self.train.size, "valid_tokens": scored(self.valid.size, self.cfg.eval_batch),
+                "vocab": self.vocab.size, "batches_per_epoch": self.steps_per_epoch}
 
 
 class Classification:
     carries_state = False
 
     def __init__(self, cfg, vocab=None, labels=None):
-        texts, names = data.read_labeled(cfg.data, cfg.level)
+        texts, names, self.header = data.read_labeled(cfg.data, cfg.level, with_header=True)
         if cfg.valid:
             valid_texts, valid_names = data.read_labeled(cfg.valid, cfg.level)
         else:
@@ -146,6 +176,13 @@ class Classification:
         self.cfg = cfg
         self.vocab = vocab or data.build_vocab([tok for seq in tokens for tok in seq], cfg.level, cfg.max_vocab)
         self.labels = labels or data.build_labels(names)
+        if self.labels.size < 2:
+            raise ValueError(f"--data: {cfg.data} has a single label ({self.labels.labels[0]!r}) in its training "
+                             f"part; a classifier needs examples of at least two")
+        unseen = sorted(set(valid_names) - set(self.labels.labels))
+        if unseen:
+            raise ValueError(f"--valid: {cfg.valid or cfg.data} has labels that training never sees: "
+                             f"{data.listing(unseen)}")
         self.train = [self.vocab.encode(seq) for seq in tokens]
         self.train_y = self.labels.encode(names)
         self.valid = [self.vocab.encode(text_tokens(t, cfg.level)) for t in valid_texts]
@@ -173,7 +210,7 @@ class Classification:
 
     def describe(self):
         return {"train_examples": len(self.train), "valid_examples": len(self.valid), "vocab": self.vocab.size,
-                "labels": self.labels.size, "batches_per_epoch": self.steps_per_epoch}
+                "labels": self.labels.size, "batches_per_epoch": self.steps_per_epoch, "header": self.header}
 
 
 class Synthetic:

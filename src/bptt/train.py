@@ -1,20 +1,14 @@
-"""Training a language model with truncated BPTT: the loop, validation, checkpoints, resume.
+"""Training with truncated BPTT: set-up (a new run or a resumed one), one update step, the stop
+policy, and the run directory's files (bptt.rundir: what is written when, and what is refused).
 
-A run directory holds everything needed to evaluate, sample or continue:
-
-    RUN/config.json             the TrainConfig
-    RUN/vocab.json              the vocabulary (sorted, built from the training text only)
-    RUN/checkpoint.safetensors  latest: weights, optimiser state, carried hidden state; its metadata
-                                holds the step, the position in the stream, the RNG and schedule state
-    RUN/best.safetensors        the weights with the best validation loss so far
-    RUN/metrics.jsonl           one JSON object per logged step and per validation
-
-Every file is written atomically. A resumed run reloads all of it and continues with the same
-arithmetic, so its parameters equal an uninterrupted run's bit for bit.
+A resumed run reloads everything and continues with the same arithmetic, so its parameters equal
+an uninterrupted run's bit for bit. Only the budget (steps, epochs, max_time), the learning rate
+and the clipping threshold may change on resume (config.RESUMABLE); the change is recorded in
+config.json and metrics.jsonl.
 """
 
-import json
 import math
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -23,10 +17,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import checkpoint, checkpointing, clipping, data, engine, heap, init, optim, problems, schedules, tasks
-from .config import TrainConfig
+from . import checkpointing, clipping, engine, heap, init, optim, problems, rundir, schedules, tasks
+from .checkpoint import FileError
+from .config import RESUMABLE, TrainConfig
 
-FILES = ("config.json", "vocab.json", "checkpoint.safetensors", "best.safetensors", "metrics.jsonl")
+FILES = rundir.FILES
 
 
 class Diverged(RuntimeError):
@@ -56,6 +51,46 @@ def make_optimizer(cfg):
     return optim.make(cfg.optimizer, **hyper)
 
 
+OPTIMIZER_SLOTS = {"sgd": 1, "adagrad": 1, "rmsprop": 2, "adam": 2, "adamw": 2}
+
+
+def memory_needed(cfg, input_size, output_size):
+    """A lower bound of the bytes a training step holds: parameters, gradients and optimiser slots,
+    and the caches of one window (gates and states of every layer, the readout's logits)."""
+    G = {"rnn": 1, "skip": 1, "gru": 3, "lstm": 4}[cfg.cell]
+    H, E, L = cfg.hidden, cfg.embedding, cfg.layers
+    D0 = E or input_size
+    n = (input_size * E + G * H * (D0 + H + 2) + (L - 1) * G * H * (2 * H + 2) + (cfg.skip is not None) * L * H * H
+         + (0 if cfg.tie else output_size * H) + output_size)
+    T = cfg.window if cfg.task == "lm" else cfg.length if cfg.task in problems.PROBLEMS else 1
+    rows = T * cfg.batch
+    per_row = L * (G + 3) * H + 2 * output_size + D0
+    itemsize = np.dtype(cfg.dtype).itemsize
+    return (n * (2 + OPTIMIZER_SLOTS[cfg.optimizer]) + rows * per_row) * itemsize, n
+
+
+def available_memory():
+    """Bytes of memory available (MemAvailable), or the physical memory where /proc is absent."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(cfg, input_size, output_size):
+    need, n = memory_needed(cfg, input_size, output_size)
+    have = available_memory()
+    if need > have:
+        raise ValueError(f"--hidden {cfg.hidden}, --layers {cfg.layers}, --embedding {cfg.embedding}, --batch "
+                         f"{cfg.batch}: the run needs at least {need / 2**30:,.1f} GiB ({n:,} parameters, their "
+                         f"gradients and optimiser state, and one window's caches), more than the "
+                         f"{have / 2**30:.1f} GiB of memory available; choose a smaller model or batch")
+
+
 @dataclass
 class Progress:
     """Where a run is: everything besides arrays that a checkpoint must restore."""
@@ -72,58 +107,19 @@ class Progress:
     rng: dict | None = None          # the dropout RNG's bit_generator.state
 
 
-def group(arrays, prefix):
-    """The arrays saved under "prefix/name", keyed by name."""
-    return {k[len(prefix) + 1:]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
-
-
-def prefixed(prefix, arrays):
-    return {f"{prefix}/{k}": v for k, v in arrays.items()}
-
-
-class Run:
-    """The files of one run directory."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-
-    def file(self, name):
-        return self.path / name
-
-    def exists(self):
-        return self.file("checkpoint.safetensors").exists()
-
-    def save(self, params, opt_state, carried, progress):
-        parts = () if carried is None else carried if isinstance(carried, tuple) else (carried,)
-        arrays = prefixed("param", params) | prefixed("optim", opt_state) | prefixed("state", dict(enumerate(parts)))
-        checkpoint.save_arrays(self.file("checkpoint.safetensors"), arrays, progress.__dict__)
-
-    def save_best(self, params, meta):
-        checkpoint.save_arrays(self.file("best.safetensors"), prefixed("param", params), meta)
-
-    def load(self):
-        arrays, meta = checkpoint.load_arrays(self.file("checkpoint.safetensors"))
-        state = group(arrays, "state")
-        parts = tuple(state[str(i)] for i in range(len(state)))
-        carried = engine.public_state(parts) if parts else None
-        return group(arrays, "param"), group(arrays, "optim"), carried, Progress(**meta)
-
-    def load_params(self, which="best"):
-        """The weights of best.safetensors (or checkpoint.safetensors), and their metadata."""
-        best = which == "best" and self.file("best.safetensors").exists()
-        arrays, meta = checkpoint.load_arrays(self.file("best.safetensors" if best else "checkpoint.safetensors"))
-        return group(arrays, "param"), meta
+class Run(rundir.Run):
+    """A run directory (bptt.rundir) with what is built from it: the config, task and network."""
 
     def config(self):
-        return TrainConfig.from_json(checkpoint.read_json(self.file("config.json"), "config"))
-
-    def vocab(self):
-        return data.Vocab.from_json(checkpoint.read_json(self.file("vocab.json"), "vocabulary"))
-
-    def labels(self):
-        if not self.file("labels.json").exists():
-            return None
-        return data.LabelSet.from_json(checkpoint.read_json(self.file("labels.json"), "label set"))
+        self.check_directory("RUN_DIR")
+        if not self.path.exists():
+            raise FileError(f"RUN_DIR: {self.path} does not exist")
+        try:
+            return TrainConfig.from_json(self.config_json())
+        except FileError:
+            raise
+        except (ValueError, TypeError) as e:
+            raise FileError(f"{self.file('config.json')}: {e}") from None
 
     def task(self, cfg=None):
         """The task of this run, with its saved vocabulary (and labels)."""
@@ -131,32 +127,53 @@ class Run:
         vocab = self.vocab() if self.file("vocab.json").exists() else None
         return tasks.make(cfg, vocab, self.labels())
 
+    def load(self):
+        """(params, optimiser state, carried state or None, Progress) of the checkpoint."""
+        params, opt_state, parts, meta = super().load()
+        try:
+            progress = Progress(**meta)
+        except TypeError:
+            raise FileError(f"{self.file('checkpoint.safetensors')}: its metadata is not a bptt training state "
+                            f"(keys {sorted(meta)})") from None
+        return params, opt_state, engine.public_state(parts) if parts else None, progress
+
     def sizes(self, cfg):
         """(input_size, output_size) of the run's network, from its saved files alone."""
         if cfg.task in problems.PROBLEMS:
             return problems.get(cfg.task).input_size, problems.get(cfg.task).output_size
         vocab = self.vocab()
-        return vocab.size, (self.labels().size if cfg.task == "classify" else vocab.size)
+        if cfg.task != "classify":
+            return vocab.size, vocab.size
+        labels = self.labels()
+        if labels is None:
+            raise FileError(f"{self.file('labels.json')}: missing; the classifier's labels are unknown")
+        return vocab.size, labels.size
 
     def network(self, which="best"):
         """The run's network with the weights of best.safetensors (or the last checkpoint), and their
         metadata. Needs only the run directory, not the training data."""
+        self.check_directory("RUN_DIR")
         cfg = self.config()
         params, meta = self.load_params(which)
         net = build_network(cfg, *self.sizes(cfg))
-        net.params = {name: params[name] for name in net.params}
+        net.params = self.matching(net, params, "best.safetensors" if which == "best" and
+                                   self.file("best.safetensors").exists() else "checkpoint.safetensors")
         return net, meta
 
-    def log(self, record):
-        with open(self.file("metrics.jsonl"), "a") as f:
-            f.write(json.dumps(record) + "\n")
-
-    def truncate_log(self, step):
-        """Drop records written after the checkpoint at step (a resumed run writes them again)."""
-        path = self.file("metrics.jsonl")
-        if path.exists():
-            keep = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
-            checkpoint.write_bytes_atomic(path, "".join(line + "\n" for line in keep).encode())
+    def matching(self, net, params, filename):
+        """The saved params, checked against the network config.json (and vocab.json) describe."""
+        expected = {name: a.shape for name, a in net.params.items()}
+        problems_ = [f"{name} missing" for name in expected if name not in params]
+        problems_ += [f"{name} not expected" for name in params if name not in expected]
+        problems_ += [f"{name} is {tuple(params[name].shape)} there, {expected[name]} by config.json"
+                      for name in expected if name in params and params[name].shape != expected[name]]
+        problems_ += [f"{name} is {params[name].dtype} there, {net.dtype} by config.json"
+                      for name in expected if name in params and params[name].dtype != net.dtype][:1]
+        if problems_:
+            raise FileError(f"{self.file('config.json')} (with vocab.json) does not match {self.file(filename)}: "
+                            f"{'; '.join(problems_[:4])}{' ...' if len(problems_) > 4 else ''}; was one of them "
+                            f"edited or copied from another run?")
+        return {name: params[name] for name in expected}      # the network's order: the same sums
 
 
 def total_steps(cfg, windows_per_epoch):
@@ -168,8 +185,6 @@ def total_steps(cfg, windows_per_epoch):
     if budgets:
         return min(budgets)
     if cfg.max_time is not None:
-        if cfg.schedule == "cosine":
-            raise ValueError("schedule: 'cosine' needs a known length; give --steps or --epochs with --max-time")
         return None
     return windows_per_epoch
 
@@ -196,25 +211,32 @@ def clip(cfg, grads):
     return norm, clipping.clip_value(grads, cfg.clip) > 0
 
 
-class SigintFlag:
-    """Ctrl-C sets a flag; the loop stops at the next step boundary, after saving."""
+class StopSignals:
+    """SIGINT (Ctrl-C) and SIGTERM set a flag; the loop stops at the next step boundary, after
+    saving. A second signal stops at once (KeyboardInterrupt): the last checkpoint is intact."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.raised = False
+        self.raised = None
+        self.previous = {}
 
     def __enter__(self):
-        try:
-            self.previous = signal.signal(signal.SIGINT, self.handle)
-        except ValueError:            # not the main thread: leave Ctrl-C alone
-            self.previous = None
+        for s in self.SIGNALS:
+            try:
+                self.previous[s] = signal.signal(s, self.handle)
+            except ValueError:            # not the main thread: leave the signals alone
+                break
         return self
 
     def handle(self, signum, frame):
-        self.raised = True
+        if self.raised is not None:
+            raise KeyboardInterrupt
+        self.raised = signal.Signals(signum).name
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for s, previous in self.previous.items():
+            signal.signal(s, previous)
 
 
 class Outcome(NamedTuple):
@@ -229,122 +251,225 @@ class Outcome(NamedTuple):
         return None if self.valid is None else self.valid["loss"]
 
 
-def train(cfg, out, resume=False, on_step=None, on_event=None):
-    """Train per cfg into run directory out. on_step(progress) -> True stops the run (as Ctrl-C
-    does: saved, resumable); on_event(kind, record) receives "log", "eval", "start" records for
-    display. Raises Diverged on a non-finite loss or gradient, keeping the last good checkpoint."""
+def absolute(cfg):
+    """cfg with its data paths made absolute, so the run can be resumed from any directory."""
+    return cfg.replace(**{name: str(Path(getattr(cfg, name)).absolute()) for name in ("data", "valid")
+                          if getattr(cfg, name) is not None})
+
+
+def data_sources(cfg, given):
+    """{"data" | "valid": fingerprint and the path as the user gave it} of the run's files."""
+    sources = {}
+    for name in ("data", "valid"):
+        path = getattr(cfg, name)
+        if path is not None:
+            sources[name] = {"given": given.get(name) or path, **rundir.fingerprint(path)}
+        elif name == "data" and cfg.task == "lm":
+            sources[name] = {"given": rundir.SHIPPED, **rundir.shipped_fingerprint(tasks.shipped_text())}
+    return sources
+
+
+def check_sources(run, cfg):
+    """Resume refuses a data file that changed since the run started; a run written before the
+    marker existed gets one now."""
+    marker = run.marker()
+    now = data_sources(cfg, {})
+    if marker is None:
+        run.write_marker(now)
+        return {}
+    for name, before in marker["data"].items():
+        after = now.get(name)
+        if after is None or after["sha256"] != before.get("sha256"):
+            what = before.get("path") or before.get("given")
+            got = "is gone" if after is None else (f"is now {after['bytes']:,} bytes, sha256 {after['sha256'][:12]}")
+            raise FileError(f"--{name}: {what} changed since the run started (it was {before.get('bytes', 0):,} "
+                            f"bytes, sha256 {str(before.get('sha256'))[:12]}; it {got}); restore it, or start a "
+                            f"new run")
+    return {name: m.get("given") for name, m in marker["data"].items()}
+
+
+def resumed_config(run, cfg):
+    """The saved config with the given changes (cfg: None, or the saved config with a new budget,
+    learning rate or clipping threshold). Returns (config, {name: (old, new)})."""
+    saved = run.config()
+    if cfg is None:
+        return saved, {}
+    cfg = absolute(cfg)
+    fixed = [name for name in saved.to_json() if name not in RESUMABLE and getattr(cfg, name) != getattr(saved, name)]
+    if fixed:
+        name = fixed[0]
+        raise ValueError(f"{name}: cannot change when resuming (the run has {getattr(saved, name)!r}, got "
+                         f"{getattr(cfg, name)!r}); only {', '.join(RESUMABLE)} may change: start a new run "
+                         f"in another directory to change it")
+    changes = {name: (getattr(saved, name), getattr(cfg, name)) for name in RESUMABLE
+               if getattr(cfg, name) != getattr(saved, name)}
+    return cfg, changes
+
+
+def resume_task(run, cfg):
+    """The task with its saved vocabulary; a missing vocab.json (or labels.json) is rebuilt from the
+    training data, which check_sources verified unchanged, and saved again."""
+    task = run.task(cfg)
+    rebuilt = []
+    if hasattr(task, "vocab") and not run.file("vocab.json").exists():
+        run.write_json("vocab.json", task.vocab.to_json())
+        rebuilt.append("vocab.json")
+    if cfg.task == "classify" and not run.file("labels.json").exists():
+        run.write_json("labels.json", task.labels.to_json())
+        rebuilt.append("labels.json")
+    return task, rebuilt
+
+
+def open_new(run, cfg, given):
+    """Check everything, then create the run: (created, task, net, optimiser state, progress)."""
+    run.check_fresh()
+    task = tasks.make(cfg)
+    check_memory(cfg, task.input_size, task.output_size)
+    net = build_network(cfg, task.input_size, task.output_size)
+    created = not run.path.exists()
+    run.create()
+    run.lock()
+    try:
+        run.check_fresh()                                       # again, under the lock
+        run.check_writable()
+    except BaseException:
+        run.release()
+        if created:
+            abandon(run, created)
+        raise
+    try:
+        run.remove_temporaries()
+        run.write_marker(data_sources(cfg, given))
+        run.write_json("config.json", cfg.to_json())
+        if hasattr(task, "vocab"):
+            run.write_json("vocab.json", task.vocab.to_json())
+        if cfg.task == "classify":
+            run.write_json("labels.json", task.labels.to_json())
+        progress = Progress(schedule=schedules.Plateau(cfg.lr).init() if cfg.schedule == "plateau" else None)
+        opt_state = make_optimizer(cfg).init(net.params)
+        run.save(net.params, opt_state, None, progress.__dict__)
+    except BaseException:
+        abandon(run, created)
+        raise
+    return created, task, net, opt_state, progress
+
+
+def abandon(run, created):
+    """A new run that failed before its first step leaves nothing behind."""
+    run.remove_own_files()
+    run.release()
+    run.file(rundir.LOCK).unlink(missing_ok=True)
+    if created:
+        try:
+            run.path.rmdir()
+        except OSError:
+            pass
+
+
+def open_resumed(run, cfg):
+    run.check_resumable()
+    run.lock()
+    run.check_writable()
+    run.remove_temporaries()
+    cfg, changes = resumed_config(run, cfg)
+    given = check_sources(run, cfg)
+    task, rebuilt = resume_task(run, cfg)
+    net = build_network(cfg, task.input_size, task.output_size)
+    params, opt_state, carried, progress = run.load()
+    net.params = run.matching(net, params, "checkpoint.safetensors")
+    if "lr" in changes and progress.schedule is not None:
+        progress.schedule = progress.schedule | {"lr": cfg.lr}      # the plateau schedule restarts from it
+    total = total_steps(cfg, task.steps_per_epoch)
+    if (total is not None and progress.step >= total) or (cfg.max_time is not None and progress.elapsed >= cfg.max_time):
+        budget = ", ".join(f"{n} {getattr(cfg, n)}" for n in ("steps", "epochs", "max_time") if getattr(cfg, n)) or \
+            f"one epoch ({task.steps_per_epoch} steps)"
+        raise ValueError(f"--resume: the run already reached its budget ({budget}) at step {progress.step}; "
+                         f"give a larger --steps, --epochs or --max-time to continue it")
+    if changes:
+        run.write_json("config.json", cfg.to_json())
+    return cfg, task, net, opt_state, carried, progress, {"changes": changes, "rebuilt": rebuilt, "given": given}
+
+
+def train(cfg, out, resume=False, on_step=None, on_event=None, given=None):
+    """Train per cfg into run directory out (bptt.rundir says what is written and refused).
+
+    resume=True continues the run in out: cfg is None (the saved config) or the saved config with a
+    new budget, lr or clip. on_step(progress) -> True stops the run (as Ctrl-C does: saved,
+    resumable); on_event(kind, record) receives "start", "log" and "eval" records for display.
+    given: the data paths as the user typed them, for display. Raises Diverged on a non-finite
+    loss or gradient, keeping the last good checkpoint."""
     run = Run(out)
     emit = on_event or (lambda kind, record: None)
     heap.reuse_freed_memory()                     # a step's arrays come back from the heap, not the kernel
+    created = False
     if resume:
-        if not run.exists():
-            raise ValueError(f"--resume: {run.path} has no checkpoint to resume from")
-        cfg = run.config().replace(steps=cfg.steps, epochs=cfg.epochs, max_time=cfg.max_time)
-        task = run.task(cfg)
+        try:
+            cfg, task, net, opt_state, carried, progress, notes = open_resumed(run, cfg)
+            run.truncate_log(progress.step)
+            if notes["changes"]:
+                run.log({"step": progress.step, "changed": {k: list(v) for k, v in notes["changes"].items()}})
+        except BaseException:
+            run.release()
+            raise
     else:
-        if run.exists():
-            raise ValueError(f"--out: {run.path} already holds a run; pass --resume to continue it "
-                             f"or choose another directory")
-        task = tasks.make(cfg)
-    net = build_network(cfg, task.input_size, task.output_size)
+        cfg = absolute(cfg)
+        created, task, net, opt_state, progress = open_new(run, cfg, given or {})
+        carried, notes = None, {"given": {k: v for k, v in (given or {}).items() if v}}
+    try:
+        return loop(run, cfg, task, net, opt_state, carried, progress, on_step, emit, notes)
+    except Diverged:
+        raise
+    except BaseException:
+        if not resume and progress.step == 0:                  # a new run that never stepped: leave nothing
+            abandon(run, created)
+        raise
+    finally:
+        run.release()
+
+
+def loop(run, cfg, task, net, opt_state, carried, progress, on_step, emit, notes):
     opt = make_optimizer(cfg)
     total = total_steps(cfg, task.steps_per_epoch)
-
-    if resume:
-        params, opt_state, carried, progress = run.load()
-        net.params = {name: params[name] for name in net.params}      # the same order: the same sums
-    else:
-        run.path.mkdir(parents=True, exist_ok=True)
-        checkpoint.write_json_atomic(run.file("config.json"), cfg.to_json())
-        if hasattr(task, "vocab"):
-            checkpoint.write_json_atomic(run.file("vocab.json"), task.vocab.to_json())
-        if cfg.task == "classify":
-            checkpoint.write_json_atomic(run.file("labels.json"), task.labels.to_json())
-        opt_state, carried = opt.init(net.params), None
-        progress = Progress(schedule=schedules.Plateau(cfg.lr).init() if cfg.schedule == "plateau" else None)
-        run.save(net.params, opt_state, carried, progress)
-    run.truncate_log(progress.step)
     rng = np.random.default_rng(cfg.seed + 2)
     if progress.rng is not None:
         rng.bit_generator.state = progress.rng
     baselines = task.baselines()
     emit("start", {"step": progress.step, "total": total, "params": sum(p.size for p in net.params.values()),
-                   **task.describe(), **baselines})
-
+                   "config": cfg, **notes, **task.describe(), **baselines})
     saved_at = progress.step
 
     def save():
         nonlocal saved_at
         progress.rng = rng.bit_generator.state
-        run.save(net.params, opt_state, carried, progress)
+        run.save(net.params, opt_state, carried, progress.__dict__)
         saved_at = progress.step
-
-    def validate(scheduled=True):
-        """Validation loss; keeps best.safetensors. Only scheduled validations (every eval_every
-        steps) move the plateau schedule, so stopping early never changes the arithmetic."""
-        record = {"step": progress.step, "split": "valid", **task.evaluate(net.params, net.arch)}
-        loss = record["loss"]
-        if loss < progress.best_valid:
-            progress.best_valid, progress.best_step = loss, progress.step
-            run.save_best(net.params, {"step": progress.step, "valid_loss": loss})
-        if cfg.schedule == "plateau" and scheduled:
-            progress.schedule = schedules.Plateau(cfg.lr).update(progress.schedule, loss)
-        record["best"] = progress.best_valid
-        run.log(record)
-        emit("eval", record)
-        return record
 
     status, last_valid = "done", None
     started = time.perf_counter() - progress.elapsed
-    with SigintFlag() as sigint, np.errstate(over="ignore", invalid="ignore"):   # divergence is checked below
+    with StopSignals() as stop, np.errstate(over="ignore", invalid="ignore"):   # divergence is checked below
         while total is None or progress.step < total:
-            batch, tokens = task.batch(progress.window, progress.epoch)
-            tick = time.perf_counter()
-            flow = cfg.flow_every > 0 and (progress.step + 1) % cfg.flow_every == 0
-            if cfg.recompute_every and not flow:                 # (a flow record needs the full pass's traces)
-                r = checkpointing.loss_and_grads(net.params, net.arch, state=carried, **batch,
-                                                 every=cfg.recompute_every, clip_dh=cfg.clip_dh)
-            else:
-                r = engine.loss_and_grads(net.params, net.arch, state=carried, **batch, dropout=cfg.dropout, rng=rng,
-                                          clip_dh=cfg.clip_dh, trace=flow)
-            if flow:                                              # before clipping changes the gradients
-                run.log({"step": progress.step + 1, "flow": [np.linalg.norm(dh.reshape(len(dh), -1), axis=1).tolist()
-                                                             for dh in r.dhs],
-                         "grad_norms": {k: float(np.linalg.norm(g)) for k, g in r.grads.items()}})
-            norm, clipped = clip(cfg, r.grads)
-            if not (math.isfinite(r.loss) and math.isfinite(norm)):
-                raise Diverged(f"training diverged at step {progress.step + 1}: loss {r.loss}, gradient norm "
-                               f"{norm}. The last good checkpoint (step {saved_at}) is kept in "
-                               f"{run.file('checkpoint.safetensors')}; try a lower --lr or --clip.")
-            if task.carries_state:
-                carried = task.next_state(net.params, net.arch, progress.window, carried, r.state)
-            following = progress.window + 1
-            if following == task.steps_per_epoch:
-                following = 0
-                progress.epoch += 1
-            lr = learning_rate(cfg, progress, total)
-            opt.step(net.params, r.grads, opt_state, lr)
-            progress.step += 1
-            progress.window = following
-            progress.tokens += tokens
-            progress.clipped += clipped
+            try:
+                carried, record = step(run, cfg, task, net, opt, opt_state, carried, progress, rng, total, saved_at)
+            except FileError as e:
+                raise FileError(f"{e}. Training stopped at step {progress.step}; the checkpoint of step {saved_at} "
+                                f"is intact: free some space, then continue with --resume") from None
             progress.elapsed = time.perf_counter() - started
+            record["elapsed"] = progress.elapsed
             if progress.step % cfg.log_every == 0 or progress.step == total:
-                record = {"step": progress.step, "epoch": progress.epoch, "loss": r.loss, "lr": lr,
-                          "grad_norm": norm, "clipped": clipped, "clipped_fraction": progress.clipped / progress.step,
-                          "tokens_per_s": tokens / (time.perf_counter() - tick), "elapsed": progress.elapsed}
                 run.log(record)
                 emit("log", record)
             if progress.step % cfg.eval_every == 0 or progress.step == total:
-                last_valid = validate()
+                last_valid = validate(run, cfg, task, net, progress)
+                emit("eval", last_valid)
                 save()
-            stop_time = cfg.max_time is not None and progress.elapsed >= cfg.max_time
+            out_of_time = cfg.max_time is not None and progress.elapsed >= cfg.max_time
             asked = on_step is not None and on_step(progress)
-            if sigint.raised or asked or stop_time:
-                status = "time" if stop_time and not sigint.raised else "interrupted"
+            if stop.raised or asked or out_of_time:
+                status = "time" if out_of_time and not stop.raised else "interrupted"
                 if saved_at != progress.step:
                     if status == "time":
-                        last_valid = validate(scheduled=False)
+                        last_valid = validate(run, cfg, task, net, progress, scheduled=False)
+                        emit("eval", last_valid)
                     save()
                 break
     if last_valid is not None and last_valid["step"] != progress.step:
@@ -352,3 +477,64 @@ def train(cfg, out, resume=False, on_step=None, on_event=None):
     if last_valid is None and status != "interrupted":
         last_valid = {"step": progress.step, **task.evaluate(net.params, net.arch)}
     return Outcome(status, progress, last_valid, progress.best_valid, baselines)
+
+
+def step(run, cfg, task, net, opt, opt_state, carried, progress, rng, total, saved_at):
+    """One update: loss and gradients of the next window, clipping, the optimiser. Returns the state
+    carried into the next window and the step's metrics record."""
+    batch, tokens = task.batch(progress.window, progress.epoch)
+    tick = time.perf_counter()
+    flow = cfg.flow_every > 0 and (progress.step + 1) % cfg.flow_every == 0
+    if cfg.recompute_every and not flow:                 # (a flow record needs the full pass's traces)
+        r = checkpointing.loss_and_grads(net.params, net.arch, state=carried, **batch,
+                                         every=cfg.recompute_every, clip_dh=cfg.clip_dh)
+    else:
+        r = engine.loss_and_grads(net.params, net.arch, state=carried, **batch, dropout=cfg.dropout, rng=rng,
+                                  clip_dh=cfg.clip_dh, trace=flow)
+    if flow:                                              # before clipping changes the gradients
+        run.log({"step": progress.step + 1, "flow": [np.linalg.norm(dh.reshape(len(dh), -1), axis=1).tolist()
+                                                     for dh in r.dhs],
+                 "grad_norms": {k: float(np.linalg.norm(g)) for k, g in r.grads.items()}})
+    norm, clipped = clip(cfg, r.grads)
+    if not (math.isfinite(r.loss) and math.isfinite(norm)):
+        raise Diverged(divergence_advice(run, cfg, progress, r.loss, norm, saved_at))
+    if task.carries_state:
+        carried = task.next_state(net.params, net.arch, progress.window, carried, r.state)
+    following = progress.window + 1
+    if following == task.steps_per_epoch:
+        following = 0
+        progress.epoch += 1
+    lr = learning_rate(cfg, progress, total)
+    opt.step(net.params, r.grads, opt_state, lr)
+    progress.step += 1
+    progress.window = following
+    progress.tokens += tokens
+    progress.clipped += clipped
+    record = {"step": progress.step, "epoch": progress.epoch, "loss": r.loss, "lr": lr, "grad_norm": norm,
+              "clipped": clipped, "clipped_fraction": progress.clipped / progress.step,
+              "tokens_per_s": tokens / (time.perf_counter() - tick)}
+    return carried, record
+
+
+def divergence_advice(run, cfg, progress, loss, norm, saved_at):
+    clip_hint = f"--clip {cfg.clip / 4:g}" if cfg.clip else "--clip 1"
+    return (f"training diverged at step {progress.step + 1}: loss {loss}, gradient norm {norm}. The last good "
+            f"checkpoint (step {saved_at}) is kept in {run.file('checkpoint.safetensors')}; continue from it with "
+            f"a lower learning rate or stronger clipping: bptt train {run.path} --resume --lr {cfg.lr / 10:g} "
+            f"(or {clip_hint})")
+
+
+def validate(run, cfg, task, net, progress, scheduled=True):
+    """Validation loss; keeps best.safetensors. Only scheduled validations (every eval_every steps)
+    move the plateau schedule, so stopping early never changes the arithmetic."""
+    record = {"step": progress.step, "split": "valid", **task.evaluate(net.params, net.arch)}
+    loss = record["loss"]
+    if loss < progress.best_valid:
+        progress.best_valid, progress.best_step = loss, progress.step
+        run.save_best(net.params, {"step": progress.step, "valid_loss": loss})
+    if cfg.schedule == "plateau" and scheduled:
+        progress.schedule = schedules.Plateau(cfg.lr).update(progress.schedule, loss)
+    record["best"] = progress.best_valid
+    run.log(record)
+    return record
+
