@@ -18,7 +18,6 @@ import typing
 from pathlib import Path
 
 from . import __version__
-from .config import RESUMABLE, TrainConfig
 
 CELL_FORMS = ("rnn", "gru", "lstm", "skip", "rnn-tanh", "rnn-relu", "rnn-sigmoid", "skip-tanh", "skip-relu",
               "skip-sigmoid")
@@ -53,7 +52,7 @@ NONNEGATIVE = number(float, "a number >= 0", lambda v: v >= 0)
 PROBABILITY = number(float, "a probability in (0, 1]", lambda v: 0 < v <= 1)
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+class HelpFormatter(argparse.HelpFormatter):
     """Help texts as written (each default is in the text once, from the config field)."""
 
 
@@ -151,6 +150,8 @@ def default_text(f):
 
 def add_config_options(p):
     """One option per TrainConfig field: its help, choices and default come from the field."""
+    from .config import TrainConfig
+
     for f in dataclasses.fields(TrainConfig):
         help = f.metadata["help"] + default_text(f)
         if f.type == "bool" or isinstance(f.default, bool):
@@ -164,6 +165,8 @@ def add_config_options(p):
 
 
 def add_train(sub):
+    from .config import RESUMABLE
+
     p = parser_for(sub, "train", "train a language model or classifier with truncated BPTT",
                    "Train a character- or word-level language model (TBPTT(k1, k2)), a text classifier or a "
                    "long-range problem. Writes RUN_DIR/{run.json, config.json, vocab.json, checkpoint.safetensors, "
@@ -191,6 +194,8 @@ def run_dir(args, option="RUN_DIR"):
 
 def given_options(args):
     """The config fields given on the command line (not None), as TrainConfig values."""
+    from .config import TrainConfig
+
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
              if getattr(args, f.name) is not None}
     if "separator" in given:                                  # --separator '\n\n' means two line breaks
@@ -206,6 +211,8 @@ def given_options(args):
 
 def config_error(e):
     """A ValueError or TypeError about a config field, with the field shown as its option."""
+    from .config import TrainConfig
+
     text = str(e)
     name = text.split(":", 1)[0]
     if name in {f.name for f in dataclasses.fields(TrainConfig)}:
@@ -216,6 +223,7 @@ def config_error(e):
 def resumed_config(out, given):
     """The saved config with the given budget, lr or clip; any other option that differs is an error."""
     from . import train
+    from .config import RESUMABLE
 
     run = train.Run(out)
     run.check_resumable()
@@ -231,6 +239,8 @@ def resumed_config(out, given):
 
 
 def run_train(args):
+    from .config import TrainConfig
+
     out = run_dir(args)
     given = given_options(args)
     try:
@@ -411,6 +421,7 @@ def add_task(sub):
 
 def run_task(args):
     from . import sweep
+    from .config import TrainConfig
 
     base = TrainConfig(hidden=args.hidden, layers=1, batch=args.batch, optimizer=args.optimizer, lr=args.lr,
                        clip=args.clip, seed=args.seed, steps=args.steps, eval_every=max(args.steps // 10, 1),
@@ -478,6 +489,7 @@ def add_bench(sub):
 
 def run_bench(args):
     from . import bench
+    from .config import TrainConfig
 
     cfg = bench.config(TrainConfig(**(bench.BASE | {"cell": args.cell, "hidden": args.hidden,
                                                        "layers": args.layers, "batch": args.batch,

@@ -104,6 +104,7 @@ class Run:
         present -= {n for n in present if self.is_temporary(n)}
         if not present:
             return
+        self.check_not_busy()
         if self.is_run():
             if self.exists():
                 raise FileError(f"{option}: {self.path} already holds a run; pass --resume to continue it "
@@ -164,6 +165,22 @@ class Run:
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock_fd = fd
         return self
+
+    def check_not_busy(self):
+        """Busy if another process holds the lock (without taking it or writing anything)."""
+        try:
+            fd = os.open(self.file(LOCK), os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            raise Busy(f"{self.path}: another bptt process is training in this run directory"
+                       f"{' (pid ' + owner + ')' if owner else ''}; wait for it to end or use another "
+                       f"directory") from None
+        finally:
+            os.close(fd)
 
     def release(self):
         if self._lock_fd is not None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, problems, train
+from . import checkpoint, problems
 
 VARIANTS = {
     "rnn-tanh": dict(cell="rnn", nonlinearity="tanh"),
@@ -38,6 +38,8 @@ ALIASES = {"irnn": "rnn-relu", "skip-rnn": "skip-tanh"}
 
 def one_run(base, problem, cell, T, out):
     """Train one (cell, T) into out/{cell}-T{T}; returns its row of results."""
+    from . import train  # (not at import: bptt task --help stays light)
+
     cfg = base.replace(task=problem, length=int(T), embedding=0, **VARIANTS[cell])
     start = time.perf_counter()
     outcome = train.train(cfg, Path(out) / f"{cell}-T{T}")
@@ -52,6 +54,8 @@ def one_run(base, problem, cell, T, out):
 def run(base, problem, lengths, cells, out, on_run=None, jobs=1):
     """Train every (cell, T), `jobs` runs at a time (separate processes, one BLAS thread each);
     returns the rows of results.json (also written to out)."""
+    from . import train
+
     problems.get(problem)
     cells = [ALIASES.get(c, c) for c in cells]
     unknown = sorted(set(cells) - set(VARIANTS))
@@ -88,6 +92,8 @@ def run(base, problem, lengths, cells, out, on_run=None, jobs=1):
 
 def learning_curves(out, rows):
     """{label: (steps, test losses)} from each run's metrics.jsonl."""
+    from . import train
+
     curves = {}
     for r in rows:
         records = train.Run(Path(out) / f"{r['cell']}-T{r['T']}").records()
@@ -98,7 +104,7 @@ def learning_curves(out, rows):
 
 def report(out, problem, rows):
     """out/report.html: the success grid, gradient profiles at initialisation, learning curves."""
-    from . import diagnostics, figures, html_report
+    from . import diagnostics, figures, html_report, train
 
     out = Path(out)
     p = problems.get(problem)

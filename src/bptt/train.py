@@ -273,12 +273,14 @@ def check_sources(run, cfg):
     """Resume refuses a data file that changed since the run started; a run written before the
     marker existed gets one now."""
     marker = run.marker()
-    now = data_sources(cfg, {})
     if marker is None:
-        run.write_marker(now)
+        run.write_marker(data_sources(cfg, {}))
         return {}
     for name, before in marker["data"].items():
-        after = now.get(name)
+        try:
+            after = data_sources(cfg, {}).get(name)
+        except FileError:
+            after = None
         if after is None or after["sha256"] != before.get("sha256"):
             what = before.get("path") or before.get("given")
             got = "is gone" if after is None else (f"is now {after['bytes']:,} bytes, sha256 {after['sha256'][:12]}")
@@ -447,31 +449,31 @@ def loop(run, cfg, task, net, opt_state, carried, progress, on_step, emit, notes
     status, last_valid = "done", None
     started = time.perf_counter() - progress.elapsed
     with StopSignals() as stop, np.errstate(over="ignore", invalid="ignore"):   # divergence is checked below
-        while total is None or progress.step < total:
-            try:
+        try:
+            while total is None or progress.step < total:
                 carried, record = step(run, cfg, task, net, opt, opt_state, carried, progress, rng, total, saved_at)
-            except FileError as e:
-                raise FileError(f"{e}. Training stopped at step {progress.step}; the checkpoint of step {saved_at} "
-                                f"is intact: free some space, then continue with --resume") from None
-            progress.elapsed = time.perf_counter() - started
-            record["elapsed"] = progress.elapsed
-            if progress.step % cfg.log_every == 0 or progress.step == total:
-                run.log(record)
-                emit("log", record)
-            if progress.step % cfg.eval_every == 0 or progress.step == total:
-                last_valid = validate(run, cfg, task, net, progress)
-                emit("eval", last_valid)
-                save()
-            out_of_time = cfg.max_time is not None and progress.elapsed >= cfg.max_time
-            asked = on_step is not None and on_step(progress)
-            if stop.raised or asked or out_of_time:
-                status = "time" if out_of_time and not stop.raised else "interrupted"
-                if saved_at != progress.step:
-                    if status == "time":
-                        last_valid = validate(run, cfg, task, net, progress, scheduled=False)
-                        emit("eval", last_valid)
+                progress.elapsed = time.perf_counter() - started
+                record["elapsed"] = progress.elapsed
+                if progress.step % cfg.log_every == 0 or progress.step == total:
+                    run.log(record)
+                    emit("log", record)
+                if progress.step % cfg.eval_every == 0 or progress.step == total:
+                    last_valid = validate(run, cfg, task, net, progress)
+                    emit("eval", last_valid)
                     save()
-                break
+                out_of_time = cfg.max_time is not None and progress.elapsed >= cfg.max_time
+                asked = on_step is not None and on_step(progress)
+                if stop.raised or asked or out_of_time:
+                    status = "time" if out_of_time and not stop.raised else "interrupted"
+                    if saved_at != progress.step:
+                        if status == "time":
+                            last_valid = validate(run, cfg, task, net, progress, scheduled=False)
+                            emit("eval", last_valid)
+                        save()
+                    break
+        except FileError as e:
+            raise FileError(f"{e}. Training stopped at step {progress.step}; the checkpoint of step {saved_at} is "
+                            f"intact: free some space, then continue with --resume") from None
     if last_valid is not None and last_valid["step"] != progress.step:
         last_valid = None                                     # stale: of earlier parameters
     if last_valid is None and status != "interrupted":
