@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from bptt import generate, report, train
-from bptt.cli import COMMANDS, build_parser, main
+from bptt.cli import main
+
+COMMANDS = ("gradcheck", "train", "eval", "sample", "task", "diagnose", "bench")
 
 TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\n\nJULIET:\nAy me!\n\n" * 10
 SMALL = ["--hidden", "10", "--layers", "1", "--embedding", "5", "--batch", "3", "--window", "6",
@@ -67,7 +69,7 @@ BAD_TRAIN = [
 @pytest.mark.parametrize("args,message", BAD_TRAIN)
 def test_item13_bad_train_options(tmp_path, text, capsys, args, message):
     run = tmp_path / "run"
-    assert main(["train", str(run), "--data", text, *args]) == 2
+    assert main(["train", "--out", str(run), "--data", text, *args]) == 2
     assert last_error(capsys).startswith(f"error: {message}")
     assert not run.exists()
 
@@ -91,7 +93,7 @@ def test_item13_bad_train_options(tmp_path, text, capsys, args, message):
 ])
 def test_item13_bad_options_of_other_subcommands(tmp_path, text, capsys, argv, message):
     run = tmp_path / "run"
-    assert main(["train", str(run), "--data", text, "--steps", "2", *SMALL]) == 0
+    assert main(["train", "--out", str(run), "--data", text, "--steps", "2", *SMALL]) == 0
     capsys.readouterr()
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     argv = [str(run) if a == "RUN" else str(tmp_path / "out") if a == "OUT" else a for a in argv]
@@ -152,14 +154,15 @@ def test_item18_the_defaults_shown_are_the_true_ones(capsys):
 
 def test_item19_cell_names_are_one_vocabulary(tmp_path, text, capsys):
     from bptt import gradcheck, sweep
+    from bptt.cli import build_parser
 
     parser = build_parser()
     train_cells = set(parser._subparsers._group_actions[0].choices["train"]._option_string_actions["--cell"].choices)
     assert set(gradcheck.CELL_NAMES) <= train_cells
     assert {"rnn-tanh", "rnn-relu", "rnn-sigmoid", "skip-tanh", "gru", "lstm"} == set(sweep.VARIANTS)
     a, b = tmp_path / "a", tmp_path / "b"
-    assert main(["train", str(a), "--data", text, "--steps", "2", "--cell", "rnn-relu", *SMALL]) == 0
-    assert main(["train", str(b), "--data", text, "--steps", "2", "--cell", "rnn", "--nonlinearity", "relu",
+    assert main(["train", "--out", str(a), "--data", text, "--steps", "2", "--cell", "rnn-relu", *SMALL]) == 0
+    assert main(["train", "--out", str(b), "--data", text, "--steps", "2", "--cell", "rnn", "--nonlinearity", "relu",
                  *SMALL]) == 0
     assert train.Run(a).config() == train.Run(b).config().replace(data=train.Run(a).config().data)
     assert "training rnn-relu 1x10" in capsys.readouterr().err
@@ -193,7 +196,7 @@ def test_item20_help_imports_no_heavy_module():
 
 def test_item20_samples_stream_and_match_sample(tmp_path, text, capsys):
     run = tmp_path / "run"
-    assert main(["train", str(run), "--data", text, "--steps", "2", *SMALL]) == 0
+    assert main(["train", "--out", str(run), "--data", text, "--steps", "2", *SMALL]) == 0
     net, _ = train.Run(run).network()
     drawn = generate.stream(net.params, net.arch, [1, 2], 30, np.random.default_rng(4))
     first = next(drawn)                                     # one token before the rest exist
@@ -205,7 +208,7 @@ def test_item20_word_samples_keep_the_prime_apart(tmp_path, capsys):
     words = tmp_path / "words.txt"
     words.write_text("the cat sat on the mat\nthe rat ran away\n" * 30)
     run = tmp_path / "run"
-    assert main(["train", str(run), "--data", str(words), "--level", "word", "--steps", "2", *SMALL]) == 0
+    assert main(["train", "--out", str(run), "--data", str(words), "--level", "word", "--steps", "2", *SMALL]) == 0
     capsys.readouterr()
     assert main(["sample", str(run), "--prime", "the cat", "--tokens", "3", "--greedy"]) == 0
     out = capsys.readouterr().out
@@ -217,7 +220,7 @@ def test_item20_word_samples_keep_the_prime_apart(tmp_path, capsys):
 def test_item20_counts_and_plurals_agree(tmp_path, text, capsys):
     assert report.plural(1, "window") == "1 window" and report.plural(2, "window") == "2 windows"
     run = tmp_path / "run"
-    assert main(["train", str(run), "--data", text, "--steps", "4", *SMALL]) == 0
+    assert main(["train", "--out", str(run), "--data", text, "--steps", "4", *SMALL]) == 0
     out, err = capsys.readouterr()
     valid = int(re.search(r"/ (\d+) valid tokens", err).group(1))
     assert f"validation ({valid} tokens scored)" in out
@@ -229,7 +232,7 @@ def test_item20_accuracy_is_shown_alike_in_train_and_eval(tmp_path, capsys):
     data = tmp_path / "train.tsv"
     data.write_text("".join(f"{'cat rat' if i % 2 else 'cat mat'}\t{i % 2}\n" for i in range(40)))
     run = tmp_path / "run"
-    assert main(["train", str(run), "--task", "classify", "--data", str(data), "--level", "word", "--steps", "2",
+    assert main(["train", "--out", str(run), "--task", "classify", "--data", str(data), "--level", "word", "--steps", "2",
                  "--hidden", "4", "--embedding", "3", "--batch", "4", "--eval-every", "1"]) == 0
     err = capsys.readouterr().err
     assert re.search(r"valid loss \d\.\d{4}  accuracy \d+\.\d%", err), err

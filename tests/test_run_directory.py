@@ -45,7 +45,7 @@ def error(capsys):
 
 def trained(tmp_path, text, capsys, steps=8, name="run", extra=()):
     run = str(tmp_path / name)
-    assert main(["train", run, "--data", text, "--steps", str(steps), *SMALL, *extra]) == 0
+    assert main(["train", "--out", run, "--data", text, "--steps", str(steps), *SMALL, *extra]) == 0
     capsys.readouterr()
     return run
 
@@ -63,7 +63,7 @@ def test_item01_refuses_a_directory_with_user_files(tmp_path, text, capsys, file
     for name, content in files.items():
         (out / name).write_text(content)
     before = snapshot(out)
-    assert main(["train", str(out), "--data", text, "--steps", "2", *SMALL]) == 2
+    assert main(["train", "--out", str(out), "--data", text, "--steps", "2", *SMALL]) == 2
     err = error(capsys)
     assert "is not empty and not a bptt run" in err and sorted(files)[0] in err
     assert snapshot(out) == before
@@ -73,7 +73,7 @@ def test_item01_a_run_that_lost_its_checkpoint_is_not_free(tmp_path, text, capsy
     run = Path(trained(tmp_path, text, capsys))
     (run / "checkpoint.safetensors").unlink()
     before = snapshot(run)
-    assert main(["train", str(run), "--data", text, "--steps", "2", *SMALL]) == 2
+    assert main(["train", "--out", str(run), "--data", text, "--steps", "2", *SMALL]) == 2
     assert "holds a bptt run whose checkpoint.safetensors is missing" in error(capsys)
     assert snapshot(run) == before
 
@@ -94,21 +94,21 @@ def test_item02_a_second_process_is_refused_while_the_first_holds_the_lock(tmp_p
     try:
         assert holder.stdout.readline().strip() == "locked"
         before = snapshot(run)
-        assert main(["train", run, "--resume", "--steps", "8"]) == 2
+        assert main(["train", "--out", run, "--resume", "--steps", "8"]) == 2
         assert "another bptt process is training in this run directory" in error(capsys)
         assert snapshot(run) == before
     finally:
         holder.kill()                                       # SIGKILL: the kernel releases the lock
         holder.wait()
         holder.stdout.close()
-    assert main(["train", run, "--resume", "--steps", "8"]) == 0
+    assert main(["train", "--out", run, "--resume", "--steps", "8"]) == 0
     assert train.Run(run).load()[3].step == 8
 
 
 def test_item02_two_fresh_runs_started_together(tmp_path, text):
     """Started at the same moment into one directory: one trains, the other is refused."""
     run = str(tmp_path / "run")
-    cmd = [sys.executable, "-m", "bptt", "train", run, "--data", text, "--steps", "6", *SMALL]
+    cmd = [sys.executable, "-m", "bptt", "train", "--out", run, "--data", text, "--steps", "6", *SMALL]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [(p.wait(), p.stderr.read()) for p in procs]
     for p in procs:
@@ -129,11 +129,11 @@ def test_item03_resume_after_an_interruption_continues_to_the_saved_budget(tmp_p
     cfg = train.TrainConfig(data=text, hidden=10, layers=1, embedding=5, batch=3, window=6, eval_every=4,
                             eval_batch=2, log_every=1, steps=30)
     train.train(cfg, run, on_step=lambda p: p.step == 5)
-    assert main(["train", run, "--resume"]) == 0                # exactly what the message after Ctrl-C says
+    assert main(["train", "--out", run, "--resume"]) == 0                # exactly what the message after Ctrl-C says
     assert train.Run(run).load()[3].step == 30
-    assert main(["train", run, "--resume"]) == 2
+    assert main(["train", "--out", run, "--resume"]) == 2
     assert "already reached its budget (steps 30) at step 30" in error(capsys)
-    assert main(["train", run, "--resume", "--steps", "34"]) == 0
+    assert main(["train", "--out", run, "--resume", "--steps", "34"]) == 0
     assert train.Run(run).load()[3].step == 34 and train.Run(run).config().steps == 34
 
 
@@ -144,7 +144,7 @@ def test_item03_resume_after_an_interruption_continues_to_the_saved_budget(tmp_p
 def test_item04_a_flag_that_cannot_change_on_resume_is_an_error(tmp_path, text, capsys, flag, value):
     run = trained(tmp_path, text, capsys, steps=4)
     before = snapshot(run)
-    assert main(["train", run, "--resume", "--steps", "8", flag, value]) == 2
+    assert main(["train", "--out", run, "--resume", "--steps", "8", flag, value]) == 2
     err = error(capsys)
     assert err.startswith(f"error: {flag}: cannot change when resuming")
     assert snapshot(run) == before
@@ -152,7 +152,7 @@ def test_item04_a_flag_that_cannot_change_on_resume_is_an_error(tmp_path, text, 
 
 def test_item04_the_header_shows_what_really_runs(tmp_path, text, capsys):
     run = trained(tmp_path, text, capsys, steps=4)
-    assert main(["train", run, "--resume", "--steps", "8", "--lr", "0.001", "--hidden", "10"]) == 0
+    assert main(["train", "--out", run, "--resume", "--steps", "8", "--lr", "0.001", "--hidden", "10"]) == 0
     err = capsys.readouterr().err
     assert "training lstm 1x10 (" in err and f"on {text}" in err and "adam lr 0.001" in err
     assert "changed on resume: lr 0.002 -> 0.001" in err and "changed on resume: steps 4 -> 8" in err
@@ -172,7 +172,7 @@ def test_item05_resume_refuses_a_changed_data_file(tmp_path, text, capsys, edit)
         path.write_text(TEXT[:100])
     else:
         path.unlink()
-    assert main(["train", run, "--resume", "--steps", "8"]) == 2
+    assert main(["train", "--out", run, "--resume", "--steps", "8"]) == 2
     err = error(capsys)
     assert err.startswith("error: --data: ") and text in err and ("changed since the run started" in err or
                                                                   "file not found" in err)
@@ -203,12 +203,12 @@ def test_item08_disk_full_while_checkpointing(tmp_path, text, capsys, monkeypatc
     run = trained(tmp_path, text, capsys, steps=4)
     before = (Path(run) / "checkpoint.safetensors").read_bytes()
     full_disk_on(monkeypatch, "checkpoint.safetensors")
-    assert main(["train", run, "--resume", "--steps", "8"]) == 2
+    assert main(["train", "--out", run, "--resume", "--steps", "8"]) == 2
     err = error(capsys)
     assert "checkpoint.safetensors: cannot write (No space left on device" in err and "--resume" in err
     assert (Path(run) / "checkpoint.safetensors").read_bytes() == before
     monkeypatch.undo()
-    assert main(["train", run, "--resume", "--steps", "8"]) == 0
+    assert main(["train", "--out", run, "--resume", "--steps", "8"]) == 0
 
 
 def test_item08_disk_full_while_appending_a_metric(tmp_path, text, capsys, monkeypatch):
@@ -248,11 +248,11 @@ def test_item08_disk_full_while_appending_a_metric(tmp_path, text, capsys, monke
         return Full(f) if str(path).endswith("metrics.jsonl") and "a" in mode else f
 
     monkeypatch.setattr("builtins.open", opener)
-    assert main(["train", run, "--resume", "--steps", "8"]) == 2
+    assert main(["train", "--out", run, "--resume", "--steps", "8"]) == 2
     assert "metrics.jsonl: cannot write (No space left on device" in error(capsys)
     monkeypatch.undo()
     assert metrics.stat().st_size == size                   # the half line was cut back
-    assert main(["train", run, "--resume", "--steps", "8"]) == 0
+    assert main(["train", "--out", run, "--resume", "--steps", "8"]) == 0
 
 
 @pytest.mark.parametrize("damage,ok", [
@@ -269,7 +269,7 @@ def test_item08_torn_and_bad_metric_lines(tmp_path, text, capsys, damage, ok):
         metrics.write_text("".join(lines) + damage)
     else:
         metrics.write_text("".join(lines[:2]) + damage + "".join(lines[2:]))
-    code = main(["train", run, "--resume", "--steps", "8"])
+    code = main(["train", "--out", run, "--resume", "--steps", "8"])
     if ok:
         assert code == 0
         assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()][-1] == 8
@@ -302,13 +302,13 @@ def read_only(folder):
 
 def test_item09_read_only_places(tmp_path, text, capsys):
     with read_only(tmp_path / "ro") as ro:
-        assert main(["train", str(ro / "new"), "--data", text, "--steps", "2", *SMALL]) == 2
+        assert main(["train", "--out", str(ro / "new"), "--data", text, "--steps", "2", *SMALL]) == 2
         assert f"cannot create {ro / 'new'}" in error(capsys)
     run = trained(tmp_path, text, capsys, steps=4)
     os.chmod(run, 0o555)
     try:
         if os.geteuid() != 0:
-            assert main(["train", run, "--resume", "--steps", "8"]) == 2
+            assert main(["train", "--out", run, "--resume", "--steps", "8"]) == 2
             assert "cannot write in this directory" in error(capsys)
     finally:
         os.chmod(run, 0o755)
@@ -329,7 +329,7 @@ def test_item09_a_read_only_run_directory_refuses_resume(tmp_path, text, capsys,
         return real_open(path, mode, *a, **kw)
 
     monkeypatch.setattr("builtins.open", opener)
-    assert main(["train", run, "--resume", "--steps", "8"]) == 2
+    assert main(["train", "--out", run, "--resume", "--steps", "8"]) == 2
     assert "cannot write in this directory (Read-only file system)" in error(capsys)
 
 
@@ -366,7 +366,7 @@ def test_item11_files_and_sizes(tmp_path, text, capsys):
 
 def test_item11_ctrl_c_while_starting_prints_no_traceback(tmp_path, text):
     for delay in (0.1, 0.2, 0.35, 0.6):    # (before 0.05 s the interpreter itself is starting)
-        p = subprocess.Popen([sys.executable, "-m", "bptt", "train", str(tmp_path / f"r{delay}"), "--data", text,
+        p = subprocess.Popen([sys.executable, "-m", "bptt", "train", "--out", str(tmp_path / f"r{delay}"), "--data", text,
                               "--steps", "50", *SMALL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(delay)
         p.send_signal(signal.SIGINT)
@@ -381,7 +381,7 @@ def test_item11_ctrl_c_while_starting_prints_no_traceback(tmp_path, text):
 
 def test_item12_sigterm_saves_and_stops(tmp_path, text):
     run = tmp_path / "run"
-    p = subprocess.Popen([sys.executable, "-m", "bptt", "train", str(run), "--data", text, "--steps", "100000",
+    p = subprocess.Popen([sys.executable, "-m", "bptt", "train", "--out", str(run), "--data", text, "--steps", "100000",
                           *SMALL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and len(train.Run(run).records()) < 6:
@@ -399,7 +399,7 @@ def test_item12_stale_temporaries_are_removed(tmp_path, text, capsys):
     run = Path(trained(tmp_path, text, capsys, steps=4))
     stale = run / ".best.safetensors.abc123.tmp"
     stale.write_bytes(b"half a file")
-    assert main(["train", str(run), "--resume", "--steps", "5"]) == 0
+    assert main(["train", "--out", str(run), "--resume", "--steps", "5"]) == 0
     assert not stale.exists()
 
 
@@ -422,11 +422,11 @@ def test_item14_the_advice_after_divergence_can_be_followed(tmp_path, text, caps
 def test_item15_validation_files(tmp_path, text, capsys):
     tiny = tmp_path / "tiny.txt"
     tiny.write_text("R")
-    assert main(["train", str(tmp_path / "r"), "--data", text, "--valid", str(tiny), *SMALL]) == 2
+    assert main(["train", "--out", str(tmp_path / "r"), "--data", text, "--valid", str(tiny), *SMALL]) == 2
     assert f"--valid {tiny}: 1 token(s); validation needs at least 2" in error(capsys)
     unknown = tmp_path / "unknown.txt"
     unknown.write_text("ROMEO:\nBut\nZebra!\n")
-    assert main(["train", str(tmp_path / "r"), "--data", text, "--valid", str(unknown), *SMALL]) == 2
+    assert main(["train", "--out", str(tmp_path / "r"), "--data", text, "--valid", str(unknown), *SMALL]) == 2
     assert f"--valid {unknown}: line 3: 'Z' not in the training vocabulary" in error(capsys)
     assert not (tmp_path / "r").exists()
     run = trained(tmp_path, text, capsys, steps=2)
@@ -441,11 +441,11 @@ def test_item15_validation_files(tmp_path, text, capsys):
 def test_item16_one_class_and_header_rows(tmp_path, capsys):
     one = tmp_path / "one.tsv"
     one.write_text("".join(f"cat mat {i}\tpos\n" for i in range(20)))
-    assert main(["train", str(tmp_path / "r"), "--task", "classify", "--data", str(one), "--level", "word"]) == 2
+    assert main(["train", "--out", str(tmp_path / "r"), "--task", "classify", "--data", str(one), "--level", "word"]) == 2
     assert "has a single label ('pos')" in error(capsys)
     header = tmp_path / "header.tsv"
     header.write_text("text\tlabel\n" + "".join(f"cat {'mat' if i % 2 else 'rat'}\t{i % 2}\n" for i in range(20)))
-    assert main(["train", str(tmp_path / "r"), "--task", "classify", "--data", str(header), "--level", "word",
+    assert main(["train", "--out", str(tmp_path / "r"), "--task", "classify", "--data", str(header), "--level", "word",
                  "--steps", "2", "--hidden", "4", "--embedding", "3", "--batch", "4"]) == 0
     assert "line 1 of" in capsys.readouterr().err
     assert train.Run(tmp_path / "r").labels().labels == ("0", "1")
@@ -455,7 +455,7 @@ def test_item16_a_deleted_vocabulary_is_rebuilt_and_saved(tmp_path, text, capsys
     run = trained(tmp_path, text, capsys, steps=4)
     vocab = (Path(run) / "vocab.json").read_text()
     (Path(run) / "vocab.json").unlink()
-    assert main(["train", run, "--resume", "--steps", "6"]) == 0
+    assert main(["train", "--out", run, "--resume", "--steps", "6"]) == 0
     assert "vocab.json was missing: rebuilt" in capsys.readouterr().err
     assert (Path(run) / "vocab.json").read_text() == vocab
     assert main(["sample", run, "--tokens", "5"]) == 0
@@ -465,11 +465,11 @@ def test_item16_relative_paths_resume_from_anywhere(tmp_path, capsys, monkeypatc
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "text.txt").write_text(TEXT)
     monkeypatch.chdir(tmp_path / "a")
-    assert main(["train", "run", "--data", "text.txt", "--steps", "4", *SMALL]) == 0
+    assert main(["train", "--out", "run", "--data", "text.txt", "--steps", "4", *SMALL]) == 0
     assert "on text.txt" in capsys.readouterr().err            # shown as given
     assert json.loads(Path("run/config.json").read_text())["data"] == str(tmp_path / "a" / "text.txt")
     monkeypatch.chdir(tmp_path)
-    assert main(["train", "a/run", "--resume", "--steps", "6"]) == 0
+    assert main(["train", "--out", "a/run", "--resume", "--steps", "6"]) == 0
     assert train.Run(tmp_path / "a" / "run").load()[3].step == 6
 
 
