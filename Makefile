@@ -11,8 +11,8 @@ DEMO_RUN := runs/demo
 
 demo: $(VENV)/.installed
 	rm -rf $(DEMO_RUN)
-	$(BIN)/bptt train --out $(DEMO_RUN) --max-time 180 --eval-every 250
-	$(BIN)/bptt sample $(DEMO_RUN) --length 700 --temperature 0.8 --seed 1
+	$(BIN)/bptt train $(DEMO_RUN) --max-time 180 --eval-every 250
+	$(BIN)/bptt sample $(DEMO_RUN) --tokens 700 --temperature 0.8 --seed 1
 
 gradcheck: $(VENV)/.installed-test
 	$(BIN)/bptt gradcheck

@@ -51,7 +51,7 @@ def test_missing_framework_is_skipped_with_a_message(monkeypatch, capsys):
 
 def test_bad_arguments(capsys):
     assert main(["bench", "--hidden", "0"]) == 2
-    assert "error: --hidden: expected a positive int, got 0" in capsys.readouterr().err
+    assert "error: --hidden: expected a positive int, got '0'" in capsys.readouterr().err
     assert main(["bench", "--embedding", "-1"]) == 2
     assert "error: --embedding: expected an int >= 0, got -1" in capsys.readouterr().err
     assert main(["bench", "--window", "100000000", "--frameworks", "bptt"]) == 2

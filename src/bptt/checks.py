@@ -11,6 +11,7 @@ import numpy as np
 
 TARGETS = ("every", "last")
 DTYPES = (np.float32, np.float64)
+FLOATS = tuple(np.dtype(d) for d in DTYPES)
 
 
 def describe(a):
@@ -38,7 +39,7 @@ def float_dtype(dtype):
         dt = np.dtype(dtype)
     except TypeError:
         raise TypeError(f"dtype: expected np.float32 or np.float64, got {dtype!r}") from None
-    if dt not in [np.dtype(d) for d in DTYPES]:
+    if dt not in FLOATS:
         raise TypeError(f"dtype: expected np.float32 or np.float64, got {dt}")
     return dt
 
@@ -58,6 +59,43 @@ def finite(name, a):
         bad = np.argwhere(~np.isfinite(a))[0]
         raise ValueError(f"{name}: expected finite values, got {a[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
     return a
+
+
+def params(p, shapes, dtype=None):
+    """p: the parameters, a dict with exactly the keys of shapes (arch.param_shapes()), each a NumPy
+    array of its shape, all of one float dtype: dtype (the network's) when given, else the dtype
+    most of them have (a tie goes to p["c"]'s). Returns that dtype. Views are fine (the engine
+    reads strided arrays); the values are not checked here, it runs on every step."""
+    keys = ", ".join(shapes)
+    if not isinstance(p, dict):
+        raise TypeError(f"params: expected a dict of arrays keyed {keys}; got {type(p).__name__}")
+    if p.keys() != shapes.keys():
+        missing = [repr(k) for k in shapes if k not in p]
+        if missing:
+            raise ValueError(f"params: missing {', '.join(missing)} (expected keys: {keys})")
+        unexpected = [repr(k) for k in p if k not in shapes]
+        raise ValueError(f"params: unexpected {', '.join(unexpected)} (expected keys: {keys})")
+    counts = {}
+    for name, shape in shapes.items():
+        a = p[name]
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"params[{name!r}]: expected a NumPy array of shape {shape}, got {type(a).__name__}")
+        if a.shape != shape:
+            raise ValueError(f"params[{name!r}]: expected shape {shape}, got {a.shape}")
+        counts[a.dtype] = counts.get(a.dtype, 0) + 1
+    if dtype is None:
+        floats = [d for d in counts if d in FLOATS]
+        if not floats:
+            raise TypeError(f"params: expected float32 or float64 arrays, got {', '.join(map(str, counts))}; "
+                            f"cast them with .astype(np.float64)")
+        dtype = max(floats, key=lambda d: (counts[d], d == p["c"].dtype))
+    if len(counts) > 1 or dtype not in counts:
+        like = "like the other parameters" if dtype in counts else "(the network's dtype)"
+        bad = [f"params[{name!r}]: expected {dtype} {like}, got {p[name].dtype}" for name in shapes
+               if p[name].dtype != dtype]
+        raise ValueError(f"{'; '.join(bad)}; cast {'it' if len(bad) == 1 else 'them'} with .astype(np.{dtype}) "
+                         f"(all parameters share one dtype)")
+    return dtype
 
 
 def lengths_mask(lengths, T, B):

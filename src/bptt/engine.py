@@ -81,10 +81,15 @@ class Arch:
                              f"output_size={self.output_size}")
 
     @property
+    def compiled(self):
+        """Whether the cell runs compiled (bptt.fast): rnn, gru and lstm with engine="fast". The skip
+        RNN, a research cell, has only the NumPy reference, on either engine."""
+        return self.engine == "fast" and self.cell != "skip"
+
+    @property
     def module(self):
-        """The cell's functions: compiled (bptt.fast) for rnn, gru and lstm with engine="fast", else
-        the NumPy reference. The skip RNN, a research cell, has only the reference."""
-        if self.engine == "fast" and self.cell != "skip":
+        """The cell's functions: compiled (bptt.fast) when self.compiled, else the NumPy reference."""
+        if self.compiled:
             from . import fast
 
             return fast.CELLS[self.cell]
@@ -196,8 +201,9 @@ class Batch(NamedTuple):
 
 
 def prepare(params, arch, x, state, lengths, reset=None):
-    """Validate and convert the inputs shared by every entry point."""
-    dtype = params["c"].dtype
+    """Validate and convert the inputs shared by every entry point, the parameters first (keys,
+    shapes, one dtype: checks.params); every function that runs the layers starts here."""
+    dtype = checks.params(params, arch.param_shapes())
     x, T, B = checks.inputs(x, arch.input_size, arch.embedding_dim is not None, dtype)
     mask = checks.lengths_mask(lengths, T, B)
     x = checks.valid_inputs(x, arch.input_size, mask)
@@ -225,9 +231,10 @@ def dropout_masks(arch, batch, p, rng, dtype):
 
 
 def folds_embedding(arch, drops):
-    """Whether the first layer reads Embedded(E, ids) instead of the gathered rows E[ids]: the fast
-    engine projects a (V, D) table once per window (bptt.fast.window), unless dropout applies there."""
-    return arch.engine == "fast" and arch.embedding_dim is not None and drops[0] is None
+    """Whether the first layer reads Embedded(E, ids) instead of the gathered rows E[ids]: a compiled
+    cell projects a (V, D) table once per window (bptt.fast.window), unless dropout applies there.
+    The reference cells (the skip RNN's on the fast engine too) take the rows."""
+    return arch.compiled and arch.embedding_dim is not None and drops[0] is None
 
 
 def forward_layers(params, arch, batch, drops):

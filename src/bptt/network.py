@@ -34,14 +34,20 @@ class Network:
                 f"output_size={a.output_size}, num_layers={a.num_layers}, embedding_dim={a.embedding_dim}, "
                 f"nonlinearity={a.nonlinearity!r}, dtype=np.{self.dtype})")
 
+    def checked_params(self):
+        """self.params, checked (checks.params) against the architecture and against self.dtype: a
+        parameter replaced by one of another dtype is named even when most of them were replaced."""
+        checks.params(self.params, self.arch.param_shapes(), self.dtype)
+        return self.params
+
     def forward(self, x, state=None, lengths=None):
         """Logits (T, B, K) for every step and the final state; no cache is kept."""
-        return engine_.logits(self.params, self.arch, x, state, lengths)
+        return engine_.logits(self.checked_params(), self.arch, x, state, lengths)
 
     def loss_and_grads(self, x, y, state=None, target="every", loss="cross_entropy", lengths=None, **training):
         """(loss, grads, final state). training: reset, loss_mask, dropout, rng, clip_dh (see
         engine.loss_and_grads, which also gives the gradients of the inputs and initial state)."""
-        r = engine_.loss_and_grads(self.params, self.arch, x, y, state, target, loss, lengths, **training)
+        r = engine_.loss_and_grads(self.checked_params(), self.arch, x, y, state, target, loss, lengths, **training)
         return r.loss, r.grads, r.state
 
     def load_torch_state_dict(self, sd):
