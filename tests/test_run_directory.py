@@ -493,3 +493,48 @@ def test_item17_checksums_are_written_and_checked(tmp_path):
     arrays, meta = checkpoint.load_arrays(path)
     assert meta == {"step": 1} and np.array_equal(arrays["a"], np.arange(10.0))
     assert checkpoint.checksum({"a": np.arange(10.0)}) != checkpoint.checksum({"a": np.arange(10.0) + 1e-12})
+
+
+# siblings found on the way --------------------------------------------------------------------------
+
+def test_sibling_a_long_range_problem_trains_from_the_command_line(tmp_path, capsys):
+    """The display read keys that only a classifier has: KeyError for --task adding."""
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--task", "adding", "--length", "8", "--steps", "3", "--hidden", "6",
+                 "--layers", "1", "--embedding", "0", "--batch", "4", "--eval-every", "3", "--test-size", "16"]) == 0
+    out, err = capsys.readouterr()
+    assert "on the adding problem, T = 8" in err and "test set: loss" in out
+
+
+def test_sibling_diagnose_writes_no_figure_beside_a_user_report(tmp_path, text, capsys):
+    """The figures went next to --out, overwriting any gradient_norms.png of the user's there."""
+    run = trained(tmp_path, text, capsys, steps=4)
+    mine = tmp_path / "reports"
+    mine.mkdir()
+    (mine / "gradient_norms.png").write_bytes(b"my picture")
+    before = snapshot(mine)
+    assert main(["diagnose", run, "--out", str(mine / "report.html")]) == 0
+    after = snapshot(mine)
+    assert after.pop(mine / "report.html")[0].startswith(b"<!DOCTYPE html>") and after == before
+    assert (Path(run) / "diagnose" / "gradient_norms.png").exists()
+    assert main(["diagnose", run, "--out", str(mine / "report.html")]) == 2       # not overwritten either
+    assert "exists; bptt does not overwrite" in error(capsys)
+
+
+def test_sibling_a_sweep_needs_a_new_or_empty_directory(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "results.json").write_text("mine")
+    assert main(["task", "adding", "--out", str(out), "--lengths", "5", "--cells", "gru", "--steps", "2",
+                 "--hidden", "4", "--test-size", "8"]) == 2
+    assert "is not empty; a sweep writes its runs only into a new or empty directory" in error(capsys)
+    assert (out / "results.json").read_text() == "mine"
+
+
+def test_sibling_an_option_that_does_not_apply_to_the_task_is_an_error(tmp_path, capsys):
+    """--window with --task classify was silently ignored (classification runs full BPTT)."""
+    data = tmp_path / "train.tsv"
+    data.write_text("".join(f"cat {'mat' if i % 2 else 'rat'}\t{i % 2}\n" for i in range(20)))
+    assert main(["train", "--out", str(tmp_path / "r"), "--task", "classify", "--data", str(data), "--window",
+                 "16"]) == 2
+    assert error(capsys).startswith("error: --window: applies to --task lm only")
