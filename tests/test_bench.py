@@ -53,11 +53,11 @@ def test_bad_arguments(capsys):
     assert main(["bench", "--hidden", "0"]) == 2
     assert "error: --hidden: expected a positive int, got '0'" in capsys.readouterr().err
     assert main(["bench", "--embedding", "-1"]) == 2
-    assert "error: --embedding: expected an int >= 0, got -1" in capsys.readouterr().err
+    assert "error: --embedding: expected an int >= 0, got '-1'" in capsys.readouterr().err
     assert main(["bench", "--window", "100000000", "--frameworks", "bptt"]) == 2
-    assert "error: window: expected fewer than" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["bench", "--frameworks", "tensorflow"])
+    assert "error: --window: expected fewer than" in capsys.readouterr().err
+    assert main(["bench", "--frameworks", "tensorflow"]) == 2
+    assert "error: --frameworks: invalid choice: 'tensorflow'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="config: expected one of"):
         bench.config("lstm-h9999")
 

@@ -491,11 +491,14 @@ def run_bench(args):
     from . import bench
     from .config import TrainConfig
 
-    cfg = bench.config(TrainConfig(**(bench.BASE | {"cell": args.cell, "hidden": args.hidden,
-                                                       "layers": args.layers, "batch": args.batch,
-                                                       "window": args.window, "embedding": args.embedding})))
-    rows = bench.run([cfg], args.steps, args.warmup, args.repeats, args.frameworks,
-                     out=lambda line: print(line, flush=True), rss=not args.no_rss)
+    try:
+        cfg = bench.config(TrainConfig(**(bench.BASE | {"cell": args.cell, "hidden": args.hidden,
+                                                           "layers": args.layers, "batch": args.batch,
+                                                           "window": args.window, "embedding": args.embedding})))
+        rows = bench.run([cfg], args.steps, args.warmup, args.repeats, args.frameworks,
+                         out=lambda line: print(line, flush=True), rss=not args.no_rss)
+    except (ValueError, TypeError) as e:
+        raise config_error(e) from None
     if not rows:
         raise ValueError(f"--frameworks: none of {', '.join(args.frameworks)} is installed")
     return 0
