@@ -78,6 +78,15 @@ def test_item01_a_run_that_lost_its_checkpoint_is_not_free(tmp_path, text, capsy
     assert snapshot(run) == before
 
 
+def test_item01_a_run_killed_while_being_created_can_be_started_again(tmp_path, text, capsys):
+    run = Path(trained(tmp_path, text, capsys, steps=2))
+    for name in ("checkpoint.safetensors", "best.safetensors", "metrics.jsonl"):
+        (run / name).unlink()                                # as if SIGKILLed before the first checkpoint
+    assert main(["train", "--out", str(run), "--resume"]) == 2
+    assert "has no checkpoint to resume from" in error(capsys)
+    assert main(["train", "--out", str(run), "--data", text, "--steps", "2", *SMALL]) == 0
+
+
 def test_item01_an_empty_directory_is_used(tmp_path, text, capsys):
     (tmp_path / "empty").mkdir()
     trained(tmp_path, text, capsys, steps=2, name="empty")

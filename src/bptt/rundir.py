@@ -36,7 +36,7 @@ from .checkpoint import FileError
 MARKER = "run.json"
 LOCK = ".lock"
 FILES = ("config.json", "vocab.json", "labels.json", "checkpoint.safetensors", "best.safetensors", "metrics.jsonl")
-OWN = (MARKER, LOCK, *FILES)
+CREATION = (MARKER, "config.json", "vocab.json", "labels.json")     # written before the first checkpoint
 SHIPPED = "Tiny Shakespeare (shipped with bptt)"
 
 
@@ -105,6 +105,8 @@ class Run:
         if not present:
             return
         self.check_not_busy()
+        if MARKER in present and present <= set(CREATION):
+            return                  # a new run killed while it was being created: nothing but its own set-up
         if self.is_run():
             if self.exists():
                 raise FileError(f"{option}: {self.path} already holds a run; pass --resume to continue it "
@@ -168,6 +170,8 @@ class Run:
 
     def check_not_busy(self):
         """Busy if another process holds the lock (without taking it or writing anything)."""
+        if self._lock_fd is not None:
+            return                                            # this process holds it
         try:
             fd = os.open(self.file(LOCK), os.O_RDONLY)
         except OSError:
