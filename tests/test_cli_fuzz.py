@@ -6,17 +6,22 @@ bounded cost (sizes and step budgets are capped) and must:
 
 - return an int exit code: 0, 1 (a diverged run or a failed check), 2 (an error in what was asked)
   or 130 (interrupted); argparse's SystemExit only with 0 (--help) or 2 (usage);
-- on exit code 2, print one line "error: ..." on stderr (or argparse's "usage: ...\\nbptt ...: error: ...");
+- on exit code 2, print one line "error: ..." on stderr (or argparse's "usage: ...\\nbptt ...: error: ...")
+  and leave nothing behind: no new file or directory;
+- refuse (exit 2) nan or +-inf given to a numeric option;
 - let no exception or warning escape, and print no traceback;
 - leave every file it may not write unchanged: bptt writes only into the run directory of train
-  (--out / RUN_DIR), the --out of task, and RUN_DIR/diagnose/ or the --out of diagnose, and even
+  (--out / RUN_DIR), the --out of task, and RUN_DIR/diagnose/ and the --out of diagnose, and even
   there it never changes a file it did not write (a resumed run's own files excepted).
 
-Each chunk of cases runs all of its cases and then fails once, listing every distinct failure with
-the shortest argv that shows it, the case that reproduces it (chunk, index) and what happened.
+Each chunk runs all of its cases and then fails once, listing every distinct failure with the
+shortest argv that shows it, the seed of that case and what happened. generate(seed, subcommands())
+gives a case's argv again; prepare() makes its directory (the run directories it names are copies
+of the small runs trained once per worker, corrupted as their names say).
 """
 
 import argparse
+import io
 import json
 import math
 import os
@@ -29,13 +34,14 @@ import stat
 import time
 import traceback
 import warnings
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 
 from bptt import cli
 
-CHUNKS = 8
+CHUNKS = 10
 CASES_PER_CHUNK = 30
 CASE_TIMEOUT = 60                       # seconds; a case that takes longer is a failure (and is stopped)
 EXIT_CODES = (0, 1, 2, 130)
@@ -70,10 +76,9 @@ FILES = {
 }
 DIRS = ("emptydir",)
 LINKS = {"dangling": "nowhere"}
-DATA_MENU = [*(["text.txt"] * 12), "words.txt", "tiny.txt", "empty.txt", "garbage.bin", "bad-utf8.txt", "nul.txt",
-             "crlf.txt", "unicode.txt", "newlines.txt", "unseen.txt", "train.tsv", "one-class.tsv", "header.tsv",
-             "no-tab.tsv", "train.csv", "dir", "missing.txt", "dangling", "emptydir", "/dev/null", ""]
-TSV_MENU = ["train.tsv", "train.tsv", "one-class.tsv", "header.tsv", "no-tab.tsv", "train.csv", "text.txt", "empty.txt"]
+BAD_DATA = ["words.txt", "tiny.txt", "empty.txt", "garbage.bin", "bad-utf8.txt", "nul.txt", "crlf.txt", "unicode.txt",
+            "newlines.txt", "unseen.txt", "text.txt", "train.tsv", "one-class.tsv", "header.tsv", "no-tab.tsv",
+            "train.csv", "dir", "missing.txt", "dangling", "emptydir", "/dev/null", ""]
 
 # The runs a case may use: trained once per worker, copied into the case (and maybe corrupted there).
 RUN_KINDS = {
@@ -83,16 +88,15 @@ RUN_KINDS = {
              "--window", "5"],
     "classify": ["--task", "classify", "--data", "train.tsv", "--level", "word", "--steps", "2", "--eval-every", "2",
                  "--embedding", "4"],
-    "adding": ["--task", "adding", "--length", "6", "--test-size", "8", "--embedding", "0", "--steps", "2",
-               "--eval-every", "1000", "--log-every", "100"],
+    "adding": ["--task", "adding", "--length", "6", "--test-size", "8", "--embedding", "0", "--steps", "2"],
 }
 RUN_SMALL = ["--hidden", "6", "--layers", "1", "--batch", "3", "--eval-batch", "2", "--log-every", "1",
              "--dtype", "float64"]
 CORRUPTIONS = ("flip", "truncate", "empty", "delete", "directory", "json-type", "json-field", "torn-line",
                "garbage-line")
 OTHER_RUN_DIRS = ["missing-run", "text.txt", "emptydir", "userdir", ".", "dir", "dangling", ""]
-OUT_MENU = [*(["new-run"] * 14), "emptydir", "userdir", "text.txt", "text.txt/run", "deep/a/b/run", "", ".",
-            "runs/lm", "dangling", "dir", "new run \u00e9", "/dev/null"]
+GOOD_OUT = [*(["new-run"] * 8), "deep/a/b/run", "new run \u00e9", "emptydir"]
+BAD_OUT = ["userdir", "text.txt", "text.txt/run", "", ".", "runs/lm", "dangling", "dir", "/dev/null"]
 
 # Upper bounds that keep a case cheap: a valid value above them is lowered to them.
 CAPS = {
@@ -105,10 +109,11 @@ CAPS = {
     "eval": {},
 }
 DEFAULT_INT_CAP = 8
-# Options where a huge value (1e12 and beyond) fails fast or costs nothing, so it is kept.
+# Options where a huge value (1e12 and beyond) fails fast or costs nothing, so it is kept. (Not
+# --layers, nor --skip: at 1e12 they ran for minutes.)
 HUGE_OK = {
     "train": {"seed", "eval_every", "log_every", "flow_every", "warmup", "max_vocab", "hidden", "embedding", "batch",
-              "eval_batch", "window", "backprop", "recompute_every", "skip", "length", "test_size"},
+              "eval_batch", "window", "backprop", "recompute_every", "length", "test_size"},
     "sample": {"seed", "top_k"},
     "task": {"seed"},
     "gradcheck": {"seed"},
@@ -134,13 +139,15 @@ NEVER = {"train": {"resume", "out", "run"}, "gradcheck": {"all", "no_torch", "ce
 
 BAD_INTS = ["0", "-1", "abc", "", "1.5", "nan", "inf", "-inf", "1e300", " ", "0x10", "1_0", "\u0663", "--"]
 HUGE_INTS = ["1000000000000", "99999999999999999999999"]
-BAD_FLOATS = ["0", "-1", "nan", "inf", "-inf", "1e300", "-1e300", "1e-320", "", "abc", "1,5", "0x1p-3", "--"]
-GOOD_FLOATS = {
+BAD_FLOATS = ["0", "-1", "nan", "inf", "-inf", "NaN", "Infinity", "1e300", "-1e300", "1e-320", "", "abc", "1,5", "--"]
+NON_FINITE = re.compile(r"[+-]?(nan|inf|infinity)", re.IGNORECASE)
+GOOD_FLOATS = {   # a value that is a valid number of its option
     "lr": ["0.001", "0.01", "0.1", "1"], "dropout": ["0", "0.1", "0.5", "0.99"], "valid_fraction": ["0.1", "0.3", "0.5"],
     "momentum": ["0", "0.9", "1"], "clip": ["0", "1", "5"], "clip_dh": ["0", "0.1", "1"], "weight_decay": ["0", "1e-4"],
     "temperature": ["0.5", "1", "2"], "top_p": ["0.5", "0.9", "1"], "max_time": ["0.2", "1"],
     "epochs": ["0.001", "0.01", "0.5", "1", "2"], "radius": ["0.5", "1", "1.5"], "forget_bias": ["0", "1", "-1"],
 }
+GOOD_TEXTS = {"separator": ["\\n\\n", "\\n"], "prime": ["ROMEO", "But soft", "\n"]}
 TEXTS = ["\\n\\n", "", "\n", "\\t", "x", "ROMEO", "\u00e9", "\U0001f642", "\x00", "-", " ", "a" * 50, "ROMEO:\nBut",
          "the cat", "zzz", "--x"]
 TOP_LEVEL = [[], ["--version"], ["--help"], ["-h"], ["nonsense"], ["train"], ["eval"], ["sample"], ["task"],
@@ -229,20 +236,29 @@ class Case:
 
     def __init__(self, command, argv, runs=(), resume=False):
         self.command, self.argv, self.runs, self.resume = command, argv, list(runs), resume
+        self.options, self.fault = [], None                       # set by generate()
 
     def shown(self):
         return shlex.join(["bptt", *self.argv])
 
 
-def run_dir_name(rng, kinds=tuple(RUN_KINDS), corrupt=0.4):
-    """A run directory for RUN_DIR: a good run, a corrupted copy, or something that is no run."""
-    r = rng.random()
-    if r < 0.15:
-        return rng.choice(OTHER_RUN_DIRS)
-    kind = rng.choice(kinds)
-    if r < 0.15 + corrupt:
-        return f"runs/{kind}-{rng.choice(run_files(kind))}-{rng.choice(CORRUPTIONS)}"
-    return f"runs/{kind}"
+class Draw:
+    """The random choices of one case. Most cases hold one fault at most (a bad option value, a bad
+    data file, a bad place: run directory or output path; or a malformed command line), so that each
+    failure shows on its own; some hold several at once."""
+
+    FAULTS = (("none", 25), ("value", 35), ("file", 13), ("place", 12), ("argv", 5), ("many", 10))
+
+    def __init__(self, seed):
+        self.rng = random.Random(seed)
+        self.fault = self.rng.choices([f for f, _ in self.FAULTS], [w for _, w in self.FAULTS])[0]
+
+    def bad(self, kind):
+        """Whether the choice of this kind ("file", "place") is to be a bad one."""
+        return self.fault == kind or self.fault == "many" and self.rng.random() < 0.3
+
+    def __getattr__(self, name):                                  # rng.choice, rng.random, ...
+        return getattr(self.rng, name)
 
 
 def run_files(kind):
@@ -254,48 +270,64 @@ def run_files(kind):
     return files
 
 
-def int_value(rng, command, dest):
-    cap = CAPS[command].get(dest, DEFAULT_INT_CAP)
-    r = rng.random()
-    if r < 0.85:
-        return str(rng.randint(1, int(cap)))
-    if r < 0.95:
-        return rng.choice(BAD_INTS)
-    if dest in HUGE_OK[command]:
-        return rng.choice(HUGE_INTS)
-    return str(rng.choice([0, -1, cap]))
+def run_dir_name(draw, kinds=tuple(RUN_KINDS)):
+    """RUN_DIR: a good run; or (a bad place) a corrupted copy of one, or something that is no run."""
+    kind = draw.choice(kinds)
+    if not draw.bad("place"):
+        return f"runs/{kind}"
+    if draw.random() < 0.25:
+        return draw.choice(OTHER_RUN_DIRS)
+    return f"runs/{kind}-{draw.choice(run_files(kind))}-{draw.choice(CORRUPTIONS)}"
 
 
-def float_value(rng, dest):
-    if rng.random() < 0.85:
-        return rng.choice(GOOD_FLOATS.get(dest, ["0.5", "1", "0.1", "2"]))
-    return rng.choice(BAD_FLOATS)
+def data_file(draw, good):
+    return draw.choice(BAD_DATA) if draw.bad("file") else good
 
 
-def value(rng, command, opt, data_menu=DATA_MENU):
+def good_value(draw, command, opt):
     dest = opt.dest
-    if dest in ("data", "valid") or opt.metavar == "FILE" and command != "diagnose":
-        return [rng.choice(data_menu)]
+    count = draw.choice([1, 1, 2]) if opt.many else 1
     if opt.kind == "choice":
-        if rng.random() < 0.9:
-            return rng.sample(opt.choices, k=min(len(opt.choices), rng.choice([1, 1, 2]) if opt.many else 1))
-        return [rng.choice(["", "abc", str(opt.choices[0]).upper(), f"{opt.choices[0]} "])]
-    count = rng.choice([1, 1, 2]) if opt.many else 1
+        return draw.sample(opt.choices, k=min(len(opt.choices), count))
     if opt.kind == "int":
-        return [int_value(rng, command, dest) for _ in range(count)]
+        cap = CAPS[command].get(dest, DEFAULT_INT_CAP)
+        return [str(draw.randint(1, int(cap))) for _ in range(count)]
     if opt.kind == "float":
-        return [float_value(rng, dest) for _ in range(count)]
-    return [rng.choice(TEXTS) for _ in range(count)]
+        return [draw.choice(GOOD_FLOATS.get(dest, ["0.5", "1", "0.1", "2"])) for _ in range(count)]
+    return [draw.choice(GOOD_TEXTS.get(dest, TEXTS)) for _ in range(count)]
 
 
-def chosen_options(rng, command, options, skip=()):
-    """A few options of the subcommand with random values: {dest: (flag, [values])}."""
-    pool = [o for o in options if o.flag and o.dest not in NEVER.get(command, set()) and o.dest not in skip]
-    picked = rng.sample(pool, k=min(len(pool), rng.choice([0, 1, 1, 2, 2, 2, 3, 3, 4, 5, 7])))
-    out = {}
+def bad_value(draw, command, opt):
+    if opt.kind == "choice":
+        return [draw.choice(["", "abc", str(opt.choices[0]).upper(), f"{opt.choices[0]} "])]
+    if opt.kind == "int":
+        if opt.dest in HUGE_OK[command] and draw.random() < 0.25:
+            return [draw.choice(HUGE_INTS)]
+        return [draw.choice(BAD_INTS)]
+    if opt.kind == "float":
+        return [draw.choice(BAD_FLOATS)]
+    return [draw.choice(TEXTS)]
+
+
+def chosen_options(draw, command, options, skip=()):
+    """A few options of the subcommand with values: {dest: (flag, [values])}; with a "value" fault,
+    exactly one of them has a bad value."""
+    pool = [o for o in options if o.flag and o.dest not in NEVER.get(command, set()) and o.dest not in skip
+            and o.dest not in ("data", "valid")]
+    picked = draw.sample(pool, k=min(len(pool), draw.choice([0, 1, 1, 2, 2, 2, 3, 3, 4, 5, 7])))
+    valued = [o for o in pool if o.kind != "flag"]
+    if draw.fault == "value" and valued and not any(o.kind != "flag" for o in picked):
+        picked.append(draw.choice(valued))
+    faulty = draw.choice([o for o in picked if o.kind != "flag"]) if draw.fault == "value" and valued else None
+    chosen = {}
     for opt in picked:
-        out[opt.dest] = (opt.flag, [] if opt.kind == "flag" else value(rng, command, opt))
-    return out
+        if opt.kind == "flag":
+            chosen[opt.dest] = (opt.flag, [])
+        elif opt is faulty or draw.fault == "many" and draw.random() < 0.3:
+            chosen[opt.dest] = (opt.flag, bad_value(draw, command, opt))
+        else:
+            chosen[opt.dest] = (opt.flag, good_value(draw, command, opt))
+    return chosen
 
 
 def capped(command, dest, text, opt_kind):
@@ -314,13 +346,13 @@ def capped(command, dest, text, opt_kind):
     return str(cap)
 
 
-def assemble(command, options, chosen, rng, positionals=(), base=None):
+def assemble(command, options, chosen, draw, positionals=(), base=None):
     """argv from the chosen options, the small base values of the others, capped. A value that
     starts with "-" goes as --flag=value (else argparse would read it as an option)."""
     kinds = {o.dest: o for o in options}
     given = dict(chosen)
     for dest, text in BASE[command if base is None else base].items() if base != "none" else ():
-        if dest in kinds and dest not in given and not (dest in OMITTABLE and rng.random() < 0.4):
+        if dest in kinds and dest not in given and not (dest in OMITTABLE and draw.random() < 0.4):
             given[dest] = (kinds[dest].flag, [text])
     argv = [command, *positionals]
     for dest, (flag, values) in given.items():
@@ -333,114 +365,118 @@ def assemble(command, options, chosen, rng, positionals=(), base=None):
     return argv
 
 
-def valid_number(values, kind, low=0.0):
+def valid_number(values, kind):
     try:
         number = float(values[0]) if kind == "float" else int(values[0])
     except (ValueError, IndexError):
         return None
-    return number if math.isfinite(number) and number > low else None
+    return number if math.isfinite(number) and number > 0 else None
 
 
-def train_case(rng, options):
+def copied(path):
+    return [path[len("runs/"):]] if path.startswith("runs/") else []
+
+
+def train_case(draw, options):
     kinds = {o.dest: o for o in options}
-    resume = rng.random() < 0.25
-    if resume and rng.random() < 0.7:                         # mostly what a resume may change
-        chosen = chosen_options(rng, "train", [o for o in options if o.dest in RESUME_OPTIONS])
+    resume = draw.random() < 0.25
+    if resume and draw.random() < 0.7:                        # mostly what a resume may change
+        chosen = chosen_options(draw, "train", [o for o in options if o.dest in RESUME_OPTIONS])
     else:
-        chosen = chosen_options(rng, "train", options, skip={"data"} if resume else ())
-    problem = chosen.get("task", (None, [None]))[1][0] in PROBLEMS
-    runs = []
+        chosen = chosen_options(draw, "train", options)
+        if "task" not in chosen and "task" in kinds and draw.random() < 0.45:     # each task, not just the default
+            chosen["task"] = ("--task", [draw.choice(["lm", "classify", "classify", *PROBLEMS])])
+    task = chosen.get("task", (None, ["lm"]))[1][0]
     if resume:
-        out = run_dir_name(rng, corrupt=0.45)
-        if rng.random() < 0.2:
-            chosen["data"] = ("--data", [rng.choice(DATA_MENU)])
+        out = run_dir_name(draw)
+        if draw.random() < 0.15:
+            chosen["data"] = ("--data", [data_file(draw, "text.txt")])
         costly = True                                          # an epoch of a problem run is 1000 steps
     else:
-        out = rng.choice(OUT_MENU)
-        if "data" not in chosen and not problem:
-            tsv = chosen.get("task", (None, [None]))[1][0] == "classify"
-            chosen["data"] = ("--data", [rng.choice(TSV_MENU if tsv else DATA_MENU[:16])])
-        costly = problem
-    if out.startswith("runs/"):
-        runs.append(out[len("runs/"):])
-    # the step budget: at most a few steps, or a small fraction of an epoch, or a second
+        out = draw.choice(BAD_OUT) if draw.bad("place") else draw.choice(GOOD_OUT)
+        if task not in PROBLEMS:
+            chosen["data"] = ("--data", [data_file(draw, "train.tsv" if task == "classify" else "text.txt")])
+        if "valid" in kinds and draw.random() < 0.1:
+            chosen["valid"] = ("--valid", [data_file(draw, chosen.get("data", (None, ["text.txt"]))[1][0])])
+        costly = task in PROBLEMS
+    # the step budget: at most a few steps, or a small fraction of an epoch, or a fraction of a second
     if "steps" not in chosen:
         epochs = valid_number(chosen.get("epochs", (None, []))[1], "float")
         max_time = valid_number(chosen.get("max_time", (None, []))[1], "float")
         if epochs is not None:
             chosen["epochs"] = ("--epochs", [str(min(epochs, 0.003 if costly else 0.05))])
-        elif max_time is None and (costly or rng.random() < 0.85):
-            chosen["steps"] = ("--steps", [str(rng.randint(1, 3))])
+        elif max_time is None and (costly or draw.random() < 0.85):
+            chosen["steps"] = ("--steps", [str(draw.randint(1, 3))])
         if "steps" not in chosen and max_time is None:
-            chosen["max_time"] = ("--max-time", ["1"])
-    if "run" in kinds and rng.random() < 0.15:                # RUN_DIR given as a positional
-        r = rng.random()
+            chosen["max_time"] = ("--max-time", ["0.3"])
+    if "run" in kinds and draw.random() < 0.15:               # RUN_DIR given as a positional
+        r = draw.random()
         positionals, outs = ([out], []) if r < 0.5 else ([out], ["--out", out]) if r < 0.75 else \
             (["other-run"], ["--out", out])
     else:
         positionals, outs = [], ["--out", out]
-    task = chosen.get("task", (None, ["lm"]))[1][0]
     base = "none" if resume else "problem" if task in PROBLEMS else "classify" if task == "classify" else "lm"
-    argv = assemble("train", options, chosen, rng, positionals, base=base) + outs
+    argv = assemble("train", options, chosen, draw, positionals, base=base) + outs
     if resume:
         argv.append("--resume")
-    return Case("train", argv, runs, resume)
+    return Case("train", argv, copied(out), resume)
 
 
-def eval_case(rng, options):
-    run = run_dir_name(rng)
-    tsv = "classify" in run
-    chosen = chosen_options(rng, "eval", options, skip={"data"})
-    chosen["data"] = ("--data", [rng.choice(TSV_MENU if tsv and rng.random() < 0.7 else DATA_MENU)])
-    return Case("eval", assemble("eval", options, chosen, rng, [run]), [run[5:]] if run.startswith("runs/") else [])
+def eval_case(draw, options):
+    run = run_dir_name(draw)
+    chosen = chosen_options(draw, "eval", options)
+    good = "train.tsv" if "classify" in run else "words.txt" if "word" in run else "text.txt"
+    chosen["data"] = ("--data", [data_file(draw, good)])
+    return Case("eval", assemble("eval", options, chosen, draw, [run]), copied(run))
 
 
-def sample_case(rng, options):
-    run = run_dir_name(rng, kinds=("lm", "lm", "word", "classify", "adding"))
-    chosen = chosen_options(rng, "sample", options)
-    return Case("sample", assemble("sample", options, chosen, rng, [run]), [run[5:]] if run.startswith("runs/") else [])
+def sample_case(draw, options):
+    run = run_dir_name(draw, kinds=("lm", "lm", "lm", "word", "classify", "adding"))
+    chosen = chosen_options(draw, "sample", options)
+    return Case("sample", assemble("sample", options, chosen, draw, [run]), copied(run))
 
 
-def diagnose_case(rng, options):
-    run = run_dir_name(rng, corrupt=0.3)
-    chosen = chosen_options(rng, "diagnose", options)
-    argv = assemble("diagnose", options, chosen, rng, [run])
-    if rng.random() < 0.3:
-        argv += ["--out", rng.choice(["report.html", "sub/new/report.html", "text.txt", "dir", "missing-dir/",
-                                      "emptydir/r.html", ""])]
-    return Case("diagnose", argv, [run[5:]] if run.startswith("runs/") else [])
+def diagnose_case(draw, options):
+    run = run_dir_name(draw)
+    chosen = chosen_options(draw, "diagnose", options)
+    argv = assemble("diagnose", options, chosen, draw, [run])
+    if draw.random() < 0.3:
+        argv += ["--out", draw.choice(["text.txt", "dir", "missing-dir/", "emptydir/r.html", ""]) if draw.bad("place")
+                 else draw.choice(["report.html", "sub/new/report.html"])]
+    return Case("diagnose", argv, copied(run))
 
 
-def task_case(rng, options):
-    chosen = chosen_options(rng, "task", options)
-    if rng.random() < 0.1:                                    # processes: only values that fail at once
-        chosen["jobs"] = ("--jobs", [rng.choice(["0", "-1", "abc", "1"])])
-    if "report" in chosen and rng.random() < 0.7:             # matplotlib: costly
+def task_case(draw, options):
+    chosen = chosen_options(draw, "task", options)
+    if draw.random() < 0.1:                                   # processes: only values that fail at once
+        chosen["jobs"] = ("--jobs", [draw.choice(["0", "-1", "abc", "1"])])
+    if "report" in chosen and draw.random() < 0.7:            # matplotlib: costly
         del chosen["report"]
-    problem = rng.choice(PROBLEMS) if rng.random() < 0.93 else rng.choice(["", "nonsense"])
-    out = rng.choice(["sweep", "sweep", "sweep", "emptydir", "userdir", "text.txt", "runs/lm", ""])
-    argv = assemble("task", options, chosen, rng, [problem]) + ["--out", out]
-    return Case("task", argv, [out[5:]] if out.startswith("runs/") else [])
+    problem = draw.choice(PROBLEMS) if draw.random() < 0.95 else draw.choice(["", "nonsense"])
+    out = draw.choice(["emptydir", "userdir", "text.txt", "text.txt/x", "runs/lm", "", "dangling"]) \
+        if draw.bad("place") else "sweep"
+    argv = assemble("task", options, chosen, draw, [problem]) + ["--out", out]
+    return Case("task", argv, copied(out))
 
 
-def gradcheck_case(rng, options):
+def gradcheck_case(draw, options):
     kinds = {o.dest: o for o in options}
-    chosen = chosen_options(rng, "gradcheck", options)
+    chosen = chosen_options(draw, "gradcheck", options)
     cells = kinds["cell"].choices if "cell" in kinds else ("gru",)
-    argv = assemble("gradcheck", options, chosen, rng)
-    cell = rng.choice(cells) if rng.random() < 0.95 else rng.choice(["", "transformer"])
+    argv = assemble("gradcheck", options, chosen, draw)
+    cell = draw.choice(["", "transformer"]) if draw.fault == "many" and draw.random() < 0.2 else draw.choice(cells)
     return Case("gradcheck", argv + ["--no-torch", "--cell", cell])
 
 
-def junk(rng, case, subs):
-    """Sometimes a malformed command line: an unknown option, a flag without its value, an abbreviation."""
-    r = rng.random()
-    if r < 0.04:
-        case.argv.insert(rng.randint(1, len(case.argv)), "--bogus")
-    elif r < 0.07:
+def malformed(draw, case, subs):
+    """A malformed command line: an unknown option, an option without its value, abbreviations."""
+    r = draw.random()
+    if r < 0.35:
+        case.argv.insert(draw.randint(1, len(case.argv)), draw.choice(["--bogus", "-x", "--", "-"]))
+    elif r < 0.7:
         flags = [o.flag for o in subs[case.command] if o.flag and o.kind != "flag"]
-        case.argv.append(rng.choice(flags))
-    elif r < 0.09:
+        case.argv.append(draw.choice(flags))
+    else:
         case.argv = [a[:5] if a.startswith("--") and len(a) > 6 else a for a in case.argv]
     return case
 
@@ -450,13 +486,17 @@ GENERATORS = [("train", train_case, 55), ("eval", eval_case, 12), ("sample", sam
 
 
 def generate(seed, subs):
-    rng = random.Random(seed)
-    if rng.random() < 0.03:
-        return Case("top", list(rng.choice(TOP_LEVEL)))
+    draw = Draw(seed)
+    if draw.random() < 0.03:
+        return Case("top", list(draw.choice(TOP_LEVEL)))
     names = [(name, make) for name, make, _ in GENERATORS if name in subs]
     weights = [w for name, _, w in GENERATORS if name in subs]
-    name, make = rng.choices(names, weights)[0]
-    return junk(rng, make(rng, subs[name]), subs)
+    name, make = draw.choices(names, weights)[0]
+    case = make(draw, subs[name])
+    if draw.fault == "argv" or draw.fault == "many" and draw.random() < 0.2:
+        case = malformed(draw, case, subs)
+    case.options, case.fault = subs[name], draw.fault
+    return case
 
 
 # --- the files of a case ---------------------------------------------------------------------------
@@ -474,23 +514,30 @@ def write_files(root):
 
 @pytest.fixture(scope="session")
 def trained_runs(tmp_path_factory):
-    """{kind: path} of small finished runs, trained once per worker."""
+    """{kind: path} of small finished runs, trained once per worker, and {kind: why} of those that
+    could not be trained (the cases meant for them then find no run)."""
     root = tmp_path_factory.mktemp("fuzz-runs")
     write_files(root)
-    paths = {}
+    paths, broken = {}, {}
     cwd = os.getcwd()
     os.chdir(root)
     try:
         for kind, args in RUN_KINDS.items():
             argv = ["train", *args, *RUN_SMALL, "--out", f"runs/{kind}"]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                code = cli.main(argv)
-            assert code == 0, f"could not train the fixture run: {shlex.join(argv)} exited {code}"
-            paths[kind] = root / "runs" / kind
+            try:
+                with warnings.catch_warnings(), redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+                    warnings.simplefilter("ignore")
+                    code = cli.main(argv)
+            except Exception as e:  # noqa: BLE001 (reported by the first chunk)
+                code = f"{type(e).__name__}: {e}"
+            if code == 0:
+                paths[kind] = root / "runs" / kind
+            else:
+                broken[kind] = (shlex.join(["bptt", *argv]), code)
+                shutil.rmtree(root / "runs" / kind, ignore_errors=True)
     finally:
         os.chdir(cwd)
-    return paths
+    return root, paths, broken
 
 
 def corrupt(path, file, how, rng):
@@ -507,7 +554,7 @@ def corrupt(path, file, how, rng):
         target.write_bytes(data[:rng.randrange(max(len(data), 1))])
     elif how == "flip":
         data = bytearray(target.read_bytes())
-        for _ in range(rng.randint(1, 8)):
+        for _ in range(rng.randint(1, 8) if data else 0):
             i = rng.randrange(len(data))
             data[i] ^= 1 << rng.randrange(8)
         target.write_bytes(bytes(data))
@@ -605,7 +652,7 @@ def allowed_writes(case, case_dir):
         if out is not None:
             roots.append(resolve(out).parent)                     # the report and its figures beside it
             mutable.append(resolve(out))
-        elif len(argv) > 1:
+        if len(argv) > 1:
             roots.append(resolve(argv[1]) / "diagnose")
             mutable.append(resolve(argv[1]) / "diagnose")
     return roots, mutable
@@ -620,7 +667,7 @@ def changes(before, after, roots, mutable, case_dir):
     show = lambda p: os.path.relpath(p, case_dir)                  # noqa: E731
     for p, was in before.items():
         path = Path(p)
-        if any(inside(path, m) for m in mutable if m != path or was != ("dir",)):
+        if any(inside(path, m) for m in mutable):
             continue
         if p not in after:
             problems.append(("deleted a user file", show(p)))
@@ -639,6 +686,18 @@ def normalise(text):
     text = re.sub(r"(/[^\s:'\"]+)+", "PATH", text)
     text = re.sub(r"0x[0-9a-f]+", "N", text)
     return re.sub(r"\d+(\.\d+)?(e[-+]?\d+)?", "N", text)[:150]
+
+
+def non_finite(case):
+    """The first numeric option given nan or +-inf in argv (it must be refused), or None."""
+    numeric = {o.flag for o in case.options if o.kind in ("int", "float")}
+    for i, a in enumerate(case.argv):
+        flag, _, text = a.partition("=") if a.startswith("--") and "=" in a else (a, "", None)
+        if text is None and i + 1 < len(case.argv):
+            text = case.argv[i + 1]
+        if flag in numeric and text is not None and NON_FINITE.fullmatch(text.strip()):
+            return f"{flag} {text}"
+    return None
 
 
 def stops(signum, frame):
@@ -693,11 +752,18 @@ def run_case(case, case_dir, fixture_root, capsys):
                 first = next((line for line in lines if "error" in line), lines[-1] if lines else "")
                 failures.append((f"exit 2 without one 'error: ' line on stderr ({len(lines)} lines): "
                                  f"{normalise(first)}", err[-800:]))
+    if code is not None and code != 2 and non_finite(case):
+        failures.append((f"a non-finite number was accepted (exit {code}): {non_finite(case)}", ""))
     if "Traceback" in out + err:
         failures.append(("a traceback was printed", (out + err)[-800:]))
     after = snapshot([case_dir, fixture_root])
     for what, path in changes(before, after, roots, mutable, case_dir):
         failures.append((f"{what}: {os.path.basename(path.rstrip('/')) or path}", path))
+    if code == 2:
+        left = sorted(os.path.relpath(p, case_dir) for p in after.keys() - before.keys())
+        if left:
+            failures.append((f"exit 2 left new files behind: {', '.join(os.path.basename(p) for p in left)}",
+                             ", ".join(left)))
     return failures, seconds, code
 
 
@@ -708,15 +774,19 @@ def subs():
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
 def test_cli_fuzz(chunk, tmp_path, trained_runs, subs, capsys, monkeypatch):
-    fixture_root = next(iter(trained_runs.values())).parent.parent
+    fixture_root, trained, broken = trained_runs
     found = {}                                                    # signature -> [(argv, case id, detail)]
+    if chunk == 0:
+        for kind, (argv, code) in broken.items():
+            found[f"the {kind} run used by the fuzz cases could not be trained: {normalise(str(code))}"] = \
+                [(argv, None, str(code))]
     slow, codes = [], {}
     for i in range(CASES_PER_CHUNK):
         seed = chunk * 1000 + i
         case = generate(seed, subs)
         case_dir = tmp_path / f"case{i}"
         case_dir.mkdir()
-        prepare(case_dir, case, trained_runs, seed)
+        prepare(case_dir, case, trained, seed)
         monkeypatch.chdir(case_dir)
         failures, seconds, code = run_case(case, case_dir, fixture_root, capsys)
         codes[code] = codes.get(code, 0) + 1
