@@ -515,6 +515,13 @@ def test_sibling_a_long_range_problem_trains_from_the_command_line(tmp_path, cap
     assert "on the adding problem, T = 8" in err and "test set: loss" in out
 
 
+def test_sibling_a_problem_with_real_inputs_and_an_embedding_is_refused_before_training(tmp_path, capsys):
+    """The default embedding with --task adding failed at the first step, after the header."""
+    assert main(["train", "--out", str(tmp_path / "r"), "--task", "adding", "--steps", "1", "--hidden", "6"]) == 2
+    assert "--embedding: the adding problem's inputs are real numbers" in error(capsys)
+    assert not (tmp_path / "r").exists()
+
+
 def test_sibling_diagnose_writes_no_figure_beside_a_user_report(tmp_path, text, capsys):
     """The figures went next to --out, overwriting any gradient_norms.png of the user's there."""
     run = trained(tmp_path, text, capsys, steps=4)

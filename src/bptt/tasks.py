@@ -222,6 +222,10 @@ class Synthetic:
 
     def __init__(self, cfg):
         self.cfg, self.problem = cfg, problems.get(cfg.task)
+        x, _ = self.problem.generate(2, 1, np.random.default_rng(0))
+        if x.dtype.kind == "f" and cfg.embedding:
+            raise ValueError(f"--embedding: the {cfg.task} problem's inputs are real numbers, which an embedding "
+                             f"cannot look up; give --embedding 0")
         self.input_size, self.output_size = self.problem.input_size, self.problem.output_size
         self.test = self.problem.generate(cfg.length, cfg.test_size, np.random.default_rng([cfg.seed, 5]))
 
