@@ -43,7 +43,8 @@ from bptt import cli
 
 CHUNKS = 10
 CASES_PER_CHUNK = 30
-CASE_TIMEOUT = 60                       # seconds; a case that takes longer is a failure (and is stopped)
+CASE_TIMEOUT = 300                      # seconds; a case that takes longer is a failure (and is stopped): generous,
+                                        # since a case may be the first in its process to compile a kernel
 EXIT_CODES = (0, 1, 2, 130)
 
 TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\n\nJULIET:\nAy me!\n\n" * 10

@@ -554,3 +554,12 @@ def test_sibling_an_option_that_does_not_apply_to_the_task_is_an_error(tmp_path,
     assert main(["train", "--out", str(tmp_path / "r"), "--task", "classify", "--data", str(data), "--window",
                  "16"]) == 2
     assert error(capsys).startswith("error: --window: applies to --task lm only")
+
+
+def test_sibling_a_problem_too_short_to_be_defined_is_named(tmp_path, capsys):
+    """adding (and order) with T = 1 failed inside NumPy ("high <= 0"), naming no option."""
+    assert main(["train", "--out", str(tmp_path / "r"), "--task", "adding", "--length", "1", "--embedding", "0"]) == 2
+    assert "--length: the adding problem needs T >= 2" in error(capsys)
+    assert main(["task", "order", "--lengths", "5", "1", "--out", str(tmp_path / "sweep")]) == 2
+    assert "--lengths: the order problem needs T >= 2" in error(capsys)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "sweep").exists()

@@ -426,7 +426,7 @@ def run_task(args):
     base = TrainConfig(hidden=args.hidden, layers=1, batch=args.batch, optimizer=args.optimizer, lr=args.lr,
                        clip=args.clip, seed=args.seed, steps=args.steps, eval_every=max(args.steps // 10, 1),
                        test_size=args.test_size, dtype="float32", task=args.problem)
-    cells = list(dict.fromkeys(sweep.ALIASES.get(c, c) for c in args.cells))
+    cells = list(dict.fromkeys(sweep.check(args.problem, args.lengths, args.cells)))
     print(f"{args.problem}: cells {', '.join(cells)}; T in {args.lengths}; {plural(args.steps, 'step')} each")
     print(f"{'cell':<12}{'T':>6}{'test loss':>12}{'accuracy':>10}{'steps':>7}{'seconds':>9}  result")
 

@@ -159,6 +159,10 @@ class TrainConfig:
             if applies is not None and getattr(self, f.name) != f.default and not applies(self):
                 raise ValueError(f"{f.name}: applies to {f.metadata['where']} only; got {getattr(self, f.name)!r} "
                                  f"with {self.context(f.name)}")
+        if self.task in PROBLEMS:
+            from .problems import check_length
+
+            check_length(self.task, self.length)
         if self.task == "classify" and self.data is None:
             raise ValueError("task: 'classify' needs --data (a .tsv or .csv of text<TAB>label)")
         if self.backprop is not None and self.backprop < self.window:

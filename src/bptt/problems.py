@@ -34,6 +34,15 @@ class Problem(NamedTuple):
     baseline: object      # T -> the loss of the trivial answer
     solved: object        # metrics -> bool
     description: str
+    min_length: int = 1   # the shortest T the generator is defined for
+
+
+def check_length(name, T, option="length"):
+    """A ValueError naming the option unless T is a length the problem is defined for."""
+    p = get(name)
+    if T < p.min_length:
+        raise ValueError(f"{option}: the {name} problem needs T >= {p.min_length} (two marked steps apart), got {T}")
+    return T
 
 
 def adding(T, B, rng):
@@ -80,11 +89,11 @@ def sentiment(T, B, rng):
 
 PROBLEMS = {
     "adding": Problem(adding, 2, 1, "last", "mse", lambda T: 1 / 6,
-                      lambda m: m["loss"] < 0.01, "test MSE below 0.01 (the baseline is 0.167)"),
+                      lambda m: m["loss"] < 0.01, "test MSE below 0.01 (the baseline is 0.167)", 2),
     "copy": Problem(copy, 10, 9, "every", "cross_entropy", lambda T: 10 * np.log(8) / (T + 20),
                     lambda m: m["accuracy"] > 0.99, "over 99% of the ten recalled symbols right"),
     "order": Problem(order, 6, 4, "last", "cross_entropy", lambda T: np.log(4),
-                     lambda m: m["accuracy"] > 0.99, "test accuracy over 99% (chance 25%)"),
+                     lambda m: m["accuracy"] > 0.99, "test accuracy over 99% (chance 25%)", 2),
     "sentiment": Problem(sentiment, 3, 2, "last", "cross_entropy", lambda T: np.log(2),
                          lambda m: m["accuracy"] > 0.99, "test accuracy over 99% (chance 50%)"),
 }

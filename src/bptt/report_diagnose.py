@@ -50,8 +50,12 @@ def destinations(run, out):
 def write(run, length=None, out=None):
     from . import figures, html_report
 
-    out, figs = destinations(run, out)
     cfg = run.config()
+    if cfg.task in ("adding", "copy", "order", "sentiment") and length is not None:
+        from .problems import check_length
+
+        check_length(cfg.task, length, "--length")
+    out, figs = destinations(run, out)
     task = run.task(cfg)                                                 # for its validation data
     net, meta = run.network("best")
     params = {k: v.astype(np.float64) for k, v in net.params.items()}      # measure in float64

@@ -51,16 +51,23 @@ def one_run(base, problem, cell, T, out):
     return row
 
 
+def check(problem, lengths, cells):
+    """The cells (aliases resolved) after checking the problem, its lengths and the cell names."""
+    for T in lengths:
+        problems.check_length(problem, T, "--lengths")
+    cells = [ALIASES.get(c, c) for c in cells]
+    unknown = sorted(set(cells) - set(VARIANTS))
+    if unknown:
+        raise ValueError(f"cells: unknown {unknown}; expected some of {', '.join(VARIANTS)}")
+    return cells
+
+
 def run(base, problem, lengths, cells, out, on_run=None, jobs=1):
     """Train every (cell, T), `jobs` runs at a time (separate processes, one BLAS thread each);
     returns the rows of results.json (also written to out)."""
     from . import train
 
-    problems.get(problem)
-    cells = [ALIASES.get(c, c) for c in cells]
-    unknown = sorted(set(cells) - set(VARIANTS))
-    if unknown:
-        raise ValueError(f"cells: unknown {unknown}; expected some of {', '.join(VARIANTS)}")
+    cells = check(problem, lengths, cells)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         what = "is a file" if not out.is_dir() else "is not empty"
