@@ -4,26 +4,15 @@ its true default, and means one thing across subcommands (issue 12, items 13 and
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bptt import generate, report, train
 from bptt.cli import main
+from conftest import SMALL
 
 COMMANDS = ("gradcheck", "train", "eval", "sample", "task", "diagnose", "bench")
-
-TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\n\nJULIET:\nAy me!\n\n" * 10
-SMALL = ["--hidden", "10", "--layers", "1", "--embedding", "5", "--batch", "3", "--window", "6",
-         "--eval-every", "4", "--eval-batch", "2", "--log-every", "1"]
-
-
-@pytest.fixture
-def text(tmp_path):
-    path = tmp_path / "text.txt"
-    path.write_text(TEXT)
-    return str(path)
 
 
 def last_error(capsys):

@@ -7,17 +7,7 @@ import pytest
 
 from bptt import tasks, train
 from bptt.cli import main
-
-TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\n\nJULIET:\nAy me!\n\n" * 10
-SMALL = ["--hidden", "10", "--layers", "1", "--embedding", "5", "--batch", "3", "--window", "6",
-         "--eval-every", "4", "--eval-batch", "2", "--log-every", "1"]
-
-
-@pytest.fixture
-def text(tmp_path):
-    path = tmp_path / "text.txt"
-    path.write_text(TEXT)
-    return str(path)
+from conftest import SMALL, TEXT
 
 
 def test_train_eval_sample(tmp_path, text, capsys):

@@ -16,17 +16,9 @@ import pytest
 
 from bptt import checkpoint, train
 from bptt.cli import main
+from conftest import SMALL as LM, TEXT
 
-TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\n\nJULIET:\nAy me!\n\n" * 10
-SMALL = ["--hidden", "10", "--layers", "1", "--embedding", "5", "--batch", "3", "--window", "6",
-         "--eval-every", "4", "--eval-batch", "2", "--log-every", "1", "--dtype", "float64"]
-
-
-@pytest.fixture
-def text(tmp_path):
-    path = tmp_path / "text.txt"
-    path.write_text(TEXT)
-    return str(path)
+SMALL = [*LM, "--dtype", "float64"]
 
 
 def snapshot(folder):

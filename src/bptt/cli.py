@@ -60,6 +60,19 @@ class UsageError(ValueError):
     pass
 
 
+class Renamed(argparse.Action):
+    """An option's former name: a usage error that gives the new one (--length is a sequence length T
+    in every subcommand; sample's number of tokens is --tokens)."""
+
+    def __init__(self, option_strings, dest, new, **kw):
+        super().__init__(option_strings, dest, **kw)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise UsageError(f"{option_string}: renamed {self.new} here ({option_string} means a sequence length T "
+                         f"in bptt); give {self.new} {values}")
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with a usage error raised (and printed by main as one line) instead of exiting."""
 
@@ -325,7 +338,7 @@ def add_sample(sub):
     p.add_argument("run", metavar="RUN_DIR", help="a run directory written by bptt train")
     p.add_argument("--prime", default=None, help="text to start from (default: a line break, or <eos> at word level)")
     p.add_argument("--tokens", type=POSITIVE_INT, default=500, metavar="N", help="tokens to generate (default: 500)")
-    p.add_argument("--length", type=POSITIVE_INT, dest="tokens", help=argparse.SUPPRESS)   # its former name
+    p.add_argument("--length", action=Renamed, help=argparse.SUPPRESS, new="--tokens")   # its former name
     p.add_argument("--temperature", type=POSITIVE, default=1.0, help="divide the logits by this (default: 1)")
     p.add_argument("--top-k", type=POSITIVE_INT, default=None, help="sample among the k most likely tokens only")
     p.add_argument("--top-p", type=PROBABILITY, default=None,

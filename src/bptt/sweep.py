@@ -14,7 +14,6 @@ The names are the cell names of gradcheck and train (`--cell rnn-relu`); each co
 initialisation its paper recommends. "irnn" and "skip-rnn", their former names, are still accepted.
 """
 
-import json
 import multiprocessing
 import os
 import time
