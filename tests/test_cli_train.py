@@ -25,14 +25,14 @@ def test_train_eval_sample(tmp_path, text, capsys):
     assert result["loss"] == loss and result["tokens"] == expected["tokens"]
     assert result["bits_per_char"] == pytest.approx(loss / np.log(2)) and result["perplexity"] == pytest.approx(np.exp(loss))
 
-    args = ["sample", run, "--prime", "ROMEO:", "--length", "60", "--temperature", "0.7", "--top-k", "5", "--seed", "3"]
+    args = ["sample", run, "--prime", "ROMEO:", "--tokens", "60", "--temperature", "0.7", "--top-k", "5", "--seed", "3"]
     assert main(args) == 0
     first = capsys.readouterr().out
     assert main(args) == 0
     assert capsys.readouterr().out == first and first.startswith("ROMEO:")
     assert main(args[:-1] + ["4"]) == 0
     assert capsys.readouterr().out != first
-    assert main(["sample", run, "--greedy", "--length", "20"]) == 0
+    assert main(["sample", run, "--greedy", "--tokens", "20"]) == 0
 
 
 def test_a_run_directory_is_enough_to_sample_and_evaluate(tmp_path, capsys):
@@ -45,7 +45,7 @@ def test_a_run_directory_is_enough_to_sample_and_evaluate(tmp_path, capsys):
     other.write_text(TEXT[:300])
     data.unlink()
     capsys.readouterr()
-    assert main(["sample", run, "--length", "20", "--seed", "1"]) == 0
+    assert main(["sample", run, "--tokens", "20", "--seed", "1"]) == 0
     assert len(capsys.readouterr().out) >= 20
     assert main(["eval", run, "--data", str(other), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["tokens"] > 0
