@@ -169,9 +169,6 @@ class TrainConfig:
             raise ValueError(f"backprop: expected k2 >= window (k1) = {self.window}, got {self.backprop}")
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov: needs a momentum > 0 (give --momentum, e.g. 0.9)")
-        if self.recompute_every is not None and self.dropout:
-            raise ValueError("recompute_every: not available with --dropout (the masks would have to be drawn "
-                             "again identically); use one or the other")
         if self.tie and self.embedding != self.hidden:
             raise ValueError(f"tie: needs embedding == hidden (the readout reuses the embedding), "
                              f"got embedding={self.embedding} and hidden={self.hidden}")

@@ -357,23 +357,97 @@ def loss_value(params, arch, x, y, state=None, target="every", loss="cross_entro
 
 
 def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_entropy", lengths=None, *,
-                   reset=None, loss_mask=None, dropout=0.0, rng=None, clip_dh=None, trace=False):
+                   reset=None, loss_mask=None, dropout=0.0, rng=None, clip_dh=None, trace=False,
+                   recompute_every=None):
     """Loss, gradients of every parameter, of the float inputs and of the initial state, by BPTT.
 
     reset (T, B) bool: rows that start from a zero state at a step. loss_mask (T, B) bool: positions
     whose target counts (target="every"). dropout with rng: non-recurrent dropout. clip_dh: clip
     dL/dh_t elementwise to [-clip_dh, clip_dh] at every step of the recurrence (Mikolov's cutoff).
+    trace: also return dL/dh^l_t of every layer (Result.dhs). recompute_every=k: keep the caches of
+    k steps at a time and recompute the others in the backward pass (recompute(), below): the same
+    gradients in O(T/k + k) memory, with every option above.
     """
     batch, y, loss_mask = prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask, clip_dh)
     drops = dropout_masks(arch, batch, dropout, rng, params["c"].dtype)
+    T, B = batch.x.shape[:2]
+    traces = [np.empty((T, B, arch.hidden_size), params["c"].dtype) for _ in range(arch.num_layers)] if trace else None
+    if recompute_every is not None:
+        every = checks.positive_int("recompute_every", recompute_every)
+        return recompute(params, arch, batch, y, target, loss, loss_mask, drops, clip_dh, traces, every)
 
     hs, final, caches = forward_layers(params, arch, batch, drops)
     h, w = readout_rows(hs, target, batch.mask, loss_mask)
     value, dV, dc, dh = readout_loss(params, arch, h, y, w, loss)    # (1), (1b) dh (N, H)
     dhs = steps_gradient(dh, hs, target)
-    traces = [np.empty_like(hs) for _ in range(arch.num_layers)] if trace else None
     grads, dx, dstate0 = backward_layers(params, arch, batch.x, dhs, caches, drops, clip_dh, traces)
     return Result(value, with_readout(params, grads, dV, dc), public_state(final), dx, public_state(dstate0),
+                  traces)
+
+
+def recompute(params, arch, batch, y, target, loss, loss_mask, drops, clip_dh, traces, every):
+    """BPTT in O(sqrt(T)) memory: gradient checkpointing through time (Chen et al. 2016; Gruslys et
+    al. 2016 for RNNs). The T steps are cut into segments of `every` steps:
+
+        forward, keeping only the state at each segment boundary          (T/k states)
+        for each segment, last to first:
+            run its forward again from its boundary state, keeping the caches     (k steps of caches)
+            readout and loss of its positions, backward through it, with the gradient arriving at
+            its final state from the segment after it; its dstate0 goes to the segment before it
+
+    Memory: T/k boundary states plus one segment's caches, smallest at k ~ sqrt(T); time: one extra
+    forward pass (a third more). The arithmetic is that of full BPTT summed in another order, so the
+    gradients agree to round-off. Dropout masks are drawn once for the window and cut like it, so
+    the recomputed forward sees the same masks; traces are written segment by segment.
+    """
+    T, B = batch.x.shape[:2]
+    H, c = arch.hidden_size, params["c"]
+    segments = [(a, min(a + every, T)) for a in range(0, T, every)]
+
+    def cut(m, a, b):
+        return None if m is None else m[a:b]
+
+    def part(a, b, state):
+        return Batch(batch.x[a:b], state, cut(batch.mask, a, b), cut(batch.reset, a, b)), [cut(m, a, b) for m in drops]
+
+    if target == "every":                       # each position's weight in the mean over the window (T, B)
+        w = position_weights(T, B, batch.mask, loss_mask).astype(c.dtype)
+        y = y.reshape((T, B) + y.shape[1:])
+
+    boundaries = [batch.state]                  # the state before each segment
+    for a, b in segments[:-1]:
+        _, state_b, _ = forward_layers(params, arch, *part(a, b, boundaries[-1]))
+        boundaries.append(state_b)
+
+    value, grads, carried, final = 0.0, None, None, None
+    dV, dc = np.zeros_like(readout_weights(params)), np.zeros_like(c)
+    dx = np.empty(batch.x.shape, c.dtype) if batch.x.ndim == 3 else None
+    for i in reversed(range(len(segments))):
+        a, b = segments[i]
+        seg, seg_drops = part(a, b, boundaries[i])
+        hs, state_b, caches = forward_layers(params, arch, seg, seg_drops)      # again, with caches
+        final = state_b if final is None else final
+        if target == "every":
+            h, y_seg, w_seg = hs.reshape(-1, H), y[a:b].reshape((-1,) + y.shape[2:]), w[a:b].reshape(-1)
+        elif i == len(segments) - 1:            # many-to-one: the loss is at the very end
+            h, y_seg, w_seg = hs[-1], y, np.full(B, 1.0 / B, c.dtype)
+        else:
+            h = None
+        if h is None:
+            dhs = np.zeros_like(hs)
+        else:
+            v, dV_seg, dc_seg, dh = readout_loss(params, arch, h, y_seg, w_seg, loss)
+            value += v
+            dV += dV_seg
+            dc += dc_seg
+            dhs = steps_gradient(dh, hs, target)
+        seg_traces = None if traces is None else [t[a:b] for t in traces]
+        g, dx_seg, carried = backward_layers(params, arch, seg.x, dhs, caches, seg_drops, clip_dh, seg_traces,
+                                             dstate_T=carried)
+        grads = g if grads is None else {k: grads[k] + g[k] for k in grads}
+        if dx is not None:
+            dx[a:b] = dx_seg
+    return Result(value, with_readout(params, grads, dV, dc), public_state(final), dx, public_state(carried),
                   traces)
 
 

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import checkpointing, clipping, engine, heap, init, optim, problems, rundir, schedules, tasks
+from . import clipping, engine, heap, init, optim, problems, rundir, schedules, tasks
 from .checkpoint import FileError
 from .config import RESUMABLE, TrainConfig
 
@@ -487,12 +487,8 @@ def step(run, cfg, task, net, opt, opt_state, carried, progress, rng, total, sav
     batch, tokens = task.batch(progress.window, progress.epoch)
     tick = time.perf_counter()
     flow = cfg.flow_every > 0 and (progress.step + 1) % cfg.flow_every == 0
-    if cfg.recompute_every and not flow:                 # (a flow record needs the full pass's traces)
-        r = checkpointing.loss_and_grads(net.params, net.arch, state=carried, **batch,
-                                         every=cfg.recompute_every, clip_dh=cfg.clip_dh)
-    else:
-        r = engine.loss_and_grads(net.params, net.arch, state=carried, **batch, dropout=cfg.dropout, rng=rng,
-                                  clip_dh=cfg.clip_dh, trace=flow)
+    r = engine.loss_and_grads(net.params, net.arch, state=carried, **batch, dropout=cfg.dropout, rng=rng,
+                              clip_dh=cfg.clip_dh, trace=flow, recompute_every=cfg.recompute_every)
     if flow:                                              # before clipping changes the gradients
         run.log({"step": progress.step + 1, "flow": [np.linalg.norm(dh.reshape(len(dh), -1), axis=1).tolist()
                                                      for dh in r.dhs],
