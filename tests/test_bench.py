@@ -65,7 +65,10 @@ def test_bad_arguments(capsys):
 def test_worker_reports_its_own_peak_rss_and_compile_time():
     (m,) = bench.measure(bench.config("lstm-h128", hidden=8, batch=2, window=4), ["bptt"], steps=1, warmup=1,
                          repeats=1, validate=False)
-    assert m["framework"] == "bptt" and "error" not in m and m["peak_rss_mb"] > 1 and m["compile_s"] >= 0
+    assert m["framework"] == "bptt" and "error" not in m and m["peak_rss_mb"] > 1
+    # the first call loads (or compiles) every kernel of a step: a measured time, not a placeholder,
+    # and below the whole measurement's
+    assert isinstance(m["compile_s"], float) and 0 < m["compile_s"] < 600
 
 
 def test_step_cost_and_markdown(capsys):

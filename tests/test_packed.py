@@ -2,7 +2,10 @@
 
 float64 products agree to round-off (1e-13 of the largest entry); float32 ones to the float32
 error of a length-K sum. Shapes cover every row count of the last tile (1..MR), partial panels,
-last panels covered by 1, 2 or all NV vectors, K = 0 and 1, strided rows, beta = 0 / 1 / 0.5 and splits over threads."""
+last panels covered by 1, 2 or all NV vectors, K = 0 and 1, strided rows, beta = 0 / 1 / 0.5 and splits over threads.
+The microkernel itself is checked against its plain-loop reference (packed._tile_reference) for every
+row count and vector count. These tests run at the host's vector width here, and at the other width
+in a process of their own (tests/test_fast_widths.py)."""
 
 import os
 import subprocess
@@ -10,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+from numba import literally, njit
 
 from bptt.fast import packed
 from bptt.fast.matmul import matmul, parts
@@ -39,6 +43,47 @@ def test_gemm(dtype, M, K, N, trans, beta):
     packed.gemm(A, Bp, C, beta)
     want = A.astype(np.float64) @ B + (beta * C0 if beta else 0)
     assert rel_err(C, want) < TOL[dtype]
+
+
+@njit
+def tile(A, Bk, C, beta, rows, nv):
+    """packed._tile itself, nv made a literal (one compiled tile per vector count)."""
+    packed._tile(A, Bk, C, beta, rows, literally(nv))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("K", [0, 1, 37])
+def test_tile_equals_reference(dtype, K):
+    """The IR microkernel against its plain loops, for every row count 1..MR, every vector count
+    1..NV, beta 0 and 1, A read row-major (gemm) and transposed in place (gemm_tn), every operand
+    inside a wider array. The reference sums in float64, so the bound is the kernel's own error:
+    each element is K + 1 fused multiply-adds (the last one beta C), each rounding by at most
+    eps / 2 of a partial sum, so |C - reference| <= (K + 1) eps (|A| |Bk| + |beta C|) element by
+    element (a factor 2 to spare): at K = 37, 8e-15 of |A| |Bk| in float64, 5e-6 in float32."""
+    rng = np.random.default_rng(K)
+    eps = np.finfo(dtype).eps
+    L = packed.VECTOR_BYTES // np.dtype(dtype).itemsize
+    NC = packed.NV * L
+    rows_major = rng.standard_normal((packed.MR + 1, K + 3)).astype(dtype)[:packed.MR, 1:K + 1]
+    transposed = rng.standard_normal((K, packed.MR + 2)).astype(dtype)[:, 1:packed.MR + 1].T
+    Bk = rng.standard_normal((K, NC + 8)).astype(dtype)[:, :NC]         # a panel of a wider Y, as in gemm_tn
+    for A in (rows_major, transposed):
+        for rows in range(1, packed.MR + 1):
+            for nv in range(1, packed.NV + 1):
+                for beta in (0.0, 1.0):
+                    C0 = rng.standard_normal((packed.MR + 1, NC + 5)).astype(dtype)
+                    C0[0, 2] = np.nan if beta == 0 else C0[0, 2]     # beta = 0 ignores C's old values
+                    got, want = C0.copy(), C0.copy()
+                    tile(A, Bk, got[:, 2:NC + 2], dtype(beta), rows, nv)
+                    packed._tile_reference(A, Bk, want[:, 2:NC + 2], beta, rows, nv)
+                    w = nv * L
+                    bound = (K + 1) * eps * (np.abs(A[:rows].astype(np.float64)) @ np.abs(Bk[:, :w])
+                                             + (beta * np.abs(C0[:rows, 2:w + 2]) if beta else 0))
+                    inside = (slice(0, rows), slice(2, w + 2))
+                    assert (np.abs(got[inside] - want[inside]) <= bound).all(), (A.strides, rows, nv, beta)
+                    outside = np.ones(C0.shape, bool)
+                    outside[inside] = False
+                    assert np.array_equal(got[outside], C0[outside], equal_nan=True), (rows, nv, beta)   # untouched
 
 
 def test_pack_layout():

@@ -101,7 +101,9 @@ def test_learning_reduces_the_validation_loss_below_the_baselines(tmp_path, corp
     task = run.task()
     baselines = task.baselines()
     assert out.valid_loss < baselines["unigram"] - 0.5 < baselines["uniform"]
-    assert out.best_valid <= out.valid_loss
+    valid = [r for r in train.Run(tmp_path / "run").records() if r.get("split") == "valid"]
+    best = min(valid, key=lambda r: r["loss"])                # best.safetensors is the best record's model
+    assert (out.best_valid, out.progress.best_step) == (best["loss"], best["step"]) and len(valid) == 3
     net, meta = run.network("best")
     loss = task.evaluate(net.params, net.arch)["loss"]
     assert loss == pytest.approx(out.best_valid, rel=1e-12) and meta["step"] == out.progress.best_step

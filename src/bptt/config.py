@@ -85,7 +85,8 @@ class TrainConfig:
     radius: float | None = option(None, "rescale each recurrent matrix (gate block) to this spectral radius at "
                                   "initialisation")
     dtype: str = option("float32", "floating point type of parameters and activations", ("float32", "float64"))
-    engine: str = option("fast", "fast: the time loops compiled with numba; numpy: the reference cells", ENGINES)
+    engine: str | None = option(None, "fast: the time loops compiled with numba; numpy: the reference cells "
+                                "(default: fast, and numpy for the skip RNN, which has no compiled version)", ENGINES)
     # truncated BPTT
     batch: int = option(32, "parallel streams (B)")
     window: int = option(64, "k1 of TBPTT(k1, k2): steps between updates", applies=_lm, where="--task lm")
@@ -127,7 +128,7 @@ class TrainConfig:
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
-            if f.metadata["choices"] is not None:
+            if f.metadata["choices"] is not None and not (f.default is None and getattr(self, f.name) is None):
                 _one_of(f.name, getattr(self, f.name), f.metadata["choices"])
         for name in ("length", "test_size", "hidden", "layers", "batch", "window", "eval_every", "eval_batch",
                      "log_every"):

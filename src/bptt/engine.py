@@ -30,6 +30,7 @@ returned and passed back, nothing is stored.
     V        (K, H)       readout weights (absent with tied embeddings);  c (K,) readout bias
 """
 
+import functools
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -42,6 +43,32 @@ from .inputs import Embedded, gather_rows, scatter_rows
 
 
 ENGINES = ("fast", "numpy")
+
+
+class Backend(NamedTuple):
+    """What an engine gives the model: the cells' functions, the product of the readout, the fused
+    readout-and-cross-entropy where it has one, and whether its first layer reads an embedding as
+    Embedded(E, ids) (a (V, D) table projected once per window) rather than gathered rows."""
+
+    name: str
+    cells: dict                  # cell name -> module with forward, backward, init_params, STATE, GATES
+    matmul: object               # (A, B) -> A @ B
+    cross_entropy: object        # (h, V, c, y, w) -> (L, dV, dc, dh), or None: losses.apply on the logits
+    folds_embedding: bool
+
+
+@functools.cache
+def backend(name):
+    """The engine called name, built once. "fast": bptt.fast's compiled rnn, gru and lstm (imported
+    here, on first use: numba compiles); "numpy": the reference cells of bptt.cells."""
+    checks.one_of("engine", name, ENGINES)
+    if name == "numpy":
+        return Backend("numpy", CELLS, np.matmul, None, False)
+    from . import fast
+    from .fast.matmul import matmul
+    from .fast.readout import cross_entropy
+
+    return Backend("fast", fast.CELLS, matmul, cross_entropy, True)
 
 
 @dataclass(frozen=True)
@@ -57,11 +84,17 @@ class Arch:
     nonlinearity: str = "tanh"
     tie_weights: bool = False
     skip: int | None = None          # cell="skip": how far back S reaches (default 2)
-    engine: str = "fast"             # "fast": compiled time loops (bptt.fast); "numpy": the reference cells
+    engine: str | None = None        # "fast": compiled time loops (bptt.fast); "numpy": the reference cells;
+                                     # None: "fast", or "numpy" for the skip RNN (it has no compiled version)
 
     def __post_init__(self):
         checks.one_of("cell", self.cell, tuple(CELLS))
+        if self.engine is None:
+            object.__setattr__(self, "engine", "numpy" if self.cell == "skip" else "fast")
         checks.one_of("engine", self.engine, ENGINES)
+        if self.cell not in backend(self.engine).cells:
+            raise ValueError(f"engine: {self.engine!r} has no compiled {self.cell} cell; use engine='numpy' (the "
+                             f"reference cells), or leave engine unset to get it")
         checks.one_of("nonlinearity", self.nonlinearity, NONLINEARITIES)
         if self.cell not in ("rnn", "skip") and self.nonlinearity != "tanh":
             raise ValueError(f"nonlinearity: applies to cell='rnn' and 'skip' only; got {self.nonlinearity!r} "
@@ -81,29 +114,20 @@ class Arch:
                              f"output_size={self.output_size}")
 
     @property
-    def compiled(self):
-        """Whether the cell runs compiled (bptt.fast): rnn, gru and lstm with engine="fast". The skip
-        RNN, a research cell, has only the NumPy reference, on either engine."""
-        return self.engine == "fast" and self.cell != "skip"
+    def backend(self):
+        """The engine this network runs on (Backend): chosen once, by name."""
+        return backend(self.engine)
 
     @property
     def module(self):
-        """The cell's functions: compiled (bptt.fast) when self.compiled, else the NumPy reference."""
-        if self.compiled:
-            from . import fast
-
-            return fast.CELLS[self.cell]
-        return CELLS[self.cell]
+        """The cell's functions on this engine."""
+        return self.backend.cells[self.cell]
 
     @property
     def matmul(self):
         """The product for the readout: NumPy's, or the fast engine's (bptt.fast.matmul, on the same
         threads as its time loops)."""
-        if self.engine == "fast":
-            from .fast.matmul import matmul
-
-            return matmul
-        return np.matmul
+        return self.backend.matmul
 
     @property
     def options(self):
@@ -178,10 +202,9 @@ def readout_backward(params, arch, h, dz):
 def readout_loss(params, arch, h, y, w, loss):
     """(1), the loss and (1b) for the readout rows h (N, H) with targets y and weights w:
     (L, dV, dc, dh). The fast engine fuses them for cross-entropy (bptt.fast.readout)."""
-    if arch.engine == "fast" and loss == "cross_entropy":
-        from .fast.readout import cross_entropy
-
-        return cross_entropy(h, readout_weights(params), params["c"], y, w)
+    fused = arch.backend.cross_entropy
+    if fused is not None and loss == "cross_entropy":
+        return fused(h, readout_weights(params), params["c"], y, w)
     value, dz = losses.apply(loss, readout(params, arch, h), y, w)
     return (value, *readout_backward(params, arch, h, dz))
 
@@ -234,7 +257,7 @@ def folds_embedding(arch, drops):
     """Whether the first layer reads Embedded(E, ids) instead of the gathered rows E[ids]: a compiled
     cell projects a (V, D) table once per window (bptt.fast.window), unless dropout applies there.
     The reference cells (the skip RNN's on the fast engine too) take the rows."""
-    return arch.compiled and arch.embedding_dim is not None and drops[0] is None
+    return arch.backend.folds_embedding and arch.embedding_dim is not None and drops[0] is None
 
 
 def forward_layers(params, arch, batch, drops):

@@ -49,7 +49,7 @@ class Case:
         parts = [self.cell, f"L{self.num_layers}", self.inputs, self.target, self.loss]
         parts += ["state"] * self.with_state + ["lengths"] * self.with_lengths
         parts += ["reset"] * self.with_reset + ["loss_mask"] * self.with_loss_mask + ["tied"] * self.tied
-        parts += [f"dropout{self.dropout:g}"] * (self.dropout > 0) + ["fast"] * (self.engine == "fast")
+        parts += [f"dropout{self.dropout:g}"] * (self.dropout > 0) + [self.engine] * (self.engine != "numpy")
         return " ".join(parts)
 
 
@@ -78,7 +78,8 @@ def network(case, dtype=np.float64):
     return Network(cell, case.V, case.H, case.K, num_layers=case.num_layers,
                    embedding_dim=case.E if case.inputs == "embedding" else None,
                    nonlinearity=nonlinearity or "tanh", dtype=dtype, seed=case.seed, tie_weights=case.tied,
-                   skip=case.skip if cell == "skip" else None, engine=case.engine)
+                   skip=case.skip if cell == "skip" else None,
+                   engine="numpy" if cell == "skip" else case.engine)     # the skip RNN has only the reference
 
 
 def problem(case, dtype=np.float64):

@@ -14,11 +14,13 @@ class Network:
     cell="skip": the skip RNN, h_t = f(W x_t + U h_{t-1} + S h_{t-skip} + b), skip >= 2 (default 2).
     tie_weights: the readout reuses the embedding (V = E; Press & Wolf 2017, Inan et al. 2017).
     engine: "fast" (the time loops compiled with numba, bptt.fast) or "numpy" (the reference cells,
-    plain NumPy, which the fast engine is tested against); the same equations and results.
+    plain NumPy, which the fast engine is tested against); the same equations and results. None
+    (the default): "fast", and "numpy" for the skip RNN, which has no compiled version
+    (engine="fast" with cell="skip" is a ValueError).
     """
 
     def __init__(self, cell, input_size, hidden_size, output_size, num_layers=1, embedding_dim=None,
-                 nonlinearity="tanh", dtype=np.float64, seed=0, tie_weights=False, skip=None, engine="fast"):
+                 nonlinearity="tanh", dtype=np.float64, seed=0, tie_weights=False, skip=None, engine=None):
         self.arch = engine_.Arch(cell, input_size, hidden_size, output_size, num_layers, embedding_dim,
                                  nonlinearity, tie_weights, skip, engine)
         self.dtype = checks.float_dtype(dtype)

@@ -15,7 +15,8 @@ multiply-adds. It is written as LLVM IR (a numba intrinsic) because LLVM vectori
 to 256-bit vectors here and does not keep such a tile in registers; written out, it runs at about
 twice the rate of OpenBLAS on these shapes (docs/fast-engine.md). One intrinsic holds a tile for each row
 count 1..MR (a switch on the rows left); a last panel narrower than NC runs on as few vectors as
-cover it (a vocabulary of 65 classes costs 64 + 16 columns, not 2 x 64).
+cover it (a vocabulary of 65 classes costs 64 + 16 columns, not 2 x 64). `_tile_reference` is the
+same tile as three plain loops, the oracle the kernel is tested against at both widths.
 
 Sums run in order k = 0 .. K-1 per element, with fused multiply-adds: round-off differs from a
 BLAS, nothing else (tested against NumPy in float64 to 1e-13).
@@ -185,6 +186,23 @@ def _tile(typingctx, A, Bk, C, beta, rows, nv):
         return context.get_dummy_value()
 
     return types.void(A, Bk, C, A.dtype, rows, nv), codegen
+
+
+def _tile_reference(A, Bk, C, beta, rows, nv):
+    """What `_tile(A, Bk, C, beta, rows, nv)` computes, as the obvious loops: the oracle its tests
+    compare it with (tests/test_packed.py, at both vector widths through tests/test_fast_widths.py).
+
+    C[i, j] = sum_k A[i, k] Bk[k, j] + beta C[i, j]  for i < rows, j < nv L (L lanes of VECTOR_BYTES),
+    with beta = 0 ignoring C's old values (NaN included). Nothing else of C is touched. The sums are
+    Python floats, so for float32 this is the product to float64 round-off and the difference is
+    all the kernel's. Plain Python: a few milliseconds per tile, for tests only."""
+    L = VECTOR_BYTES // A.itemsize
+    for i in range(rows):
+        for j in range(nv * L):
+            s = 0.0
+            for k in range(A.shape[1]):
+                s += float(A[i, k]) * float(Bk[k, j])
+            C[i, j] = s + float(beta) * float(C[i, j]) if beta != 0 else s
 
 
 @njit(inline="always")
