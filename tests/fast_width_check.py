@@ -5,11 +5,13 @@
 packed.py picks its vector width once, at import, from the CPU (64 bytes where LLVM reports
 avx512f, else 32). This script fakes that one feature for packed.py before bptt.fast is imported,
 then runs the same test functions as pytest does (tests/test_packed.py, test_fast_readout.py,
-test_fast.py), each on the cases of its own parametrize marks (all of them, or the subset named in
-CHECKS), and prints `ok <check>` or `FAIL <check>: <error>` per case; the exit status is the
-number of failures (capped at 100). tests/test_fast_widths.py runs it at the width this CPU does
-not use, in a fresh numba cache: numba keys its cache by CPU, not by packed's width, so the two
-widths must never share one.
+test_fast.py), each on the cases of its own parametrize marks (all of them, or the subset chosen in
+checks()), and prints `ok <check>` or `FAIL <check>: <error>` per case, then one line on the
+machine code of packed.gemm (zmm registers or none); the exit status is the number of failures
+(capped at 100). tests/test_fast_widths.py runs it at the width this CPU does not use, in a fresh
+numba cache: numba keys its cache by CPU, not by packed's width, so the two widths must never
+share one. Blocks of rows run one after the other here (as in a forked process, bptt.fast.rows):
+their parallel forms are the same at any width and would cost about 10 s of compilation each.
 
 numba's own code generator is told the CPU's features through NUMBA_CPU_FEATURES: with 32 those of
 this CPU without AVX-512 (as an AVX2 machine would build everything), with 64 those of this CPU
@@ -19,6 +21,7 @@ IR are then split by LLVM, which is what makes the 64-byte build run on any x86-
 
 import itertools
 import os
+import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -85,7 +88,7 @@ def checks():
     out = []
     for module, name, keep in plan:
         fn = getattr(module, name)
-        for label, kwargs in cases(fn, keep) if hasattr(fn, "pytestmark") else [("", {})]:
+        for label, kwargs in cases(fn, keep):          # one case, labelled "", for a test without parameters
             out.append((f"{module.__name__}::{name}" + (f"[{label}]" if label else ""), fn, kwargs))
     return out
 
@@ -122,6 +125,9 @@ def main(argv):
 
     compiled_for = cpu_target.target_context.codegen()._tm_features
     assert compiled_for == features, (compiled_for, features)
+    from bptt.fast import rows
+
+    rows._process["forked"] = True                    # blocks of rows one after the other (module docstring)
     print(f"width {packed.VECTOR_BYTES} bytes, NV {packed.NV}; this CPU avx512f={bool(host.get('avx512f'))}; "
           f"numba compiles for {'+' if '+avx512f' in compiled_for.split(',') else '-'}avx512f", flush=True)
     failures = 0
@@ -133,6 +139,16 @@ def main(argv):
             print(f"FAIL {name}: {type(error).__name__}: {str(error)[:300]}", flush=True)
         else:
             print(f"ok {name}", flush=True)
+    used = set(re.findall(r"\b([xyz]mm)\d", "".join(packed.gemm.inspect_asm().values())))
+    avx512 = "+avx512f" in features.split(",")
+    name = f"machine code of packed.gemm: {'zmm' if avx512 else 'ymm, no zmm'} registers"
+    if not used:                                      # not x86-64: nothing to inspect
+        name = "machine code of packed.gemm: not x86-64, not inspected"
+    if not used or ("zmm" in used) == avx512 and ("ymm" in used or avx512):   # numba compiles for the CPU it was told
+        print(f"ok {name}")
+    else:
+        failures += 1
+        print(f"FAIL {name}: it uses {sorted(used)}")
     print(f"{failures} failed")
     return min(failures, 100)
 

@@ -177,8 +177,11 @@ def test_float32_near_float64_reference(cell, approx):
     the reference in float64 from the same float32 numbers: outputs and every gradient within
     float32 round-off grown over 12 steps (measured: 3.4e-7 at most)."""
     name, p, xs, state0, mask, reset, dhs, dstate, options = cell_problem(cell, 12, 43, 8, 33, np.float32)
-    wide = lambda a: tuple(x.astype(np.float64) for x in a)                              # noqa: E731
     p64 = {k: v.astype(np.float64) for k, v in p.items()}
+
+    def wide(state):
+        return tuple(x.astype(np.float64) for x in state)
+
     hs_r, s_r, cache_r = CELLS[name].forward(p64, xs.astype(np.float64), wide(state0), mask, reset, **options)
     dx_r, d0_r, g_r = CELLS[name].backward(p64, dhs.astype(np.float64), wide(dstate), cache_r)
     hs_f, s_f, cache_f = fast.CELLS[name].forward(p, xs, state0, mask, reset, **options, approx=approx, threads=2)
