@@ -33,6 +33,7 @@ import time
 import numpy as np
 
 from . import checks, clipping, engine, heap, optim, tasks, train
+from .cells import CELLS as REFERENCE_CELLS
 from .config import TrainConfig
 
 BASE = {"embedding": 64, "batch": 32, "window": 64, "layers": 1, "optimizer": "adam", "lr": 2e-3, "clip": 5.0,
@@ -48,7 +49,6 @@ CONFIGS = {
 }
 
 CELLS = ("rnn", "gru", "lstm")
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 FRAMEWORKS = ("bptt", "torch", "jax")
 LABELS = {"bptt": "bptt", "torch": "PyTorch", "jax": "JAX"}
 MODULES = {"bptt": None, "torch": "torch", "jax": "jax"}       # the optional import each one needs
@@ -91,7 +91,7 @@ def flops_per_step(cfg, V):
     Elementwise work (gates, softmax, Adam) and the embedding lookup are not counted. For example
     lstm-h256 (E 64, V 65, B 32, T 64): 3 * 2048 * (2*4*256*320 + 2*256*65) = 4,231,004,160.
     """
-    G = GATES[cfg.cell]
+    G = REFERENCE_CELLS[cfg.cell].GATES
     per_token = sum(2 * G * cfg.hidden * ((cfg.embedding or V) if k == 0 else cfg.hidden) + 2 * G * cfg.hidden ** 2
                     for k in range(cfg.layers)) + 2 * cfg.hidden * V
     return 3 * per_token * cfg.batch * cfg.window

@@ -81,7 +81,7 @@ def spectrum(params, arch):
     """For each layer and each gate block U_g (H, H) of U: its eigenvalues' largest modulus (the
     spectral radius) and its singular values. Returns {"l0.U": [{"gate", "spectral_radius",
     "singular_values"}, ...], ...}."""
-    gates = {"rnn": ("h",), "skip": ("h",), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}[arch.cell]
+    gates = arch.module.GATE_NAMES
     H = arch.hidden_size
     out = {}
     for layer in range(arch.num_layers):

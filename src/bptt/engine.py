@@ -153,8 +153,7 @@ class Arch:
         for k in range(self.num_layers):
             shapes |= {f"l{k}.W": (G, self.layer_input_size(k)), f"l{k}.U": (G, H),
                        f"l{k}.b": (G,), f"l{k}.b_U": (G,)}
-            if self.cell == "skip":
-                shapes[f"l{k}.S"] = (H, H)
+            shapes |= {f"l{k}.{name}": (H, H) for name in self.module.EXTRA}     # the skip RNN's S
         if not self.tie_weights:
             shapes["V"] = (self.output_size, H)
         return shapes | {"c": (self.output_size,)}

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import clipping, engine, heap, init, optim, problems, rundir, schedules, tasks
+from .cells import CELLS
 from .checkpoint import FileError
 from .config import RESUMABLE, TrainConfig
 
@@ -57,10 +58,11 @@ OPTIMIZER_SLOTS = {"sgd": 1, "adagrad": 1, "rmsprop": 2, "adam": 2, "adamw": 2}
 def memory_needed(cfg, input_size, output_size):
     """A lower bound of the bytes a training step holds: parameters, gradients and optimiser slots,
     and the caches of one window (gates and states of every layer, the readout's logits)."""
-    G = {"rnn": 1, "skip": 1, "gru": 3, "lstm": 4}[cfg.cell]
+    cell = CELLS[cfg.cell]
+    G = cell.GATES
     H, E, L = cfg.hidden, cfg.embedding, cfg.layers
     D0 = E or input_size
-    n = (input_size * E + G * H * (D0 + H + 2) + (L - 1) * G * H * (2 * H + 2) + (cfg.skip is not None) * L * H * H
+    n = (input_size * E + G * H * (D0 + H + 2) + (L - 1) * G * H * (2 * H + 2) + len(cell.EXTRA) * L * H * H
          + (0 if cfg.tie else output_size * H) + output_size)
     T = cfg.window if cfg.task == "lm" else cfg.length if cfg.task in problems.PROBLEMS else 1
     rows = T * cfg.batch

@@ -27,7 +27,9 @@ from ..inputs import project, project_backward
 from . import common
 from .common import init_uniform, previous
 
-GATES = 1
+GATE_NAMES = ("h",)  # the gate blocks of W, U, b, b_U, stacked in this order (PyTorch's)
+GATES = len(GATE_NAMES)
+EXTRA = ()  # parameters beyond W, U, b, b_U, each (H, H)
 STATE = ("h",)
 
 

@@ -30,7 +30,9 @@ from ..inputs import project, project_backward
 from . import common
 from .common import init_uniform
 
-GATES = 1
+GATE_NAMES = ("h",)  # the gate blocks of W, U, b, b_U, stacked in this order (PyTorch's)
+GATES = len(GATE_NAMES)
+EXTRA = ("S",)  # parameters beyond W, U, b, b_U, each (H, H)
 
 
 def state_names(skip):

@@ -12,7 +12,7 @@ packed once per window (packed.pack): U^T for the forward GEMM, U for the backwa
 import numpy as np
 from numba import njit, prange
 
-from ..cells.gru import GATES, STATE, init_params, step_jacobian   # noqa: F401  the cell's interface
+from ..cells.gru import EXTRA, GATE_NAMES, GATES, STATE, init_params, step_jacobian   # noqa: F401  the cell's interface
 from . import aligned, rows
 from .packed import gemm, pack
 from .window import input_table, project_backward, recurrent_grad

@@ -17,7 +17,7 @@ from .packed import gemm, pack
 from .window import input_table, project_backward, recurrent_grad
 from .common import incoming, previous_rows
 from .nonlinear import ONE, ZERO, sigmoid, tanh
-from ..cells.lstm import GATES, STATE, init_params, step_jacobian   # noqa: F401  the cell's interface
+from ..cells.lstm import EXTRA, GATE_NAMES, GATES, STATE, init_params, step_jacobian   # noqa: F401  the cell's interface
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
 

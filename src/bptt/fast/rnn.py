@@ -9,7 +9,7 @@ Per step, one GEMM and one pass over the row:
 import numpy as np
 from numba import njit, prange
 
-from ..cells.rnn import GATES, STATE, init_params, step_jacobian   # noqa: F401  the cell's interface
+from ..cells.rnn import EXTRA, GATE_NAMES, GATES, STATE, init_params, step_jacobian   # noqa: F401  the cell's interface
 from . import aligned, rows
 from .packed import gemm, pack
 from .window import input_table, project_backward, recurrent_grad
