@@ -555,3 +555,48 @@ def test_sibling_a_problem_too_short_to_be_defined_is_named(tmp_path, capsys):
     assert main(["task", "order", "--lengths", "5", "1", "--out", str(tmp_path / "sweep")]) == 2
     assert "--lengths: the order problem needs T >= 2" in error(capsys)
     assert not (tmp_path / "r").exists() and not (tmp_path / "sweep").exists()
+
+
+def test_item01_only_bptt_temporaries_count_as_bptt_files(tmp_path, text, capsys):
+    """A hidden .tmp file of the user's is neither "empty" nor a stale temporary to remove."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / ".draft.tmp").write_text("my draft")
+    assert main(["train", "--out", str(out), "--data", text, "--steps", "2", *SMALL]) == 2
+    assert "is not empty and not a bptt run" in error(capsys) and (out / ".draft.tmp").read_text() == "my draft"
+    run = Path(trained(tmp_path, text, capsys, steps=2))
+    (run / ".draft.tmp").write_text("my draft")
+    (run / ".checkpoint.safetensors.x1y2.tmp").write_bytes(b"half")
+    assert main(["train", "--out", str(run), "--resume", "--steps", "3"]) == 0
+    assert (run / ".draft.tmp").read_text() == "my draft"
+    assert not (run / ".checkpoint.safetensors.x1y2.tmp").exists()
+
+
+def test_item02_a_start_refused_under_the_lock_removes_nothing(tmp_path, text, monkeypatch):
+    """Two starts into a new directory both create it; the one that finds the other's run under the
+    lock must leave that run alone (it used to remove every run file there)."""
+    from bptt import rundir
+
+    out = tmp_path / "run"
+
+    def another_run_appears(folder):
+        (out / "run.json").write_text("the other process's")
+        raise checkpoint.FileError("simulated: refused under the lock")
+
+    monkeypatch.setattr(rundir, "check_writable", another_run_appears)
+    cfg = train.TrainConfig(data=text, hidden=4, layers=1, embedding=3, batch=3, window=6, steps=1)
+    with pytest.raises(checkpoint.FileError, match="simulated"):
+        train.train(cfg, out)
+    assert (out / "run.json").read_text() == "the other process's"
+
+
+def test_item11_a_closed_pipe_prints_no_error(tmp_path, text, capsys):
+    """bptt sample ... | head: the reader leaves; no traceback, no error line."""
+    run = trained(tmp_path, text, capsys, steps=2)
+    p = subprocess.Popen([sys.executable, "-m", "bptt", "sample", run, "--tokens", "20000"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.read(10)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    p.stderr.close()
+    assert p.wait(timeout=120) == 141 and err == "", err

@@ -27,7 +27,7 @@ from safetensors.numpy import save
 
 META_KEY = "bptt"
 CHECKSUM_KEY = "bptt.sha256"
-TEMPORARY = ".{name}.*.tmp"                 # the glob of write_bytes_atomic's temporaries of a file
+TEMPORARY = ".{name}.*.tmp"                 # the glob of write_bytes_atomic's temporaries of file `name`
 
 
 class FileError(ValueError):
@@ -52,7 +52,8 @@ def write_bytes_atomic(path, data):
 
 
 def _write_atomic(path, data):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    prefix, suffix = TEMPORARY.format(name=path.name).split("*")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
     try:
         umask = os.umask(0)
         os.umask(umask)

@@ -12,19 +12,17 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 import typing
 from pathlib import Path
 
 from . import __version__
+from .report import plural
 
 CELL_FORMS = ("rnn", "gru", "lstm", "skip", "rnn-tanh", "rnn-relu", "rnn-sigmoid", "skip-tanh", "skip-relu",
               "skip-sigmoid")
-
-
-def plural(n, word, words=None):
-    return f"{n:,} {word if n == 1 else words or word + 's'}"
 
 
 def flag(name):
@@ -90,6 +88,7 @@ def parser_for(sub, name, help, description):
 
 def add_gradcheck(sub):
     from . import gradcheck
+    from .engine import ENGINES
 
     p = parser_for(
         sub, "gradcheck", "check every analytic gradient against finite differences and PyTorch",
@@ -112,7 +111,7 @@ def add_gradcheck(sub):
                    help="the whole matrix: every cell x 1 and 3 layers x every input kind, target and loss x with "
                         f"and without state and lengths ({len(list(gradcheck.all_cases()))} cases, one line each)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
-    p.add_argument("--engine", choices=("fast", "numpy"), default="fast",
+    p.add_argument("--engine", choices=ENGINES, default="fast",
                    help="the compiled cells or the NumPy reference cells (default: fast)")
     p.add_argument("--seq-len", type=POSITIVE_INT, default=5, help="T (default: 5)")
     p.add_argument("--batch", type=POSITIVE_INT, default=3, help="B (default: 3)")
@@ -195,7 +194,7 @@ def add_train(sub):
     add_config_options(p)
 
 
-def run_dir(args, option="RUN_DIR"):
+def run_dir(args):
     out, positional = getattr(args, "out", None), args.run
     if out is not None and positional is not None and Path(out) != Path(positional):
         raise ValueError(f"--out: {out} and RUN_DIR {positional} disagree; give the run directory once")
@@ -233,36 +232,24 @@ def config_error(e):
     return e
 
 
-def resumed_config(out, given):
-    """The saved config with the given budget, lr or clip; any other option that differs is an error."""
-    from . import train
-    from .config import RESUMABLE
-
-    run = train.Run(out)
-    run.check_resumable()
-    saved = run.config()
-    for name, value in given.items():
-        if name in ("data", "valid"):
-            value = str(Path(value).absolute())
-        if name not in RESUMABLE and value != getattr(saved, name):
-            raise ValueError(f"{flag(name)}: cannot change when resuming (the run has {getattr(saved, name)!r}, "
-                             f"got {value!r}); only {', '.join(map(flag, RESUMABLE))} may change: start a new run "
-                             f"in another directory to change it")
-    return saved.replace(**{k: v for k, v in given.items() if k in RESUMABLE})
-
-
 def run_train(args):
     from .config import TrainConfig
+
+    from . import report, train
 
     out = run_dir(args)
     given = given_options(args)
     try:
-        cfg = resumed_config(out, given) if args.resume else TrainConfig(**given)
+        if args.resume:
+            run = train.Run(out)
+            run.check_resumable()
+            cfg, _ = train.resumed(run.config(), train.absolute(given))
+        else:
+            cfg = TrainConfig(**given)
     except (ValueError, TypeError) as e:
         raise config_error(e) from None
     if args.sample and cfg.task != "lm":
         raise ValueError(f"--sample: applies to a language model (--task lm) only; got --task {cfg.task}")
-    from . import report, train
 
     display = report.TrainDisplay()
     try:
@@ -283,7 +270,7 @@ def run_train(args):
           f"clipped on {p.clipped / max(p.step, 1):.0%} of steps; best validation {p.best_valid:.4f} at step "
           f"{p.best_step}")
     print(report.results(outcome.valid, outcome.baselines, cfg))
-    if args.sample and cfg.task == "lm":
+    if args.sample:
         print()
         print_sample(run, prime=None, tokens=args.sample, temperature=0.8, seed=cfg.seed)
     return 0
@@ -295,10 +282,11 @@ def encode_prime(vocab, prime, level):
     from . import data
 
     tokens = list(prime) if level == "char" else prime.split()
-    unknown = sorted(set(tokens) - vocab.index.keys()) if level == "char" else []
-    if unknown:
-        raise ValueError(f"--prime: characters not in the training vocabulary: {data.listing(unknown)}")
-    return vocab.encode(tokens)
+    try:
+        return vocab.encode(tokens)                           # only a character vocabulary refuses a token
+    except ValueError:
+        unknown = sorted(set(tokens) - vocab.index.keys())
+        raise ValueError(f"--prime: characters not in the training vocabulary: {data.listing(unknown)}") from None
 
 
 def print_sample(run, prime, tokens, temperature=1.0, top_k=None, top_p=None, seed=0, greedy=False):
@@ -313,9 +301,8 @@ def print_sample(run, prime, tokens, temperature=1.0, top_k=None, top_p=None, se
         raise ValueError(f"sample: {run.path} holds a classifier (task {cfg.task!r}); sampling needs a language model")
     net, _ = run.network("best")
     vocab = run.vocab()
-    if prime:
-        ids = encode_prime(vocab, prime, cfg.level)
-    if not prime or not len(ids):
+    ids = encode_prime(vocab, prime, cfg.level) if prime else []
+    if not len(ids):                                          # no prime (or only spaces at word level)
         prime = ""
         ids = vocab.encode(["<eos>"] if cfg.level == "word" else ["\n" if "\n" in vocab.index else vocab.tokens[0]])
     drawn = generate.stream(net.params, net.arch, ids, tokens, np.random.default_rng(seed), temperature, top_k,
@@ -429,7 +416,8 @@ def add_task(sub):
     p.add_argument("--out", required=True, metavar="DIR",
                    help="a new or empty directory; one run directory per (cell, T) goes here")
     p.add_argument("--report", action="store_true", help="write DIR/report.html with the figures")
-    p.add_argument("--jobs", type=POSITIVE_INT, default=1, help="runs trained at the same time, in processes (default: 1)")
+    p.add_argument("--jobs", type=POSITIVE_INT, default=1,
+                   help="runs trained at the same time, in processes (default: 1)")
 
 
 def run_task(args):
@@ -494,7 +482,8 @@ def add_bench(sub):
     p.add_argument("--embedding", type=NONNEGATIVE_INT, default=64, help="embedding size, 0: one-hot (default: 64)")
     p.add_argument("--steps", type=POSITIVE_INT, default=20, help="timed steps per repeat (default: 20)")
     p.add_argument("--warmup", type=NONNEGATIVE_INT, default=3, help="untimed steps first (default: 3)")
-    p.add_argument("--repeats", type=POSITIVE_INT, default=3, help="timed repeats, frameworks in alternation (default: 3)")
+    p.add_argument("--repeats", type=POSITIVE_INT, default=3,
+                   help="timed repeats, frameworks in alternation (default: 3)")
     p.add_argument("--frameworks", nargs="+", choices=("bptt", "torch", "jax"), default=["bptt", "torch", "jax"],
                    help="what to compare (default: all three; torch and jax are skipped when not installed)")
     p.add_argument("--no-rss", action="store_true", help="leave out the peak-memory column")
@@ -539,6 +528,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:                                       # bptt sample ... | head: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())    # no error when Python flushes at exit
+        return 141
     except SystemExit as e:                                       # --help, --version
         return e.code if isinstance(e.code, int) else 0
     except (ValueError, TypeError) as e:

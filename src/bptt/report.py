@@ -4,8 +4,6 @@ final comparison with the baselines (uniform and unigram, or class prior), and d
 import math
 import sys
 
-from tqdm import tqdm
-
 
 def compact(n):
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e4 else str(n)
@@ -72,6 +70,8 @@ class TrainDisplay:
             self.write(f"resuming at step {r['step']}" + (f" of {r['total']}" if r["total"] else ""))
         for name, (old, new) in (r.get("changes") or {}).items():
             self.write(f"changed on resume: {name} {old} -> {new}")
+        from tqdm import tqdm
+
         self.bar = tqdm(total=r["total"], initial=r["step"], desc="train", unit="step", file=self.stream,
                         disable=not self.interactive, dynamic_ncols=True)
 
@@ -149,6 +149,8 @@ class Detokenizer:
 
 def progress(total, desc, unit, stream=None, least=2000):
     """A tqdm bar on stderr for long jobs on a terminal; a bar that shows nothing elsewhere."""
+    from tqdm import tqdm
+
     stream = stream or sys.stderr
     return tqdm(total=total, desc=desc, unit=unit, file=stream, leave=False,
                 disable=total < least or not stream.isatty())

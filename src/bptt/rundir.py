@@ -20,11 +20,13 @@ Guarantees:
 - Every file but metrics.jsonl is replaced atomically (bptt.checkpoint); an append to
   metrics.jsonl that fails is cut back, and a torn last line (a crash mid-append) is dropped on
   resume. Any other unreadable line is an error naming the file and line.
-- Temporaries left by a killed writer (.NAME.*.tmp) are removed when the run is next opened.
+- Temporaries left by a killed writer (.NAME.*.tmp, for NAME one of the files above) are removed
+  when the run is next opened; no other file is.
 """
 
 import contextlib
 import fcntl
+import fnmatch
 import hashlib
 import json
 import os
@@ -38,6 +40,7 @@ LOCK = ".lock"
 FILES = ("config.json", "vocab.json", "labels.json", "checkpoint.safetensors", "best.safetensors", "metrics.jsonl")
 CREATION = (MARKER, "config.json", "vocab.json", "labels.json")     # written before the first checkpoint
 SHIPPED = "Tiny Shakespeare (shipped with bptt)"
+PROBE = f".{MARKER}.probe.tmp"              # check_writable's test file, one of the run's temporaries
 
 
 def fingerprint(path):
@@ -58,14 +61,34 @@ def shipped_fingerprint(text):
     return {"path": None, "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
 
 
-def listing(names, shown=5):
-    names = sorted(names)
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
+def is_temporary(name):
+    """Whether name is a temporary of an atomic write of one of the run's files (bptt.checkpoint)."""
+    return any(fnmatch.fnmatchcase(name, checkpoint.TEMPORARY.format(name=own)) for own in (*FILES, MARKER))
+
+
+def check_writable(folder):
+    """Probe folder with a temporary file: permissions, a read-only file system or a full disk show
+    up here, before any work is done."""
+    probe = Path(folder) / PROBE
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"bptt")
+            f.flush()
+            os.fsync(f.fileno())
+        probe.unlink()
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+        raise FileError(f"{folder}: cannot write in this directory ({e.strerror})") from None
 
 
 class Busy(FileError):
     """Another process holds the run's lock."""
+
+    def __init__(self, path, fd):
+        owner = os.pread(fd, 64, 0).decode(errors="replace").strip()
+        super().__init__(f"{path}: another bptt process is training in this run directory"
+                         f"{' (pid ' + owner + ')' if owner else ''}; wait for it to end or use another directory")
 
 
 class Run:
@@ -100,8 +123,7 @@ class Run:
         self.check_directory(option)
         if not self.path.exists():
             return
-        present = {p.name for p in self.path.iterdir()} - {LOCK}
-        present -= {n for n in present if self.is_temporary(n)}
+        present = {p.name for p in self.path.iterdir() if p.name != LOCK and not is_temporary(p.name)}
         if not present:
             return
         self.check_not_busy()
@@ -112,35 +134,24 @@ class Run:
                 raise FileError(f"{option}: {self.path} already holds a run; pass --resume to continue it "
                                 f"or choose another directory")
             raise FileError(f"{option}: {self.path} holds a bptt run whose checkpoint.safetensors is missing "
-                            f"(it has {listing(present)}); nothing was changed: choose another directory")
-        raise FileError(f"{option}: {self.path} is not empty and not a bptt run (it holds {listing(present)}); "
-                        f"bptt starts a run only in a new or empty directory: choose another one")
+                            f"(it has {data.listing(sorted(present))}); nothing was changed: choose another directory")
+        raise FileError(f"{option}: {self.path} is not empty and not a bptt run (it holds "
+                        f"{data.listing(sorted(present))}); bptt starts a run only in a new or empty directory: "
+                        f"choose another one")
 
     def check_resumable(self, option="--resume"):
         self.check_directory("RUN_DIR")
         if not self.path.is_dir():
             raise FileError(f"{option}: {self.path} does not exist; there is no run to resume")
         if not self.is_run():
-            what = listing({p.name for p in self.path.iterdir()}) or "nothing"
+            what = data.listing(sorted(p.name for p in self.path.iterdir())) or "nothing"
             raise FileError(f"{option}: {self.path} is not a bptt run directory (it holds {what})")
         if not self.exists():
             raise FileError(f"{option}: {self.path} has no checkpoint to resume from "
                             f"(checkpoint.safetensors is missing)")
 
     def check_writable(self):
-        """Probe the directory with a temporary file: permissions, a read-only file system or a full
-        disk show up here, before any work is done."""
-        probe = self.path / f".{MARKER}.probe.tmp"
-        try:
-            with open(probe, "wb") as f:
-                f.write(b"bptt")
-                f.flush()
-                os.fsync(f.fileno())
-            probe.unlink()
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                probe.unlink(missing_ok=True)
-            raise FileError(f"{self.path}: cannot write in this directory ({e.strerror})") from None
+        check_writable(self.path)
 
     def create(self):
         try:
@@ -158,11 +169,9 @@ class Run:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            owner = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            busy = Busy(self.path, fd)
             os.close(fd)
-            raise Busy(f"{self.path}: another bptt process is training in this run directory"
-                       f"{' (pid ' + owner + ')' if owner else ''}; wait for it to end or use another "
-                       f"directory") from None
+            raise busy from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock_fd = fd
@@ -179,10 +188,7 @@ class Run:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            owner = os.pread(fd, 64, 0).decode(errors="replace").strip()
-            raise Busy(f"{self.path}: another bptt process is training in this run directory"
-                       f"{' (pid ' + owner + ')' if owner else ''}; wait for it to end or use another "
-                       f"directory") from None
+            raise Busy(self.path, fd) from None
         finally:
             os.close(fd)
 
@@ -191,14 +197,10 @@ class Run:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    @staticmethod
-    def is_temporary(name):
-        return name.startswith(".") and name.endswith(".tmp")
-
     def remove_temporaries(self):
         """Temporaries of atomic writes left by a process that was killed while writing."""
         for p in self.path.iterdir():
-            if self.is_temporary(p.name) and p.is_file():
+            if is_temporary(p.name) and p.is_file():
                 p.unlink(missing_ok=True)
 
     def remove_own_files(self):

@@ -154,7 +154,6 @@ class Run(rundir.Run):
     def network(self, which="best"):
         """The run's network with the weights of best.safetensors (or the last checkpoint), and their
         metadata. Needs only the run directory, not the training data."""
-        self.check_directory("RUN_DIR")
         cfg = self.config()
         params, meta = self.load_params(which)
         net = build_network(cfg, *self.sizes(cfg))
@@ -253,22 +252,27 @@ class Outcome(NamedTuple):
         return None if self.valid is None else self.valid["loss"]
 
 
-def absolute(cfg):
-    """cfg with its data paths made absolute, so the run can be resumed from any directory."""
-    return cfg.replace(**{name: str(Path(getattr(cfg, name)).absolute()) for name in ("data", "valid")
-                          if getattr(cfg, name) is not None})
+def absolute(given):
+    """given (a dict of config fields) with its data paths made absolute, so that the run can be
+    resumed from any directory."""
+    return given | {name: str(Path(given[name]).absolute()) for name in ("data", "valid") if given.get(name)}
+
+
+def source(cfg, name, given=None):
+    """The fingerprint of data file `name` ("data" or "valid") and the path as the user gave it (None:
+    the run has no such file)."""
+    path = getattr(cfg, name)
+    if path is not None:
+        return {"given": given or path, **rundir.fingerprint(path)}
+    if name == "data" and cfg.task == "lm":
+        return {"given": rundir.SHIPPED, **rundir.shipped_fingerprint(tasks.shipped_text())}
+    return None
 
 
 def data_sources(cfg, given):
-    """{"data" | "valid": fingerprint and the path as the user gave it} of the run's files."""
-    sources = {}
-    for name in ("data", "valid"):
-        path = getattr(cfg, name)
-        if path is not None:
-            sources[name] = {"given": given.get(name) or path, **rundir.fingerprint(path)}
-        elif name == "data" and cfg.task == "lm":
-            sources[name] = {"given": rundir.SHIPPED, **rundir.shipped_fingerprint(tasks.shipped_text())}
-    return sources
+    """{"data" | "valid": fingerprint and given path} of the run's files."""
+    found = {name: source(cfg, name, given.get(name)) for name in ("data", "valid")}
+    return {name: s for name, s in found.items() if s is not None}
 
 
 def check_sources(run, cfg):
@@ -280,8 +284,8 @@ def check_sources(run, cfg):
         return {}
     for name, before in marker["data"].items():
         try:
-            after = data_sources(cfg, {}).get(name)
-        except FileError:
+            after = source(cfg, name)
+        except FileError:                                     # gone, or unreadable
             after = None
         if after is None or after["sha256"] != before.get("sha256"):
             what = before.get("path") or before.get("given")
@@ -292,22 +296,24 @@ def check_sources(run, cfg):
     return {name: m.get("given") for name, m in marker["data"].items()}
 
 
-def resumed_config(run, cfg):
-    """The saved config with the given changes (cfg: None, or the saved config with a new budget,
-    learning rate or clipping threshold). Returns (config, {name: (old, new)})."""
-    saved = run.config()
-    if cfg is None:
-        return saved, {}
-    cfg = absolute(cfg)
-    fixed = [name for name in saved.to_json() if name not in RESUMABLE and getattr(cfg, name) != getattr(saved, name)]
+def resumed(saved, given):
+    """The saved config with the given fields ({name: value}); only config.RESUMABLE ones may differ
+    from the saved values. Returns (config, {name: (old, new)})."""
+    fixed = [name for name, value in given.items() if name not in RESUMABLE and value != getattr(saved, name)]
     if fixed:
         name = fixed[0]
         raise ValueError(f"{name}: cannot change when resuming (the run has {getattr(saved, name)!r}, got "
-                         f"{getattr(cfg, name)!r}); only {', '.join(RESUMABLE)} may change: start a new run "
-                         f"in another directory to change it")
-    changes = {name: (getattr(saved, name), getattr(cfg, name)) for name in RESUMABLE
-               if getattr(cfg, name) != getattr(saved, name)}
-    return cfg, changes
+                         f"{given[name]!r}); only {', '.join(RESUMABLE)} may change: start a new run in another "
+                         f"directory to change it")
+    changes = {name: (getattr(saved, name), given[name]) for name in RESUMABLE
+               if name in given and given[name] != getattr(saved, name)}
+    return saved.replace(**{name: new for name, (_, new) in changes.items()}), changes
+
+
+def resumed_config(run, cfg):
+    """The saved config, with the budget, lr or clip of cfg (None: unchanged)."""
+    saved = run.config()
+    return (saved, {}) if cfg is None else resumed(saved, absolute(cfg.to_json()))
 
 
 def resume_task(run, cfg):
@@ -334,12 +340,13 @@ def open_new(run, cfg, given):
     run.create()
     run.lock()
     try:
-        run.check_fresh()                                       # again, under the lock
-        run.check_writable()
+        run.check_fresh()                                       # again, under the lock: another process may
+        run.check_writable()                                    # have made a run here since; its files stay
     except BaseException:
         run.release()
-        if created:
-            abandon(run, created)
+        if created and {p.name for p in run.path.iterdir()} <= {rundir.LOCK}:
+            run.file(rundir.LOCK).unlink(missing_ok=True)
+            run.path.rmdir()
         raise
     try:
         run.remove_temporaries()
@@ -384,7 +391,8 @@ def open_resumed(run, cfg):
     if "lr" in changes and progress.schedule is not None:
         progress.schedule = progress.schedule | {"lr": cfg.lr}      # the plateau schedule restarts from it
     total = total_steps(cfg, task.steps_per_epoch)
-    if (total is not None and progress.step >= total) or (cfg.max_time is not None and progress.elapsed >= cfg.max_time):
+    out_of_time = cfg.max_time is not None and progress.elapsed >= cfg.max_time
+    if (total is not None and progress.step >= total) or out_of_time:
         budget = ", ".join(f"{n} {getattr(cfg, n)}" for n in ("steps", "epochs", "max_time") if getattr(cfg, n)) or \
             f"one epoch ({task.steps_per_epoch} steps)"
         raise ValueError(f"--resume: the run already reached its budget ({budget}) at step {progress.step}; "
@@ -416,7 +424,7 @@ def train(cfg, out, resume=False, on_step=None, on_event=None, given=None):
             run.release()
             raise
     else:
-        cfg = absolute(cfg)
+        cfg = TrainConfig(**absolute(cfg.to_json()))
         created, task, net, opt_state, progress = open_new(run, cfg, given or {})
         carried, notes = None, {"given": {k: v for k, v in (given or {}).items() if v}}
     try:
