@@ -10,11 +10,13 @@ import math
 import numbers
 from dataclasses import dataclass, field
 
+from . import problems
+from .cells import CELLS as REFERENCE_CELLS
 from .engine import ENGINES
 
-PROBLEMS = ("adding", "copy", "order", "sentiment")
+PROBLEMS = tuple(problems.PROBLEMS)
 TASKS = ("lm", "classify", *PROBLEMS)
-CELLS = ("rnn", "gru", "lstm", "skip")
+CELLS = tuple(REFERENCE_CELLS)
 NONLINEARITIES = ("tanh", "relu", "sigmoid")
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
 
@@ -28,19 +30,15 @@ def option(default, help, choices=None, shown=None, applies=None, where=None):
     """A config field with its command-line description.
 
     shown: the default as the help text shows it (None: the default itself; "" shows none).
-    applies(cfg) -> bool and where (text): a value other than the default is an error when the
-    option does not apply, e.g. --momentum with --optimizer adam.
+    applies = (field, test) and where (text): a value other than the default is an error unless
+    test(the value of field) holds, e.g. --momentum with --optimizer adam.
     """
     return field(default=default, metadata=dict(help=help, choices=choices, shown=shown, applies=applies,
                                                 where=where))
 
 
-def _lm(c):
-    return c.task == "lm"
-
-
-def _problem(c):
-    return c.task in PROBLEMS
+LM = ("task", lambda task: task == "lm")
+PROBLEM = ("task", lambda task: task in PROBLEMS)
 
 
 @dataclass(frozen=True)
@@ -48,40 +46,41 @@ class TrainConfig:
     # data
     task: str = option("lm", "lm: a language model on a text; classify: one label per line of a .tsv/.csv "
                        "(text<TAB>label); or a long-range problem (see bptt task)", TASKS)
-    length: int = option(100, "the sequence length T of a long-range problem", applies=_problem,
+    length: int = option(100, "the sequence length T of a long-range problem", applies=PROBLEM,
                          where="a long-range problem (--task adding, copy, order or sentiment)")
-    test_size: int = option(1000, "sequences in the fixed test set of a long-range problem", applies=_problem,
+    test_size: int = option(1000, "sequences in the fixed test set of a long-range problem", applies=PROBLEM,
                             where="a long-range problem")
     data: str | None = option(None, "training text, UTF-8 (default: Tiny Shakespeare, shipped with bptt); "
                               "for --task classify a .tsv/.csv of text<TAB>label")
     valid: str | None = option(None, "validation file (default: the last --valid-fraction of --data)")
-    valid_fraction: float = option(0.1, "fraction of --data held out for validation", applies=lambda c: not c.valid,
+    valid_fraction: float = option(0.1, "fraction of --data held out for validation",
+                                   applies=("valid", lambda v: not v),
                                    where="no --valid file (it is held out of --data)")
     level: str = option("char", "tokens: characters, or words (PTB convention: <eos> at each line end, <unk>)",
                         ("char", "word"))
     max_vocab: int | None = option(None, "word level: keep only the most frequent words (the rest become <unk>)",
-                                   applies=lambda c: c.level == "word", where="--level word")
+                                   applies=("level", lambda v: v == "word"), where="--level word")
     separator: str | None = option(None, "text that separates documents (e.g. '\\n\\n'); each stream's state "
-                                   "restarts at every document start", applies=_lm, where="--task lm")
+                                   "restarts at every document start", applies=LM, where="--task lm")
     # model
     cell: str = option("lstm", "recurrent cell (rnn-tanh, rnn-relu, rnn-sigmoid and skip-tanh also name the "
                        "nonlinearity)", CELLS)
     nonlinearity: str = option("tanh", "f in h_t = f(W x_t + U h_{t-1} + b)", NONLINEARITIES,
-                               applies=lambda c: c.cell in ("rnn", "skip"), where="--cell rnn or skip")
+                               applies=("cell", lambda v: v in ("rnn", "skip")), where="--cell rnn or skip")
     skip: int | None = option(None, "s in h_t = f(W x_t + U h_{t-1} + S h_{t-s} + b) (default: 2)",
-                              applies=lambda c: c.cell == "skip", where="--cell skip")
+                              applies=("cell", lambda v: v == "skip"), where="--cell skip")
     hidden: int = option(256, "hidden units per layer (H)")
     layers: int = option(2, "stacked layers (L)")
     embedding: int = option(64, "embedding size (0: one-hot inputs)")
     tie: bool = option(False, "tie the readout to the embedding (needs --embedding equal to --hidden)",
-                       applies=lambda c: c.task != "classify", where="a model whose outputs are its inputs "
+                       applies=("task", lambda v: v != "classify"), where="a model whose outputs are its inputs "
                        "(not --task classify)")
     dropout: float = option(0.0, "non-recurrent dropout on the embedding, between layers and before the readout")
     init: str = option("default", "input-weight initialisation", ("default", "xavier"))
     recurrent_init: str = option("default", "recurrent-weight initialisation (identity: IRNN, Le et al. 2015)",
                                  ("default", "xavier", "orthogonal", "identity"))
     forget_bias: float | None = option(None, "initial forget-gate bias, e.g. 1 (default: PyTorch's)",
-                                       applies=lambda c: c.cell == "lstm", where="--cell lstm")
+                                       applies=("cell", lambda v: v == "lstm"), where="--cell lstm")
     radius: float | None = option(None, "rescale each recurrent matrix (gate block) to this spectral radius at "
                                   "initialisation")
     dtype: str = option("float32", "floating point type of parameters and activations", ("float32", "float64"))
@@ -89,27 +88,27 @@ class TrainConfig:
                                 "(default: fast, and numpy for the skip RNN, which has no compiled version)", ENGINES)
     # truncated BPTT
     batch: int = option(32, "parallel streams (B)")
-    window: int = option(64, "k1 of TBPTT(k1, k2): steps between updates", applies=_lm, where="--task lm")
+    window: int = option(64, "k1 of TBPTT(k1, k2): steps between updates", applies=LM, where="--task lm")
     backprop: int | None = option(None, "k2 of TBPTT(k1, k2): steps backpropagated (default: --window)",
-                                  applies=_lm, where="--task lm")
+                                  applies=LM, where="--task lm")
     recompute_every: int | None = option(None, "keep the caches of this many steps at a time and recompute the "
                                          "others in the backward pass: O(sqrt(T)) memory for about a third more "
                                          "time")
     # optimisation
     optimizer: str = option("adam", "optimiser", OPTIMIZERS)
     lr: float = option(2e-3, "learning rate")
-    momentum: float = option(0.0, "momentum", applies=lambda c: c.optimizer in ("sgd", "rmsprop"),
+    momentum: float = option(0.0, "momentum", applies=("optimizer", lambda v: v in ("sgd", "rmsprop")),
                              where="--optimizer sgd or rmsprop")
-    nesterov: bool = option(False, "Nesterov momentum", applies=lambda c: c.optimizer == "sgd",
+    nesterov: bool = option(False, "Nesterov momentum", applies=("optimizer", lambda v: v == "sgd"),
                             where="--optimizer sgd")
     weight_decay: float = option(0.0, "weight decay (L2 for sgd/adagrad/rmsprop/adam, decoupled for adamw)")
     schedule: str = option("constant", "learning-rate schedule: constant, plateau (/4 when validation stops "
                            "improving), cosine", ("constant", "plateau", "cosine"))
-    warmup: int = option(0, "linear warm-up steps", applies=lambda c: c.schedule == "cosine",
+    warmup: int = option(0, "linear warm-up steps", applies=("schedule", lambda v: v == "cosine"),
                          where="--schedule cosine")
     clip: float = option(5.0, "gradient clipping threshold (0: off)")
     clip_mode: str = option("norm", "norm: global norm (Pascanu et al. 2013); param: each array's norm; value: "
-                            "each entry", ("norm", "param", "value"), applies=lambda c: c.clip > 0,
+                            "each entry", ("norm", "param", "value"), applies=("clip", lambda v: v > 0),
                             where="clipping (--clip > 0)")
     clip_dh: float | None = option(None, "clip dL/dh_t to [-x, x] at every step inside the recurrence "
                                    "(Mikolov's cutoff)")
@@ -156,14 +155,14 @@ class TrainConfig:
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name}: expected True or False, got {getattr(self, name)!r}")
         for f in dataclasses.fields(self):
-            applies = f.metadata["applies"]
-            if applies is not None and getattr(self, f.name) != f.default and not applies(self):
+            if f.metadata["applies"] is None or getattr(self, f.name) == f.default:
+                continue
+            deciding, test = f.metadata["applies"]
+            if not test(getattr(self, deciding)):
                 raise ValueError(f"{f.name}: applies to {f.metadata['where']} only; got {getattr(self, f.name)!r} "
-                                 f"with {self.context(f.name)}")
+                                 f"with {deciding}={getattr(self, deciding)!r}")
         if self.task in PROBLEMS:
-            from .problems import check_length
-
-            check_length(self.task, self.length)
+            problems.check_length(self.task, self.length)
         if self.task == "classify" and self.data is None:
             raise ValueError("task: 'classify' needs --data (a .tsv or .csv of text<TAB>label)")
         if self.backprop is not None and self.backprop < self.window:
@@ -175,14 +174,6 @@ class TrainConfig:
                              f"got embedding={self.embedding} and hidden={self.hidden}")
         if self.max_time is not None and self.steps is None and self.epochs is None and self.schedule == "cosine":
             raise ValueError("schedule: 'cosine' needs a known length; give --steps or --epochs with --max-time")
-
-    def context(self, name):
-        """The settings that decide whether option `name` applies, for an error message."""
-        deciding = {"length": "task", "test_size": "task", "valid_fraction": "valid", "max_vocab": "level",
-                    "separator": "task", "nonlinearity": "cell", "skip": "cell", "tie": "task",
-                    "forget_bias": "cell", "window": "task", "backprop": "task", "momentum": "optimizer",
-                    "nesterov": "optimizer", "warmup": "schedule", "clip_mode": "clip"}[name]
-        return f"{deciding}={getattr(self, deciding)!r}"
 
     @property
     def k2(self):

@@ -23,7 +23,7 @@ def distribution(z, temperature=1.0, top_k=None, top_p=None):
         if top_k < len(p):
             p[np.argsort(p)[:-top_k]] = 0                   # all but the k largest
     if top_p is not None:
-        if not (isinstance(top_p, float | int) and 0 < top_p <= 1):
+        if not 0 < top_p <= 1:
             raise ValueError(f"top_p: expected a probability in (0, 1], got {top_p}")
         order = np.argsort(-p, kind="stable")
         cumulative = np.cumsum(p[order]) / p.sum()

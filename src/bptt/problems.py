@@ -35,6 +35,7 @@ class Problem(NamedTuple):
     solved: object        # metrics -> bool
     description: str
     min_length: int = 1   # the shortest T the generator is defined for
+    real_inputs: bool = False   # x holds floats (T, B, input_size), not token ids: no embedding
 
 
 def check_length(name, T, option="length"):
@@ -89,7 +90,7 @@ def sentiment(T, B, rng):
 
 PROBLEMS = {
     "adding": Problem(adding, 2, 1, "last", "mse", lambda T: 1 / 6,
-                      lambda m: m["loss"] < 0.01, "test MSE below 0.01 (the baseline is 0.167)", 2),
+                      lambda m: m["loss"] < 0.01, "test MSE below 0.01 (the baseline is 0.167)", 2, True),
     "copy": Problem(copy, 10, 9, "every", "cross_entropy", lambda T: 10 * np.log(8) / (T + 20),
                     lambda m: m["accuracy"] > 0.99, "over 99% of the ten recalled symbols right"),
     "order": Problem(order, 6, 4, "last", "cross_entropy", lambda T: np.log(4),

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import data, diagnostics, tasks
+from . import data, diagnostics, problems, rundir, tasks
 from .checkpoint import FileError
 
 
@@ -34,7 +34,8 @@ def destinations(run, out):
     if out is not None:
         out = Path(out)
         if out.is_dir():
-            raise FileError(f"--out: {out} is a directory; give the path of the report file, e.g. {out / 'report.html'}")
+            raise FileError(f"--out: {out} is a directory; give the path of the report file, e.g. "
+                            f"{out / 'report.html'}")
         if out.exists():
             raise FileError(f"--out: {out} exists; bptt does not overwrite a file it did not write: choose a new path")
     out = out or figs / "report.html"
@@ -43,7 +44,7 @@ def destinations(run, out):
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise FileError(f"{folder}: cannot create the folder ({e.strerror})") from None
-        type(run)(folder).check_writable()
+        rundir.check_writable(folder)
     return out, figs
 
 
@@ -51,16 +52,14 @@ def write(run, length=None, out=None):
     from . import figures, html_report
 
     cfg = run.config()
-    if cfg.task in ("adding", "copy", "order", "sentiment") and length is not None:
-        from .problems import check_length
-
-        check_length(cfg.task, length, "--length")
+    if cfg.task in problems.PROBLEMS and length is not None:
+        problems.check_length(cfg.task, length, "--length")
     out, figs = destinations(run, out)
     task = run.task(cfg)                                                 # for its validation data
     net, meta = run.network("best")
     params = {k: v.astype(np.float64) for k, v in net.params.items()}      # measure in float64
     arch = net.arch
-    T = length or (cfg.length if cfg.task in ("adding", "copy", "order", "sentiment") else cfg.window)
+    T = length or (cfg.length if cfg.task in problems.PROBLEMS else cfg.window)
     x, y, lengths, loss = measurement_batch(task, cfg, T, np.random.default_rng(0))
 
     norms = diagnostics.gradient_norms(params, arch, x, y, target="last", loss=loss, lengths=lengths)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, problems
+from . import checkpoint, problems, rundir
 
 VARIANTS = {
     "rnn-tanh": dict(cell="rnn", nonlinearity="tanh"),
@@ -75,7 +75,7 @@ def run(base, problem, lengths, cells, out, on_run=None, jobs=1):
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ValueError(f"--out: cannot create {out} ({e.strerror})") from None
-    train.Run(out).check_writable()
+    rundir.check_writable(out)
     todo = [(cell, int(T)) for cell in dict.fromkeys(cells) for T in dict.fromkeys(lengths)]
     rows = []
     if jobs == 1:

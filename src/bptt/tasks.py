@@ -34,28 +34,34 @@ def lm_metrics(loss, level):
 def encode_text(vocab, tokens, text, source):
     """vocab.encode(tokens), with an error that names the source and the line of the first token
     the vocabulary lacks (a character vocabulary has no <unk>)."""
-    if vocab.level == "char":
+    try:
+        return vocab.encode(tokens)
+    except ValueError:                                        # only a character vocabulary refuses a token
         unknown = sorted(set(tokens) - vocab.index.keys())
-        if unknown:
-            first = min(text.find(ch) for ch in unknown)
-            line = text.count("\n", 0, first) + 1
-            raise ValueError(f"{source}: line {line}: {data.listing(unknown)} not in the training vocabulary of "
-                             f"{vocab.size} characters; train on text that contains them")
-    return vocab.encode(tokens)
+        first = min(text.find(ch) for ch in unknown)
+        line = text.count("\n", 0, first) + 1
+        raise ValueError(f"{source}: line {line}: {data.listing(unknown)} not in the training vocabulary of "
+                         f"{vocab.size} characters; train on text that contains them") from None
+
+
+def eval_streams(n_tokens, batch):
+    """The streams lm_loss reads a text of n_tokens as: `batch`, or fewer for a short text (each
+    stream needs an input and its target)."""
+    return max(1, min(batch, n_tokens // 2))
 
 
 def scored(n_tokens, batch):
-    """How many tokens lm_loss scores in a text of n_tokens read as `batch` streams: each stream's
-    first token has no prediction and the remainder of n_tokens / batch is trimmed."""
-    batch = max(1, min(batch, n_tokens // 2))
-    return (n_tokens // batch - 1) * batch
+    """How many tokens lm_loss scores in a text of n_tokens: each stream's first token has no
+    prediction and the remainder of n_tokens / streams is trimmed."""
+    streams = eval_streams(n_tokens, batch)
+    return (n_tokens // streams - 1) * streams
 
 
 def lm_loss(params, arch, ids, batch, window, starts=None):
     """Mean cross-entropy (nats per token) of the model on ids, read as `batch` streams with the
     state carried across windows (and reset at document starts), as in training.
     Returns (loss, tokens scored)."""
-    batch = max(1, min(batch, len(ids) // 2))
+    batch = eval_streams(len(ids), batch)
     stream = data.batchify(ids, batch)
     starts = None if starts is None else data.batchify(starts, batch).astype(bool)
     total, count, state = 0.0, 0, None
@@ -222,8 +228,7 @@ class Synthetic:
 
     def __init__(self, cfg):
         self.cfg, self.problem = cfg, problems.get(cfg.task)
-        x, _ = self.problem.generate(2, 1, np.random.default_rng(0))
-        if x.dtype.kind == "f" and cfg.embedding:
+        if self.problem.real_inputs and cfg.embedding:
             raise ValueError(f"--embedding: the {cfg.task} problem's inputs are real numbers, which an embedding "
                              f"cannot look up; give --embedding 0")
         self.input_size, self.output_size = self.problem.input_size, self.problem.output_size
