@@ -22,46 +22,37 @@ import numpy as np
 V, E, H, B = 65, 64, 256, 32
 
 
-def status_mb(field):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
-
-
-def reset_peak():
-    """Linux: writing 5 to clear_refs resets the peak resident size (VmHWM) to the current one."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
 def one(mode, T):
+    """One forward and backward pass over T steps in this process: its seconds and the peak memory
+    above what the process held before it (the model, the data, a warm-up step)."""
+    import bptt
+    from bptt.bench import harness
+    from bptt.model import engine
+
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+    net = bptt.Network("lstm", V, H, V, embedding_dim=E, dtype=np.float32)
     if mode == "pytorch":
         import torch
 
-        torch.manual_seed(0)
-        emb, lstm, head = torch.nn.Embedding(V, E), torch.nn.LSTM(E, H), torch.nn.Linear(H, V)
+        from bptt.interop import torch_reference
+
+        model = torch_reference.build(net.arch, net.torch_state_dict(), np.dtype(np.float32))   # the same weights
         xt, yt = torch.as_tensor(x), torch.as_tensor(y)
 
         def step(n):
-            out, _ = lstm(emb(xt[:n]))
-            torch.nn.functional.cross_entropy(head(out).reshape(-1, V), yt[:n].reshape(-1)).backward()
+            hs, _ = model(xt[:n], None)
+            torch.nn.functional.cross_entropy(model.head(hs).reshape(-1, V), yt[:n].reshape(-1)).backward()
     else:
-        import bptt
-        from bptt import checkpointing
-
-        net = bptt.Network("lstm", V, H, V, embedding_dim=E, dtype=np.float32)
-
         def step(n):
-            if mode == "recompute":
-                checkpointing.loss_and_grads(net.params, net.arch, x[:n], y[:n], every=max(1, round(math.sqrt(n))))
-            else:
-                net.loss_and_grads(x[:n], y[:n])
+            every = max(1, round(math.sqrt(n))) if mode == "recompute" else None
+            engine.loss_and_grads(net.params, net.arch, x[:n], y[:n], recompute_every=every)
     step(16)
-    reset_peak()
-    before, start = status_mb("VmRSS"), time.perf_counter()
+    harness.reset_peak()
+    before, start = harness.resident_mb(), time.perf_counter()
     step(T)
-    return {"mode": mode, "T": T, "seconds": time.perf_counter() - start, "memory_mb": status_mb("VmHWM") - before}
+    return {"mode": mode, "T": T, "seconds": time.perf_counter() - start,
+            "memory_mb": harness.own_peak_rss_mb() - before}
 
 
 def main():

@@ -15,41 +15,32 @@ import math
 import tempfile
 import time
 
-import numpy as np
-
-from bptt import data, tasks, train
-from bptt.config import TrainConfig
+from bptt.bench import runners
+from bptt.training import data, tasks, train
+from bptt.training.config import TrainConfig
 
 
 def pytorch_run(cfg, task, steps):
+    """PyTorch's training from bptt's initial weights: bench's PyTorch runner (nn modules, Adam,
+    clip_grad_norm_) over the windows bptt train takes, the state carried between windows and
+    reset at each epoch. Returns the validation loss (evaluated by bptt on PyTorch's weights) and
+    the seconds taken."""
     import torch
-
-    from bptt import torch_reference
 
     torch.manual_seed(cfg.seed)
     net = train.build_network(cfg, task.input_size, task.output_size)   # the same initial weights as bptt's
-    model = torch_reference.build(net.arch, net.torch_state_dict(), np.dtype(cfg.dtype))
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    stream = torch.as_tensor(data.batchify(task.train, cfg.batch))
+    runner = runners.Torch(cfg, task, net)
+    stream = data.batchify(task.train, cfg.batch)
     windows_per_epoch = len(range(0, len(stream) - 1, cfg.window))
     state, start = None, time.perf_counter()
     for step in range(steps):
         i = (step % windows_per_epoch) * cfg.window
         if i == 0:
             state = None
-        x, y = stream[i:i + cfg.window], stream[i + 1:i + 1 + cfg.window]
-        x = x[:len(y)]
-        hs, state = model(x, state)
-        loss = torch.nn.functional.cross_entropy(model.head(hs).reshape(-1, task.output_size), y.reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-        opt.step()
-        state = tuple(s.detach() for s in state)                  # truncation: the state carries values only
+        y = stream[i + 1:i + 1 + cfg.window]
+        state = runner.step(stream[i:i + len(y)], y, state)
     elapsed = time.perf_counter() - start
-    params = {name: p.detach().numpy() for name, p in model.state_dict().items()}
-    net.load_torch_state_dict(params)
-    return task.evaluate(net.params, net.arch)["loss"], elapsed
+    return runner.valid_loss(task, net), elapsed
 
 
 def main():

@@ -17,8 +17,8 @@ import math
 import tempfile
 import time
 
-from bptt import tasks, train
-from bptt.config import TrainConfig
+from bptt.training import tasks, train
+from bptt.training.config import TrainConfig
 
 
 def main():

@@ -5,9 +5,9 @@ expected and what was given, and returns the array the engine will use.
 """
 
 import numbers
+from collections.abc import Mapping
 
 import numpy as np
-
 
 TARGETS = ("every", "last")
 DTYPES = (np.float32, np.float64)
@@ -195,3 +195,14 @@ def state(s, parts, L, B, H, dtype):
             raise ValueError(f"state: expected {expected}; got {describe(a)} for {name}")
         out.append(finite(label, a.astype(dtype, copy=False)))
     return tuple(out)
+
+
+def float_arrays(name, arrays):
+    """A dict of float32 or float64 arrays (parameters, gradients), as it is; else a TypeError naming
+    the entry."""
+    if not isinstance(arrays, Mapping):
+        raise TypeError(f"{name}: expected a dict of float arrays, got {type(arrays).__name__}")
+    for k, a in arrays.items():
+        if not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{name}[{k!r}]: expected a float32 or float64 array, got {describe(a)}")
+    return arrays

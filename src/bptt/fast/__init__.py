@@ -1,8 +1,12 @@
 """The fast engine: the cells' time loops compiled with numba, the NumPy cells as their specification.
 
-Each module here has the interface of its counterpart in bptt.cells (init_params, forward,
-backward, step_jacobian, GATES, STATE) and the same cache layout, so the two engines are
-interchangeable inside bptt.engine (Arch(engine="fast" | "numpy")) and are tested against each
+A layer above reference/ (it imports the reference cells' layouts and nothing above): model/
+chooses it through model.engine.backend("fast"). heap.py sets glibc's allocator up for the
+engine's large, short-lived arrays.
+
+Each cell module here has the interface of its counterpart in bptt.reference (init_params, forward,
+backward, step_jacobian and the declarations) and the same cache layout, so the two engines are
+interchangeable inside bptt.model.engine (Arch(engine="fast" | "numpy")) and are tested against each
 other to round-off in float64. What changes is how a window runs:
 
   - the whole forward (and backward) time loop is one compiled call, no Python per step; its
@@ -18,6 +22,13 @@ Compiled code is cached on disk (numba's cache=True, in __pycache__ beside these
 use in a fresh install compiles for a few seconds; later processes load it.
 """
 
-from . import gru, lstm, rnn
 
-CELLS = {"rnn": rnn, "gru": gru, "lstm": lstm}
+
+def __getattr__(name):
+    """CELLS (cell name -> compiled module) on first use: importing bptt.fast.heap, or anything else
+    here, does not load numba and the cells."""
+    if name == "CELLS":
+        from . import gru, lstm, rnn
+
+        return {"rnn": rnn, "gru": gru, "lstm": lstm}
+    raise AttributeError(f"module 'bptt.fast' has no attribute {name!r}")

@@ -12,12 +12,13 @@ packed once per window (packed.pack): U^T for the forward GEMM, U for the backwa
 import numpy as np
 from numba import njit, prange
 
-from ..cells.gru import EXTRA, GATE_NAMES, GATES, STATE, init_params, step_jacobian   # noqa: F401  the cell's interface
+# the cell's declarations and the functions that need no compiling: the reference's
+from ..reference.gru import EXTRA, GATE_NAMES, GATES, OPTIONS, init_params, state_names, step_jacobian  # noqa: F401
 from . import aligned, rows
-from .packed import gemm, pack
-from .window import input_table, project_backward, recurrent_grad
 from .common import incoming, previous_rows
 from .nonlinear import ONE, ZERO, sigmoid, tanh
+from .packed import gemm, pack
+from .window import input_table, project_backward, recurrent_grad
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
 

@@ -14,7 +14,6 @@ from numba import njit, prange
 from . import aligned, rows
 from .packed import MR, gemm_rows, gemm_tn, pack
 
-
 MIN_FLOP = 8e6       # below this a product runs on one thread. Measured with numba's pool: a 4.2 MFLOP
                      # product takes as long on two threads as on one, a 12.6 MFLOP one 12% less
 

@@ -14,7 +14,7 @@ vectorised; a ratio of two polynomials is plain arithmetic, which LLVM turns int
 Measured on every float32 in [-20, 20] against float64 tanh: max relative error 3.7e-7 and max
 absolute error 3.7e-7 (about 6 units in the last place near |tanh| = 1; np.tanh in float32
 has 6e-8). The sigmoid (1 + tanh(a/2)) / 2 then has absolute error below 2e-7.
-tests/test_fast.py holds both bounds.
+tests/fast/test_fast.py holds both bounds.
 
 exp (float32 only, for the softmax of bptt.fast.readout): the same reason, the usual reduction
 
@@ -24,7 +24,7 @@ exp (float32 only, for the softmax of bptt.fast.readout): the same reason, the u
 with 2^n written straight into a float's exponent bits, and x clamped to [-87, 88] (exp(-87) is
 1.6e-38, the smallest normal float32 is 1.2e-38, so below -87 the absolute error is under 1.7e-38).
 Measured against float64 exp on 20 million points of [-87, 88]: max relative error 7.9e-8, within
-one rounding (tests/test_fast.py holds 1.5e-7). The reduction is compiled without
+one rounding (tests/fast/test_fast.py holds 1.5e-7). The reduction is compiled without
 reassociation, as a function of its own, which LLVM inlines and vectorises with its caller.
 """
 

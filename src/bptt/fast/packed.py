@@ -30,7 +30,6 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 
-
 def _vector_bytes():
     """64 (512-bit registers) where the CPU has AVX-512, else 32 (AVX2's 256 bits; LLVM splits
     wider vectors on older CPUs, so the kernel stays correct anywhere)."""
@@ -190,7 +189,7 @@ def _tile(typingctx, A, Bk, C, beta, rows, nv):
 
 def _tile_reference(A, Bk, C, beta, rows, nv):
     """What `_tile(A, Bk, C, beta, rows, nv)` computes, as the obvious loops: the oracle its tests
-    compare it with (tests/test_packed.py, at both vector widths through tests/test_fast_widths.py).
+    compare it with (tests/fast/test_packed.py, at both vector widths through tests/fast/test_fast_widths.py).
 
     C[i, j] = sum_k A[i, k] Bk[k, j] + beta C[i, j]  for i < rows, j < nv L (L lanes of VECTOR_BYTES),
     with beta = 0 ignoring C's old values (NaN included). Nothing else of C is touched. The sums are

@@ -11,7 +11,7 @@ For a tile of rows n of h (N, H), with y_n the target class and w_n the row's we
 
 The tile (TILE rows) stays in cache from z to dV. Blocks of rows run on the cores side by side
 (rows.run); each sums its own L, dV and dc, and the caller adds the blocks' sums in block order.
-The same numbers as losses.cross_entropy on engine.readout, up to round-off (tests/test_fast_readout.py).
+The same numbers as losses.cross_entropy on engine.readout, up to round-off (tests/fast/test_fast_readout.py).
 """
 
 import math

@@ -9,12 +9,13 @@ Per step, one GEMM and one pass over the row:
 import numpy as np
 from numba import njit, prange
 
-from ..cells.rnn import EXTRA, GATE_NAMES, GATES, STATE, init_params, step_jacobian   # noqa: F401  the cell's interface
+# the cell's declarations and the functions that need no compiling: the reference's
+from ..reference.rnn import EXTRA, GATE_NAMES, GATES, OPTIONS, init_params, state_names, step_jacobian  # noqa: F401
 from . import aligned, rows
-from .packed import gemm, pack
-from .window import input_table, project_backward, recurrent_grad
 from .common import incoming, previous_rows
 from .nonlinear import ONE, ZERO, sigmoid, tanh
+from .packed import gemm, pack
+from .window import input_table, project_backward, recurrent_grad
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
 CODES = {"tanh": 0, "relu": 1, "sigmoid": 2}

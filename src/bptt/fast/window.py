@@ -24,9 +24,9 @@ grouped by token (float round-off differs, nothing else).
 import numpy as np
 from numba import njit, prange
 
-from ..cells.common import previous
-from .. import inputs
-from ..inputs import Embedded, is_ids
+from ..reference import inputs
+from ..reference.common import previous
+from ..reference.inputs import Embedded, is_ids
 from . import aligned, rows
 from .matmul import matmul, parts
 from .packed import gemm_tn

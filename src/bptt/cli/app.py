@@ -1,0 +1,78 @@
+"""The bptt command line: main(argv) parses, calls the library, prints, and returns an exit code.
+
+Exit codes: 0 done, 1 a failed check or a diverged run, 2 an error in what was asked (one line on
+stderr: "error: ..."), 130 interrupted (Ctrl-C, SIGTERM; a training run saves first). No
+traceback reaches the user: an unexpected exception is reported in one line as a bug (exit 3).
+
+Heavy modules (the engine's compiler, matplotlib, tqdm) are imported by the subcommand that uses
+them, so `bptt --help` answers at once.
+"""
+
+import os
+import sys
+
+from .. import __version__
+from . import bench, evaluate, lab, sample, train
+from .options import Parser
+
+COMMANDS = {"gradcheck": (lab.add_gradcheck, lab.run_gradcheck), "train": (train.add_train, train.run_train),
+            "eval": (evaluate.add_eval, evaluate.run_eval), "sample": (sample.add_sample, sample.run_sample),
+            "task": (lab.add_task, lab.run_task), "diagnose": (lab.add_diagnose, lab.run_diagnose),
+            "bench": (bench.add_bench, bench.run_bench)}
+
+
+def build_parser():
+    parser = Parser(prog="bptt", description="Recurrent networks trained by backpropagation "
+                                     "through time, every gradient derived by hand and checked.")
+    parser.add_argument("--version", action="version", version=f"bptt {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add, _ in COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv=None):
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command][1](args)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:                                       # bptt sample ... | head: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())    # no error when Python flushes at exit
+        return 141
+    except SystemExit as e:                                       # --help, --version
+        return e.code if isinstance(e.code, int) else 0
+    except (ValueError, TypeError) as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory; choose a smaller model, batch or window", file=sys.stderr)
+        return 2
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        from ..training.train import Diverged
+
+        if isinstance(e, Diverged):
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        return internal_error(e)
+    except Exception as e:  # noqa: BLE001 (the last line of defence: never a traceback)
+        return internal_error(e)
+
+
+def one_line(e):
+    return " ".join(str(e).split("\n"))
+
+
+def internal_error(e):
+    print(f"error: internal error ({type(e).__name__}: {one_line(e)}); this is a bug in bptt: please report it "
+          f"with the command line", file=sys.stderr)
+    return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

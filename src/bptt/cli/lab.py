@@ -1,0 +1,147 @@
+"""The gradient lab's subcommands: bptt gradcheck (every analytic gradient against finite
+differences and PyTorch), bptt task (cells on a long-range problem over a sweep of lengths) and
+bptt diagnose (the gradient-flow report of a trained run)."""
+
+import time
+
+from .. import __version__
+from .display import plural
+from .options import NONNEGATIVE, NONNEGATIVE_INT, POSITIVE, POSITIVE_INT, add_run_dir, parser_for
+
+
+def add_gradcheck(sub):
+    from ..lab import gradcheck
+    from ..model.engine import ENGINES
+
+    p = parser_for(
+        sub, "gradcheck", "check every analytic gradient against finite differences and PyTorch",
+        "Compare the BPTT gradients of every parameter, the float inputs and the initial state with "
+        "fourth-order central finite differences in float64 and, when torch is installed, with PyTorch autograd "
+        f"on the same weights. Errors are norm-relative per array; tolerances {gradcheck.FD_TOL:g} (finite "
+        f"differences) and {gradcheck.TORCH_TOL:g} (PyTorch). Exits 1 if any check fails.")
+    p.add_argument("--cell", nargs="+", choices=gradcheck.CELL_NAMES, default=list(gradcheck.CELL_NAMES),
+                   help="cells to check (default: all)")
+    p.add_argument("--layers", type=POSITIVE_INT, default=2, help="number of stacked layers (default: 2)")
+    p.add_argument("--inputs", choices=gradcheck.INPUT_KINDS, default="onehot",
+                   help="token ids as one-hot, token ids through an embedding, or float features (default: onehot)")
+    p.add_argument("--target", choices=("every", "last"), default="every",
+                   help="targets at every step (language model) or only the last (many-to-one) (default: every)")
+    p.add_argument("--loss", choices=("cross_entropy", "mse"), default="cross_entropy",
+                   help="loss at the targets (default: cross_entropy)")
+    p.add_argument("--no-state", action="store_true", help="start from zeros (state=None)")
+    p.add_argument("--no-lengths", action="store_true", help="all sequences full length")
+    p.add_argument("--all", action="store_true",
+                   help="the whole matrix: every cell x 1 and 3 layers x every input kind, target and loss x with "
+                        f"and without state and lengths ({len(list(gradcheck.all_cases()))} cases, one line each)")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    p.add_argument("--engine", choices=ENGINES, default="fast",
+                   help="the compiled cells or the NumPy reference cells (default: fast)")
+    p.add_argument("--seq-len", type=POSITIVE_INT, default=5, help="T (default: 5)")
+    p.add_argument("--batch", type=POSITIVE_INT, default=3, help="B (default: 3)")
+    p.add_argument("--hidden", type=POSITIVE_INT, default=4, help="H (default: 4)")
+    p.add_argument("--seed", type=NONNEGATIVE_INT, default=0, help="random seed of the weights and data (default: 0)")
+
+
+def run_gradcheck(args):
+    from ..lab import gradcheck
+
+    use_torch = not args.no_torch and gradcheck.torch_available()
+    sizes = dict(T=args.seq_len, B=args.batch, H=args.hidden, seed=args.seed, engine=args.engine)
+    if args.all:
+        cases = list(gradcheck.all_cases(**sizes))
+    else:
+        cases = [gradcheck.Case(cell, args.layers, args.inputs, args.target, args.loss, not args.no_state,
+                                not args.no_lengths, **sizes) for cell in dict.fromkeys(args.cell)]
+    torch_text = "skipped" if args.no_torch else "autograd" if use_torch else "not compared (torch not installed)"
+    print(f"bptt {__version__} gradcheck: {args.engine} engine, float64, {plural(len(cases), 'case')}, "
+          f"PyTorch {torch_text}")
+    start, failed = time.perf_counter(), 0
+    for case in cases:
+        rows = gradcheck.compare(case, use_torch)
+        ok = all(row[-1] for row in rows)
+        failed += not ok
+        if args.all:
+            worst_fd = max(r[2] for r in rows if r[2] is not None)
+            worst_t = max((r[3] for r in rows if r[3] is not None), default=None)
+            t = "-" if worst_t is None else f"{worst_t:.1e}"
+            print(f"{case.label():<52} fd {worst_fd:.1e}  torch {t:>7}   {'ok' if ok else 'FAIL'}")
+        else:
+            print(f"\n{case.label()}\n{gradcheck.format_rows(rows)}")
+    print(f"\n{len(cases) - failed} passed, {failed} failed in {time.perf_counter() - start:.1f} s")
+    return 1 if failed else 0
+
+
+def add_task(sub):
+    from ..lab import sweep
+    from ..training import problems
+
+    p = parser_for(sub, "task", "train cells on a long-range problem over a sweep of lengths",
+                   "Train each cell on a synthetic long-range problem for each sequence length T, with the same step "
+                   "budget, and report which solve it. Problems: "
+                   + "; ".join(f"{k}: solved when {v.description}" for k, v in problems.PROBLEMS.items())
+                   + ". Cells (each with its paper's initialisation): " + ", ".join(sweep.VARIANTS)
+                   + "; rnn-relu is the IRNN (identity recurrent weights), lstm has forget-gate bias 1, skip-tanh "
+                     "reaches 8 steps back.")
+    p.add_argument("problem", choices=tuple(problems.PROBLEMS), help="the long-range problem")
+    p.add_argument("--lengths", type=POSITIVE_INT, nargs="+", default=[50, 100, 200], metavar="T",
+                   help="sequence lengths T to train at (default: 50 100 200)")
+    p.add_argument("--cells", nargs="+", default=list(sweep.VARIANTS), choices=(*sweep.VARIANTS, *sweep.ALIASES),
+                   metavar="CELL", help=f"cells to train: {', '.join(sweep.VARIANTS)} (default: all)")
+    p.add_argument("--steps", type=POSITIVE_INT, default=2000, help="step budget of each run (default: 2000)")
+    p.add_argument("--hidden", type=POSITIVE_INT, default=64, help="hidden units (default: 64)")
+    p.add_argument("--batch", type=POSITIVE_INT, default=32, help="sequences per step (default: 32)")
+    p.add_argument("--optimizer", default="adam", choices=("sgd", "adagrad", "rmsprop", "adam", "adamw"),
+                   help="optimiser (default: adam)")
+    p.add_argument("--lr", type=POSITIVE, default=1e-2, help="learning rate (default: 0.01)")
+    p.add_argument("--clip", type=NONNEGATIVE, default=1.0, help="global-norm clipping threshold, 0: off (default: 1)")
+    p.add_argument("--seed", type=NONNEGATIVE_INT, default=0, help="random seed (default: 0)")
+    p.add_argument("--test-size", type=POSITIVE_INT, default=500, help="sequences in each test set (default: 500)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="a new or empty directory; one run directory per (cell, T) goes here")
+    p.add_argument("--report", action="store_true", help="write DIR/report.html with the figures")
+    p.add_argument("--jobs", type=POSITIVE_INT, default=1,
+                   help="runs trained at the same time, in processes (default: 1)")
+
+
+def run_task(args):
+    from ..lab import sweep
+    from ..training.config import TrainConfig
+
+    base = TrainConfig(hidden=args.hidden, layers=1, batch=args.batch, optimizer=args.optimizer, lr=args.lr,
+                       clip=args.clip, seed=args.seed, steps=args.steps, eval_every=max(args.steps // 10, 1),
+                       test_size=args.test_size, dtype="float32", task=args.problem)
+    cells = list(dict.fromkeys(sweep.check(args.problem, args.lengths, args.cells)))
+    print(f"{args.problem}: cells {', '.join(cells)}; T in {args.lengths}; {plural(args.steps, 'step')} each")
+    print(f"{'cell':<12}{'T':>6}{'test loss':>12}{'accuracy':>10}{'steps':>7}{'seconds':>9}  result")
+
+    def show(row):
+        acc = f"{row['accuracy']:.3f}" if "accuracy" in row else "-"
+        print(f"{row['cell']:<12}{row['T']:>6}{row['test_loss']:>12.5f}{acc:>10}{row['steps']:>7}{row['seconds']:>9.1f}  "
+              f"{'solved' if row['solved'] else 'failed'}", flush=True)
+
+    rows = sweep.run(base, args.problem, args.lengths, cells, args.out, on_run=show, jobs=args.jobs)
+    if args.report:
+        print(f"report: {sweep.report(args.out, args.problem, rows)}")
+    return 0
+
+
+def add_diagnose(sub):
+    p = parser_for(sub, "diagnose", "gradient-flow report of a trained run (HTML with figures)",
+                   "Measure how gradients flow through time in a run's model: ||dL/dh_k|| for every step k, the "
+                   "singular values of the Jacobian product dh_T/dh_k, the spectrum of each recurrent matrix, the "
+                   "bias of truncated BPTT, and the gradient flow recorded during training (--flow-every). Writes a "
+                   "self-contained HTML report; its figures also go to RUN_DIR/diagnose/.")
+    add_run_dir(p)
+    p.add_argument("--length", type=POSITIVE_INT, default=None, metavar="T",
+                   help="T of the sequences measured (default: the run's window or problem length)")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="report path, a new file (default: RUN_DIR/diagnose/report.html, replaced on each run)")
+
+
+def run_diagnose(args):
+    from ..lab import diagnose
+    from ..training import train
+
+    path = diagnose.write(train.Run(args.run), args.length, args.out)
+    print(f"report: {path}")
+    return 0

@@ -1,0 +1,69 @@
+"""The parts every subcommand's parser is made of: argparse with one-line usage errors, number
+types that say what they expect, and an option's former name that points to its new one."""
+
+import argparse
+import math
+
+
+def flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def number(kind, what, ok):
+    """An argparse type: kind(text) that satisfies ok, else a usage error saying what is expected."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if (kind is float and not math.isfinite(value)) or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    parse.__name__ = what
+    return parse
+
+
+POSITIVE_INT = number(int, "a positive int", lambda v: v > 0)
+NONNEGATIVE_INT = number(int, "an int >= 0", lambda v: v >= 0)
+POSITIVE = number(float, "a positive number", lambda v: v > 0)
+NONNEGATIVE = number(float, "a number >= 0", lambda v: v >= 0)
+PROBABILITY = number(float, "a probability in (0, 1]", lambda v: 0 < v <= 1)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Help texts as written (each default is in the text once, from the config field)."""
+
+
+class UsageError(ValueError):
+    pass
+
+
+class Renamed(argparse.Action):
+    """An option's former name: a usage error that gives the new one (--length is a sequence length T
+    in every subcommand; sample's number of tokens is --tokens)."""
+
+    def __init__(self, option_strings, dest, new, **kw):
+        super().__init__(option_strings, dest, **kw)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise UsageError(f"{option_string}: renamed {self.new} here ({option_string} means a sequence length T "
+                         f"in bptt); give {self.new} {values}")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error raised (and printed by main as one line) instead of exiting."""
+
+    def error(self, message):
+        if message.startswith("argument "):                     # "argument --hidden: ..." -> "--hidden: ..."
+            message = message[len("argument "):]
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def parser_for(sub, name, help, description):
+    return sub.add_parser(name, help=help, description=description, formatter_class=HelpFormatter)
+
+
+def add_run_dir(p):
+    """The positional RUN_DIR of the subcommands that read a trained run."""
+    p.add_argument("run", metavar="RUN_DIR", help="a run directory written by bptt train")

@@ -1,0 +1,139 @@
+"""bptt train: its options are TrainConfig's fields (help, choices and default from each field)."""
+
+import dataclasses
+import typing
+from pathlib import Path
+
+from . import display
+from .display import plural
+from .options import NONNEGATIVE_INT, flag, parser_for
+
+CELL_FORMS = ("rnn", "gru", "lstm", "skip", "rnn-tanh", "rnn-relu", "rnn-sigmoid", "skip-tanh", "skip-relu",
+              "skip-sigmoid")
+
+
+def default_text(f):
+    """" (default: X)" for a field whose default is a value; None and flags say it in their help."""
+    shown = f.metadata["shown"]
+    if shown is None:
+        if f.default is None or isinstance(f.default, bool):
+            return ""
+        shown = f"{f.default:g}" if isinstance(f.default, float) else f.default
+    return f" (default: {shown})" if shown != "" else ""
+
+
+def add_config_options(p):
+    """One option per TrainConfig field: its help, choices and default come from the field."""
+    from ..training.config import TrainConfig
+
+    for f in dataclasses.fields(TrainConfig):
+        help = f.metadata["help"] + default_text(f)
+        if f.type == "bool" or isinstance(f.default, bool):
+            p.add_argument(flag(f.name), action="store_true", default=None, help=help)
+            continue
+        kind = next(t for t in typing.get_args(f.type) or (f.type,) if t is not type(None))
+        kind = {"int": int, "float": float, "str": str}.get(kind, kind)
+        choices = CELL_FORMS if f.name == "cell" else f.metadata["choices"]
+        p.add_argument(flag(f.name), type=kind, choices=choices, default=None, help=help,
+                       metavar=None if choices else f.name.upper())
+
+
+def add_train(sub):
+    from ..training.config import RESUMABLE
+
+    p = parser_for(sub, "train", "train a language model or classifier with truncated BPTT",
+                   "Train a character- or word-level language model (TBPTT(k1, k2)), a text classifier or a "
+                   "long-range problem. Writes RUN_DIR/{run.json, config.json, vocab.json, checkpoint.safetensors, "
+                   "best.safetensors, metrics.jsonl} and only into a new or empty directory. Ctrl-C or SIGTERM "
+                   "saves and stops; --resume continues exactly where it stopped.")
+    p.add_argument("run", nargs="?", metavar="RUN_DIR", help="run directory (or give it as --out)")
+    p.add_argument("--out", metavar="RUN_DIR", help="run directory (the same as RUN_DIR)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in RUN_DIR with its saved config; " + ", ".join(map(flag, RESUMABLE))
+                        + " may change (a budget counts all steps, before and after)")
+    p.add_argument("--sample", type=NONNEGATIVE_INT, default=0, metavar="N",
+                   help="print N sampled tokens at the end (default: 0)")
+    add_config_options(p)
+
+
+def run_dir(args):
+    out, positional = getattr(args, "out", None), args.run
+    if out is not None and positional is not None and Path(out) != Path(positional):
+        raise ValueError(f"--out: {out} and RUN_DIR {positional} disagree; give the run directory once")
+    chosen = out or positional
+    if chosen is None:
+        raise ValueError("RUN_DIR: missing; give the run directory, e.g. bptt train runs/mine")
+    return chosen
+
+
+def given_options(args):
+    """The config fields given on the command line (not None), as TrainConfig values."""
+    from ..training.config import TrainConfig
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if getattr(args, f.name) is not None}
+    if "separator" in given:                                  # --separator '\n\n' means two line breaks
+        given["separator"] = given["separator"].replace("\\n", "\n").replace("\\t", "\t")
+    cell = given.get("cell", "")
+    if "-" in cell:                                           # --cell rnn-relu: the cell and its nonlinearity
+        base, nonlinearity = cell.split("-")
+        if given.get("nonlinearity", nonlinearity) != nonlinearity:
+            raise ValueError(f"--nonlinearity: {given['nonlinearity']} disagrees with --cell {cell}")
+        given["cell"], given["nonlinearity"] = base, nonlinearity
+    return given
+
+
+def config_error(e):
+    """A ValueError or TypeError about a config field, with the field shown as its option."""
+    from ..training.config import TrainConfig
+
+    text = str(e)
+    name = text.split(":", 1)[0]
+    if name in {f.name for f in dataclasses.fields(TrainConfig)}:
+        return type(e)(flag(name) + text[len(name):])
+    return e
+
+
+def run_train(args):
+    from ..training import train
+    from ..training.config import TrainConfig
+
+    out = run_dir(args)
+    given = given_options(args)
+    try:
+        if args.resume:
+            run = train.Run(out)
+            run.check_resumable()
+            cfg, _ = train.resumed(run.config(), train.absolute(given))
+        else:
+            cfg = TrainConfig(**given)
+    except (ValueError, TypeError) as e:
+        raise config_error(e) from None
+    if args.sample and cfg.task != "lm":
+        raise ValueError(f"--sample: applies to a language model (--task lm) only; got --task {cfg.task}")
+
+    screen = display.TrainDisplay()
+    try:
+        outcome = train.train(cfg, out, resume=args.resume, on_event=screen,
+                              given={k: given.get(k) for k in ("data", "valid")})
+    except (ValueError, TypeError) as e:
+        raise config_error(e) from None
+    finally:
+        screen.close()
+    run = train.Run(out)
+    p = outcome.progress
+    if outcome.status == "interrupted":
+        print(f"stopped at step {p.step}; saved. Continue with: bptt train {out} --resume")
+        return 130
+    cfg = run.config()
+    epochs = screen.epochs(p)
+    print(f"\n{plural(p.step, 'step')} ({epochs}), {p.tokens / 1e6:.2f}M tokens in {p.elapsed:.0f} s; "
+          f"clipped on {p.clipped / max(p.step, 1):.0%} of steps; best validation {p.best_valid:.4f} at step "
+          f"{p.best_step}")
+    print(display.results(outcome.valid, outcome.baselines, cfg))
+    if args.sample:
+        print()
+        from .sample import print_sample
+
+        print_sample(run, prime=None, tokens=args.sample, temperature=0.8, seed=cfg.seed)
+    return 0

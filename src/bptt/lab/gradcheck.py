@@ -1,0 +1,253 @@
+"""Gradient checks: every analytic gradient against central finite differences (float64) and,
+when torch is installed, against PyTorch autograd on the same weights.
+
+The error reported for an array g is norm-relative:  |g - g_ref| / max(|g|, |g_ref|)  (2-norms),
+so a whole parameter passes or fails at once, however small its individual entries are. Against
+finite differences the denominator is floored at the smallest norm they can resolve (resolution):
+a gradient that vanishes below it is held to an absolute error instead.
+"""
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..model import engine
+from ..model.network import Network
+from ..model.torch_names import torch_name
+
+CELL_NAMES = ("rnn-tanh", "rnn-relu", "rnn-sigmoid", "gru", "lstm", "skip-tanh")
+INPUT_KINDS = ("onehot", "embedding", "float")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One configuration to check. Sizes are small so that finite differences stay fast."""
+
+    cell: str = "lstm"              # one of CELL_NAMES
+    num_layers: int = 1
+    inputs: str = "onehot"          # one of INPUT_KINDS
+    target: str = "every"           # "every" or "last"
+    loss: str = "cross_entropy"     # "cross_entropy" or "mse"
+    with_state: bool = False        # pass a random initial state (else None: zeros)
+    with_lengths: bool = False      # variable lengths, padding in the batch
+    with_reset: bool = False        # rows restart from a zero state at random steps
+    with_loss_mask: bool = False    # only some positions carry a target (as in TBPTT(k1, k2))
+    dropout: float = 0.0            # non-recurrent dropout, the same masks in every evaluation
+    tied: bool = False              # readout tied to the embedding (inputs="embedding"; E = H, K = V)
+    skip: int | None = None         # skip RNN: how far back S reaches (None: 2)
+    T: int = 5
+    B: int = 3
+    V: int = 5                      # vocabulary (ids) or features (floats)
+    E: int = 3
+    H: int = 4
+    K: int = 3
+    seed: int = 0
+    engine: str = "numpy"           # "numpy": the reference cells; "fast": the compiled ones
+
+    def label(self):
+        parts = [self.cell, f"L{self.num_layers}", self.inputs, self.target, self.loss]
+        parts += ["state"] * self.with_state + ["lengths"] * self.with_lengths
+        parts += ["reset"] * self.with_reset + ["loss_mask"] * self.with_loss_mask + ["tied"] * self.tied
+        parts += [f"dropout{self.dropout:g}"] * (self.dropout > 0) + [self.engine] * (self.engine != "numpy")
+        return " ".join(parts)
+
+
+def all_cases(**sizes):
+    """The full matrix: cell x layers x inputs x target x loss x initial state x lengths."""
+    for values in itertools.product(CELL_NAMES, (1, 3), INPUT_KINDS, ("every", "last"),
+                                    ("cross_entropy", "mse"), (False, True), (False, True)):
+        yield Case(*values, **sizes)
+
+
+def training_cases():
+    """What training adds, per cell: resets inside a window, a loss mask, dropout, tied embeddings."""
+    for cell in CELL_NAMES:
+        yield Case(cell, 2, "onehot", with_reset=True, with_state=True, with_lengths=True)
+        yield Case(cell, 2, "float", with_loss_mask=True, with_state=True)
+        yield Case(cell, 2, "embedding", dropout=0.3, with_lengths=True)
+        yield Case(cell, 2, "float", "last", "mse", dropout=0.5)
+        yield Case(cell, 2, "embedding", tied=True, E=4, H=4, K=5, with_reset=True)
+    yield Case("skip-relu", 2, "float", skip=3, with_state=True, with_lengths=True, T=7)
+    yield Case("skip-sigmoid", 1, "onehot", skip=4, with_reset=True, with_state=True, T=9)
+    yield Case("skip-tanh", 2, "onehot", skip=3, with_reset=True, with_loss_mask=True, T=8)
+
+
+def network(case, dtype=np.float64):
+    cell, _, nonlinearity = case.cell.partition("-")
+    return Network(cell, case.V, case.H, case.K, num_layers=case.num_layers,
+                   embedding_dim=case.E if case.inputs == "embedding" else None,
+                   nonlinearity=nonlinearity or "tanh", dtype=dtype, seed=case.seed, tie_weights=case.tied,
+                   skip=case.skip if cell == "skip" else None,
+                   engine="numpy" if cell == "skip" else case.engine)     # the skip RNN has only the reference
+
+
+def problem(case, dtype=np.float64):
+    """Random inputs for case: dict(x, y, state, target, loss, lengths) for loss_and_grads."""
+    rng = np.random.default_rng(case.seed + 1000)
+    T, B, L, H, K = case.T, case.B, case.num_layers, case.H, case.K
+    if case.inputs == "float":
+        x = rng.standard_normal((T, B, case.V)).astype(dtype)
+    else:
+        x = rng.integers(0, case.V, (T, B))
+    lead = (T, B) if case.target == "every" else (B,)
+    if case.loss == "cross_entropy":
+        y = rng.integers(0, K, lead)
+    else:
+        y = rng.standard_normal(lead + (K,)).astype(dtype)
+    state = None
+    if case.with_state:
+        parts = [0.5 * rng.standard_normal((L, B, H)).astype(dtype) for _ in network(case).arch.state_names]
+        state = tuple(parts) if len(parts) > 1 else parts[0]
+    lengths = None
+    if case.with_lengths:
+        lengths = np.resize(np.array([T, 1] + list(range(T - 1, 1, -1))), B)    # full, 1, T-1, ...
+    kw = dict(x=x, y=y, state=state, target=case.target, loss=case.loss, lengths=lengths)
+    if case.with_reset:
+        kw["reset"] = rng.random((T, B)) < 0.3
+    if case.with_loss_mask:
+        kw["loss_mask"] = rng.random((T, B)) < 0.5
+        kw["loss_mask"][-1] = True
+    return kw
+
+
+def rel_err(a, b, floor=0.0):
+    """|a - b| / max(|a|, |b|, floor): norm-relative, or absolute (scaled by floor) for arrays
+    smaller than floor."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    scale = max(np.linalg.norm(a), np.linalg.norm(b), floor)
+    return 0.0 if scale == 0 else float(np.linalg.norm(a - b) / scale)
+
+
+def resolution(eps):
+    """The smallest gradient norm float64 finite differences with step eps can measure to 1e-7.
+    Their round-off is about 1e-16 |L| / eps per entry, so a gradient below 1e-7 / eps (1e-4 at
+    eps = 1e-3; such as dL/dh_0 through many sigmoid steps) is compared absolutely: the error
+    reported is |g - g_fd| / (1e-7 / eps), which must still be below 1e-7."""
+    return 1e-7 / eps
+
+
+def central_differences(f, a, eps):
+    """df/da for every entry of a, perturbing a in place and restoring it. The fourth-order central
+    stencil (8 (f(a+e) - f(a-e)) - (f(a+2e) - f(a-2e))) / 12e: error O(e^4) + O(round-off / e)."""
+    g = np.zeros(a.shape)
+    flat, gflat = a.reshape(-1), g.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        f_at = []
+        for step in (-2, -1, 1, 2):
+            flat[i] = old + step * eps
+            f_at.append(f())
+        flat[i] = old
+        gflat[i] = (8 * (f_at[2] - f_at[1]) - (f_at[3] - f_at[0])) / (12 * eps)   # differences first: exact
+    return g
+
+
+def state_labels(arch):
+    """Names of the initial state parts in reports: h0 (and c0), or h0, h-1, ... for the skip RNN."""
+    if arch.cell == "lstm":
+        return ("h0", "c0")
+    return ("h0",) + tuple(f"h-{j}" for j in range(1, len(arch.state_names)))
+
+
+def state_parts(state):
+    return () if state is None else (state if isinstance(state, tuple) else (state,))
+
+
+def step_size(cell):
+    """The finite-difference step for a cell. With the fourth-order stencil, 1e-3 balances truncation
+    (O(e^4)) against round-off (~1e-16 / e) for tanh, GRU and LSTM. Sigmoid's gradients through three
+    layers are small (its slope is at most 1/4), so round-off dominates and a longer step is better;
+    ReLU has a kink at 0 that a long step could cross, so its step is short."""
+    return {"rnn-relu": 1e-5, "skip-relu": 1e-5, "rnn-sigmoid": 1e-2, "skip-sigmoid": 1e-2}.get(cell, 1e-3)
+
+
+def against_finite_differences(case, eps=None):
+    """{name: rel err} for every parameter, 'x' (float inputs) and each initial state part."""
+    eps = step_size(case.cell) if eps is None else eps
+    net = network(case)
+    kw = problem(case)
+    if kw["state"] is None:                         # zeros passed explicitly, to differentiate them
+        zeros = tuple(np.zeros((case.num_layers, case.B, case.H)) for _ in net.arch.state_names)
+        kw["state"] = zeros if len(zeros) > 1 else zeros[0]
+    dropout = dict(dropout=case.dropout, rng=case.seed + 2000) if case.dropout else {}
+    r = engine.loss_and_grads(net.params, net.arch, **kw, **dropout)
+
+    def f():
+        return engine.loss_value(net.params, net.arch, **kw, **dropout)
+
+    floor = resolution(eps)
+    errors = {name: rel_err(r.grads[name], central_differences(f, a, eps), floor) for name, a in net.params.items()}
+    if case.inputs == "float":
+        errors["x"] = rel_err(r.dx, central_differences(f, kw["x"], eps), floor)
+    for part, a, da in zip(state_labels(net.arch), state_parts(kw["state"]), state_parts(r.dstate0)):
+        errors[part] = rel_err(da, central_differences(f, a, eps), floor)
+    return errors
+
+
+def against_torch(case, dtype=np.float64):
+    """Load PyTorch's initialisation of the same model into bptt and compare everything.
+
+    Returns {name: rel err} over PyTorch's parameter names plus 'loss', 'state', and where they
+    apply 'x', 'h0', 'c0'. Raises ImportError when torch is not installed.
+    """
+    from ..interop import torch_reference
+
+    net = network(case, dtype)
+    sd = torch_reference.random_state_dict(net.arch, dtype, case.seed)
+    net.load_torch_state_dict(sd)
+    model = torch_reference.build(net.arch, sd, dtype)
+    kw = problem(case, dtype)
+    r = engine.loss_and_grads(net.params, net.arch, **kw)
+    t_loss, t_grads, t_state, t_dx, t_dstate0 = torch_reference.loss_and_grads(model, **kw)
+
+    ours = net.torch_state_dict(r.grads)
+    errors = {name: rel_err(ours[name], t_grads[name]) for name in t_grads}
+    errors["loss"] = abs(r.loss - t_loss) / max(abs(t_loss), 1e-300)
+    errors["state"] = max(rel_err(a, b) for a, b in zip(state_parts(r.state), state_parts(t_state)))
+    if t_dx is not None:
+        errors["x"] = rel_err(r.dx, t_dx)
+    for part, a, b in zip(state_labels(net.arch), state_parts(r.dstate0), state_parts(t_dstate0)):
+        errors[part] = rel_err(a, b)
+    return errors
+
+
+def torch_available():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+
+FD_TOL = 1e-7        # norm-relative, analytic vs finite differences
+TORCH_TOL = 1e-8     # norm-relative, analytic vs autograd; the loss: relative 1e-10
+
+
+def compare(case, use_torch):
+    """Rows (name, shape, fd error, torch error, ok) for one case; None where a check does not apply."""
+    net = network(case)
+    fd = against_finite_differences(case)
+    th = against_torch(case) if use_torch else {}
+    rows = []
+    for name in list(net.params) + [k for k in ("x",) + state_labels(net.arch) if k in fd]:
+        shape = net.params[name].shape if name in net.params else None
+        t = th.get(torch_name(name) if name in net.params else name)
+        ok = fd[name] < FD_TOL and (t is None or t < TORCH_TOL)
+        rows.append((name, shape, fd[name], t, ok))
+    for name, tol in (("loss", 1e-10), ("state", 1e-12)):
+        if name in th:
+            rows.append((name, None, None, th[name], th[name] < tol))
+    return rows
+
+
+def format_rows(rows):
+    def num(v):
+        return "-" if v is None else f"{v:.1e}"
+
+    lines = [f"  {'':10}{'shape':<10}{'vs finite diff':>16}{'vs torch':>12}"]
+    for name, shape, fd, t, ok in rows:
+        dims = "" if shape is None else "x".join(map(str, shape))
+        lines.append(f"  {name:<10}{dims:<10}{num(fd):>16}{num(t):>12}   {'ok' if ok else 'FAIL'}")
+    return "\n".join(lines)

@@ -1,0 +1,488 @@
+"""The network around the cells: input, a stack of L layers, the readout and the loss.
+
+    x_t    token ids (one-hot, or rows of an embedding E) or float features
+    h^0_t  = x_t  (or E[x_t]);  h^l_t = cell(h^{l-1}_t, h^l_{t-1})  for l = 1..L
+    z_t    = V h^L_t + c                      (1) readout (V = E with tied embeddings)
+    L      = loss(z_t, y_t) averaged over the positions with a target
+
+Targets sit at every step (language model) or only at the last step (many-to-one). With lengths,
+each cell keeps a row's state fixed past its length, so the last step holds each sequence's own
+last state, and padding gets zero weight in the loss. A loss mask can drop more positions (the
+first k2 - k1 steps of a TBPTT(k1, k2) window); a reset mask starts a row's state from zero at
+a step (a document boundary inside a window).
+
+Dropout (Zaremba et al. 2014) is non-recurrent: on the input of each layer (an embedding or float
+features; never one-hot ids) and on the top layer's output, never on the recurrent connections.
+Inverted: kept units are scaled by 1/(1-p) in training, so nothing changes at evaluation.
+
+Backward runs once, top to bottom: the readout gives dL/dh^L_t for every t; each layer's backward
+through time returns dL/dh^{l-1}_t for the layer below; the bottom one gives dE, or dx for features.
+
+Everything here is pure: parameters are a dict of arrays (keys below), the forward caches are
+returned and passed back, nothing is stored.
+
+    E        (V, E)       embedding, only with embedding_dim
+    l{k}.W   (G H, D_k)   input weights of layer k (D_0 = input_size or embedding_dim, else H)
+    l{k}.U   (G H, H)     recurrent weights
+    l{k}.b   (G H,)       input-side bias        (PyTorch's bias_ih)
+    l{k}.b_U (G H,)       recurrent-side bias    (PyTorch's bias_hh)
+    l{k}.S   (H, H)       skip RNN only: the weights reaching s steps back
+    V        (K, H)       readout weights (absent with tied embeddings);  c (K,) readout bias
+"""
+
+import functools
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import checks
+from ..reference import CELLS, losses
+from ..reference.activations import NONLINEARITIES
+from ..reference.inputs import Embedded, gather_rows, scatter_rows
+
+ENGINES = ("fast", "numpy")
+
+
+class Backend(NamedTuple):
+    """What an engine gives the model: the cells' functions, the product of the readout, the fused
+    readout-and-cross-entropy where it has one, and whether its first layer reads an embedding as
+    Embedded(E, ids) (a (V, D) table projected once per window) rather than gathered rows."""
+
+    name: str
+    cells: dict                  # cell name -> module with forward, backward, init_params and the declarations
+    matmul: object               # (A, B) -> A @ B
+    cross_entropy: object        # (h, V, c, y, w) -> (L, dV, dc, dh), or None: losses.apply on the logits
+    folds_embedding: bool
+
+
+@functools.cache
+def backend(name):
+    """The engine called name, built once. "fast": bptt.fast's compiled rnn, gru and lstm (imported
+    here, on first use: numba compiles); "numpy": the reference cells of bptt.cells."""
+    checks.one_of("engine", name, ENGINES)
+    if name == "numpy":
+        return Backend("numpy", CELLS, np.matmul, None, False)
+    from .. import fast
+    from ..fast.matmul import matmul
+    from ..fast.readout import cross_entropy
+
+    return Backend("fast", fast.CELLS, matmul, cross_entropy, True)
+
+
+@dataclass(frozen=True)
+class Arch:
+    """The shape of a network: everything but the parameter values."""
+
+    cell: str
+    input_size: int
+    hidden_size: int
+    output_size: int
+    num_layers: int = 1
+    embedding_dim: int | None = None
+    nonlinearity: str = "tanh"
+    tie_weights: bool = False
+    skip: int | None = None          # cell="skip": how far back S reaches (default 2)
+    engine: str | None = None        # "fast": compiled time loops (bptt.fast); "numpy": the reference cells;
+                                     # None: "fast", or "numpy" for the skip RNN (it has no compiled version)
+
+    def __post_init__(self):
+        checks.one_of("cell", self.cell, tuple(CELLS))
+        if self.engine is None:
+            object.__setattr__(self, "engine", "fast" if self.cell in backend("fast").cells else "numpy")
+        checks.one_of("engine", self.engine, ENGINES)
+        if self.cell not in backend(self.engine).cells:
+            raise ValueError(f"engine: {self.engine!r} has no compiled {self.cell} cell; use engine='numpy' (the "
+                             f"reference cells), or leave engine unset to get it")
+        checks.one_of("nonlinearity", self.nonlinearity, NONLINEARITIES)
+        if "nonlinearity" not in self.spec.OPTIONS and self.nonlinearity != "tanh":
+            takes = " and ".join(repr(c) for c, m in CELLS.items() if "nonlinearity" in m.OPTIONS)
+            raise ValueError(f"nonlinearity: applies to cell={takes} only; got {self.nonlinearity!r} "
+                             f"with cell={self.cell!r} (leave it at 'tanh')")
+        if "skip" in self.spec.OPTIONS:
+            object.__setattr__(self, "skip", checks.positive_int("skip", self.skip or 2, minimum=2))
+        elif self.skip is not None:
+            raise ValueError(f"skip: applies to cell='skip' only, got skip={self.skip} with cell={self.cell!r}")
+        for name in ("input_size", "hidden_size", "output_size", "num_layers"):
+            checks.positive_int(name, getattr(self, name))
+        if self.embedding_dim is not None:
+            checks.positive_int("embedding_dim", self.embedding_dim)
+        if self.tie_weights and (self.embedding_dim != self.hidden_size or self.output_size != self.input_size):
+            raise ValueError(f"tie_weights: needs embedding_dim == hidden_size and output_size == input_size "
+                             f"(the readout reuses E); got embedding_dim={self.embedding_dim}, "
+                             f"hidden_size={self.hidden_size}, input_size={self.input_size}, "
+                             f"output_size={self.output_size}")
+
+    @property
+    def spec(self):
+        """The cell's declarations, from its reference module: GATE_NAMES, GATES, EXTRA, OPTIONS, state_names."""
+        return CELLS[self.cell]
+
+    @property
+    def backend(self):
+        """The engine this network runs on (Backend): chosen once, by name."""
+        return backend(self.engine)
+
+    @property
+    def module(self):
+        """The cell's functions on this engine."""
+        return self.backend.cells[self.cell]
+
+    @property
+    def matmul(self):
+        """The product for the readout: NumPy's, or the fast engine's (bptt.fast.matmul, on the same
+        threads as its time loops)."""
+        return self.backend.matmul
+
+    @property
+    def options(self):
+        """The Arch fields the cell's forward takes (its OPTIONS), with their values."""
+        return {name: getattr(self, name) for name in self.spec.OPTIONS}
+
+    @property
+    def state_names(self):
+        """The parts of a layer's state: ("h",), ("h", "c") for the LSTM, the last s h's for the skip RNN."""
+        return self.spec.state_names(**self.options)
+
+    def layer_input_size(self, k):
+        if k > 0:
+            return self.hidden_size
+        return self.embedding_dim or self.input_size
+
+    def param_shapes(self):
+        G, H = self.spec.GATES * self.hidden_size, self.hidden_size
+        shapes = {}
+        if self.embedding_dim:
+            shapes["E"] = (self.input_size, self.embedding_dim)
+        for k in range(self.num_layers):
+            shapes |= {f"l{k}.W": (G, self.layer_input_size(k)), f"l{k}.U": (G, H),
+                       f"l{k}.b": (G,), f"l{k}.b_U": (G,)}
+            shapes |= {f"l{k}.{name}": (H, H) for name in self.spec.EXTRA}     # the skip RNN's S
+        if not self.tie_weights:
+            shapes["V"] = (self.output_size, H)
+        return shapes | {"c": (self.output_size,)}
+
+
+class Result(NamedTuple):
+    loss: float
+    grads: dict          # same keys and shapes as params
+    state: object        # final state, public layout: (L, B, H), or (h, c) for lstm
+    dx: object           # dL/dx (T, B, D) for float inputs, else None
+    dstate0: object      # dL/d(initial state), same layout as state
+    dhs: list | None = None   # with trace=True: dL/dh^l_t (T, B, H) for each layer l, bottom first
+
+
+def init_params(arch, rng, dtype):
+    """PyTorch's defaults: nn.Embedding N(0, 1); cells uniform(±1/sqrt(H)); nn.Linear uniform(±1/sqrt(H))."""
+    params = {}
+    if arch.embedding_dim:
+        params["E"] = rng.standard_normal((arch.input_size, arch.embedding_dim)).astype(dtype)
+    for k in range(arch.num_layers):
+        p = arch.module.init_params(rng, arch.layer_input_size(k), arch.hidden_size, dtype)
+        params |= {f"l{k}.{name}": a for name, a in p.items()}
+    bound = 1.0 / np.sqrt(arch.hidden_size)
+    if not arch.tie_weights:
+        params["V"] = rng.uniform(-bound, bound, (arch.output_size, arch.hidden_size)).astype(dtype)
+    params["c"] = rng.uniform(-bound, bound, (arch.output_size,)).astype(dtype)
+    return params
+
+
+def readout_weights(params):
+    return params["V"] if "V" in params else params["E"]
+
+
+def readout(params, arch, h):
+    """(1) z = V h + c for every row of h (..., H) -> (..., K), with the engine's product."""
+    z = arch.matmul(h.reshape(-1, h.shape[-1]), readout_weights(params).T) + params["c"]
+    return z.reshape(h.shape[:-1] + z.shape[-1:])
+
+
+def readout_backward(params, arch, h, dz):
+    """(1b) Given dz = dL/dz for the rows h (N, H): dV = dz^T h, dc = sum of dz, dh = dz V."""
+    return arch.matmul(dz.T, h), dz.sum(axis=0), arch.matmul(dz, readout_weights(params))
+
+
+def readout_loss(params, arch, h, y, w, loss):
+    """(1), the loss and (1b) for the readout rows h (N, H) with targets y and weights w:
+    (L, dV, dc, dh). The fast engine fuses them for cross-entropy (bptt.fast.readout)."""
+    fused = arch.backend.cross_entropy
+    if fused is not None and loss == "cross_entropy":
+        return fused(h, readout_weights(params), params["c"], y, w)
+    value, dz = losses.apply(loss, readout(params, arch, h), y, w)
+    return (value, *readout_backward(params, arch, h, dz))
+
+
+def layer(params, k):
+    prefix = f"l{k}."
+    return {name[len(prefix):]: a for name, a in params.items() if name.startswith(prefix)}
+
+
+class Batch(NamedTuple):
+    """Validated inputs of one call."""
+
+    x: np.ndarray                   # (T, B) ids or (T, B, D) floats, padding zeroed
+    state: tuple                    # parts of the initial state, each (L, B, H)
+    mask: np.ndarray | None         # (T, B, 1) True on real steps (lengths)
+    reset: np.ndarray | None        # (T, B, 1) True where a row starts from a zero state
+
+
+def prepare(params, arch, x, state, lengths, reset=None):
+    """Validate and convert the inputs shared by every entry point, the parameters first (keys,
+    shapes, one dtype: checks.params); every function that runs the layers starts here."""
+    dtype = checks.params(params, arch.param_shapes())
+    x, T, B = checks.inputs(x, arch.input_size, arch.embedding_dim is not None, dtype)
+    mask = checks.lengths_mask(lengths, T, B)
+    x = checks.valid_inputs(x, arch.input_size, mask)
+    parts = checks.state(state, arch.state_names, arch.num_layers, B, arch.hidden_size, dtype)
+    reset = None if reset is None else checks.bool_mask("reset", reset, T, B)[:, :, None]
+    return Batch(x, parts, mask, reset)
+
+
+def dropout_masks(arch, batch, p, rng, dtype):
+    """Inverted-dropout masks for the inputs of layers 0..L-1 and the readout (None: no dropout there).
+    rng: a np.random.Generator, or an int seed (the same masks on every call, for checks)."""
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout: expected a probability in [0, 1), got {p}")
+    if p == 0:
+        return [None] * (arch.num_layers + 1)
+    if isinstance(rng, int) and not isinstance(rng, bool):
+        rng = np.random.default_rng(rng)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng: expected a np.random.Generator (or an int seed) when dropout > 0, "
+                        f"got {type(rng).__name__}")
+    T, B = batch.x.shape[:2]
+    sizes = [None if batch.x.ndim == 2 and not arch.embedding_dim else arch.layer_input_size(0)]
+    sizes += [arch.hidden_size] * arch.num_layers
+    return [None if n is None else ((rng.random((T, B, n)) >= p) / (1 - p)).astype(dtype) for n in sizes]
+
+
+def folds_embedding(arch, drops):
+    """Whether the first layer reads Embedded(E, ids) instead of the gathered rows E[ids]: a compiled
+    cell projects a (V, D) table once per window (bptt.fast.window), unless dropout applies there.
+    The reference cells (the skip RNN's on the fast engine too) take the rows."""
+    return arch.backend.folds_embedding and arch.embedding_dim is not None and drops[0] is None
+
+
+def forward_layers(params, arch, batch, drops):
+    """Embedding and L layers. Returns the readout's input (T, B, H), the final state parts, caches."""
+    x = batch.x
+    if folds_embedding(arch, drops):
+        xs = Embedded(params["E"], x)
+    else:
+        xs = gather_rows(params["E"], x) if arch.embedding_dim else x
+    final, caches = [], []
+    for k in range(arch.num_layers):
+        if drops[k] is not None:
+            xs = xs * drops[k]
+        state0 = tuple(s[k] for s in batch.state)
+        xs, state_T, cache = arch.module.forward(layer(params, k), xs, state0, batch.mask, batch.reset,
+                                                 **arch.options)
+        final.append(state_T)
+        caches.append(cache)
+    if drops[-1] is not None:
+        xs = xs * drops[-1]
+    return xs, tuple(np.stack(s) for s in zip(*final)), caches
+
+
+def backward_layers(params, arch, x, dhs, caches, drops, clip_dh=None, traces=None, dstate_T=None):
+    """From dL/d(readout input) (T, B, H) down the stack. Returns (grads, dx, dstate0 parts).
+    traces: None, or one (T, B, H) array per layer to receive dL/dh^l_t. dstate_T: None (zeros), or
+    the gradient arriving at the final state, parts of (L, B, H) (a later segment's dstate0)."""
+    grads, dstate0 = {}, []
+    if drops[-1] is not None:
+        dhs = dhs * drops[-1]
+    for k in reversed(range(arch.num_layers)):
+        if dstate_T is None:
+            d_final = tuple(np.zeros_like(dhs[0]) for _ in arch.state_names)
+        else:
+            d_final = tuple(s[k] for s in dstate_T)
+        dhs, ds0, g = arch.module.backward(layer(params, k), dhs, d_final, caches[k], clip_dh,
+                                           None if traces is None else traces[k])
+        if drops[k] is not None:
+            dhs = dhs * drops[k]
+        grads |= {f"l{k}.{name}": a for name, a in g.items()}
+        dstate0.insert(0, ds0)
+    if folds_embedding(arch, drops):
+        grads["E"], dhs = dhs, None                                  # layer 0 gave dE (V, D) itself
+    elif arch.embedding_dim:
+        grads["E"] = scatter_rows(arch.input_size, x, dhs)
+        dhs = None
+    return grads, dhs, tuple(np.stack(s) for s in zip(*dstate0))
+
+
+def public_state(parts):
+    return parts[0] if len(parts) == 1 else parts
+
+
+def logits(params, arch, x, state=None, lengths=None, reset=None):
+    """z_t for every step: (T, B, K), and the final state. No cache is kept."""
+    batch = prepare(params, arch, x, state, lengths, reset)
+    hs, final, _ = forward_layers(params, arch, batch, [None] * (arch.num_layers + 1))
+    return readout(params, arch, hs), public_state(final)
+
+
+def final_state(params, arch, x, state=None, reset=None):
+    """The state after running x from state: the truncation point of the next window (no readout)."""
+    batch = prepare(params, arch, x, state, None, reset)
+    return public_state(forward_layers(params, arch, batch, [None] * (arch.num_layers + 1))[1])
+
+
+def position_weights(T, B, mask, loss_mask):
+    """Each position's weight (T, B) in the mean over the positions with a target (target="every")."""
+    counted = np.ones((T, B), bool)
+    if mask is not None:
+        counted &= mask[:, :, 0]
+    if loss_mask is not None:
+        counted &= loss_mask
+    n = counted.sum()
+    if n == 0:
+        raise ValueError("loss_mask: no position left with a target (all masked or padding)")
+    return counted / n
+
+
+def readout_rows(hs, target, mask, loss_mask):
+    """The readout inputs that carry a target, (N, H), and their weights w (N,) in the mean."""
+    T, B, H = hs.shape
+    if target == "last":
+        return hs[-1], np.full(B, 1.0 / B, hs.dtype)             # N = B: each row's own last step
+    return hs.reshape(T * B, H), position_weights(T, B, mask, loss_mask).reshape(-1).astype(hs.dtype)
+
+
+def steps_gradient(dh, hs, target):
+    """dL/dh_t from the readout for every t (T, B, H), given dh of the rows readout_rows chose."""
+    if target == "every":
+        return dh.reshape(hs.shape)
+    dhs = np.zeros_like(hs)
+    dhs[-1] = dh
+    return dhs
+
+
+def prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask, clip_dh=None):
+    checks.one_of("target", target, checks.TARGETS)
+    checks.one_of("loss", loss, losses.LOSSES)
+    if clip_dh is not None and not clip_dh > 0:
+        raise ValueError(f"clip_dh: expected a positive number or None, got {clip_dh}")
+    batch = prepare(params, arch, x, state, lengths, reset)
+    T, B = batch.x.shape[:2]
+    if loss_mask is not None:
+        if target != "every":
+            raise ValueError(f"loss_mask: applies to target='every' only, got target={target!r}")
+        loss_mask = checks.bool_mask("loss_mask", loss_mask, T, B)
+    y = checks.targets(y, target, loss, T, B, arch.output_size, params["c"].dtype, batch.mask)
+    return batch, y, loss_mask
+
+
+def loss_value(params, arch, x, y, state=None, target="every", loss="cross_entropy", lengths=None, *,
+               reset=None, loss_mask=None, dropout=0.0, rng=None):
+    """The loss alone (for finite differences and evaluation): forward, readout, loss."""
+    batch, y, loss_mask = prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask)
+    drops = dropout_masks(arch, batch, dropout, rng, params["c"].dtype)
+    hs, _, _ = forward_layers(params, arch, batch, drops)
+    h, w = readout_rows(hs, target, batch.mask, loss_mask)
+    return losses.apply(loss, readout(params, arch, h), y, w)[0]
+
+
+def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_entropy", lengths=None, *,
+                   reset=None, loss_mask=None, dropout=0.0, rng=None, clip_dh=None, trace=False,
+                   recompute_every=None):
+    """Loss, gradients of every parameter, of the float inputs and of the initial state, by BPTT.
+
+    reset (T, B) bool: rows that start from a zero state at a step. loss_mask (T, B) bool: positions
+    whose target counts (target="every"). dropout with rng: non-recurrent dropout. clip_dh: clip
+    dL/dh_t elementwise to [-clip_dh, clip_dh] at every step of the recurrence (Mikolov's cutoff).
+    trace: also return dL/dh^l_t of every layer (Result.dhs). recompute_every=k: keep the caches of
+    k steps at a time and recompute the others in the backward pass (recompute(), below): the same
+    gradients in O(T/k + k) memory, with every option above.
+    """
+    batch, y, loss_mask = prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask, clip_dh)
+    drops = dropout_masks(arch, batch, dropout, rng, params["c"].dtype)
+    T, B = batch.x.shape[:2]
+    traces = [np.empty((T, B, arch.hidden_size), params["c"].dtype) for _ in range(arch.num_layers)] if trace else None
+    if recompute_every is not None:
+        every = checks.positive_int("recompute_every", recompute_every)
+        return recompute(params, arch, batch, y, target, loss, loss_mask, drops, clip_dh, traces, every)
+
+    hs, final, caches = forward_layers(params, arch, batch, drops)
+    h, w = readout_rows(hs, target, batch.mask, loss_mask)
+    value, dV, dc, dh = readout_loss(params, arch, h, y, w, loss)    # (1), (1b) dh (N, H)
+    dhs = steps_gradient(dh, hs, target)
+    grads, dx, dstate0 = backward_layers(params, arch, batch.x, dhs, caches, drops, clip_dh, traces)
+    return Result(value, with_readout(params, grads, dV, dc), public_state(final), dx, public_state(dstate0),
+                  traces)
+
+
+def recompute(params, arch, batch, y, target, loss, loss_mask, drops, clip_dh, traces, every):
+    """BPTT in O(sqrt(T)) memory: gradient checkpointing through time (Chen et al. 2016; Gruslys et
+    al. 2016 for RNNs). The T steps are cut into segments of `every` steps:
+
+        forward, keeping only the state at each segment boundary          (T/k states)
+        for each segment, last to first:
+            run its forward again from its boundary state, keeping the caches     (k steps of caches)
+            readout and loss of its positions, backward through it, with the gradient arriving at
+            its final state from the segment after it; its dstate0 goes to the segment before it
+
+    Memory: T/k boundary states plus one segment's caches, smallest at k ~ sqrt(T); time: one extra
+    forward pass (a third more). The arithmetic is that of full BPTT summed in another order, so the
+    gradients agree to round-off. Dropout masks are drawn once for the window and cut like it, so
+    the recomputed forward sees the same masks; traces are written segment by segment.
+    """
+    T, B = batch.x.shape[:2]
+    H, c = arch.hidden_size, params["c"]
+    segments = [(a, min(a + every, T)) for a in range(0, T, every)]
+
+    def cut(m, a, b):
+        return None if m is None else m[a:b]
+
+    def part(a, b, state):
+        return Batch(batch.x[a:b], state, cut(batch.mask, a, b), cut(batch.reset, a, b)), [cut(m, a, b) for m in drops]
+
+    if target == "every":                       # each position's weight in the mean over the window (T, B)
+        w = position_weights(T, B, batch.mask, loss_mask).astype(c.dtype)
+        y = y.reshape((T, B) + y.shape[1:])
+
+    boundaries = [batch.state]                  # the state before each segment
+    for a, b in segments[:-1]:
+        _, state_b, _ = forward_layers(params, arch, *part(a, b, boundaries[-1]))
+        boundaries.append(state_b)
+
+    value, grads, carried, final = 0.0, None, None, None
+    dV, dc = np.zeros_like(readout_weights(params)), np.zeros_like(c)
+    dx = np.empty(batch.x.shape, c.dtype) if batch.x.ndim == 3 else None
+    for i in reversed(range(len(segments))):
+        a, b = segments[i]
+        seg, seg_drops = part(a, b, boundaries[i])
+        hs, state_b, caches = forward_layers(params, arch, seg, seg_drops)      # again, with caches
+        final = state_b if final is None else final
+        if target == "every":
+            h, y_seg, w_seg = hs.reshape(-1, H), y[a:b].reshape((-1,) + y.shape[2:]), w[a:b].reshape(-1)
+        elif i == len(segments) - 1:            # many-to-one: the loss is at the very end
+            h, y_seg, w_seg = hs[-1], y, np.full(B, 1.0 / B, c.dtype)
+        else:
+            h = None
+        if h is None:
+            dhs = np.zeros_like(hs)
+        else:
+            v, dV_seg, dc_seg, dh = readout_loss(params, arch, h, y_seg, w_seg, loss)
+            value += v
+            dV += dV_seg
+            dc += dc_seg
+            dhs = steps_gradient(dh, hs, target)
+        seg_traces = None if traces is None else [t[a:b] for t in traces]
+        g, dx_seg, carried = backward_layers(params, arch, seg.x, dhs, caches, seg_drops, clip_dh, seg_traces,
+                                             dstate_T=carried)
+        grads = g if grads is None else {k: grads[k] + g[k] for k in grads}
+        if dx is not None:
+            dx[a:b] = dx_seg
+    return Result(value, with_readout(params, grads, dV, dc), public_state(final), dx, public_state(carried),
+                  traces)
+
+
+def with_readout(params, grads, dV, dc):
+    """The layers' gradients completed with the readout's, ordered as params. With tied embeddings
+    the readout's dV belongs to E, which is both ends of the network."""
+    grads = grads | {"c": dc}
+    if "V" in params:
+        grads["V"] = dV
+    else:
+        grads["E"] = grads["E"] + dV
+    return {name: grads[name] for name in params}

@@ -1,0 +1,215 @@
+"""Every knob of a training run, in one block of commented defaults, saved as config.json.
+
+Each field carries its own help text, choices and the condition under which it applies
+(`option(...)`); the command line is built from them (bptt.cli), so an option is described once.
+A value set away from its default where it does not apply is an error, never silently ignored.
+"""
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass, field
+
+from ..model.engine import ENGINES
+from ..reference import CELLS as REFERENCE_CELLS
+from . import problems
+
+PROBLEMS = tuple(problems.PROBLEMS)
+TASKS = ("lm", "classify", *PROBLEMS)
+CELLS = tuple(REFERENCE_CELLS)
+NONLINEARITIES = ("tanh", "relu", "sigmoid")
+OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
+
+# What may change when a run is resumed: its budget, and the learning rate and clipping threshold
+# (to continue a diverged run more gently). Everything else is fixed by the checkpoint.
+BUDGET = ("steps", "epochs", "max_time")
+RESUMABLE = (*BUDGET, "lr", "clip")
+
+
+def option(default, help, choices=None, shown=None, applies=None, where=None):
+    """A config field with its command-line description.
+
+    shown: the default as the help text shows it (None: the default itself; "" shows none).
+    applies = (field, test) and where (text): a value other than the default is an error unless
+    test(the value of field) holds, e.g. --momentum with --optimizer adam.
+    """
+    return field(default=default, metadata=dict(help=help, choices=choices, shown=shown, applies=applies,
+                                                where=where))
+
+
+LM = ("task", lambda task: task == "lm")
+PROBLEM = ("task", lambda task: task in PROBLEMS)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # data
+    task: str = option("lm", "lm: a language model on a text; classify: one label per line of a .tsv/.csv "
+                       "(text<TAB>label); or a long-range problem (see bptt task)", TASKS)
+    length: int = option(100, "the sequence length T of a long-range problem", applies=PROBLEM,
+                         where="a long-range problem (--task adding, copy, order or sentiment)")
+    test_size: int = option(1000, "sequences in the fixed test set of a long-range problem", applies=PROBLEM,
+                            where="a long-range problem")
+    data: str | None = option(None, "training text, UTF-8 (default: Tiny Shakespeare, shipped with bptt); "
+                              "for --task classify a .tsv/.csv of text<TAB>label")
+    valid: str | None = option(None, "validation file (default: the last --valid-fraction of --data)")
+    valid_fraction: float = option(0.1, "fraction of --data held out for validation",
+                                   applies=("valid", lambda v: not v),
+                                   where="no --valid file (it is held out of --data)")
+    level: str = option("char", "tokens: characters, or words (PTB convention: <eos> at each line end, <unk>)",
+                        ("char", "word"))
+    max_vocab: int | None = option(None, "word level: keep only the most frequent words (the rest become <unk>)",
+                                   applies=("level", lambda v: v == "word"), where="--level word")
+    separator: str | None = option(None, "text that separates documents (e.g. '\\n\\n'); each stream's state "
+                                   "restarts at every document start", applies=LM, where="--task lm")
+    # model
+    cell: str = option("lstm", "recurrent cell (rnn-tanh, rnn-relu, rnn-sigmoid and skip-tanh also name the "
+                       "nonlinearity)", CELLS)
+    nonlinearity: str = option("tanh", "f in h_t = f(W x_t + U h_{t-1} + b)", NONLINEARITIES,
+                               applies=("cell", lambda v: v in ("rnn", "skip")), where="--cell rnn or skip")
+    skip: int | None = option(None, "s in h_t = f(W x_t + U h_{t-1} + S h_{t-s} + b) (default: 2)",
+                              applies=("cell", lambda v: v == "skip"), where="--cell skip")
+    hidden: int = option(256, "hidden units per layer (H)")
+    layers: int = option(2, "stacked layers (L)")
+    embedding: int = option(64, "embedding size (0: one-hot inputs)")
+    tie: bool = option(False, "tie the readout to the embedding (needs --embedding equal to --hidden)",
+                       applies=("task", lambda v: v != "classify"), where="a model whose outputs are its inputs "
+                       "(not --task classify)")
+    dropout: float = option(0.0, "non-recurrent dropout on the embedding, between layers and before the readout")
+    init: str = option("default", "input-weight initialisation", ("default", "xavier"))
+    recurrent_init: str = option("default", "recurrent-weight initialisation (identity: IRNN, Le et al. 2015)",
+                                 ("default", "xavier", "orthogonal", "identity"))
+    forget_bias: float | None = option(None, "initial forget-gate bias, e.g. 1 (default: PyTorch's)",
+                                       applies=("cell", lambda v: v == "lstm"), where="--cell lstm")
+    radius: float | None = option(None, "rescale each recurrent matrix (gate block) to this spectral radius at "
+                                  "initialisation")
+    dtype: str = option("float32", "floating point type of parameters and activations", ("float32", "float64"))
+    engine: str | None = option(None, "fast: the time loops compiled with numba; numpy: the reference cells "
+                                "(default: fast, and numpy for the skip RNN, which has no compiled version)", ENGINES)
+    # truncated BPTT
+    batch: int = option(32, "parallel streams (B)")
+    window: int = option(64, "k1 of TBPTT(k1, k2): steps between updates", applies=LM, where="--task lm")
+    backprop: int | None = option(None, "k2 of TBPTT(k1, k2): steps backpropagated (default: --window)",
+                                  applies=LM, where="--task lm")
+    recompute_every: int | None = option(None, "keep the caches of this many steps at a time and recompute the "
+                                         "others in the backward pass: O(sqrt(T)) memory for about a third more "
+                                         "time")
+    # optimisation
+    optimizer: str = option("adam", "optimiser", OPTIMIZERS)
+    lr: float = option(2e-3, "learning rate")
+    momentum: float = option(0.0, "momentum", applies=("optimizer", lambda v: v in ("sgd", "rmsprop")),
+                             where="--optimizer sgd or rmsprop")
+    nesterov: bool = option(False, "Nesterov momentum", applies=("optimizer", lambda v: v == "sgd"),
+                            where="--optimizer sgd")
+    weight_decay: float = option(0.0, "weight decay (L2 for sgd/adagrad/rmsprop/adam, decoupled for adamw)")
+    schedule: str = option("constant", "learning-rate schedule: constant, plateau (/4 when validation stops "
+                           "improving), cosine", ("constant", "plateau", "cosine"))
+    warmup: int = option(0, "linear warm-up steps", applies=("schedule", lambda v: v == "cosine"),
+                         where="--schedule cosine")
+    clip: float = option(5.0, "gradient clipping threshold (0: off)")
+    clip_mode: str = option("norm", "norm: global norm (Pascanu et al. 2013); param: each array's norm; value: "
+                            "each entry", ("norm", "param", "value"), applies=("clip", lambda v: v > 0),
+                            where="clipping (--clip > 0)")
+    clip_dh: float | None = option(None, "clip dL/dh_t to [-x, x] at every step inside the recurrence "
+                                   "(Mikolov's cutoff)")
+    # length of the run (the first reached ends it; none given: one epoch)
+    steps: int | None = option(None, "number of updates (total, counting those before a --resume)")
+    epochs: float | None = option(None, "passes over the training data (fractions allowed)")
+    max_time: float | None = option(None, "stop after this many seconds of training in all (checkpointed, "
+                                    "resumable)")
+    # bookkeeping
+    seed: int = option(0, "random seed (initialisation, dropout, order of examples)")
+    eval_every: int = option(200, "steps between validations and checkpoints")
+    flow_every: int = option(0, "record ||dL/dh_k|| for every step of the window and per-parameter gradient "
+                             "norms every N steps in metrics.jsonl (0: never); bptt diagnose draws them")
+    eval_batch: int = option(16, "streams (or examples) per validation batch")
+    log_every: int = option(10, "steps between metric records")
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            if f.metadata["choices"] is not None and not (f.default is None and getattr(self, f.name) is None):
+                _one_of(f.name, getattr(self, f.name), f.metadata["choices"])
+        for name in ("length", "test_size", "hidden", "layers", "batch", "window", "eval_every", "eval_batch",
+                     "log_every"):
+            _integer(name, getattr(self, name), 1)
+        for name in ("embedding", "seed", "warmup", "flow_every"):
+            _integer(name, getattr(self, name), 0)
+        for name, low in (("max_vocab", 2), ("skip", 2), ("backprop", 1), ("recompute_every", 1), ("steps", 1)):
+            if getattr(self, name) is not None:
+                _integer(name, getattr(self, name), low)
+        for name in ("lr", "epochs", "max_time", "radius", "clip_dh"):
+            if getattr(self, name) is not None:
+                _number(name, getattr(self, name), "a positive number", lambda v: v > 0)
+        _number("valid_fraction", self.valid_fraction, "a number in (0, 1)", lambda v: 0 < v < 1)
+        _number("dropout", self.dropout, "a probability in [0, 1)", lambda v: 0 <= v < 1)
+        _number("momentum", self.momentum, "a number in [0, 1)", lambda v: 0 <= v < 1)
+        _number("weight_decay", self.weight_decay, "a number >= 0", lambda v: v >= 0)
+        _number("clip", self.clip, "a threshold >= 0 (0: off)", lambda v: v >= 0)
+        if self.forget_bias is not None:
+            _number("forget_bias", self.forget_bias, "a finite number", lambda v: True)
+        for name in ("data", "valid", "separator"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"{name}: expected a non-empty string, got {value!r}")
+        for name in ("tie", "nesterov"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name}: expected True or False, got {getattr(self, name)!r}")
+        for f in dataclasses.fields(self):
+            if f.metadata["applies"] is None or getattr(self, f.name) == f.default:
+                continue
+            deciding, test = f.metadata["applies"]
+            if not test(getattr(self, deciding)):
+                raise ValueError(f"{f.name}: applies to {f.metadata['where']} only; got {getattr(self, f.name)!r} "
+                                 f"with {deciding}={getattr(self, deciding)!r}")
+        if self.task in PROBLEMS:
+            problems.check_length(self.task, self.length)
+        if self.task == "classify" and self.data is None:
+            raise ValueError("task: 'classify' needs --data (a .tsv or .csv of text<TAB>label)")
+        if self.backprop is not None and self.backprop < self.window:
+            raise ValueError(f"backprop: expected k2 >= window (k1) = {self.window}, got {self.backprop}")
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov: needs a momentum > 0 (give --momentum, e.g. 0.9)")
+        if self.tie and self.embedding != self.hidden:
+            raise ValueError(f"tie: needs embedding == hidden (the readout reuses the embedding), "
+                             f"got embedding={self.embedding} and hidden={self.hidden}")
+        if self.max_time is not None and self.steps is None and self.epochs is None and self.schedule == "cosine":
+            raise ValueError("schedule: 'cosine' needs a known length; give --steps or --epochs with --max-time")
+
+    @property
+    def k2(self):
+        return self.backprop or self.window
+
+    def to_json(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d):
+        if not isinstance(d, dict):
+            raise ValueError(f"config: expected a JSON object, got {type(d).__name__}")
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"config: unknown keys {unknown}")
+        return cls(**d)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+def _one_of(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"{name}: expected one of {', '.join(map(repr, allowed))}; got {value!r}")
+
+
+def _integer(name, value, minimum):
+    what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected {what}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name}: expected {what}, got {value}")
+
+
+def _number(name, value, what, ok):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected {what}, got {value!r} ({type(value).__name__})")
+    if not math.isfinite(value) or not ok(value):
+        raise ValueError(f"{name}: expected {what}, got {value}")

@@ -1,0 +1,336 @@
+"""Optimisers computed as torch.optim computes them (for-loop path), with explicit state.
+
+An optimiser is a frozen dataclass holding only hyperparameters. Its state is a flat dict of
+arrays, so it can be saved as is (safetensors, np.savez) and a run resumed bit for bit:
+
+    opt = optim.make("adam", betas=(0.9, 0.999))
+    state = opt.init(params)            # {"step": (1,) int64, "exp_avg/V": like V, ...}
+    for t in range(steps):
+        grads = ...                     # same keys, shapes and dtypes as params
+        opt.step(params, grads, state, lr)   # params and state change in place
+
+State keys are "<slot>/<parameter name>" plus "step", the number of steps taken (t after the
+step). The learning rate is an argument of step, not a hyperparameter: the schedule owns it.
+
+Notation of the docstrings: ∇ is the gradient handed in (read, never modified), λ weight decay,
+g_t the gradient the update uses, p_t the parameter after step t = 1, 2, ... Every array keeps
+the parameter's dtype: hyperparameters and lr are held as Python floats, so float32 stays float32.
+Each parameter's update allocates at most a couple of scratch arrays of its size.
+"""
+
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+import numpy as np
+from numba import njit
+
+from .. import checks
+
+NONNEGATIVE = "a finite float >= 0"
+UNIT = "a float in [0, 1)"
+
+
+def real(name, value, expected, ok):
+    """value as a Python float (NumPy then keeps the arrays' dtype), or an error naming `name`."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected {expected}, got {value!r} ({type(value).__name__})")
+    x = float(value)
+    if not ok(x):
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    return x
+
+
+def nonnegative(x):
+    return 0.0 <= x < math.inf
+
+
+def unit(x):
+    return 0.0 <= x < 1.0
+
+
+def _hyper(opt, name, expected=NONNEGATIVE, ok=nonnegative):
+    """Validate a field of a frozen dataclass and store it back as a Python float."""
+    object.__setattr__(opt, name, real(name, getattr(opt, name), expected, ok))
+
+
+def _betas(opt):
+    betas = opt.betas
+    if not isinstance(betas, tuple | list) or len(betas) != 2:
+        raise TypeError(f"betas: expected a pair (β1, β2) of floats in [0, 1), got {betas!r}")
+    beta1 = real("betas", betas[0], "β1 in [0, 1)", unit)
+    beta2 = real("betas", betas[1], "β2 in [0, 1)", unit)
+    object.__setattr__(opt, "betas", (beta1, beta2))
+
+
+def _init(params, fills):
+    """{"step": [0]} and, for each slot and parameter, "slot/name" filled with fills[slot]."""
+    checks.float_arrays("params", params)
+    state = {"step": np.zeros(1, np.int64)}
+    for slot, value in fills.items():
+        state |= {f"{slot}/{k}": np.full_like(p, value) for k, p in params.items()}
+    return state
+
+
+def _begin(params, grads, state, lr, slots):
+    """Check one step's arguments against each other and count the step. Returns (lr, t)."""
+    lr = real("lr", lr, NONNEGATIVE, nonnegative)
+    checks.float_arrays("params", params)
+    for name, d in (("grads", grads), ("state", state)):
+        if not isinstance(d, Mapping):
+            raise TypeError(f"{name}: expected a dict of arrays, got {type(d).__name__}")
+    if grads.keys() != params.keys():
+        raise ValueError(f"grads: expected the keys of params; missing {sorted(params.keys() - grads.keys())}, "
+                         f"unexpected {sorted(grads.keys() - params.keys())}")
+    keys = {"step"} | {f"{slot}/{k}" for slot in slots for k in params}
+    if state.keys() != keys:
+        raise ValueError(f"state: expected the keys made by init(params) of this optimiser; missing "
+                         f"{sorted(keys - state.keys())}, unexpected {sorted(state.keys() - keys)}")
+    for k, p in params.items():
+        arrays = {f"grads[{k!r}]": grads[k]} | {f"state[{f'{s}/{k}'!r}]": state[f"{s}/{k}"] for s in slots}
+        for name, a in arrays.items():
+            if not isinstance(a, np.ndarray) or a.dtype != p.dtype or a.shape != p.shape:
+                raise ValueError(f"{name}: expected a {p.dtype} array of shape {p.shape} like params[{k!r}], "
+                                 f"got {checks.describe(a)}")
+    step = state["step"]
+    if not isinstance(step, np.ndarray) or step.shape != (1,) or step.dtype.kind not in "iuf":
+        raise ValueError(f"state['step']: expected an array of shape (1,) counting steps, got {checks.describe(step)}")
+    step += 1
+    return lr, int(step[0])
+
+
+def _with_weight_decay(grad, p, wd):
+    """g_t = ∇ + λ p_{t-1} in a new array; ∇ itself when λ = 0 (torch never modifies p.grad)."""
+    if wd == 0.0:
+        return grad
+    g = np.multiply(p, wd)
+    g += grad
+    return g
+
+
+@dataclass(frozen=True)
+class SGD:
+    """Stochastic gradient descent with momentum μ, as torch.optim.SGD (dampening 0):
+
+        g_t = ∇ + λ p_{t-1}
+        b_t = μ b_{t-1} + g_t                 b_0 = 0, so b_1 = g_1 (slot "momentum", if μ > 0)
+        d_t = g_t + μ b_t   if nesterov, else b_t (μ > 0), else g_t
+        p_t = p_{t-1} - lr d_t
+    """
+
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        _hyper(self, "momentum")
+        _hyper(self, "weight_decay")
+        if not isinstance(self.nesterov, bool | np.bool_):
+            raise TypeError(f"nesterov: expected a bool, got {self.nesterov!r} ({type(self.nesterov).__name__})")
+        object.__setattr__(self, "nesterov", bool(self.nesterov))
+        if self.nesterov and self.momentum == 0.0:
+            raise ValueError("nesterov: expected momentum > 0 with nesterov=True, got momentum=0.0; "
+                             "set momentum (e.g. 0.9) or nesterov=False")
+
+    def _fills(self):
+        return {"momentum": 0.0} if self.momentum > 0 else {}
+
+    def init(self, params):
+        return _init(params, self._fills())
+
+    def step(self, params, grads, state, lr):
+        lr, _ = _begin(params, grads, state, lr, self._fills())
+        mu = self.momentum
+        for k, p in params.items():
+            g = _with_weight_decay(grads[k], p, self.weight_decay)
+            d = g
+            if mu > 0:
+                b = state[f"momentum/{k}"]
+                b *= mu
+                b += g                                       # b_t = μ b_{t-1} + g_t
+                d = b
+                if self.nesterov:
+                    d = np.multiply(b, mu)
+                    d += g                                   # d_t = g_t + μ b_t
+            p -= lr * d                                      # p_t = p_{t-1} - lr d_t
+
+
+@dataclass(frozen=True)
+class Adagrad:
+    """Adagrad as torch.optim.Adagrad with lr_decay = 0:
+
+        g_t = ∇ + λ p_{t-1}
+        s_t = s_{t-1} + g_t²                  s_0 = initial_accumulator_value (slot "sum")
+        p_t = p_{t-1} - lr g_t / (sqrt(s_t) + ε)
+    """
+
+    eps: float = 1e-10
+    initial_accumulator_value: float = 0.0
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        for name in ("eps", "initial_accumulator_value", "weight_decay"):
+            _hyper(self, name)
+
+    def _fills(self):
+        return {"sum": self.initial_accumulator_value}
+
+    def init(self, params):
+        return _init(params, self._fills())
+
+    def step(self, params, grads, state, lr):
+        lr, _ = _begin(params, grads, state, lr, self._fills())
+        for k, p in params.items():
+            g = _with_weight_decay(grads[k], p, self.weight_decay)
+            u = np.empty_like(p)
+            s = state[f"sum/{k}"]
+            np.multiply(g, g, out=u)
+            s += u                                           # s_t = s_{t-1} + g_t²
+            np.sqrt(s, out=u)
+            u += self.eps                                    # sqrt(s_t) + ε
+            np.divide(g, u, out=u)
+            u *= lr
+            p -= u                                           # p_t = p_{t-1} - lr g_t / (sqrt(s_t) + ε)
+
+
+@dataclass(frozen=True)
+class RMSprop:
+    """RMSprop as torch.optim.RMSprop with centered=False:
+
+        g_t = ∇ + λ p_{t-1}
+        v_t = α v_{t-1} + (1-α) g_t²          v_0 = 0 (slot "square_avg")
+        b_t = μ b_{t-1} + g_t / (sqrt(v_t) + ε)      b_0 = 0 (slot "momentum", if μ > 0)
+        p_t = p_{t-1} - lr b_t                 if μ > 0, else
+        p_t = p_{t-1} - lr g_t / (sqrt(v_t) + ε)
+    """
+
+    alpha: float = 0.99
+    eps: float = 1e-8
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        _hyper(self, "alpha", UNIT, unit)
+        for name in ("eps", "momentum", "weight_decay"):
+            _hyper(self, name)
+
+    def _fills(self):
+        return {"square_avg": 0.0} | ({"momentum": 0.0} if self.momentum > 0 else {})
+
+    def init(self, params):
+        return _init(params, self._fills())
+
+    def step(self, params, grads, state, lr):
+        lr, _ = _begin(params, grads, state, lr, self._fills())
+        alpha, mu = self.alpha, self.momentum
+        for k, p in params.items():
+            g = _with_weight_decay(grads[k], p, self.weight_decay)
+            u = np.empty_like(p)
+            v = state[f"square_avg/{k}"]
+            v *= alpha
+            np.multiply(g, g, out=u)
+            u *= 1 - alpha
+            v += u                                           # v_t = α v_{t-1} + (1-α) g_t²
+            np.sqrt(v, out=u)
+            u += self.eps                                    # sqrt(v_t) + ε
+            np.divide(g, u, out=u)                           # g_t / (sqrt(v_t) + ε)
+            if mu > 0:
+                b = state[f"momentum/{k}"]
+                b *= mu
+                b += u                                       # b_t
+                np.multiply(b, lr, out=u)
+            else:
+                u *= lr
+            p -= u                                           # p_t
+
+
+def _adam_step(params, grads, state, lr, betas, eps, wd, decoupled):
+    """One step of Adam (wd added to the gradient) or AdamW (decoupled: p shrinks first)."""
+    lr, t = _begin(params, grads, state, lr, ("exp_avg", "exp_avg_sq"))
+    beta1, beta2 = betas
+    step_size = lr / (1 - beta1**t)                          # lr / (1 - β1^t)
+    bias_correction2_sqrt = (1 - beta2**t) ** 0.5            # sqrt(1 - β2^t)
+    for k, p in params.items():
+        # the constants in p's dtype, as NumPy rounds a Python float meeting a float32 array
+        c = p.dtype.type
+        m, v = state[f"exp_avg/{k}"], state[f"exp_avg_sq/{k}"]
+        for name, a in ((f"params[{k!r}]", p), (f"state['exp_avg/{k}']", m), (f"state['exp_avg_sq/{k}']", v)):
+            if not a.flags.c_contiguous:
+                raise ValueError(f"{name}: expected a C-contiguous array (updated in place), got a strided view")
+        _adam_update(p.reshape(-1), grads[k].reshape(-1), m.reshape(-1), v.reshape(-1), c(1 - beta1), c(beta2),
+                     c(1 - beta2), c(bias_correction2_sqrt), c(eps), c(step_size), c(wd), c(1 - lr * wd), decoupled)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _adam_update(p, grad, m, v, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, step_size,
+                 wd, shrink, decoupled):
+    """Adam's update of one array in one pass, element by element in the order of torch.optim.Adam
+    (single-tensor path), each operation rounded to the array's dtype: the same numbers as NumPy
+    would give with one whole-array operation per line, without the temporaries."""
+    for i in range(p.size):
+        g = grad[i]
+        if decoupled:
+            p[i] = p[i] * shrink                             # p' = p_{t-1} (1 - lr λ)
+        elif wd != 0:
+            g = p[i] * wd + g                                # g_t = ∇ + λ p_{t-1}
+        m[i] = m[i] + (g - m[i]) * one_minus_beta1           # m_t = m_{t-1} + (1-β1)(g_t - m_{t-1})
+        v[i] = v[i] * beta2 + g * g * one_minus_beta2        # v_t = β2 v_{t-1} + (1-β2) g_t²
+        denom = math.sqrt(v[i]) / bias_correction2_sqrt + eps     # sqrt(v_t) / sqrt(1 - β2^t) + ε
+        p[i] = p[i] - m[i] / denom * step_size               # p_t
+
+
+@dataclass(frozen=True)
+class Adam:
+    """Adam as torch.optim.Adam (amsgrad=False), weight decay added to the gradient (L2):
+
+        g_t = ∇ + λ p_{t-1}
+        m_t = β1 m_{t-1} + (1-β1) g_t         (slot "exp_avg", computed as m + (1-β1)(g - m), torch's lerp)
+        v_t = β2 v_{t-1} + (1-β2) g_t²        (slot "exp_avg_sq"); m_0 = v_0 = 0
+        p_t = p_{t-1} - lr/(1-β1^t) · m_t / (sqrt(v_t)/sqrt(1-β2^t) + ε)
+    """
+
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    decoupled = False                     # a class constant, not a field: AdamW sets it
+
+    def __post_init__(self):
+        _betas(self)
+        _hyper(self, "eps")
+        _hyper(self, "weight_decay")
+
+    def init(self, params):
+        return _init(params, {"exp_avg": 0.0, "exp_avg_sq": 0.0})
+
+    def step(self, params, grads, state, lr):
+        _adam_step(params, grads, state, lr, self.betas, self.eps, self.weight_decay, self.decoupled)
+
+
+@dataclass(frozen=True)
+class AdamW(Adam):
+    """AdamW as torch.optim.AdamW (amsgrad=False): weight decay decoupled from the gradient,
+
+        p' = p_{t-1} (1 - lr λ)                applied first
+        g_t = ∇
+        m_t = β1 m_{t-1} + (1-β1) g_t         (slot "exp_avg", computed as m + (1-β1)(g - m), torch's lerp)
+        v_t = β2 v_{t-1} + (1-β2) g_t²        (slot "exp_avg_sq"); m_0 = v_0 = 0
+        p_t = p' - lr/(1-β1^t) · m_t / (sqrt(v_t)/sqrt(1-β2^t) + ε)
+    """
+
+    weight_decay: float = 1e-2
+    decoupled = True
+
+
+def make(name, **hyper):
+    """make("adam", betas=(0.9, 0.98)) -> Adam(betas=(0.9, 0.98)); defaults are torch.optim's."""
+    classes = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
+    cls = classes[checks.one_of("optimizer", name, tuple(classes))]
+    allowed = [f.name for f in fields(cls)]
+    for key in hyper:
+        if key == "lr":
+            raise TypeError("lr: not a hyperparameter of the optimiser; pass it to step(params, grads, state, lr) "
+                            "each step (the schedule owns it)")
+        if key not in allowed:
+            raise TypeError(f"{key}: not a hyperparameter of {name!r}; expected some of {', '.join(allowed)}")
+    return cls(**hyper)

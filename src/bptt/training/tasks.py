@@ -1,0 +1,271 @@
+"""What a training run learns from: the data, how it is cut into batches, how it is scored.
+
+    LanguageModel    next-token prediction on a text, targets at every step, TBPTT windows over
+                     B streams with the hidden state carried from window to window
+    Classification   one label per text (many-to-one, the seeds' sentiment example), padded
+                     batches with lengths, full BPTT over each whole sequence, reshuffled each epoch
+    Synthetic        a long-range problem (adding, copy, order, sentiment) of length T, fresh
+                     batches every step, a fixed test set, a "solved" criterion
+
+Both give the training loop the same few things: batch(index, epoch) -> the keyword arguments of
+engine.loss_and_grads, evaluate(params, arch) -> metrics with a "loss", and baselines().
+"""
+
+import math
+from importlib import resources
+
+import numpy as np
+
+from ..model import engine
+from ..reference.losses import log_softmax
+from . import data, problems, tbptt
+
+
+def shipped_text():
+    return resources.files("bptt").joinpath("corpora/tinyshakespeare.txt").read_text(encoding="utf-8")
+
+
+def lm_metrics(loss, level):
+    m = {"loss": loss, "perplexity": math.exp(min(loss, 700))}
+    if level == "char":
+        m["bits_per_char"] = loss / math.log(2)
+    return m
+
+
+def encode_text(vocab, tokens, text, source):
+    """vocab.encode(tokens), with an error that names the source and the line of the first token
+    the vocabulary lacks (a character vocabulary has no <unk>)."""
+    try:
+        return vocab.encode(tokens)
+    except ValueError:                                        # only a character vocabulary refuses a token
+        unknown = sorted(set(tokens) - vocab.index.keys())
+        first = min(text.find(ch) for ch in unknown)
+        line = text.count("\n", 0, first) + 1
+        raise ValueError(f"{source}: line {line}: {data.listing(unknown)} not in the training vocabulary of "
+                         f"{vocab.size} characters; train on text that contains them") from None
+
+
+def eval_streams(n_tokens, batch):
+    """The streams lm_loss reads a text of n_tokens as: `batch`, or fewer for a short text (each
+    stream needs an input and its target)."""
+    return max(1, min(batch, n_tokens // 2))
+
+
+def scored(n_tokens, batch):
+    """How many tokens lm_loss scores in a text of n_tokens: each stream's first token has no
+    prediction and the remainder of n_tokens / streams is trimmed."""
+    streams = eval_streams(n_tokens, batch)
+    return (n_tokens // streams - 1) * streams
+
+
+def lm_loss(params, arch, ids, batch, window, starts=None):
+    """Mean cross-entropy (nats per token) of the model on ids, read as `batch` streams with the
+    state carried across windows (and reset at document starts), as in training.
+    Returns (loss, tokens scored)."""
+    batch = eval_streams(len(ids), batch)
+    stream = data.batchify(ids, batch)
+    starts = None if starts is None else data.batchify(starts, batch).astype(bool)
+    total, count, state = 0.0, 0, None
+    for i, (x, y) in enumerate(data.windows(stream, window)):
+        reset = None if starts is None else starts[i * window:i * window + len(x)]
+        z, state = engine.logits(params, arch, x, state, reset=reset)
+        total -= np.take_along_axis(log_softmax(z.astype(np.float64)), y[..., None], axis=-1).sum()
+        count += y.size
+    return float(total / count), count
+
+
+def lm_evaluate(params, arch, ids, cfg, starts=None):
+    """Loss, perplexity (and bits/char) of a language model on ids, read as in validation."""
+    loss, count = lm_loss(params, arch, ids, cfg.eval_batch, cfg.window, starts)
+    return lm_metrics(loss, cfg.level) | {"tokens": count}
+
+
+def text_tokens(text, level):
+    """The tokens of one labelled text: its characters, or its words (no <eos>: one example, one line)."""
+    return list(text) if level == "char" else text.split()
+
+
+def classify_metrics(params, arch, seqs, y, batch):
+    """Mean cross-entropy and accuracy over id sequences seqs with labels y, `batch` at a time."""
+    total, correct = 0.0, 0
+    for i in range(0, len(seqs), batch):
+        x, lengths = data.pad_batch(seqs[i:i + batch])
+        z, _ = engine.logits(params, arch, x, lengths=lengths)
+        z_last = z[lengths - 1, np.arange(len(lengths))].astype(np.float64)       # each row's own last step
+        yb = y[i:i + batch]
+        total -= log_softmax(z_last)[np.arange(len(yb)), yb].sum()
+        correct += int((z_last.argmax(axis=1) == yb).sum())
+    return {"loss": float(total / len(seqs)), "accuracy": correct / len(seqs), "examples": len(seqs)}
+
+
+def documents(text, level, separator):
+    """Tokens of text and a mask (N,) of the tokens that start a document (None: no separator)."""
+    if separator is None:
+        return data.tokenize(text, level), None
+    tokens, starts = [], []
+    for doc in text.split(separator):
+        doc_tokens = data.tokenize(doc, level) if doc else []
+        tokens += doc_tokens
+        starts += [True] + [False] * (len(doc_tokens) - 1) if doc_tokens else []
+    return tokens, np.array(starts, dtype=bool)
+
+
+class LanguageModel:
+    carries_state = True
+
+    def __init__(self, cfg, vocab=None):
+        text = data.read_text(cfg.data) if cfg.data else shipped_text()
+        if cfg.valid:
+            train_text, valid_text = text, data.read_text(cfg.valid)
+        else:
+            train_text, valid_text = data.split_text(text, cfg.valid_fraction, cfg.level)
+        train_tokens, train_starts = documents(train_text, cfg.level, cfg.separator)
+        valid_tokens, self.valid_starts = documents(valid_text, cfg.level, cfg.separator)
+        self.cfg = cfg
+        if not train_tokens:
+            raise ValueError(f"--data: {cfg.data or 'the text'} has no tokens to train on")
+        self.vocab = vocab or data.build_vocab(train_tokens, cfg.level, cfg.max_vocab)
+        self.train = encode_text(self.vocab, train_tokens, train_text, f"--data {cfg.data}")   # (N,)
+        valid_source = f"--valid {cfg.valid}" if cfg.valid else f"--data {cfg.data} (its validation part)"
+        self.valid = encode_text(self.vocab, valid_tokens, valid_text, valid_source)
+        if self.valid.size < 2:
+            raise ValueError(f"{valid_source}: {self.valid.size} token(s); validation needs at least 2 (one input "
+                             f"and its target)")
+        if self.train.size < 2 * cfg.batch:
+            raise ValueError(f"--batch: {cfg.batch} streams need at least {2 * cfg.batch} training tokens (2 per "
+                             f"stream), and --data {cfg.data or ''} has {self.train.size}; use a smaller --batch or "
+                             f"more data")
+        self.stream = data.batchify(self.train, cfg.batch)                # (N / B, B)
+        self.starts = None if train_starts is None else data.batchify(train_starts, cfg.batch).astype(bool)
+        self.windows = tbptt.windows(len(self.stream), cfg.window, cfg.k2)
+        self.input_size = self.output_size = self.vocab.size
+        self.steps_per_epoch = len(self.windows)
+
+    def batch(self, index, epoch):
+        x, y, loss_mask, reset = tbptt.window_batch(self.stream, self.windows[index], self.starts)
+        w = self.windows[index]
+        return dict(x=x, y=y, loss_mask=loss_mask, reset=reset), (w.stop - w.loss_from) * self.cfg.batch
+
+    def next_state(self, params, arch, index, state, state_T):
+        """The state carried into window index + 1 (None: the epoch ends, start from zeros)."""
+        if index + 1 == len(self.windows):
+            return None
+        return tbptt.next_start_state(params, arch, self.stream, self.windows[index], self.windows[index + 1],
+                                      state, state_T, self.starts)
+
+    def evaluate(self, params, arch):
+        return lm_evaluate(params, arch, self.valid, self.cfg, self.valid_starts)
+
+    def baselines(self):
+        """Cross-entropy of the uniform and the unigram (train frequencies) models on the validation text."""
+        unigram = data.unigram_logprobs(self.train, self.vocab.size)
+        return {"uniform": math.log(self.vocab.size), "unigram": float(-unigram[self.valid].mean())}
+
+    def describe(self):
+        return {"train_tokens": self.train.size, "valid_tokens": scored(self.valid.size, self.cfg.eval_batch),
+                "vocab": self.vocab.size, "batches_per_epoch": self.steps_per_epoch}
+
+
+class Classification:
+    carries_state = False
+
+    def __init__(self, cfg, vocab=None, labels=None):
+        texts, names, self.header = data.read_labeled(cfg.data, cfg.level, with_header=True)
+        if cfg.valid:
+            valid_texts, valid_names = data.read_labeled(cfg.valid, cfg.level)
+        else:
+            cut = len(texts) - max(1, round(cfg.valid_fraction * len(texts)))
+            if cut < 1:
+                raise ValueError(f"--data: {cfg.data} has {len(texts)} example(s), too few to hold out a "
+                                 f"validation part; give --valid")
+            texts, valid_texts, names, valid_names = texts[:cut], texts[cut:], names[:cut], names[cut:]
+        tokens = [text_tokens(t, cfg.level) for t in texts]
+        self.cfg = cfg
+        self.vocab = vocab or data.build_vocab([tok for seq in tokens for tok in seq], cfg.level, cfg.max_vocab)
+        self.labels = labels or data.build_labels(names)
+        if self.labels.size < 2:
+            raise ValueError(f"--data: {cfg.data} has a single label ({self.labels.labels[0]!r}) in its training "
+                             f"part; a classifier needs examples of at least two")
+        unseen = sorted(set(valid_names) - set(self.labels.labels))
+        if unseen:
+            raise ValueError(f"--valid: {cfg.valid or cfg.data} has labels that training never sees: "
+                             f"{data.listing(unseen)}")
+        self.train = [self.vocab.encode(seq) for seq in tokens]
+        self.train_y = self.labels.encode(names)
+        self.valid = [self.vocab.encode(text_tokens(t, cfg.level)) for t in valid_texts]
+        self.valid_y = self.labels.encode(valid_names)
+        self.input_size, self.output_size = self.vocab.size, self.labels.size
+        self.steps_per_epoch = math.ceil(len(self.train) / cfg.batch)
+
+    def order(self, epoch):
+        return np.random.default_rng([self.cfg.seed, 3, epoch]).permutation(len(self.train))
+
+    def batch(self, index, epoch):
+        chosen = self.order(epoch)[index * self.cfg.batch:(index + 1) * self.cfg.batch]
+        x, lengths = data.pad_batch([self.train[i] for i in chosen])
+        return dict(x=x, y=self.train_y[chosen], target="last", lengths=lengths), int(lengths.sum())
+
+    def evaluate(self, params, arch):
+        return classify_metrics(params, arch, self.valid, self.valid_y, self.cfg.eval_batch)
+
+    def baselines(self):
+        """The uniform guess, and the class prior of the training labels (its accuracy: the majority class)."""
+        prior = np.log((np.bincount(self.train_y, minlength=self.labels.size) + 1.0) /
+                       (len(self.train_y) + self.labels.size))
+        return {"uniform": math.log(self.labels.size), "prior": float(-prior[self.valid_y].mean()),
+                "majority_accuracy": float(np.mean(self.valid_y == prior.argmax()))}
+
+    def describe(self):
+        return {"train_examples": len(self.train), "valid_examples": len(self.valid), "vocab": self.vocab.size,
+                "labels": self.labels.size, "batches_per_epoch": self.steps_per_epoch, "header": self.header}
+
+
+class Synthetic:
+    """A long-range problem (problems.py): every batch freshly generated from a seed that depends
+    only on (seed, epoch, index), so a resumed run sees the same batches; a fixed test set."""
+
+    carries_state = False
+    steps_per_epoch = 1000            # nominal: the data never repeats
+
+    def __init__(self, cfg):
+        self.cfg, self.problem = cfg, problems.get(cfg.task)
+        if self.problem.real_inputs and cfg.embedding:
+            raise ValueError(f"--embedding: the {cfg.task} problem's inputs are real numbers, which an embedding "
+                             f"cannot look up; give --embedding 0")
+        self.input_size, self.output_size = self.problem.input_size, self.problem.output_size
+        self.test = self.problem.generate(cfg.length, cfg.test_size, np.random.default_rng([cfg.seed, 5]))
+
+    def batch(self, index, epoch):
+        x, y = self.problem.generate(self.cfg.length, self.cfg.batch, np.random.default_rng([self.cfg.seed, 4, epoch, index]))
+        return dict(x=x, y=y, target=self.problem.target, loss=self.problem.loss), x.shape[0] * x.shape[1]
+
+    def evaluate(self, params, arch):
+        x, y = self.test
+        p = self.problem
+        z, _ = engine.logits(params, arch, x)
+        z = z.astype(np.float64)
+        if p.loss == "mse":
+            m = {"loss": float(((z[-1] - y) ** 2).mean())}
+        elif p.target == "last":
+            logp = log_softmax(z[-1])
+            m = {"loss": float(-logp[np.arange(len(y)), y].mean()), "accuracy": float((logp.argmax(1) == y).mean())}
+        else:
+            logp = log_softmax(z)
+            m = {"loss": float(-np.take_along_axis(logp, y[..., None], axis=-1).mean()),
+                 "accuracy": float((logp[-10:].argmax(-1) == y[-10:]).mean())}      # the recalled symbols
+        return m | {"solved": bool(p.solved(m)), "examples": len(x[0])}
+
+    def baselines(self):
+        return {"trivial": float(self.problem.baseline(self.cfg.length))}
+
+    def describe(self):
+        return {"problem": self.cfg.task, "length": self.cfg.length, "description": self.problem.description,
+                "batches_per_epoch": self.steps_per_epoch}
+
+
+def make(cfg, vocab=None, labels=None):
+    if cfg.task == "classify":
+        return Classification(cfg, vocab, labels)
+    if cfg.task in problems.PROBLEMS:
+        return Synthetic(cfg)
+    return LanguageModel(cfg, vocab)

@@ -1,0 +1,550 @@
+"""Training with truncated BPTT: set-up (a new run or a resumed one), one update step, the stop
+policy, and the run directory's files (bptt.rundir: what is written when, and what is refused).
+
+A resumed run reloads everything and continues with the same arithmetic, so its parameters equal
+an uninterrupted run's bit for bit. Only the budget (steps, epochs, max_time), the learning rate
+and the clipping threshold may change on resume (config.RESUMABLE); the change is recorded in
+config.json and metrics.jsonl.
+"""
+
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from ..fast import heap
+from ..model import engine, init
+from ..reference import CELLS
+from . import clipping, optim, problems, rundir, schedules, tasks
+from .checkpoint import FileError
+from .config import RESUMABLE, TrainConfig
+
+FILES = rundir.FILES
+
+
+class Diverged(RuntimeError):
+    pass
+
+
+def build_network(cfg, input_size, output_size):
+    from ..model.network import Network
+
+    net = Network(cfg.cell, input_size, cfg.hidden, output_size, num_layers=cfg.layers,
+                  embedding_dim=cfg.embedding or None, nonlinearity=cfg.nonlinearity,
+                  dtype=np.dtype(cfg.dtype), seed=cfg.seed, tie_weights=cfg.tie, skip=cfg.skip,
+                  engine=cfg.engine)
+    init.apply(net.params, net.arch, np.random.default_rng([cfg.seed, 1]), cfg.init, cfg.recurrent_init,
+               cfg.forget_bias, radius=cfg.radius)
+    return net
+
+
+def make_optimizer(cfg):
+    hyper = {"weight_decay": cfg.weight_decay}
+    if cfg.optimizer == "sgd":
+        hyper |= {"momentum": cfg.momentum, "nesterov": cfg.nesterov}
+    elif cfg.optimizer == "rmsprop":
+        hyper |= {"momentum": cfg.momentum}
+    elif cfg.optimizer == "adamw" and cfg.weight_decay == 0:
+        hyper = {}                                            # AdamW's own default decay
+    return optim.make(cfg.optimizer, **hyper)
+
+
+OPTIMIZER_SLOTS = {"sgd": 1, "adagrad": 1, "rmsprop": 2, "adam": 2, "adamw": 2}
+
+
+def memory_needed(cfg, input_size, output_size):
+    """A lower bound of the bytes a training step holds: parameters, gradients and optimiser slots,
+    and the caches of one window (gates and states of every layer, the readout's logits)."""
+    cell = CELLS[cfg.cell]
+    G = cell.GATES
+    H, E, L = cfg.hidden, cfg.embedding, cfg.layers
+    D0 = E or input_size
+    n = (input_size * E + G * H * (D0 + H + 2) + (L - 1) * G * H * (2 * H + 2) + len(cell.EXTRA) * L * H * H
+         + (0 if cfg.tie else output_size * H) + output_size)
+    T = cfg.window if cfg.task == "lm" else cfg.length if cfg.task in problems.PROBLEMS else 1
+    rows = T * cfg.batch
+    per_row = L * (G + 3) * H + 2 * output_size + D0
+    itemsize = np.dtype(cfg.dtype).itemsize
+    return (n * (2 + OPTIMIZER_SLOTS[cfg.optimizer]) + rows * per_row) * itemsize, n
+
+
+def available_memory():
+    """Bytes of memory available (MemAvailable), or the physical memory where /proc is absent."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(cfg, input_size, output_size):
+    need, n = memory_needed(cfg, input_size, output_size)
+    have = available_memory()
+    if need > have:
+        raise ValueError(f"--hidden {cfg.hidden}, --layers {cfg.layers}, --embedding {cfg.embedding}, --batch "
+                         f"{cfg.batch}: the run needs at least {need / 2**30:,.1f} GiB ({n:,} parameters, their "
+                         f"gradients and optimiser state, and one window's caches), more than the "
+                         f"{have / 2**30:.1f} GiB of memory available; choose a smaller model or batch")
+
+
+@dataclass
+class Progress:
+    """Where a run is: everything besides arrays that a checkpoint must restore."""
+
+    step: int = 0
+    epoch: int = 0
+    window: int = 0                  # index of the next batch (TBPTT window) in the epoch
+    tokens: int = 0
+    clipped: int = 0                 # steps on which clipping changed the gradient
+    best_valid: float = math.inf
+    best_step: int = 0
+    elapsed: float = 0.0
+    schedule: dict | None = None     # Plateau state
+    rng: dict | None = None          # the dropout RNG's bit_generator.state
+
+
+class Run(rundir.Run):
+    """A run directory (bptt.rundir) with what is built from it: the config, task and network."""
+
+    def config(self):
+        self.check_directory("RUN_DIR")
+        if not self.path.exists():
+            raise FileError(f"RUN_DIR: {self.path} does not exist")
+        try:
+            return TrainConfig.from_json(self.config_json())
+        except FileError:
+            raise
+        except (ValueError, TypeError) as e:
+            raise FileError(f"{self.file('config.json')}: {e}") from None
+
+    def task(self, cfg=None):
+        """The task of this run, with its saved vocabulary (and labels)."""
+        cfg = cfg or self.config()
+        vocab = self.vocab() if self.file("vocab.json").exists() else None
+        return tasks.make(cfg, vocab, self.labels())
+
+    def load(self):
+        """(params, optimiser state, carried state or None, Progress) of the checkpoint."""
+        params, opt_state, parts, meta = super().load()
+        try:
+            progress = Progress(**meta)
+        except TypeError:
+            raise FileError(f"{self.file('checkpoint.safetensors')}: its metadata is not a bptt training state "
+                            f"(keys {sorted(meta)})") from None
+        return params, opt_state, engine.public_state(parts) if parts else None, progress
+
+    def sizes(self, cfg):
+        """(input_size, output_size) of the run's network, from its saved files alone."""
+        if cfg.task in problems.PROBLEMS:
+            return problems.get(cfg.task).input_size, problems.get(cfg.task).output_size
+        vocab = self.vocab()
+        if cfg.task != "classify":
+            return vocab.size, vocab.size
+        labels = self.labels()
+        if labels is None:
+            raise FileError(f"{self.file('labels.json')}: missing; the classifier's labels are unknown")
+        return vocab.size, labels.size
+
+    def network(self, which="best"):
+        """The run's network with the weights of best.safetensors (or the last checkpoint), and their
+        metadata. Needs only the run directory, not the training data."""
+        cfg = self.config()
+        params, meta = self.load_params(which)
+        net = build_network(cfg, *self.sizes(cfg))
+        net.params = self.matching(net, params, "best.safetensors" if which == "best" and
+                                   self.file("best.safetensors").exists() else "checkpoint.safetensors")
+        return net, meta
+
+    def matching(self, net, params, filename):
+        """The saved params, checked against the network config.json (and vocab.json) describe."""
+        expected = {name: a.shape for name, a in net.params.items()}
+        problems_ = [f"{name} missing" for name in expected if name not in params]
+        problems_ += [f"{name} not expected" for name in params if name not in expected]
+        problems_ += [f"{name} is {tuple(params[name].shape)} there, {expected[name]} by config.json"
+                      for name in expected if name in params and params[name].shape != expected[name]]
+        problems_ += [f"{name} is {params[name].dtype} there, {net.dtype} by config.json"
+                      for name in expected if name in params and params[name].dtype != net.dtype][:1]
+        if problems_:
+            raise FileError(f"{self.file('config.json')} (with vocab.json) does not match {self.file(filename)}: "
+                            f"{'; '.join(problems_[:4])}{' ...' if len(problems_) > 4 else ''}; was one of them "
+                            f"edited or copied from another run?")
+        return {name: params[name] for name in expected}      # the network's order: the same sums
+
+
+def total_steps(cfg, windows_per_epoch):
+    """The step budget: --steps, or --epochs worth of windows (the smaller), or one epoch; None
+    (unbounded) when only --max-time is given."""
+    budgets = [cfg.steps] if cfg.steps is not None else []
+    if cfg.epochs is not None:
+        budgets.append(math.ceil(cfg.epochs * windows_per_epoch))
+    if budgets:
+        return min(budgets)
+    if cfg.max_time is not None:
+        return None
+    return windows_per_epoch
+
+
+def learning_rate(cfg, progress, total):
+    if cfg.schedule == "cosine":
+        return schedules.cosine_with_warmup(progress.step, total, cfg.lr, cfg.warmup)
+    if cfg.schedule == "plateau":
+        return progress.schedule["lr"]
+    return cfg.lr
+
+
+def clip(cfg, grads):
+    """Clip in place as configured; returns (pre-clip global norm, whether anything changed)."""
+    norm = clipping.global_norm(grads)
+    if cfg.clip == 0 or not math.isfinite(norm):
+        return norm, False
+    if cfg.clip_mode == "norm":
+        clipping.clip_global_norm(grads, cfg.clip)
+        return norm, norm > cfg.clip
+    if cfg.clip_mode == "param":
+        norms = clipping.clip_per_parameter(grads, cfg.clip)
+        return norm, any(n > cfg.clip for n in norms.values())
+    return norm, clipping.clip_value(grads, cfg.clip) > 0
+
+
+class StopSignals:
+    """SIGINT (Ctrl-C) and SIGTERM set a flag; the loop stops at the next step boundary, after
+    saving. A second signal stops at once (KeyboardInterrupt): the last checkpoint is intact."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.raised = None
+        self.previous = {}
+
+    def __enter__(self):
+        for s in self.SIGNALS:
+            try:
+                self.previous[s] = signal.signal(s, self.handle)
+            except ValueError:            # not the main thread: leave the signals alone
+                break
+        return self
+
+    def handle(self, signum, frame):
+        if self.raised is not None:
+            raise KeyboardInterrupt
+        self.raised = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for s, previous in self.previous.items():
+            signal.signal(s, previous)
+
+
+class Outcome(NamedTuple):
+    status: str                 # "done", "interrupted", "time"
+    progress: Progress
+    valid: dict | None          # validation metrics of the final parameters (None: interrupted between validations)
+    best_valid: float
+    baselines: dict             # the trivial models' validation losses (uniform, unigram or prior, ...)
+
+    @property
+    def valid_loss(self):
+        return None if self.valid is None else self.valid["loss"]
+
+
+def absolute(given):
+    """given (a dict of config fields) with its data paths made absolute, so that the run can be
+    resumed from any directory."""
+    return given | {name: str(Path(given[name]).absolute()) for name in ("data", "valid") if given.get(name)}
+
+
+def source(cfg, name, given=None):
+    """The fingerprint of data file `name` ("data" or "valid") and the path as the user gave it (None:
+    the run has no such file)."""
+    path = getattr(cfg, name)
+    if path is not None:
+        return {"given": given or path, **rundir.fingerprint(path)}
+    if name == "data" and cfg.task == "lm":
+        return {"given": rundir.SHIPPED, **rundir.shipped_fingerprint(tasks.shipped_text())}
+    return None
+
+
+def data_sources(cfg, given):
+    """{"data" | "valid": fingerprint and given path} of the run's files."""
+    found = {name: source(cfg, name, given.get(name)) for name in ("data", "valid")}
+    return {name: s for name, s in found.items() if s is not None}
+
+
+def check_sources(run, cfg):
+    """Resume refuses a data file that changed since the run started; a run written before the
+    marker existed gets one now."""
+    marker = run.marker()
+    if marker is None:
+        run.write_marker(data_sources(cfg, {}))
+        return {}
+    for name, before in marker["data"].items():
+        try:
+            after = source(cfg, name)
+        except FileError:                                     # gone, or unreadable
+            after = None
+        if after is None or after["sha256"] != before.get("sha256"):
+            what = before.get("path") or before.get("given")
+            got = "is gone" if after is None else (f"is now {after['bytes']:,} bytes, sha256 {after['sha256'][:12]}")
+            raise FileError(f"--{name}: {what} changed since the run started (it was {before.get('bytes', 0):,} "
+                            f"bytes, sha256 {str(before.get('sha256'))[:12]}; it {got}); restore it, or start a "
+                            f"new run")
+    return {name: m.get("given") for name, m in marker["data"].items()}
+
+
+def resumed(saved, given):
+    """The saved config with the given fields ({name: value}); only config.RESUMABLE ones may differ
+    from the saved values. Returns (config, {name: (old, new)})."""
+    fixed = [name for name, value in given.items() if name not in RESUMABLE and value != getattr(saved, name)]
+    if fixed:
+        name = fixed[0]
+        raise ValueError(f"{name}: cannot change when resuming (the run has {getattr(saved, name)!r}, got "
+                         f"{given[name]!r}); only {', '.join(RESUMABLE)} may change: start a new run in another "
+                         f"directory to change it")
+    changes = {name: (getattr(saved, name), given[name]) for name in RESUMABLE
+               if name in given and given[name] != getattr(saved, name)}
+    return saved.replace(**{name: new for name, (_, new) in changes.items()}), changes
+
+
+def resumed_config(run, cfg):
+    """The saved config, with the budget, lr or clip of cfg (None: unchanged)."""
+    saved = run.config()
+    return (saved, {}) if cfg is None else resumed(saved, absolute(cfg.to_json()))
+
+
+def resume_task(run, cfg):
+    """The task with its saved vocabulary; a missing vocab.json (or labels.json) is rebuilt from the
+    training data, which check_sources verified unchanged, and saved again."""
+    task = run.task(cfg)
+    rebuilt = []
+    if hasattr(task, "vocab") and not run.file("vocab.json").exists():
+        run.write_json("vocab.json", task.vocab.to_json())
+        rebuilt.append("vocab.json")
+    if cfg.task == "classify" and not run.file("labels.json").exists():
+        run.write_json("labels.json", task.labels.to_json())
+        rebuilt.append("labels.json")
+    return task, rebuilt
+
+
+def open_new(run, cfg, given):
+    """Check everything, then create the run: (created, task, net, optimiser state, progress)."""
+    run.check_fresh()
+    task = tasks.make(cfg)
+    check_memory(cfg, task.input_size, task.output_size)
+    net = build_network(cfg, task.input_size, task.output_size)
+    created = not run.path.exists()
+    run.create()
+    run.lock()
+    try:
+        run.check_fresh()                                       # again, under the lock: another process may
+        run.check_writable()                                    # have made a run here since; its files stay
+    except BaseException:
+        run.release()
+        if created and {p.name for p in run.path.iterdir()} <= {rundir.LOCK}:
+            run.file(rundir.LOCK).unlink(missing_ok=True)
+            run.path.rmdir()
+        raise
+    try:
+        run.remove_temporaries()
+        run.write_marker(data_sources(cfg, given))
+        run.write_json("config.json", cfg.to_json())
+        if hasattr(task, "vocab"):
+            run.write_json("vocab.json", task.vocab.to_json())
+        if cfg.task == "classify":
+            run.write_json("labels.json", task.labels.to_json())
+        progress = Progress(schedule=schedules.Plateau(cfg.lr).init() if cfg.schedule == "plateau" else None)
+        opt_state = make_optimizer(cfg).init(net.params)
+        run.save(net.params, opt_state, None, progress.__dict__)
+    except BaseException:
+        abandon(run, created)
+        raise
+    return created, task, net, opt_state, progress
+
+
+def abandon(run, created):
+    """A new run that failed before its first step leaves nothing behind."""
+    run.remove_own_files()
+    run.release()
+    run.file(rundir.LOCK).unlink(missing_ok=True)
+    if created:
+        try:
+            run.path.rmdir()
+        except OSError:
+            pass
+
+
+def open_resumed(run, cfg):
+    run.check_resumable()
+    run.lock()
+    run.check_writable()
+    run.remove_temporaries()
+    cfg, changes = resumed_config(run, cfg)
+    given = check_sources(run, cfg)
+    task, rebuilt = resume_task(run, cfg)
+    net = build_network(cfg, task.input_size, task.output_size)
+    params, opt_state, carried, progress = run.load()
+    net.params = run.matching(net, params, "checkpoint.safetensors")
+    if "lr" in changes and progress.schedule is not None:
+        progress.schedule = progress.schedule | {"lr": cfg.lr}      # the plateau schedule restarts from it
+    total = total_steps(cfg, task.steps_per_epoch)
+    out_of_time = cfg.max_time is not None and progress.elapsed >= cfg.max_time
+    if (total is not None and progress.step >= total) or out_of_time:
+        budget = ", ".join(f"{n} {getattr(cfg, n)}" for n in ("steps", "epochs", "max_time") if getattr(cfg, n)) or \
+            f"one epoch ({task.steps_per_epoch} steps)"
+        raise ValueError(f"--resume: the run already reached its budget ({budget}) at step {progress.step}; "
+                         f"give a larger --steps, --epochs or --max-time to continue it")
+    if changes:
+        run.write_json("config.json", cfg.to_json())
+    return cfg, task, net, opt_state, carried, progress, {"changes": changes, "rebuilt": rebuilt, "given": given}
+
+
+def train(cfg, out, resume=False, on_step=None, on_event=None, given=None):
+    """Train per cfg into run directory out (bptt.rundir says what is written and refused).
+
+    resume=True continues the run in out: cfg is None (the saved config) or the saved config with a
+    new budget, lr or clip. on_step(progress) -> True stops the run (as Ctrl-C does: saved,
+    resumable); on_event(kind, record) receives "start", "log" and "eval" records for display.
+    given: the data paths as the user typed them, for display. Raises Diverged on a non-finite
+    loss or gradient, keeping the last good checkpoint."""
+    run = Run(out)
+    emit = on_event or (lambda kind, record: None)
+    heap.reuse_freed_memory()                     # a step's arrays come back from the heap, not the kernel
+    created = False
+    if resume:
+        try:
+            cfg, task, net, opt_state, carried, progress, notes = open_resumed(run, cfg)
+            run.truncate_log(progress.step)
+            if notes["changes"]:
+                run.log({"step": progress.step, "changed": {k: list(v) for k, v in notes["changes"].items()}})
+        except BaseException:
+            run.release()
+            raise
+    else:
+        cfg = TrainConfig(**absolute(cfg.to_json()))
+        created, task, net, opt_state, progress = open_new(run, cfg, given or {})
+        carried, notes = None, {"given": {k: v for k, v in (given or {}).items() if v}}
+    try:
+        return loop(run, cfg, task, net, opt_state, carried, progress, on_step, emit, notes)
+    except Diverged:
+        raise
+    except BaseException:
+        if not resume and progress.step == 0:                  # a new run that never stepped: leave nothing
+            abandon(run, created)
+        raise
+    finally:
+        run.release()
+
+
+def loop(run, cfg, task, net, opt_state, carried, progress, on_step, emit, notes):
+    opt = make_optimizer(cfg)
+    total = total_steps(cfg, task.steps_per_epoch)
+    rng = np.random.default_rng(cfg.seed + 2)
+    if progress.rng is not None:
+        rng.bit_generator.state = progress.rng
+    baselines = task.baselines()
+    emit("start", {"step": progress.step, "total": total, "params": sum(p.size for p in net.params.values()),
+                   "config": cfg, **notes, **task.describe(), **baselines})
+    saved_at = progress.step
+
+    def save():
+        nonlocal saved_at
+        progress.rng = rng.bit_generator.state
+        run.save(net.params, opt_state, carried, progress.__dict__)
+        saved_at = progress.step
+
+    status, last_valid = "done", None
+    started = time.perf_counter() - progress.elapsed
+    with StopSignals() as stop, np.errstate(over="ignore", invalid="ignore"):   # divergence is checked below
+        try:
+            while total is None or progress.step < total:
+                carried, record = step(run, cfg, task, net, opt, opt_state, carried, progress, rng, total, saved_at)
+                progress.elapsed = time.perf_counter() - started
+                record["elapsed"] = progress.elapsed
+                if progress.step % cfg.log_every == 0 or progress.step == total:
+                    run.log(record)
+                    emit("log", record)
+                if progress.step % cfg.eval_every == 0 or progress.step == total:
+                    last_valid = validate(run, cfg, task, net, progress)
+                    emit("eval", last_valid)
+                    save()
+                out_of_time = cfg.max_time is not None and progress.elapsed >= cfg.max_time
+                asked = on_step is not None and on_step(progress)
+                if stop.raised or asked or out_of_time:
+                    status = "time" if out_of_time and not stop.raised else "interrupted"
+                    if saved_at != progress.step:
+                        if status == "time":
+                            last_valid = validate(run, cfg, task, net, progress, scheduled=False)
+                            emit("eval", last_valid)
+                        save()
+                    break
+        except FileError as e:
+            raise FileError(f"{e}. Training stopped at step {progress.step}; the checkpoint of step {saved_at} is "
+                            f"intact: free some space, then continue with --resume") from None
+    if last_valid is not None and last_valid["step"] != progress.step:
+        last_valid = None                                     # stale: of earlier parameters
+    if last_valid is None and status != "interrupted":
+        last_valid = {"step": progress.step, **task.evaluate(net.params, net.arch)}
+    return Outcome(status, progress, last_valid, progress.best_valid, baselines)
+
+
+def step(run, cfg, task, net, opt, opt_state, carried, progress, rng, total, saved_at):
+    """One update: loss and gradients of the next window, clipping, the optimiser. Returns the state
+    carried into the next window and the step's metrics record."""
+    batch, tokens = task.batch(progress.window, progress.epoch)
+    tick = time.perf_counter()
+    flow = cfg.flow_every > 0 and (progress.step + 1) % cfg.flow_every == 0
+    r = engine.loss_and_grads(net.params, net.arch, state=carried, **batch, dropout=cfg.dropout, rng=rng,
+                              clip_dh=cfg.clip_dh, trace=flow, recompute_every=cfg.recompute_every)
+    if flow:                                              # before clipping changes the gradients
+        run.log({"step": progress.step + 1, "flow": [np.linalg.norm(dh.reshape(len(dh), -1), axis=1).tolist()
+                                                     for dh in r.dhs],
+                 "grad_norms": {k: float(np.linalg.norm(g)) for k, g in r.grads.items()}})
+    norm, clipped = clip(cfg, r.grads)
+    if not (math.isfinite(r.loss) and math.isfinite(norm)):
+        raise Diverged(divergence_advice(run, cfg, progress, r.loss, norm, saved_at))
+    if task.carries_state:
+        carried = task.next_state(net.params, net.arch, progress.window, carried, r.state)
+    following = progress.window + 1
+    if following == task.steps_per_epoch:
+        following = 0
+        progress.epoch += 1
+    lr = learning_rate(cfg, progress, total)
+    opt.step(net.params, r.grads, opt_state, lr)
+    progress.step += 1
+    progress.window = following
+    progress.tokens += tokens
+    progress.clipped += clipped
+    record = {"step": progress.step, "epoch": progress.epoch, "loss": r.loss, "lr": lr, "grad_norm": norm,
+              "clipped": clipped, "clipped_fraction": progress.clipped / progress.step,
+              "tokens_per_s": tokens / (time.perf_counter() - tick)}
+    return carried, record
+
+
+def divergence_advice(run, cfg, progress, loss, norm, saved_at):
+    clip_hint = f"--clip {cfg.clip / 4:g}" if cfg.clip else "--clip 1"
+    return (f"training diverged at step {progress.step + 1}: loss {loss}, gradient norm {norm}. The last good "
+            f"checkpoint (step {saved_at}) is kept in {run.file('checkpoint.safetensors')}; continue from it with "
+            f"a lower learning rate or stronger clipping: bptt train {run.path} --resume --lr {cfg.lr / 10:g} "
+            f"(or {clip_hint})")
+
+
+def validate(run, cfg, task, net, progress, scheduled=True):
+    """Validation loss; keeps best.safetensors. Only scheduled validations (every eval_every steps)
+    move the plateau schedule, so stopping early never changes the arithmetic."""
+    record = {"step": progress.step, "split": "valid", **task.evaluate(net.params, net.arch)}
+    loss = record["loss"]
+    if loss < progress.best_valid:
+        progress.best_valid, progress.best_step = loss, progress.step
+        run.save_best(net.params, {"step": progress.step, "valid_loss": loss})
+    if cfg.schedule == "plateau" and scheduled:
+        progress.schedule = schedules.Plateau(cfg.lr).update(progress.schedule, loss)
+    record["best"] = progress.best_valid
+    run.log(record)
+    return record
+

@@ -1,0 +1,117 @@
+"""bptt.bench and `bptt bench`: the FLOP formula, the command on a tiny model, optional frameworks
+skipped. Nothing here asserts on a time (JAX is not a test dependency and is not run)."""
+
+import sys
+
+import pytest
+
+from bptt import bench
+from bptt.bench import harness, runners
+from bptt.cli import main
+from bptt.training.config import TrainConfig
+
+TINY = ["--hidden", "16", "--batch", "4", "--window", "8", "--steps", "2", "--repeats", "1", "--warmup", "1"]
+
+
+def test_flops_per_step_by_hand():
+    # rnn, G = 1, H 2, E 3, V 5, 2 layers, B 2, T 3:
+    # layer 0: 2*1*2*(3+2) = 20; layer 1: 2*1*2*(2+2) = 16; readout 2*2*5 = 20; 3*B*T*56 = 1008
+    cfg = bench.config(TrainConfig(cell="rnn", hidden=2, embedding=3, layers=2, batch=2, window=3))
+    assert bench.flops_per_step(cfg, 5) == 1008
+    # lstm, G = 4: 3*B*T*(2*4*2*(3+2)) + readout = 18*(80+20)
+    assert bench.flops_per_step(cfg.replace(cell="lstm", layers=1), 5) == 1800
+    # one-hot inputs: D = V for the first layer
+    assert bench.flops_per_step(cfg.replace(embedding=0, layers=1), 5) == 18 * (2 * 2 * (5 + 2) + 20)
+    # the docstring's example
+    assert bench.flops_per_step(bench.config("lstm-h256"), 65) == 4_231_004_160
+
+
+def test_bench_command_prints_a_row_per_framework(capsys):
+    pytest.importorskip("torch")
+    assert main(["bench", *TINY, "--frameworks", "bptt", "torch", "--no-rss"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("lstm-h16-b4-t8")]
+    assert [r.split()[1] for r in rows] == ["bptt", "PyTorch"]
+    assert "peak RSS (MB)" in out and "validation losses differ by at most" in out
+    loss = [float(r.split()[7]) for r in rows]
+    assert abs(loss[0] - loss[1]) < 1e-4                       # the same computation from the same weights
+
+
+def test_missing_framework_is_skipped_with_a_message(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "jax", None)              # import jax now raises ImportError
+    monkeypatch.setitem(sys.modules, "torch", None)
+    assert runners.available(["bptt", "torch", "jax"]) == ["bptt"]
+    out = capsys.readouterr().out
+    assert "PyTorch not installed" in out and "JAX not installed" in out
+    assert bench.run(["lstm-h128"], frameworks=["jax"]) == []
+    assert "JAX not installed" in capsys.readouterr().out
+    assert main(["bench", *TINY, "--frameworks", "jax", "torch"]) == 2
+    captured = capsys.readouterr()
+    assert "skipped" in captured.out and "error: --frameworks: none of jax, torch is installed" in captured.err
+
+
+def test_bad_arguments(capsys):
+    assert main(["bench", "--hidden", "0"]) == 2
+    assert "error: --hidden: expected a positive int, got '0'" in capsys.readouterr().err
+    assert main(["bench", "--embedding", "-1"]) == 2
+    assert "error: --embedding: expected an int >= 0, got '-1'" in capsys.readouterr().err
+    assert main(["bench", "--window", "100000000", "--frameworks", "bptt"]) == 2
+    assert "error: --window: expected fewer than" in capsys.readouterr().err
+    assert main(["bench", "--frameworks", "tensorflow"]) == 2
+    assert "error: --frameworks: invalid choice: 'tensorflow'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="config: expected one of"):
+        bench.config("lstm-h9999")
+
+
+def test_worker_reports_its_own_peak_rss_and_compile_time():
+    (m,) = harness.measure(bench.config("lstm-h128", hidden=8, batch=2, window=4), ["bptt"], steps=1, warmup=1,
+                         repeats=1, validate=False)
+    assert m["framework"] == "bptt" and "error" not in m and m["peak_rss_mb"] > 1
+    # the first call loads (or compiles) every kernel of a step: a measured time, not a placeholder,
+    # and below the whole measurement's
+    assert isinstance(m["compile_s"], float) and 0 < m["compile_s"] < 600
+
+
+def test_step_cost_and_markdown(capsys):
+    rows = bench.step_cost(bench.config("lstm-h128", hidden=8, batch=2), [4, 8], steps=1, warmup=0,
+                           frameworks=["bptt"], rss=False)
+    assert [(r["T"], r["framework"]) for r in rows] == [(4, "bptt"), (8, "bptt")]
+    assert all(r["ms_per_step"] > 0 and r["peak_rss_mb"] is None for r in rows)
+    text = bench.markdown(rows, bench.LENGTH_COLUMNS, title="step cost")
+    lines = text.splitlines()
+    assert lines[0] == "# step cost" and any(line.startswith("- **cpu**: ") for line in lines)
+    assert any(line.startswith("- **command**: `") for line in lines)
+    table = [line for line in lines if line.startswith("|")]
+    assert table[0].startswith("| config | T | framework | ms/step") and len(table) == 2 + len(rows)
+    assert table[2].split("|")[2].strip() == "4" and table[2].split("|")[6].strip() == "-"
+
+
+def test_bench_command_measures_lengths_into_a_new_markdown_file(tmp_path, capsys):
+    """--lengths and --markdown (what benchmarks/speed.py passes on): the table, then the file; an
+    existing file is refused and left as it was; --configs and a shape option together are refused."""
+    out = tmp_path / "length.md"
+    argv = ["bench", "--hidden", "8", "--batch", "2", "--lengths", "4", "8", "--steps", "1", "--warmup", "0",
+            "--frameworks", "bptt", "--no-rss", "--markdown", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert [line.split()[1] for line in printed.splitlines() if line.startswith("lstm-h8-b2")] == ["4", "8"]
+    text = out.read_text()
+    assert text.startswith("# bptt step cost vs window T\n") and f"written: {out}" in printed
+    assert main(argv) == 2
+    assert "--markdown: expected a new file" in capsys.readouterr().err and out.read_text() == text
+    assert main(["bench", "--configs", "lstm-h256", "--batch", "4"]) == 2
+    assert "error: --batch: describes your own configuration" in capsys.readouterr().err
+
+
+def test_speed_script_passes_its_defaults_to_bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "speed.py"
+    spec = importlib.util.spec_from_file_location("speed", path)
+    speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speed)
+    assert speed.argv([]) == ["bench", "--configs", "all"]
+    assert speed.argv(["--lengths", "16", "64"]) == ["bench", "--configs", "lstm-h256", "--lengths", "16", "64"]
+    assert speed.argv(["--configs", "gru-h256"]) == ["bench", "--configs", "gru-h256"]
+    assert speed.argv(["--hidden", "64"]) == ["bench", "--hidden", "64"]

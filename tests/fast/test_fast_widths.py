@@ -1,0 +1,39 @@
+"""The fast engine's kernel tests at the vector width this CPU does not use.
+
+packed.py builds its GEMM microkernel from 512-bit vectors where the CPU has AVX-512 and from
+256-bit ones elsewhere, once, at import; the other tests run at this CPU's width. This one runs
+tests/fast/fast_width_check.py in a fresh process forced to the other width (64 bytes on an AVX2 CPU,
+where LLVM splits the 512-bit vectors; 32 on an AVX-512 CPU, with numba compiling as for AVX2) and
+in a numba cache of its own: the tile against its plain-loop reference, gemm, gemm_tn, matmul, dU,
+the fused readout and cross-entropy, and every cell's forward and backward against the NumPy
+reference, float32 and float64 (the list: fast_width_check.checks). Compiling them costs about a
+minute of one core.
+"""
+
+import os
+import subprocess
+import sys
+
+import fast_width_check
+
+from bptt.fast import packed
+
+SCRIPT = fast_width_check.__file__
+
+
+def test_kernels_at_the_other_width(tmp_path):
+    other = 32 if packed.VECTOR_BYTES == 64 else 64
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    env.pop("NUMBA_CPU_FEATURES", None)
+    env.pop("NUMBA_CPU_NAME", None)
+    done = subprocess.run([sys.executable, SCRIPT, str(other)], env=env, capture_output=True, text=True,
+                          timeout=900, check=False)
+    lines = done.stdout.splitlines()
+    report = "\n".join(line for line in lines if not line.startswith("ok ")) + "\n" + done.stderr[-3000:]
+    assert lines and lines[0].startswith(f"width {other} bytes, NV {4 if other == 64 else 2};"), report
+    if other == 32:
+        assert lines[0].endswith("numba compiles for -avx512f"), report
+    missing = [name for name, _, _ in fast_width_check.checks() if f"ok {name}" not in lines]
+    assert not missing and done.returncode == 0, f"{len(missing)} checks failed or did not run: {missing[:20]}\n{report}"
+    assert any(line.startswith("ok machine code of packed.gemm") for line in lines), report
+    assert lines[-1] == "0 failed", report

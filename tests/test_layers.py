@@ -1,0 +1,78 @@
+"""The tree shows the design: each layer of src/bptt imports only from the layers below it (reading
+every import statement, the ones inside functions too), and the old module names still import.
+
+    checks < reference < fast < model < training < interop < lab, bench < cli
+
+lab and bench share a rank but do not import each other; bptt/__init__.py (the package's face, with
+the old names) and __main__.py are above the layers.
+"""
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+import bptt
+
+SRC = Path(bptt.__file__).parent
+RANK = {"checks": 0, "reference": 1, "fast": 2, "model": 3, "training": 4, "interop": 5, "lab": 6, "bench": 6,
+        "cli": 7}
+
+
+def layer(module):
+    """The layer of a module name inside bptt ("bptt.model.engine" -> "model"), or None for bptt itself."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def imports(path, text=None):
+    """The bptt modules (and packages) that the file at path (or text, as if it were there) imports,
+    by absolute name."""
+    package = ".".join(path.relative_to(SRC.parent).parts[:-1])
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text() if text is None else text)):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target == "bptt":                     # from .. import checks, __version__
+                found |= {f"bptt.{a.name}" for a in node.names if a.name in RANK}
+            elif target.startswith("bptt."):
+                found.add(target)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("bptt.")}
+    return found
+
+
+MODULES = sorted(p for p in SRC.rglob("*.py") if p.parent != SRC or p.stem == "checks")
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[str(p.relative_to(SRC)) for p in MODULES])
+def test_imports_point_down(path):
+    here = path.stem if path.parent == SRC else path.relative_to(SRC).parts[0]
+    assert here in RANK, f"{path}: in no layer; add it to one (and to docs/architecture.md)"
+    for target in imports(path):
+        there = layer(target)
+        assert there in RANK, f"{path} imports {target}, which is in no layer"
+        assert there == here or RANK[there] < RANK[here], \
+            f"{path.relative_to(SRC)} ({here}) imports {target} ({there}): imports must point down the layers"
+
+
+def test_the_check_sees_upward_imports():
+    """The reading above can fail: imports inside a function, relative and absolute, are seen."""
+    engine = SRC / "model" / "engine.py"
+    late = engine.read_text() + "\n\ndef _late():\n    from ..training import train\n    import bptt.cli.app\n"
+    assert {"bptt.training", "bptt.cli.app"} <= imports(engine, late)
+    assert imports(SRC / "reference" / "rnn.py", "from .. import checks\nfrom . import activations\n") == \
+        {"bptt.checks", "bptt.reference"}
+
+
+@pytest.mark.parametrize("old", sorted(bptt.MOVED))
+def test_old_module_names_are_the_new_modules(old):
+    new = importlib.import_module(f"bptt.{bptt.MOVED[old]}")
+    assert importlib.import_module(f"bptt.{old}") is new
+    assert getattr(bptt, old.split(".")[0]) is importlib.import_module(f"bptt.{old.split('.')[0]}")
+    assert new.__spec__.name == new.__name__ == f"bptt.{bptt.MOVED[old]}"
