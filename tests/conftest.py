@@ -40,17 +40,78 @@ def stale_kernels():
 
 
 def pytest_sessionstart(session):
-    """For the whole suite on a cold cache: compile the kernels once, split over the cores, before
-    pytest-xdist starts its workers (its own sessionstart runs last), so that each worker loads
-    them instead of compiling all of them at the same time as the other."""
+    """Before a run of the whole suite (in the controller, before pytest-xdist starts its workers: its
+    own sessionstart runs last): start the check at the other vector width in the background, for
+    tests/fast/test_fast_widths.py to collect (other_width_run), and, on a cold numba cache, compile
+    the fast engine once (tests/fast/warm_cache.py): `base` beside that check, then the cells and the
+    readout spread over the cores. Each worker then loads the compiled kernels instead of compiling
+    all of them at the same time as the other."""
     config = session.config
     whole_suite = all(Path(arg).resolve() == TESTS for arg in config.args)
-    if hasattr(config, "workerinput") or not whole_suite or not stale_kernels():
+    if hasattr(config, "workerinput") or not whole_suite:
         return
-    shares = max(1, min(os.cpu_count() or 1, 4))
+    config.bptt_other_width = start_other_width()
+    if not stale_kernels():
+        return
+    run_groups([["base"]])
+    cores = max(1, min(os.cpu_count() or 1, 4))
+    shares = [[] for _ in range(cores)]
+    for name in sorted(("lstm", "readout", "gru", "rnn"), key=lambda g: -WARM_COST[g]):   # longest first
+        min(shares, key=lambda share: sum(WARM_COST[g] for g in share)).append(name)
+    run_groups([share for share in shares if share])
+
+
+WARM_COST = {"lstm": 42, "readout": 35, "gru": 33, "rnn": 32}      # seconds of one core (warm_cache.py)
+
+
+def run_groups(shares):
+    """warm_cache.py GROUP... for each share of groups, in processes side by side; returns when all end."""
     script = TESTS / "fast" / "warm_cache.py"
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    procs = [subprocess.Popen([sys.executable, str(script), str(i), str(shares)], env=env, cwd=script.parent,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(shares)]
+    procs = [subprocess.Popen([sys.executable, str(script), *share], env=env, cwd=script.parent,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for share in shares]
     for proc in procs:
         proc.wait()
+
+
+def start_other_width():
+    """tests/fast/fast_width_check.py at the vector width this CPU does not use, started now in its own
+    numba cache, its output going to files in a new directory; a thread writes the exit status to
+    `rc` when it ends. The directory is given to the workers in BPTT_OTHER_WIDTH_RUN."""
+    import tempfile
+    import threading
+
+    from bptt.fast import packed
+
+    other = 32 if packed.VECTOR_BYTES == 64 else 64
+    folder = Path(tempfile.mkdtemp(prefix="bptt-other-width-"))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(folder / "numba"))
+    env.pop("NUMBA_CPU_FEATURES", None)
+    env.pop("NUMBA_CPU_NAME", None)
+    out, err = open(folder / "stdout", "w"), open(folder / "stderr", "w")
+    proc = subprocess.Popen([sys.executable, str(TESTS / "fast" / "fast_width_check.py"), str(other)], env=env,
+                            stdout=out, stderr=err)
+
+    def wait():
+        code = proc.wait()
+        out.close()
+        err.close()
+        (folder / "rc.tmp").write_text(str(code))
+        os.replace(folder / "rc.tmp", folder / "rc")
+
+    threading.Thread(target=wait, daemon=True).start()
+    (folder / "width").write_text(str(other))
+    os.environ["BPTT_OTHER_WIDTH_RUN"] = str(folder)
+    return proc, folder
+
+
+def pytest_sessionfinish(session):
+    started = getattr(session.config, "bptt_other_width", None)
+    if started is not None:
+        proc, folder = started
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)

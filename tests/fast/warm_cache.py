@@ -1,13 +1,15 @@
 """Compile the fast engine once, into numba's disk cache, before the test processes start.
 
-    python tests/fast/warm_cache.py I N      # run share I of N of the kernel checks (I = 0..N-1)
+    python tests/fast/warm_cache.py GROUP [GROUP ...]      # groups: base, lstm, gru, rnn, readout
 
-Every pytest process (two under `make test`) would otherwise compile every kernel on first use, at
-the same time, each on its own core: about a minute and a quarter of one core each, the same work
-twice. conftest.py starts N of these instead, each compiling a different share of the kernels
-(by running its share of the checks fast_width_check.py lists: the test suite's own cases, so
-the signatures compiled are the ones the tests call), and lets pytest start its workers when
-they are done; the workers then load the compiled code. Nothing is checked here: the tests do it.
+Every pytest process (two under `make test`) would otherwise compile every kernel it calls on first
+use, at the same time as the other, each on its own core: about three minutes of one core each on
+a 2-core AMD EPYC (Zen 4), the same work twice. conftest.py runs these instead, before pytest-xdist
+starts its workers: first `base` (the GEMM kernels every cell calls), then the cells and the fused
+readout spread over the cores, each process loading what an earlier one compiled. A group runs its
+share of the checks fast_width_check.py lists (the test suite's own cases: the signatures compiled
+are the ones the tests call), here at this CPU's width and with blocks of rows on threads.
+Nothing is checked here: the tests do that, and report failures.
 """
 
 import sys
@@ -15,20 +17,36 @@ import sys
 import fast_width_check
 import numpy as np
 
+GROUPS = ("base", "lstm", "gru", "rnn", "readout")
+COST = {"base": 49, "lstm": 42, "readout": 35, "gru": 33, "rnn": 32}   # seconds of one core, measured (module docstring)
 
-def main(share, shares):
+
+def group(name, kwargs):
+    """Which group a check belongs to: base (test_packed), readout (test_fast_readout), or its cell."""
+    if name.startswith("test_packed"):
+        return "base"
+    if name.startswith("test_fast_readout"):
+        return "readout"
+    cell = kwargs.get("cell") or kwargs["case"].cell
+    return cell.split("-")[0]
+
+
+def main(groups):
     from bptt.training import clipping, optim
 
-    todo = fast_width_check.checks()[share::shares]
-    for _, fn, kwargs in todo:
-        try:
-            fn(**kwargs)
-        except Exception:                                 # noqa: BLE001  the tests report failures, not this
-            pass
-    if share == 0:                                        # the compiled parts of training
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        print(f"groups: expected some of {', '.join(GROUPS)}, got {sorted(unknown)}")
+        return 2
+    for name, fn, kwargs in fast_width_check.checks():
+        if group(name, kwargs) in groups:
+            try:
+                fn(**kwargs)
+            except Exception:                             # noqa: BLE001  the tests report failures, not this
+                pass
+    if "readout" in groups:                               # and the compiled parts of training
         for dtype in (np.float32, np.float64):
-            params = {"W": np.ones((3, 2), dtype)}
-            grads = {"W": np.ones((3, 2), dtype)}
+            params, grads = {"W": np.ones((3, 2), dtype)}, {"W": np.ones((3, 2), dtype)}
             clipping.clip_global_norm(grads, 1.0)
             opt = optim.Adam()
             opt.step(params, grads, opt.init(params), 1e-3)
@@ -36,4 +54,4 @@ def main(share, shares):
 
 
 if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1]), int(sys.argv[2])))
+    sys.exit(main(sys.argv[1:]))

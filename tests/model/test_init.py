@@ -37,7 +37,7 @@ def test_xavier_bounds_and_forget_bias():
 
 def test_errors():
     net = bptt.Network("gru", 5, 4, 3)
-    with pytest.raises(ValueError, match="forget_bias: applies to cell='lstm' only"):
+    with pytest.raises(ValueError, match=r"forget_bias: applies to a cell with a forget gate \(cell='lstm'\) only"):
         init.apply(net.params, net.arch, np.random.default_rng(0), forget_bias=1.0)
     with pytest.raises(ValueError, match="recurrent: expected one of"):
         init.apply(net.params, net.arch, np.random.default_rng(0), recurrent="eye")

@@ -75,11 +75,12 @@ def training_cases():
 
 def network(case, dtype=np.float64):
     cell, _, nonlinearity = case.cell.partition("-")
+    compiled = cell in engine.backend(case.engine).cells        # the skip RNN has only the reference
     return Network(cell, case.V, case.H, case.K, num_layers=case.num_layers,
                    embedding_dim=case.E if case.inputs == "embedding" else None,
                    nonlinearity=nonlinearity or "tanh", dtype=dtype, seed=case.seed, tie_weights=case.tied,
-                   skip=case.skip if cell == "skip" else None,
-                   engine="numpy" if cell == "skip" else case.engine)     # the skip RNN has only the reference
+                   skip=case.skip,
+                   engine=case.engine if compiled else "numpy")
 
 
 def problem(case, dtype=np.float64):

@@ -32,9 +32,10 @@ def apply(params, arch, rng, weights="default", recurrent="default", forget_bias
     """Re-initialise params (a dict from engine.init_params for arch) in place."""
     checks.one_of("weights", weights, WEIGHTS)
     checks.one_of("recurrent", recurrent, RECURRENT)
-    if forget_bias is not None and arch.cell != "lstm":
-        raise ValueError(f"forget_bias: applies to cell='lstm' only, got cell={arch.cell!r}")
-    H, G = arch.hidden_size, arch.module.GATES
+    if forget_bias is not None and "f" not in arch.spec.GATE_NAMES:
+        raise ValueError(f"forget_bias: applies to a cell with a forget gate (cell='lstm') only, got "
+                         f"cell={arch.cell!r}")
+    H, G = arch.hidden_size, arch.spec.GATES
     for k in range(arch.num_layers):
         W, U, b, b_U = (params[f"l{k}.{name}"] for name in ("W", "U", "b", "b_U"))
         dtype = W.dtype
@@ -52,8 +53,9 @@ def apply(params, arch, rng, weights="default", recurrent="default", forget_bias
             b[...] = 0
             b_U[...] = 0
         if forget_bias is not None:
-            b[H:2 * H] = forget_bias                          # gate order i, f, g, o
-            b_U[H:2 * H] = 0
+            f = arch.spec.GATE_NAMES.index("f") * H            # the forget gate's block of b and b_U
+            b[f:f + H] = forget_bias
+            b_U[f:f + H] = 0
         if radius is not None:
             for j in range(G):
                 block = U[j * H:(j + 1) * H]
