@@ -31,30 +31,6 @@ def group(name, kwargs):
     return cell.split("-")[0]
 
 
-def training_calls(cell):
-    """The engine's own calls of a cell, as training, evaluation and sampling make them: one-hot,
-    embedded (folded into a table, or gathered rows under dropout) and float inputs, targets at every
-    step and at the last, one block of rows and two, float32 and float64. They reach signatures the
-    kernel checks do not (a table in Fortran order, int32 targets, ...)."""
-    import bptt
-    from bptt.model import engine
-
-    rng = np.random.default_rng(0)
-    for dtype in (np.float32, np.float64):
-        for inputs in ("onehot", "embedding", "float"):
-            for B in (3, 16):
-                net = bptt.Network(cell, 5 if inputs == "float" else 7, 8, 7, num_layers=2, dtype=dtype,
-                                   embedding_dim=4 if inputs == "embedding" else None)
-                x = rng.standard_normal((6, B, 5)).astype(dtype) if inputs == "float" else rng.integers(0, 7, (6, B))
-                lengths = rng.integers(1, 7, B)
-                for target, y in (("every", rng.integers(0, 7, (6, B))), ("last", rng.integers(0, 7, B))):
-                    for dropout in (0.0, 0.2):
-                        engine.loss_and_grads(net.params, net.arch, x, y, target=target, lengths=lengths,
-                                              dropout=dropout, rng=1)
-                engine.logits(net.params, net.arch, x)
-                net.loss_and_grads(x, rng.integers(0, 7, (6, B)))
-
-
 def main(groups):
     from bptt.training import clipping, optim
 
@@ -67,12 +43,6 @@ def main(groups):
             try:
                 fn(**kwargs)
             except Exception:                             # noqa: BLE001  the tests report failures, not this
-                pass
-    for cell in ("lstm", "gru", "rnn"):
-        if cell in groups:
-            try:
-                training_calls(cell)
-            except Exception:                             # noqa: BLE001  as above
                 pass
     if "readout" in groups:                               # and the compiled parts of training
         for dtype in (np.float32, np.float64):
