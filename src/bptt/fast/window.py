@@ -53,7 +53,7 @@ def input_table(W, b, xs, b_U=None):
         table, ids = matmul(xs.E, W.T), np.ascontiguousarray(xs.ids)
         table += bias
     elif is_ids(xs):
-        table, ids = W.T + bias, np.ascontiguousarray(xs)
+        table, ids = np.add(W.T, bias, order="C"), np.ascontiguousarray(xs)   # rows contiguous, as gathered
     else:
         T, B, D = xs.shape
         table = inputs.project(W, bias, xs, matmul).reshape(T * B, -1)
