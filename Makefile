@@ -20,14 +20,16 @@ gradcheck: $(VENV)/.installed-test
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 -q
 
+# --no-compile: pip would byte-compile every file it installs (torch's thousands: about 20 s here);
+# Python compiles the modules that are imported, when they are
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-compile -r requirements.txt
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
-	$(BIN)/python -m pip install -q -r requirements-test.txt
+	$(BIN)/python -m pip install -q --no-compile -r requirements-test.txt
 	touch $@
 
 clean:
