@@ -7,6 +7,7 @@ finite differences the denominator is floored at the smallest norm they can reso
 a gradient that vanishes below it is held to an absolute error instead.
 """
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
@@ -177,13 +178,46 @@ def against_finite_differences(case, eps=None):
     def f():
         return engine.loss_value(net.params, net.arch, **kw, **dropout)
 
+    above = layers_above(net, kw, f) if not (dropout or case.tied) else {}
     floor = resolution(eps)
-    errors = {name: rel_err(r.grads[name], central_differences(f, a, eps), floor) for name, a in net.params.items()}
+    errors = {}
+    for name, a in net.params.items():
+        k = net.arch.num_layers - 1 if name in ("V", "c") else int(name[1:name.index(".")]) if name[0] == "l" else 0
+        errors[name] = rel_err(r.grads[name], central_differences(above.get(k, f), a, eps), floor)
     if case.inputs == "float":
         errors["x"] = rel_err(r.dx, central_differences(f, kw["x"], eps), floor)
     for part, a, da in zip(state_labels(net.arch), state_parts(kw["state"]), state_parts(r.dstate0)):
-        errors[part] = rel_err(da, central_differences(f, a, eps), floor)
+        fd = np.stack([central_differences(above.get(k, f), a[k], eps) for k in range(len(a))])
+        errors[part] = rel_err(da, fd, floor)
     return errors
+
+
+def layers_above(net, kw, f):
+    """{k: the loss as a function of layers k.. and the readout} for k = 1..L-1: the layers below k
+    run once, as their outputs do not change when a parameter or initial state above them is
+    perturbed. Each is the same computation on the same values as the whole network's, so it gives
+    the same loss to the last bit; one that does not (checked here) is left out, and f is used."""
+    arch, params = net.arch, net.params
+    batch, _, _ = engine.prepare_loss(params, arch, kw["x"], kw["y"], kw["state"], kw["target"], kw["loss"],
+                                      kw["lengths"], kw.get("reset"), kw.get("loss_mask"))
+    inputs = []
+    engine.forward_layers(params, arch, batch, [None] * (arch.num_layers + 1), inputs)
+    whole, parts, losses_above = f(), state_parts(kw["state"]), {}
+    for k in range(1, arch.num_layers):
+        upper = dataclasses.replace(arch, input_size=arch.hidden_size, num_layers=arch.num_layers - k,
+                                    embedding_dim=None, tie_weights=False)
+        names = {f"l{j - k}.{n[n.index('.') + 1:]}": n for n in params if n[0] == "l"
+                 for j in [int(n[1:n.index(".")])] if j >= k}
+        upper_params = {new: params[old] for new, old in names.items()} | {"V": params["V"], "c": params["c"]}
+        state = tuple(a[k:] for a in parts)                    # views: a perturbation of a[k] is seen
+        upper_kw = kw | {"x": inputs[k], "state": state if len(state) > 1 else state[0]}
+
+        def f_k(upper_params=upper_params, upper=upper, upper_kw=upper_kw):
+            return engine.loss_value(upper_params, upper, **upper_kw)
+
+        if f_k() == whole:
+            losses_above[k] = f_k
+    return losses_above
 
 
 def against_torch(case, dtype=np.float64):

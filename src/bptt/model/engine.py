@@ -263,8 +263,9 @@ def folds_embedding(arch, drops):
     return arch.backend.folds_embedding and arch.embedding_dim is not None and drops[0] is None
 
 
-def forward_layers(params, arch, batch, drops):
-    """Embedding and L layers. Returns the readout's input (T, B, H), the final state parts, caches."""
+def forward_layers(params, arch, batch, drops, inputs=None):
+    """Embedding and L layers. Returns the readout's input (T, B, H), the final state parts, caches.
+    inputs: None, or a list that receives each layer's input, bottom first."""
     x = batch.x
     if folds_embedding(arch, drops):
         xs = Embedded(params["E"], x)
@@ -275,6 +276,8 @@ def forward_layers(params, arch, batch, drops):
         if drops[k] is not None:
             xs = xs * drops[k]
         state0 = tuple(s[k] for s in batch.state)
+        if inputs is not None:
+            inputs.append(xs)
         xs, state_T, cache = arch.module.forward(layer(params, k), xs, state0, batch.mask, batch.reset,
                                                  **arch.options)
         final.append(state_T)
