@@ -10,8 +10,10 @@ the process. Measured on lstm H256 (batch 32, window 64): a process whose first 
 reuse_freed_memory() fixes both thresholds, which ends the adaptation: allocations up to 32 MiB
 (glibc's largest mmap threshold) come from the heap, and up to 256 MiB of freed memory is kept
 for reuse instead of being returned to the kernel. Either engine allocates this way. It changes
-the whole process's allocator, so nothing calls it on import: the trainer (train.train) and the
-benchmark's bptt worker do, and a program with its own training loop may.
+the whole process's allocator, so nothing calls it on import: the first use of the fast engine does
+(model.engine.backend("fast"), so a program with its own loop over Network.loss_and_grads gets what
+the trainer gets), and the trainer (train.train) does for either engine. What it costs: a process
+keeps up to 256 MiB of freed memory instead of returning it to the kernel at once.
 """
 
 import ctypes

@@ -59,14 +59,18 @@ class Backend(NamedTuple):
 @functools.cache
 def backend(name):
     """The engine called name, built once. "fast": bptt.fast's compiled rnn, gru and lstm (imported
-    here, on first use: numba compiles); "numpy": the reference cells of bptt.cells."""
+    here, on first use: numba compiles), and glibc's malloc thresholds set for this process as the
+    trainer sets them (bptt.fast.heap: freed window-sized arrays are reused instead of returned to
+    the kernel and faulted in again); "numpy": the reference cells of bptt.reference."""
     checks.one_of("engine", name, ENGINES)
     if name == "numpy":
         return Backend("numpy", CELLS, np.matmul, None, False)
     from .. import fast
+    from ..fast import heap
     from ..fast.matmul import matmul
     from ..fast.readout import cross_entropy
 
+    heap.reuse_freed_memory()        # once per process: a step's arrays come back from the heap (fast/heap.py)
     return Backend("fast", fast.CELLS, matmul, cross_entropy, True)
 
 
