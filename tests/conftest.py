@@ -96,8 +96,11 @@ def start_other_width():
         code = proc.wait()
         out.close()
         err.close()
-        (folder / "rc.tmp").write_text(str(code))
-        os.replace(folder / "rc.tmp", folder / "rc")
+        try:
+            (folder / "rc.tmp").write_text(str(code))
+            os.replace(folder / "rc.tmp", folder / "rc")
+        except OSError:                               # the session ended first and removed the folder
+            pass
 
     threading.Thread(target=wait, daemon=True).start()
     (folder / "width").write_text(str(other))
