@@ -61,7 +61,7 @@ def pytest_sessionstart(session):
     run_groups([share for share in shares if share])
 
 
-WARM_COST = {"lstm": 42, "readout": 35, "gru": 33, "rnn": 32}      # seconds of one core (warm_cache.py)
+WARM_COST = {"lstm": 42, "readout": 35, "gru": 33, "rnn": 32}   # s of one core each, after base (49 s); AMD EPYC Zen 4
 
 
 def run_groups(shares):

@@ -18,7 +18,6 @@ import fast_width_check
 import numpy as np
 
 GROUPS = ("base", "lstm", "gru", "rnn", "readout")
-COST = {"base": 49, "lstm": 42, "readout": 35, "gru": 33, "rnn": 32}   # seconds of one core, measured (module docstring)
 
 
 def group(name, kwargs):
