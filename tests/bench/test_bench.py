@@ -33,6 +33,8 @@ def test_bench_command_prints_a_row_per_framework(capsys):
     rows = [line for line in out.splitlines() if line.startswith("lstm-h16-b4-t8")]
     assert [r.split()[1] for r in rows] == ["bptt", "PyTorch"]
     assert "peak RSS (MB)" in out and "validation losses differ by at most" in out
+    assert out.startswith("CPU: ") and "bptt's kernels: " in out.splitlines()[0]
+    assert any(bits in out.splitlines()[0] for bits in ("256-bit", "512-bit"))
     loss = [float(r.split()[7]) for r in rows]
     assert abs(loss[0] - loss[1]) < 1e-4                       # the same computation from the same weights
 
@@ -80,6 +82,7 @@ def test_step_cost_and_markdown(capsys):
     text = bench.markdown(rows, bench.LENGTH_COLUMNS, title="step cost")
     lines = text.splitlines()
     assert lines[0] == "# step cost" and any(line.startswith("- **cpu**: ") for line in lines)
+    assert any(line.startswith("- **vector width**: ") and "-bit" in line for line in lines)
     assert any(line.startswith("- **command**: `") for line in lines)
     table = [line for line in lines if line.startswith("|")]
     assert table[0].startswith("| config | T | framework | ms/step") and len(table) == 2 + len(rows)

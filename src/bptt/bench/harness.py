@@ -165,6 +165,14 @@ def version(package):
         return "not installed"
 
 
+def vector_width():
+    """The vector width the fast engine's GEMM kernel was built for on this CPU, and why."""
+    from ..fast import packed
+
+    return (f"{8 * packed.VECTOR_BYTES}-bit (this CPU has "
+            f"{'AVX-512' if packed.VECTOR_BYTES == 64 else 'no AVX-512: AVX2 or narrower'})")
+
+
 def machine():
     """What the numbers were measured on: CPU model, cores, Python and library versions, command, date."""
     cpu = platform.processor() or "unknown"
@@ -175,7 +183,8 @@ def machine():
         pass
     cores = os.cpu_count()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
-    return {"cpu": cpu, "cores": f"{cores}" + (f" ({usable} usable)" if usable != cores else ""),
+    return {"cpu": cpu, "vector width": vector_width(),
+            "cores": f"{cores}" + (f" ({usable} usable)" if usable != cores else ""),
             "python": platform.python_version(), "numpy": version("numpy"), "numba": version("numba"),
             "torch": version("torch"), "jax": version("jax"), "jaxlib": version("jaxlib"),
             "command": shlex.join([os.path.basename(sys.executable), *sys.argv]),

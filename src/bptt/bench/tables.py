@@ -21,6 +21,12 @@ LENGTH_COLUMNS = [("config", "config", "<14", "{}"), ("T", "T", ">6", "{}"), ("f
                   ("peak_rss_mb", "peak RSS (MB)", ">13", "{:.0f}"), ("compile_s", "compile (s)", ">11", "{:.2f}")]
 
 
+def machine_line():
+    """The CPU the rows are measured on, and the vector width of bptt's kernels there."""
+    info = machine()
+    return f"CPU: {info['cpu']}, {info['cores']} cores; bptt's kernels: {info['vector width']}"
+
+
 def cell_text(row, key, fmt):
     value = row.get(key)
     return "-" if value is None else fmt.format(value)
@@ -56,6 +62,7 @@ def run(configs, steps=20, warmup=3, repeats=3, frameworks=FRAMEWORKS, out=print
     if not frameworks:
         return []
     given, peak = peak, peak or gemm_peak()
+    out(machine_line())
     out(f"float32 GEMM peak of this machine (NumPy, 1024^3): {peak / 1e9:.0f} GFLOP/s")
     out(format_header(COLUMNS))
     rows = []
@@ -97,6 +104,7 @@ def step_cost(cfg="lstm-h256", lengths=(16, 64, 256, 1024), steps=5, warmup=2, r
     frameworks = checked(steps, repeats, warmup, frameworks, out)
     if not frameworks:
         return []
+    out(machine_line())
     out(format_header(LENGTH_COLUMNS))
     rows = []
     for T in lengths:

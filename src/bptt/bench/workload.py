@@ -33,8 +33,8 @@ def config(name_or_cfg, **changes):
         raise ValueError(f"config: expected one of {', '.join(CONFIGS)} or a TrainConfig, got {name_or_cfg!r}")
     cfg = cfg.replace(**changes) if changes else cfg
     if cfg.cell not in BENCH_CELLS or cfg.task != "lm" or cfg.tie:
-        raise ValueError(f"config: the benchmark runs an untied language model with a cell in {', '.join(BENCH_CELLS)}; "
-                         f"got task={cfg.task!r}, cell={cfg.cell!r}, tie={cfg.tie}")
+        raise ValueError(f"config: the benchmark runs an untied language model with a cell in "
+                         f"{', '.join(BENCH_CELLS)}; got task={cfg.task!r}, cell={cfg.cell!r}, tie={cfg.tie}")
     return cfg
 
 
