@@ -81,16 +81,14 @@ def start_other_width():
     import tempfile
     import threading
 
-    from bptt.fast import packed
+    sys.path.insert(0, str(TESTS / "fast"))
+    import fast_width_check
 
-    other = 32 if packed.VECTOR_BYTES == 64 else 64
+    other = fast_width_check.other_width()
     folder = Path(tempfile.mkdtemp(prefix="bptt-other-width-"))
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(folder / "numba"))
-    env.pop("NUMBA_CPU_FEATURES", None)
-    env.pop("NUMBA_CPU_NAME", None)
+    argv, env = fast_width_check.command(other, folder / "numba")
     out, err = open(folder / "stdout", "w"), open(folder / "stderr", "w")
-    proc = subprocess.Popen([sys.executable, str(TESTS / "fast" / "fast_width_check.py"), str(other)], env=env,
-                            stdout=out, stderr=err)
+    proc = subprocess.Popen(argv, env=env, stdout=out, stderr=err)
 
     def wait():
         code = proc.wait()

@@ -93,6 +93,22 @@ def checks():
     return out
 
 
+def other_width():
+    """The vector width (bytes) this CPU's build does not use: the one this script is run at."""
+    from bptt.fast import packed
+
+    return 32 if packed.VECTOR_BYTES == 64 else 64
+
+
+def command(vector_bytes, cache_dir):
+    """(argv, env) that run this script at vector_bytes in a fresh process with the numba cache
+    cache_dir (of its own: numba keys its cache by CPU, not by packed's width)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
+    env.pop("NUMBA_CPU_FEATURES", None)
+    env.pop("NUMBA_CPU_NAME", None)
+    return [sys.executable, os.path.abspath(__file__), str(vector_bytes)], env
+
+
 def force_width(vector_bytes):
     """Make packed.py (imported after this) build its kernel for vector_bytes, and numba compile for
     this CPU (without AVX-512 when vector_bytes is 32). Returns the features numba is given."""

@@ -13,15 +13,10 @@ beside the compilation of this width, and this test collects its output.
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import fast_width_check
-
-from bptt.fast import packed
-
-SCRIPT = fast_width_check.__file__
 
 
 def other_width_run(other, tmp_path):
@@ -35,16 +30,13 @@ def other_width_run(other, tmp_path):
             time.sleep(0.5)
         assert rc.exists(), f"the check at width {other} started by conftest.py did not end in 900 s"
         return (Path(started) / "stdout").read_text(), (Path(started) / "stderr").read_text(), int(rc.read_text())
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"))
-    env.pop("NUMBA_CPU_FEATURES", None)
-    env.pop("NUMBA_CPU_NAME", None)
-    done = subprocess.run([sys.executable, SCRIPT, str(other)], env=env, capture_output=True, text=True,
-                          timeout=900, check=False)
+    argv, env = fast_width_check.command(other, tmp_path / "numba")
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, check=False)
     return done.stdout, done.stderr, done.returncode
 
 
 def test_kernels_at_the_other_width(tmp_path):
-    other = 32 if packed.VECTOR_BYTES == 64 else 64
+    other = fast_width_check.other_width()
     stdout, stderr, returncode = other_width_run(other, tmp_path)
     lines = stdout.splitlines()
     report = "\n".join(line for line in lines if not line.startswith("ok ")) + "\n" + stderr[-3000:]

@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 
-from ..fast import heap
 from ..model import engine
 from ..training import clipping, optim, train
 
@@ -24,7 +23,6 @@ class Ours:
     def __init__(self, cfg, task, weights=None):
         self.net = weights or train.build_network(cfg, task.input_size, task.output_size)
         self.opt, self.cfg = optim.Adam(), cfg
-        heap.reuse_freed_memory()                 # as train.train does
         self.state = self.opt.init(self.net.params)
         # compiled code: loaded from numba's disk cache, or compiled on a fresh install; timed here
         # on a two-step window (no update), so that it is reported apart from the timed steps

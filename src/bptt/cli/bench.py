@@ -1,6 +1,7 @@
 """bptt bench: training speed and memory against PyTorch and JAX, on a configuration of the user's
 or on the named ones of docs/benchmarks.md (--configs), or the cost of a step as T grows (--lengths)."""
 
+import functools
 from pathlib import Path
 
 from .options import NONNEGATIVE_INT, POSITIVE_INT, flag, parser_for
@@ -61,7 +62,7 @@ def run_bench(args):
     if out is not None and (out.exists() or not out.parent.is_dir()):
         raise ValueError(f"--markdown: expected a new file in an existing directory, got {out}"
                          + (" (it exists; bptt does not overwrite it)" if out.exists() else ""))
-    show = lambda line: print(line, flush=True)                      # noqa: E731
+    show = functools.partial(print, flush=True)
     try:
         cfgs = configurations(args)
         if args.lengths:

@@ -5,7 +5,9 @@ their gradients: megabytes each). glibc's malloc serves an allocation above its 
 with fresh pages from the kernel, and that threshold adapts to the sizes freed so far, so whether
 a step's arrays come back from the heap or are faulted in page by page depends on the history of
 the process. Measured on lstm H256 (batch 32, window 64): a process whose first call was on a
-2-step window kept faulting 3,800 pages per step and took 28 ms a step instead of 21.6 ms.
+2-step window kept faulting 3,800 pages per step and took 28 ms a step instead of 21.6 ms (an
+AVX-512 Xeon, 2026-11-22); 28.8 ms instead of 22.0 on a 2-core AMD EPYC Zen 4 with AVX-512
+(2026-11-29, median of 7 fresh processes each).
 
 reuse_freed_memory() fixes both thresholds, which ends the adaptation: allocations up to 32 MiB
 (glibc's largest mmap threshold) come from the heap, and up to 256 MiB of freed memory is kept

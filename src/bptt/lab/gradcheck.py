@@ -182,7 +182,7 @@ def against_finite_differences(case, eps=None):
     floor = resolution(eps)
     errors = {}
     for name, a in net.params.items():
-        k = net.arch.num_layers - 1 if name in ("V", "c") else int(name[1:name.index(".")]) if name[0] == "l" else 0
+        k = param_layer(name, net.arch.num_layers)
         errors[name] = rel_err(r.grads[name], central_differences(above.get(k, f), a, eps), floor)
     if case.inputs == "float":
         errors["x"] = rel_err(r.dx, central_differences(f, kw["x"], eps), floor)
@@ -190,6 +190,14 @@ def against_finite_differences(case, eps=None):
         fd = np.stack([central_differences(above.get(k, f), a[k], eps) for k in range(len(a))])
         errors[part] = rel_err(da, fd, floor)
     return errors
+
+
+def param_layer(name, num_layers):
+    """The lowest layer a parameter acts in: k for l{k}.*, the top layer for the readout's V and c,
+    0 for the embedding E."""
+    if name.startswith("l"):
+        return int(name[1:name.index(".")])
+    return num_layers - 1 if name in ("V", "c") else 0
 
 
 def layers_above(net, kw, f):
@@ -206,9 +214,11 @@ def layers_above(net, kw, f):
     for k in range(1, arch.num_layers):
         upper = dataclasses.replace(arch, input_size=arch.hidden_size, num_layers=arch.num_layers - k,
                                     embedding_dim=None, tie_weights=False)
-        names = {f"l{j - k}.{n[n.index('.') + 1:]}": n for n in params if n[0] == "l"
-                 for j in [int(n[1:n.index(".")])] if j >= k}
-        upper_params = {new: params[old] for new, old in names.items()} | {"V": params["V"], "c": params["c"]}
+        upper_params = {"V": params["V"], "c": params["c"]}      # the same arrays: a perturbation is seen
+        for name, a in params.items():
+            j = param_layer(name, arch.num_layers)
+            if name.startswith("l") and j >= k:
+                upper_params[f"l{j - k}{name[name.index('.'):]}"] = a
         state = tuple(a[k:] for a in parts)                    # views: a perturbation of a[k] is seen
         upper_kw = kw | {"x": inputs[k], "state": state if len(state) > 1 else state[0]}
 

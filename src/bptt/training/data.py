@@ -108,14 +108,12 @@ def _sorted_unique(what, items):
 
 
 class Numbered:
-    """What a vocabulary and a label set share: a tuple of distinct names (in the field called
-    NAMES), each numbered by its place: size, len() and index (name -> id)."""
-
-    NAMES = ""
+    """What a vocabulary and a label set share: a tuple of distinct names (each subclass says which
+    of its fields: `names`), each numbered by its place: size, len() and index (name -> id)."""
 
     @property
     def size(self):
-        return len(getattr(self, self.NAMES))
+        return len(self.names)
 
     def __len__(self):
         return self.size
@@ -123,16 +121,19 @@ class Numbered:
     @cached_property
     def index(self):
         """name -> id."""
-        return {name: i for i, name in enumerate(getattr(self, self.NAMES))}
+        return {name: i for i, name in enumerate(self.names)}
 
 
 @dataclass(frozen=True)
 class Vocab(Numbered):
     """The training tokens in sorted order; a token's id is its position in `tokens`."""
 
-    NAMES = "tokens"
     tokens: tuple[str, ...]
     level: str
+
+    @property
+    def names(self):
+        return self.tokens
 
     def __post_init__(self):
         object.__setattr__(self, "tokens", tuple(self.tokens))
@@ -301,8 +302,11 @@ def _windows(stream, w):
 class LabelSet(Numbered):
     """The training labels in sorted order; a label's id is its position in `labels`."""
 
-    NAMES = "labels"
     labels: tuple[str, ...]
+
+    @property
+    def names(self):
+        return self.labels
 
     def __post_init__(self):
         object.__setattr__(self, "labels", tuple(self.labels))
