@@ -72,6 +72,7 @@ def checks():
     plan = [
         (test_packed, "test_tile_equals_reference", None),
         (test_packed, "test_pack_layout", None),
+        (test_packed, "test_transposing_pack_equals_the_plain_one", None),
         (test_packed, "test_gemm", None),
         (test_packed, "test_gemm_tn_rows", None),
         (test_packed, "test_gemm_blocks_of_k", None),
@@ -80,6 +81,10 @@ def checks():
         (test_fast_readout, "test_equals_unfused", None),
         (test_fast_readout, "test_float32_stays_float32_and_near", None),
         (test_fast_readout, "test_strided_rows_and_int32_targets", None),
+        (test_fast_readout, "test_by_classes_equals_unfused", None),
+        (test_fast_readout, "test_by_classes_in_float32_and_chosen_for_a_large_vocabulary", None),
+        (test_fast_readout, "test_log_likelihood_equals_log_softmax", None),
+        (test_fast_readout, "test_log_likelihood_ties_and_float32", None),
         (test_fast, "test_row_blocks_on_threads_equal_reference", None),
         (test_fast, "test_float32_near_float64_reference", None),
         (test_fast, "test_float64_equals_reference", one_per_shape),

@@ -96,6 +96,15 @@ def test_pack_layout():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("N, K", [(1, 1), (packed.TB, packed.TB), (70, 33), (200, 48), (2 * packed.TB + 3, 100)])
+def test_transposing_pack_equals_the_plain_one(dtype, N, K):
+    """pack(B, True) moves TB x TB squares through a buffer and the edges one by one: the same
+    panels as pack(B^T, False), every element placed."""
+    B = np.random.default_rng(N + K).standard_normal((N, K)).astype(dtype)
+    assert np.array_equal(packed.pack(B, True), packed.pack(np.ascontiguousarray(B.T), False))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("K, M, N", [(1, 1, 1), (7, 5, 3), (300, 13, 65), (0, 6, 4), (513, 31, 33), (2016, 64, 256),
                                      (40, 20, 90), (150, 200, 1100)])     # 90: a 2-vector last panel; 1100: C in passes
 @pytest.mark.parametrize("beta", [0.0, 1.0])

@@ -226,7 +226,9 @@ def test_an_embedding_on_either_engine(cell, dropout, tied):
         assert np.max(np.abs(a.grads[k] - b.grads[k])) < 1e-12, k
     z_fast, z_ref = engine.logits(fast.params, fast.arch, x)[0], engine.logits(ref.params, ref.arch, x)[0]
     assert np.max(np.abs(z_fast - z_ref)) < 1e-12
-    assert engine.folds_embedding(fast.arch, [None] * 3) == (cell != "skip")   # only a compiled cell folds
+    # only a compiled cell folds, and only when the (V, D) table is the cheaper: V = 20 <= T B
+    assert engine.folds_embedding(fast.arch, [None] * 3, np.zeros((7, 3))) == (cell != "skip")
+    assert not engine.folds_embedding(fast.arch, [None] * 3, x)             # 18 rows: gathered
     net = bptt.Network(cell, 20, 8, 20, embedding_dim=5)                      # as reported (default engine)
     numpy_net = bptt.Network(cell, 20, 8, 20, embedding_dim=5, engine="numpy")
     loss, grads, _ = net.loss_and_grads(x, y, dropout=dropout, rng=np.random.default_rng(7))

@@ -43,6 +43,7 @@ VECTOR_BYTES = _vector_bytes()
 NV = 4 if VECTOR_BYTES == 64 else 2          # vectors per panel row: 4 x 16 float32 with AVX-512
 MR = 6                # rows per tile: MR * NV accumulators (24 of AVX-512's 32 registers, 12 of AVX2's 16)
 KB = 128              # gemm_tn: rows of X and Y per block (a panel of the block, KB x NC, stays in L1)
+TB = 16               # pack: the side of the squares a transposing pack moves at a time (2-4x a plain loop)
 TN_C_BYTES = 2 ** 19  # gemm_tn: rows of C per pass, about this many bytes of them (with a block of X, Y in L2)
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
@@ -74,15 +75,27 @@ def pack(B, trans):
     K, N = (B.shape[1], B.shape[0]) if trans else (B.shape[0], B.shape[1])
     Bp = _panels(K, N, B)
     NC = Bp.shape[2]
+    square = np.empty((TB, TB), B.dtype)
     for p in range(Bp.shape[0]):
         j0, w = p * NC, min(NC, N - p * NC)
         panel = Bp[p]
-        if trans:                      # 16 columns of B at a time: B's rows read along, the panel's rows written along
-            for k0 in range(0, K, 16):
-                for jj in range(w):
-                    row = B[j0 + jj]
-                    for k in range(k0, min(k0 + 16, K)):
-                        panel[k, jj] = row[k]
+        if trans:                      # TB x TB squares of B, each transposed through a small buffer
+            for jj0 in range(0, w, TB):
+                for k0 in range(0, K, TB):
+                    if jj0 + TB <= w and k0 + TB <= K:
+                        for a in range(TB):    # read along B's rows, write along the buffer's columns
+                            src = B[j0 + jj0 + a]
+                            for b in range(TB):
+                                square[b, a] = src[k0 + b]
+                        for b in range(TB):    # then along the buffer's rows and the panel's
+                            dst = panel[k0 + b]
+                            for a in range(TB):
+                                dst[jj0 + a] = square[b, a]
+                    else:                      # an edge of B
+                        for jj in range(jj0, min(jj0 + TB, w)):
+                            src = B[j0 + jj]
+                            for k in range(k0, min(k0 + TB, K)):
+                                panel[k, jj] = src[k]
         else:                          # loops, not slice assignments: they vectorise (2x faster)
             for k in range(K):
                 src, dst = B[k, j0:j0 + w], panel[k]

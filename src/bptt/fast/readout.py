@@ -11,11 +11,28 @@ For a tile of rows n of h (N, H), with y_n the target class and w_n the row's we
 
 The tile (TILE rows) stays in cache from z to dV. Blocks of rows run on the cores side by side
 (rows.run); each sums its own L, dV and dc, and the caller adds the blocks' sums in block order.
+
+That holds while a tile of logits, TILE x K, fits in a core's cache. A word vocabulary does not:
+K = 10,000 makes it 5 MB, and every tile would read and write all of dV (K, H). Beyond ROW_TILE_BYTES
+the work is cut by classes instead, in chunks of KC classes, each thread a range of them, with z
+transposed (zT, K x N: a chunk of classes is a block of contiguous rows):
+
+    pass 1, per chunk   zT[k] = V[k] h^T + c[k]                       (1)  V read in place, h^T packed once
+                        m_n = max over the classes so far,  s_n = sum of exp(z_nk - m_n)
+                        (the running log-sum-exp: s_n <- s_n exp(m_old - m_n) + sum over the chunk)
+    the threads' (m, s) combined:  L = -sum_n w_n (z[y_n, n] - m_n - log s_n)
+    pass 2, per chunk   dzT[k] = w (exp(zT[k] - m) / s - e_y)          (1b), in place
+                        dc[k] = sum_n dzT[k, n],  dV[k] = dzT[k] h,  dh += dzT[k]^T V[k]   (1b)
+
+Each thread owns its classes' rows of dV and dc, and sums its own dh; only h is packed. zT (K, N)
+is the one array of the size of the logits, written once and read once. Forward only (evaluation,
+log_likelihood) is pass 1 on a chunk-sized buffer: nothing of the size of the logits.
 The same numbers as losses.cross_entropy on engine.readout, up to round-off (tests/fast/test_fast_readout.py).
 """
 
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -26,6 +43,8 @@ from .packed import gemm, gemm_tn, pack
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
 TILE = 128           # rows per tile: z (TILE, K) stays in L1
+ROW_TILE_BYTES = 2 ** 19   # a tile of logits larger than this (K > 1024 in float32): cut by classes
+KC = 192             # classes per chunk, a multiple of packed.MR: the chunk's zT (KC, N) stays in L2
 
 
 @njit(**JIT)
@@ -71,13 +90,21 @@ def cross_entropy_blocks(args, blocks):
         cross_entropy_rows(*args, blocks[i, 0], blocks[i, 1])
 
 
-def cross_entropy(h, V, c, y, w, threads=None):
+def by_classes(K, dtype, by=None):
+    """Whether to cut the work by classes: when a tile of logits outgrows ROW_TILE_BYTES, or as told."""
+    return TILE * K * np.dtype(dtype).itemsize > ROW_TILE_BYTES if by is None else bool(by)
+
+
+def cross_entropy(h, V, c, y, w, threads=None, classes=None):
     """Loss and gradients of the readout rows h (N, H): (L, dV, dc, dh), with V (K, H), c (K,),
     y (N,) class ids and w (N,) the rows' weights. As losses.cross_entropy(engine.readout(h)) then
-    engine.readout_backward."""
+    engine.readout_backward. classes: cut the work by classes (True) or by rows (False); None:
+    by classes for a large K (by_classes)."""
     N, H = h.shape
     K = c.size
     h = np.ascontiguousarray(h)
+    if by_classes(K, h.dtype, classes):
+        return cross_entropy_by_classes(h, V, c, y, w, threads)
     parts = rows.blocks(N, threads) if threads is not None or 6.0 * N * H * K >= MIN_FLOP else [(0, N)]
     dh = aligned.empty_like(h)
     dVs, dcs = np.zeros((len(parts), K, H), h.dtype), np.zeros((len(parts), K), h.dtype)
@@ -91,3 +118,181 @@ def cross_entropy(h, V, c, y, w, threads=None):
         dV += dVs[i]
         dc += dcs[i]
     return float(values.sum()), dV, dc, dh
+
+
+@njit(**JIT)
+def log_likelihood_rows(h, VTp, c, y, logp, arg, approx, n0, n1):
+    """Rows n0:n1, forward only: logp[n] = log softmax(V h_n + c)[y_n], arg[n] = the first class of
+    the largest logit."""
+    K = c.size
+    R = min(TILE, n1 - n0)
+    z = np.empty((R, K), h.dtype)
+    for i0 in range(n0, n1, R):
+        r = min(R, n1 - i0)
+        zi = z[:r]
+        gemm(h[i0:i0 + r], VTp, zi, 0.0)                   # (1) z = h V^T
+        for q in range(r):
+            zq = zi[q]
+            m, best = zq[0] + c[0], 0
+            for k in range(K):
+                zq[k] += c[k]                              # (1) + c
+                if zq[k] > m:
+                    m, best = zq[k], k
+            s = ZERO
+            for k in range(K):
+                s += exp(zq[k] - m, approx)
+            logp[i0 + q] = zq[y[i0 + q]] - m - math.log(s)
+            arg[i0 + q] = best
+
+
+@njit(**rows.PARALLEL)
+def log_likelihood_blocks(args, blocks):
+    """log_likelihood_rows(*args, b0, b1) for every block of rows, one per thread (rows.run)."""
+    for i in prange(blocks.shape[0]):
+        log_likelihood_rows(*args, blocks[i, 0], blocks[i, 1])
+
+
+def log_likelihood(h, V, c, y, threads=None, classes=None):
+    """The readout forward only, for evaluation: (log p (N,) float64, argmax (N,)) with log p[n] =
+    log softmax(V h_n + c)[y_n] and argmax[n] the predicted class (the first of the largest logit).
+    Nothing of the size of the logits is kept. classes: as cross_entropy."""
+    N, H = h.shape
+    K = c.size
+    h, y = np.ascontiguousarray(h), np.ascontiguousarray(y)
+    if by_classes(K, h.dtype, classes):
+        _, m, s, zy, arg, _ = logsumexp_by_classes(h, V, c, y, False, threads)
+        return zy - m - np.log(s), arg
+    parts = rows.blocks(N, threads) if threads is not None or 2.0 * N * H * K >= MIN_FLOP else [(0, N)]
+    logp, arg = np.empty(N), np.empty(N, np.int64)
+    rows.run(log_likelihood_rows, (h, pack(V, True), c, y, logp, arg, rows.approximate(None, h.dtype)), parts,
+             log_likelihood_blocks)
+    return logp, arg
+
+
+# ---- cut by classes (large K) -------------------------------------------------------------------
+
+@njit(**JIT)
+def class_logits(V, hTp, c, y, z, keep, m, s, zy, arg, approx, k0, k1):
+    """Pass 1 over the classes k0:k1 in chunks of KC. keep: z is zT (K, N) and receives
+    zT[k0:k1] = V[k0:k1] h^T + c; else z (KC, N) holds each chunk in turn. m, s (N,): this thread's
+    running max and sum of exp(z - m); arg (N,) the first class of the max; zy[n] = z[y_n, n] for
+    y_n in k0:k1."""
+    N = zy.size
+    mc = np.empty(N, z.dtype)
+    for a in range(k0, k1, KC):
+        b = min(a + KC, k1)
+        zc = z[a:b] if keep else z[:b - a]
+        gemm(V[a:b], hTp, zc, 0.0)                          # (1) z = V h^T for these classes
+        mc[:] = m
+        for k in range(b - a):
+            zk, ck = zc[k], c[a + k]
+            for n in range(N):
+                zk[n] += ck                                 # (1) + c
+                if zk[n] > mc[n]:
+                    mc[n] = zk[n]
+                    arg[n] = a + k
+        for n in range(N):
+            s[n] *= exp(m[n] - mc[n], approx)               # the sum so far, at the new max
+            m[n] = mc[n]
+        for k in range(b - a):
+            zk = zc[k]
+            for n in range(N):
+                s[n] += exp(zk[n] - m[n], approx)
+        for n in range(N):
+            if a <= y[n] < b:
+                zy[n] = zc[y[n] - a, n]
+
+
+@njit(**rows.PARALLEL)
+def class_logits_blocks(args, blocks):
+    """class_logits for every range of classes, one per thread. args: as class_logits's, with z
+    (1, K, N) when keep (zT, shared), else (P, KC, N) (a buffer per range), and m, s, arg (P, N)."""
+    for i in prange(blocks.shape[0]):
+        V, hTp, c, y, z, keep, m, s, zy, arg, approx = args
+        class_logits(V, hTp, c, y, z[0] if keep else z[i], keep, m[i], s[i], zy, arg[i], approx,
+                     blocks[i, 0], blocks[i, 1])
+
+
+@njit(**JIT)
+def class_gradients(zT, h, hp, V, y, w, m, scale, dV, dc, dh, approx, k0, k1):
+    """Pass 2 over the classes k0:k1: dz = w (softmax - e_y) in place of zT[k0:k1] (scale = w / s),
+    dc and dV of those classes, and dh (N, H) += their dz^T V."""
+    N = h.shape[0]
+    for a in range(k0, k1, KC):
+        b = min(a + KC, k1)
+        z = zT[a:b]
+        for k in range(b - a):
+            zk, total = z[k], ZERO
+            for n in range(N):
+                zk[n] = exp(zk[n] - m[n], approx) * scale[n]      # w_n p_nk
+            for n in range(N):
+                total += zk[n]
+            dc[a + k] = total
+        for n in range(N):
+            if a <= y[n] < b:
+                z[y[n] - a, n] -= w[n]                      # (1b) dz = w (p - e_y)
+                dc[y[n]] -= w[n]
+        gemm(z, hp, dV[a:b], 0.0)                           # (1b) dV = dz^T h, these classes' rows
+        gemm_tn(z, V[a:b], dh, 1.0, 0, N)                   # (1b) dh += dz V
+
+
+@njit(**rows.PARALLEL)
+def class_gradients_blocks(args, blocks):
+    """class_gradients for every range of classes, one per thread: args holds one dh per range."""
+    for i in prange(blocks.shape[0]):
+        zT, h, hp, V, y, w, m, scale, dV, dc, dhs, approx = args
+        class_gradients(zT, h, hp, V, y, w, m, scale, dV, dc, dhs[i], approx, blocks[i, 0], blocks[i, 1])
+
+
+def class_ranges(K, N, H, threads=None):
+    """Ranges of classes, one per thread, cut at multiples of KC; one for a small product."""
+    n = 1 if threads is None and 2.0 * K * N * H < MIN_FLOP else (threads or rows.threads_available())
+    n = max(1, min(n, -(-K // KC)))
+    edges = [min(K, -(-K * i // n // KC) * KC) for i in range(n + 1)]
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def logsumexp_by_classes(h, V, c, y, keep, threads=None):
+    """Pass 1 on every thread, the threads' results combined: (zT or None, m, s, zy, arg), m and s
+    as float64 (N,). keep: zT (K, N) is returned for pass 2; else each thread uses a chunk buffer."""
+    N, H = h.shape
+    K = c.size
+    parts = class_ranges(K, N, H, threads)
+    approx = rows.approximate(None, h.dtype)
+    z = aligned.empty((1, K, N) if keep else (len(parts), KC, N), h.dtype)
+    ms = np.full((len(parts), N), -np.inf, h.dtype)
+    ss, zy = np.zeros((len(parts), N), h.dtype), np.zeros(N, h.dtype)
+    args = np.zeros((len(parts), N), np.int64)
+    hTp, y = pack(h, True), np.ascontiguousarray(y)
+    if len(parts) == 1 or rows._process["forked"]:
+        for i, (a, b) in enumerate(parts):
+            class_logits(V, hTp, c, y, z[0] if keep else z[i], keep, ms[i], ss[i], zy, args[i], approx, a, b)
+    else:
+        numba.set_num_threads(min(len(parts), numba.config.NUMBA_NUM_THREADS))
+        class_logits_blocks((V, hTp, c, y, z, keep, ms, ss, zy, args, approx), np.array(parts, np.int64))
+    zT = z[0] if keep else None
+    m = ms.max(axis=0).astype(np.float64)
+    s = (ss * np.exp(ms - m)).sum(axis=0)                   # each thread's sum at the common max
+    first = np.argmax(ms == ms.max(axis=0), axis=0)         # the first thread holding the max: its class
+    return zT, m, s, zy, args[first, np.arange(N)], parts
+
+
+def cross_entropy_by_classes(h, V, c, y, w, threads=None):
+    """cross_entropy for a large K, cut by classes (module docstring)."""
+    N, H = h.shape
+    zT, m, s, zy, _, parts = logsumexp_by_classes(h, V, c, y, True, threads)
+    value = -float(np.dot(w.astype(np.float64), zy - m - np.log(s)))
+    dV, dc = aligned.empty(V.shape, h.dtype), np.empty(c.size, h.dtype)
+    dhs = np.zeros((len(parts), N, H), h.dtype)
+    args = (zT, h, pack(h, False), V, np.ascontiguousarray(y), w.astype(h.dtype, copy=False), m.astype(h.dtype),
+            (w / s).astype(h.dtype), dV, dc, dhs, rows.approximate(None, h.dtype))
+    if len(parts) == 1 or rows._process["forked"]:
+        for i, (a, b) in enumerate(parts):
+            class_gradients(*args[:10], dhs[i], args[11], a, b)
+    else:
+        numba.set_num_threads(min(len(parts), numba.config.NUMBA_NUM_THREADS))
+        class_gradients_blocks(args, np.array(parts, np.int64))
+    dh = dhs[0]
+    for i in range(1, len(parts)):
+        dh += dhs[i]
+    return value, dV, dc, dh

@@ -62,9 +62,12 @@ def all_cases(**sizes):
 
 
 def training_cases():
-    """What training adds, per cell: resets inside a window, a loss mask, dropout, tied embeddings."""
+    """What training adds, per cell: resets inside a window, a loss mask, dropout, tied embeddings,
+    and a vocabulary larger than the window's T B tokens (the fast engine then gathers embedding rows
+    instead of projecting the (V, E) table: engine.folds_embedding)."""
     for cell in CELL_NAMES:
         yield Case(cell, 2, "onehot", with_reset=True, with_state=True, with_lengths=True)
+        yield Case(cell, 2, "embedding", V=20, with_state=True, with_reset=True)
         yield Case(cell, 2, "float", with_loss_mask=True, with_state=True)
         yield Case(cell, 2, "embedding", dropout=0.3, with_lengths=True)
         yield Case(cell, 2, "float", "last", "mse", dropout=0.5)

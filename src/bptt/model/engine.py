@@ -46,14 +46,17 @@ ENGINES = ("fast", "numpy")
 
 class Backend(NamedTuple):
     """What an engine gives the model: the cells' functions, the product of the readout, the fused
-    readout-and-cross-entropy where it has one, and whether its first layer reads an embedding as
-    Embedded(E, ids) (a (V, D) table projected once per window) rather than gathered rows."""
+    readout-and-cross-entropy where it has one, whether its first layer can read an embedding as
+    Embedded(E, ids) (a (V, D) table projected once per window) rather than gathered rows, and the
+    scatter-add that is the gathered rows' gradient."""
 
     name: str
     cells: dict                  # cell name -> module with forward, backward, init_params and the declarations
     matmul: object               # (A, B) -> A @ B
     cross_entropy: object        # (h, V, c, y, w) -> (L, dV, dc, dh), or None: losses.apply on the logits
+    log_likelihood: object       # (h, V, c, y) -> (log p(y) (N,), argmax (N,)), forward only, or None: on the logits
     folds_embedding: bool
+    scatter_rows: object         # (num_rows, ids (T, B), d (T, B, D)) -> dM (num_rows, D): reference.inputs'
 
 
 @functools.cache
@@ -64,14 +67,16 @@ def backend(name):
     the kernel and faulted in again); "numpy": the reference cells of bptt.reference."""
     checks.one_of("engine", name, ENGINES)
     if name == "numpy":
-        return Backend("numpy", CELLS, np.matmul, None, False)
+        return Backend("numpy", CELLS, np.matmul, None, None, False, scatter_rows)
     from .. import fast
     from ..fast import heap
     from ..fast.matmul import matmul
-    from ..fast.readout import cross_entropy
+    from ..fast.readout import cross_entropy, log_likelihood
+    from ..fast.window import scatter_rows as scatter_compiled
 
     heap.reuse_freed_memory()        # once per process: a step's arrays come back from the heap (fast/heap.py)
-    return Backend("fast", fast.CELLS, matmul, cross_entropy, True)
+    return Backend("fast", fast.CELLS, matmul, cross_entropy, log_likelihood, True,
+                   lambda n, ids, d: scatter_compiled(n, np.ascontiguousarray(ids), np.ascontiguousarray(d)))
 
 
 @dataclass(frozen=True)
@@ -216,6 +221,17 @@ def readout_loss(params, arch, h, y, w, loss):
     return (value, *readout_backward(params, arch, h, dz))
 
 
+def readout_log_likelihood(params, arch, h, y):
+    """(1) and the log-softmax, forward only, for the rows h (N, H) with class ids y (N,):
+    (log p(y_n) (N,) float64, the argmax class (N,)). The fast engine fuses them (bptt.fast.readout)
+    and keeps nothing of the size of the logits; the reference computes z and log_softmax in float64."""
+    fused = arch.backend.log_likelihood
+    if fused is not None:
+        return fused(h, readout_weights(params), params["c"], y)
+    z = readout(params, arch, h).astype(np.float64)
+    return np.take_along_axis(losses.log_softmax(z), y[:, None], axis=1)[:, 0], z.argmax(axis=1)
+
+
 def layer(params, k):
     prefix = f"l{k}."
     return {name[len(prefix):]: a for name, a in params.items() if name.startswith(prefix)}
@@ -260,18 +276,21 @@ def dropout_masks(arch, batch, p, rng, dtype):
     return [None if n is None else ((rng.random((T, B, n)) >= p) / (1 - p)).astype(dtype) for n in sizes]
 
 
-def folds_embedding(arch, drops):
-    """Whether the first layer reads Embedded(E, ids) instead of the gathered rows E[ids]: a compiled
-    cell projects a (V, D) table once per window (bptt.fast.window), unless dropout applies there.
-    The reference cells (the skip RNN's on the fast engine too) take the rows."""
-    return arch.backend.folds_embedding and arch.embedding_dim is not None and drops[0] is None
+def folds_embedding(arch, drops, x):
+    """Whether the first layer reads Embedded(E, ids) instead of the gathered rows E[ids] (x: the
+    ids, (T, B)). A compiled cell projects a (V, D) table once per window (bptt.fast.window) when
+    that is the cheaper: its three (V, D) x (D, G) products (the table, dW, dE) against the same
+    products over the T B gathered rows, so when V <= T B; and never when dropout applies to the
+    embedding. The reference cells (the skip RNN's on the fast engine too) take the rows."""
+    return (arch.backend.folds_embedding and arch.embedding_dim is not None and drops[0] is None
+            and arch.input_size <= x.shape[0] * x.shape[1])
 
 
 def forward_layers(params, arch, batch, drops, inputs=None):
     """Embedding and L layers. Returns the readout's input (T, B, H), the final state parts, caches.
     inputs: None, or a list that receives each layer's input, bottom first."""
     x = batch.x
-    if folds_embedding(arch, drops):
+    if folds_embedding(arch, drops, x):
         xs = Embedded(params["E"], x)
     else:
         xs = gather_rows(params["E"], x) if arch.embedding_dim else x
@@ -309,10 +328,10 @@ def backward_layers(params, arch, x, dhs, caches, drops, clip_dh=None, traces=No
             dhs = dhs * drops[k]
         grads |= {f"l{k}.{name}": a for name, a in g.items()}
         dstate0.insert(0, ds0)
-    if folds_embedding(arch, drops):
+    if folds_embedding(arch, drops, x):
         grads["E"], dhs = dhs, None                                  # layer 0 gave dE (V, D) itself
     elif arch.embedding_dim:
-        grads["E"] = scatter_rows(arch.input_size, x, dhs)
+        grads["E"] = arch.backend.scatter_rows(arch.input_size, x, dhs)
         dhs = None
     return grads, dhs, tuple(np.stack(s) for s in zip(*dstate0))
 
@@ -326,6 +345,31 @@ def logits(params, arch, x, state=None, lengths=None, reset=None):
     batch = prepare(params, arch, x, state, lengths, reset)
     hs, final, _ = forward_layers(params, arch, batch, [None] * (arch.num_layers + 1))
     return readout(params, arch, hs), public_state(final)
+
+
+class Score(NamedTuple):
+    total: float         # -sum of log p(y) over the positions with a target, in nats (float64)
+    count: int           # how many positions have a target
+    correct: int         # at how many of them the most likely class is y
+    state: object        # the final state, as logits() returns it
+
+
+def score(params, arch, x, y, state=None, target="every", lengths=None, reset=None):
+    """Forward only, for evaluation: the summed cross-entropy of class ids y, the positions counted,
+    the correct predictions and the final state. y as for loss_and_grads (T, B) or (B,); with
+    lengths, padding is not counted. No cache is kept beyond a window's, no logits beyond the
+    readout's working set (readout_log_likelihood)."""
+    batch, y, _ = prepare_loss(params, arch, x, y, state, target, "cross_entropy", lengths, reset, None)
+    hs, final, _ = forward_layers(params, arch, batch, [None] * (arch.num_layers + 1))
+    if target == "last":
+        h = hs[-1]                                    # each row's own last state (held past its length)
+    elif batch.mask is None:
+        h = hs.reshape(-1, hs.shape[-1])
+    else:
+        counted = batch.mask.reshape(-1)
+        h, y = hs.reshape(-1, hs.shape[-1])[counted], y[counted]
+    logp, predicted = readout_log_likelihood(params, arch, h, y)
+    return Score(-float(logp.sum()), int(y.size), int((predicted == y).sum()), public_state(final))
 
 
 def final_state(params, arch, x, state=None, reset=None):

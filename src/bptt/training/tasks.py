@@ -68,9 +68,8 @@ def lm_loss(params, arch, ids, batch, window, starts=None):
     total, count, state = 0.0, 0, None
     for i, (x, y) in enumerate(data.windows(stream, window)):
         reset = None if starts is None else starts[i * window:i * window + len(x)]
-        z, state = engine.logits(params, arch, x, state, reset=reset)
-        total -= np.take_along_axis(log_softmax(z.astype(np.float64)), y[..., None], axis=-1).sum()
-        count += y.size
+        s = engine.score(params, arch, x, y, state, reset=reset)
+        total, count, state = total + s.total, count + s.count, s.state
     return float(total / count), count
 
 
@@ -90,11 +89,8 @@ def classify_metrics(params, arch, seqs, y, batch):
     total, correct = 0.0, 0
     for i in range(0, len(seqs), batch):
         x, lengths = data.pad_batch(seqs[i:i + batch])
-        z, _ = engine.logits(params, arch, x, lengths=lengths)
-        z_last = z[lengths - 1, np.arange(len(lengths))].astype(np.float64)       # each row's own last step
-        yb = y[i:i + batch]
-        total -= log_softmax(z_last)[np.arange(len(yb)), yb].sum()
-        correct += int((z_last.argmax(axis=1) == yb).sum())
+        s = engine.score(params, arch, x, y[i:i + batch], target="last", lengths=lengths)
+        total, correct = total + s.total, correct + s.correct
     return {"loss": float(total / len(seqs)), "accuracy": correct / len(seqs), "examples": len(seqs)}
 
 
