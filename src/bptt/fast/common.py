@@ -1,6 +1,7 @@
 """What the compiled time loops of every cell share, inlined into them.
 
     previous_rows   (0)  the previous state with the rows reset at this step zeroed
+    live_rows            how many leading rows of a block a step computes: up to its last running one
     incoming        dL/dh_t = dL/dh_t from above + dh_next, clipped (clip_dh), recorded (dh_trace)
 """
 
@@ -23,6 +24,18 @@ def previous_rows(prev, reset_t, work):
         else:
             work[r] = prev[r]
     return work
+
+
+@njit(**INLINE)
+def live_rows(mask_t):
+    """The rows of a block (mask_t (n,): which have not ended) that a step must compute: all up to
+    the last running one. The rows after it have ended; their state is held, and the step's GEMM
+    skips them. Rows sorted by length, longest first (engine.row_order), make every ended row one
+    of these: a row that has ended costs nothing, as in a packed sequence."""
+    n = mask_t.size
+    while n > 0 and not mask_t[n - 1]:
+        n -= 1
+    return n
 
 
 @njit(**INLINE)

@@ -15,7 +15,7 @@ from numba import njit, prange
 # the cell's declarations and the functions that need no compiling: the reference's
 from ..reference.gru import EXTRA, GATE_NAMES, GATES, OPTIONS, init_params, state_names, step_jacobian  # noqa: F401
 from . import aligned, rows
-from .common import incoming, previous_rows
+from .common import incoming, live_rows, previous_rows
 from .nonlinear import ONE, ZERO, sigmoid, tanh
 from .packed import gemm, pack
 from .window import input_table, project_backward, recurrent_grad
@@ -32,10 +32,15 @@ def forward_rows(table, ids, gates, U_T, b_U, h0, hs, ah_ns, mask, reset, approx
     ah = np.empty((n_rows, 3 * H), gates.dtype)            # U h_{t-1}
     for t in range(T):
         h_prev = previous_rows(h0[b0:b1] if t == 0 else hs[t - 1, b0:b1], reset[t, b0:b1], hw)    # (0)
-        gemm(h_prev, U_T, ah, 0.0)                         # U h_{t-1}
+        live = live_rows(mask[t, b0:b1])
+        gemm(h_prev[:live], U_T, ah[:live], 0.0)           # U h_{t-1}, the rows still running
         for r in range(n_rows):
             row = b0 + r
             g, a, hp, h_t, ah_n = gates[t, row], ah[r], h_prev[r], hs[t, row], ah_ns[t, row]
+            if not mask[t, row]:                           # (5) ended: the state is held, no gates
+                g[:], ah_n[:] = ZERO, ZERO
+                h_t[:] = hp
+                continue
             x = table[ids[t, row]]                         # W x_t + b
             for j in range(2 * H):
                 g[j] = sigmoid(x[j] + (a[j] + b_U[j]), approx)          # (1), (2) r, z
@@ -44,8 +49,6 @@ def forward_rows(table, ids, gates, U_T, b_U, h0, hs, ah_ns, mask, reset, approx
                 g[2 * H + j] = tanh(x[2 * H + j] + g[j] * ah_n[j], approx)       # (3) n
             for j in range(H):
                 h_t[j] = g[2 * H + j] + g[H + j] * (hp[j] - g[2 * H + j])        # (4)
-            if not mask[t, row]:
-                h_t[:] = hp                                # (5)
 
 
 @njit(**JIT)
@@ -77,7 +80,8 @@ def backward_rows(dhs, dh_T, U, gates, ah_ns, h0, hs, mask, reset, clip, trace, 
                 dah[j], dah[H + j] = dax[j], dax[H + j]
                 dah[2 * H + j] = da_n * rg                 # (3b)
                 d_direct[j] = dh[j] * z                    # (4b) the direct path
-        gemm(dahs[t, b0:b1], U, dh_next, 1.0)              # (4b) dh_next += dah_t U
+        live = live_rows(mask[t, b0:b1])
+        gemm(dahs[t, b0:b0 + live], U, dh_next[:live], 1.0)   # (4b) dh_next += dah_t U (dah = 0 past live)
         for r in range(n_rows):
             if reset[t, b0 + r]:
                 dh_next[r] = ZERO                          # (0b)

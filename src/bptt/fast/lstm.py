@@ -15,7 +15,7 @@ from numba import njit, prange
 # the cell's declarations and the functions that need no compiling: the reference's
 from ..reference.lstm import EXTRA, GATE_NAMES, GATES, OPTIONS, init_params, state_names, step_jacobian  # noqa: F401
 from . import aligned, rows
-from .common import incoming, previous_rows
+from .common import incoming, live_rows, previous_rows
 from .nonlinear import ONE, ZERO, sigmoid, tanh
 from .packed import gemm, pack
 from .window import input_table, project_backward, recurrent_grad
@@ -32,10 +32,16 @@ def forward_rows(table, ids, gates, U_T, h0, c0, hs, cs, tanh_cs, mask, reset, a
     for t in range(T):
         h_prev = previous_rows(h0[b0:b1] if t == 0 else hs[t - 1, b0:b1], reset[t, b0:b1], hw)    # (0)
         c_prev = previous_rows(c0[b0:b1] if t == 0 else cs[t - 1, b0:b1], reset[t, b0:b1], cw)
-        a = gates[t, b0:b1]
-        gemm(h_prev, U_T, a, 0.0)                          # (1) U h_{t-1}
+        a, live = gates[t, b0:b1], live_rows(mask[t, b0:b1])
+        gemm(h_prev[:live], U_T, a[:live], 0.0)            # (1) U h_{t-1}, the rows still running
         for r in range(b1 - b0):                           # per row, loops from 0: they vectorise
             ar, row = a[r], b0 + r
+            if not mask[t, row]:                           # (4) ended: the state is held, no gates
+                ar[:] = ZERO
+                cs[t, row] = c_prev[r]
+                hs[t, row] = h_prev[r]
+                tanh_cs[t, row] = ZERO
+                continue
             x = table[ids[t, row]]                         # (1) W x_t + b + b_U
             for j in range(2 * H):
                 ar[j] = sigmoid(x[j] + ar[j], approx)      # (1) i, f
@@ -48,9 +54,6 @@ def forward_rows(table, ids, gates, U_T, h0, c0, hs, cs, tanh_cs, mask, reset, a
                 c_t[j] = ar[H + j] * cp[j] + ar[j] * ar[2 * H + j]      # (2)
                 tc_t[j] = tanh(c_t[j], approx)
                 h_t[j] = ar[3 * H + j] * tc_t[j]           # (3)
-            if not mask[t, row]:                           # (4)
-                c_t[:] = cp
-                h_t[:] = h_prev[r]
 
 
 @njit(**JIT)
@@ -83,7 +86,8 @@ def backward_rows(dhs, dh_T, dc_T, U, gates, c0, cs, tanh_cs, mask, reset, clip,
                 da[2 * H + j] = dc_t * i * (ONE - g * g)   # (2b), (1b) dg
                 da[3 * H + j] = do * o * (ONE - o)         # (1b) do
                 dc[j] = dc_t * f                           # (2b) dc_next
-        gemm(das[t, b0:b1], U, dh_next, 0.0)               # (1b) dh_next = da_t U
+        live = live_rows(mask[t, b0:b1])
+        gemm(das[t, b0:b0 + live], U, dh_next[:live], 0.0)  # (1b) dh_next = da_t U; the rest is held below
         for r in range(n):
             row = b0 + r
             if reset[t, row]:                              # (0b)

@@ -12,7 +12,7 @@ from numba import njit, prange
 # the cell's declarations and the functions that need no compiling: the reference's
 from ..reference.rnn import EXTRA, GATE_NAMES, GATES, OPTIONS, init_params, state_names, step_jacobian  # noqa: F401
 from . import aligned, rows
-from .common import incoming, previous_rows
+from .common import incoming, live_rows, previous_rows
 from .nonlinear import ONE, ZERO, sigmoid, tanh
 from .packed import gemm, pack
 from .window import input_table, project_backward, recurrent_grad
@@ -29,9 +29,12 @@ def forward_rows(table, ids, hs, U_T, h0, mask, reset, f, approx, b0, b1):
     hw = np.zeros((b1 - b0, H), hs.dtype)
     for t in range(T):
         h_prev = previous_rows(h0[b0:b1] if t == 0 else hs[t - 1, b0:b1], reset[t, b0:b1], hw)    # (0)
-        a = hs[t, b0:b1]
-        gemm(h_prev, U_T, a, 0.0)                          # (1) U h_{t-1}
+        a, live = hs[t, b0:b1], live_rows(mask[t, b0:b1])
+        gemm(h_prev[:live], U_T, a[:live], 0.0)            # (1) U h_{t-1}, the rows still running
         for r in range(b1 - b0):
+            if not mask[t, b0 + r]:
+                a[r] = h_prev[r]                           # (3) ended: the state is held
+                continue
             h, x = a[r], table[ids[t, b0 + r]]             # (1) + W x_t + b + b_U
             if f == 0:
                 for j in range(H):
@@ -42,8 +45,6 @@ def forward_rows(table, ids, hs, U_T, h0, mask, reset, f, approx, b0, b1):
             else:
                 for j in range(H):
                     h[j] = sigmoid(x[j] + h[j], approx)
-            if not mask[t, b0 + r]:
-                h[:] = h_prev[r]                           # (3)
 
 
 @njit(**JIT)
@@ -70,7 +71,8 @@ def backward_rows(dhs, dh_T, U, hs, mask, reset, f, clip, trace, das, dh0, b0, b
             else:
                 for j in range(H):
                     da[j] *= h[j] * (ONE - h[j])
-        gemm(das[t, b0:b1], U, dh_next, 0.0)               # (1b) dh_next = da_t U
+        live = live_rows(mask[t, b0:b1])
+        gemm(das[t, b0:b0 + live], U, dh_next[:live], 0.0)  # (1b) dh_next = da_t U; the rest is held below
         for r in range(n_rows):
             if reset[t, b0 + r]:
                 dh_next[r] = ZERO                          # (0b)

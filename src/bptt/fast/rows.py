@@ -51,6 +51,24 @@ def blocks(B, threads=None):
     return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
 
 
+def by_length(lengths, threads=None):
+    """An order of the rows of a batch with these lengths (B,) for the time loops, or None when the
+    rows are in such an order already: the longest first within each block of rows (blocks()), so
+    that at every step the rows that have ended are the last of their block and the step skips
+    them (common.live_rows); the rows dealt to the blocks in turn, so that each gets as much work."""
+    parts = blocks(len(lengths), threads)
+    dealt = [[] for _ in parts]
+    room = [b1 - b0 for b0, b1 in parts]
+    j = 0
+    for row in np.argsort(-np.asarray(lengths), kind="stable"):
+        while len(dealt[j]) == room[j]:
+            j = (j + 1) % len(parts)
+        dealt[j].append(row)
+        j = (j + 1) % len(parts)
+    order = np.concatenate(dealt).astype(np.int64)
+    return None if np.array_equal(order, np.arange(len(order))) else order
+
+
 def run(kernel, args, parts, on_threads):
     """kernel(*args, b0, b1) for every block (b0, b1) of rows: one block in this thread, several
     through on_threads(args, blocks), the kernel's parallel form, one block per thread (in a forked

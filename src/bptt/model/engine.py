@@ -56,6 +56,7 @@ class Backend(NamedTuple):
     cross_entropy: object        # (h, V, c, y, w) -> (L, dV, dc, dh), or None: losses.apply on the logits
     log_likelihood: object       # (h, V, c, y) -> (log p(y) (N,), argmax (N,)), forward only, or None: on the logits
     folds_embedding: bool
+    row_order: object            # lengths (B,) -> an order of the rows to run them in, or None: as given
     scatter_rows: object         # (num_rows, ids (T, B), d (T, B, D)) -> dM (num_rows, D): reference.inputs'
 
 
@@ -67,15 +68,16 @@ def backend(name):
     the kernel and faulted in again); "numpy": the reference cells of bptt.reference."""
     checks.one_of("engine", name, ENGINES)
     if name == "numpy":
-        return Backend("numpy", CELLS, np.matmul, None, None, False, scatter_rows)
+        return Backend("numpy", CELLS, np.matmul, None, None, False, lambda lengths: None, scatter_rows)
     from .. import fast
     from ..fast import heap
     from ..fast.matmul import matmul
     from ..fast.readout import cross_entropy, log_likelihood
+    from ..fast.rows import by_length
     from ..fast.window import scatter_rows as scatter_compiled
 
     heap.reuse_freed_memory()        # once per process: a step's arrays come back from the heap (fast/heap.py)
-    return Backend("fast", fast.CELLS, matmul, cross_entropy, log_likelihood, True,
+    return Backend("fast", fast.CELLS, matmul, cross_entropy, log_likelihood, True, by_length,
                    lambda n, ids, d: scatter_compiled(n, np.ascontiguousarray(ids), np.ascontiguousarray(d)))
 
 
@@ -244,18 +246,37 @@ class Batch(NamedTuple):
     state: tuple                    # parts of the initial state, each (L, B, H)
     mask: np.ndarray | None         # (T, B, 1) True on real steps (lengths)
     reset: np.ndarray | None        # (T, B, 1) True where a row starts from a zero state
+    order: np.ndarray | None = None  # the rows above are the caller's rows in this order (None: as given)
 
 
 def prepare(params, arch, x, state, lengths, reset=None):
     """Validate and convert the inputs shared by every entry point, the parameters first (keys,
-    shapes, one dtype: checks.params); every function that runs the layers starts here."""
+    shapes, one dtype: checks.params); every function that runs the layers starts here.
+
+    With lengths the engine may run the rows in another order (Backend.row_order: the fast engine
+    sorts them by length, so that a row that has ended costs nothing, bptt.fast.common.live_rows):
+    every per-row input is reordered here, and restore() puts every per-row output back."""
     dtype = checks.params(params, arch.param_shapes())
     x, T, B = checks.inputs(x, arch.input_size, arch.embedding_dim is not None, dtype)
     mask = checks.lengths_mask(lengths, T, B)
     x = checks.valid_inputs(x, arch.input_size, mask)
     parts = checks.state(state, arch.state_names, arch.num_layers, B, arch.hidden_size, dtype)
     reset = None if reset is None else checks.bool_mask("reset", reset, T, B)[:, :, None]
-    return Batch(x, parts, mask, reset)
+    order = None if mask is None else arch.backend.row_order(mask[:, :, 0].sum(axis=0))
+    if order is None:
+        return Batch(x, parts, mask, reset)
+    return Batch(x[:, order], tuple(s[:, order] for s in parts), mask[:, order],
+                 None if reset is None else reset[:, order], order)
+
+
+def restore(batch, a):
+    """A per-row output of the engine (rows on axis 1: (T, B, ...), (L, B, H)), or a tuple of them,
+    in the caller's order of rows (prepare)."""
+    if batch.order is None or a is None:
+        return a
+    if isinstance(a, tuple):
+        return tuple(restore(batch, p) for p in a)
+    return np.take(a, np.argsort(batch.order), axis=1)
 
 
 def dropout_masks(arch, batch, p, rng, dtype):
@@ -273,7 +294,10 @@ def dropout_masks(arch, batch, p, rng, dtype):
     T, B = batch.x.shape[:2]
     sizes = [None if batch.x.ndim == 2 and not arch.embedding_dim else arch.layer_input_size(0)]
     sizes += [arch.hidden_size] * arch.num_layers
-    return [None if n is None else ((rng.random((T, B, n)) >= p) / (1 - p)).astype(dtype) for n in sizes]
+    masks = [None if n is None else ((rng.random((T, B, n)) >= p) / (1 - p)).astype(dtype) for n in sizes]
+    if batch.order is not None:                   # drawn for the caller's rows, whatever order they run in
+        masks = [None if m is None else m[:, batch.order] for m in masks]
+    return masks
 
 
 def folds_embedding(arch, drops, x):
@@ -344,7 +368,7 @@ def logits(params, arch, x, state=None, lengths=None, reset=None):
     """z_t for every step: (T, B, K), and the final state. No cache is kept."""
     batch = prepare(params, arch, x, state, lengths, reset)
     hs, final, _ = forward_layers(params, arch, batch, [None] * (arch.num_layers + 1))
-    return readout(params, arch, hs), public_state(final)
+    return restore(batch, readout(params, arch, hs)), public_state(restore(batch, final))
 
 
 class Score(NamedTuple):
@@ -369,7 +393,7 @@ def score(params, arch, x, y, state=None, target="every", lengths=None, reset=No
         counted = batch.mask.reshape(-1)
         h, y = hs.reshape(-1, hs.shape[-1])[counted], y[counted]
     logp, predicted = readout_log_likelihood(params, arch, h, y)
-    return Score(-float(logp.sum()), int(y.size), int((predicted == y).sum()), public_state(final))
+    return Score(-float(logp.sum()), int(y.size), int((predicted == y).sum()), public_state(restore(batch, final)))
 
 
 def final_state(params, arch, x, state=None, reset=None):
@@ -419,7 +443,10 @@ def prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_m
         if target != "every":
             raise ValueError(f"loss_mask: applies to target='every' only, got target={target!r}")
         loss_mask = checks.bool_mask("loss_mask", loss_mask, T, B)
-    y = checks.targets(y, target, loss, T, B, arch.output_size, params["c"].dtype, batch.mask)
+    y = checks.targets(y, target, loss, T, B, arch.output_size, params["c"].dtype, restore(batch, batch.mask))
+    if batch.order is not None:                   # the targets of the rows in the order they run in
+        y = y[batch.order] if target == "last" else y.reshape((T, B) + y.shape[1:])[:, batch.order].reshape(y.shape)
+        loss_mask = None if loss_mask is None else loss_mask[:, batch.order]
     return batch, y, loss_mask
 
 
@@ -458,8 +485,14 @@ def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_e
     value, dV, dc, dh = readout_loss(params, arch, h, y, w, loss)    # (1), (1b) dh (N, H)
     dhs = steps_gradient(dh, hs, target)
     grads, dx, dstate0 = backward_layers(params, arch, batch.x, dhs, caches, drops, clip_dh, traces)
-    return Result(value, with_readout(params, grads, dV, dc), public_state(final), dx, public_state(dstate0),
-                  traces)
+    return finished(batch, value, with_readout(params, grads, dV, dc), final, dx, dstate0, traces)
+
+
+def finished(batch, value, grads, final, dx, dstate0, traces):
+    """The Result, its per-row parts in the caller's order of rows."""
+    traces = None if traces is None else [restore(batch, t) for t in traces]
+    return Result(value, grads, public_state(restore(batch, final)), restore(batch, dx),
+                  public_state(restore(batch, dstate0)), traces)
 
 
 def recompute(params, arch, batch, y, target, loss, loss_mask, drops, clip_dh, traces, every):
@@ -485,7 +518,8 @@ def recompute(params, arch, batch, y, target, loss, loss_mask, drops, clip_dh, t
         return None if m is None else m[a:b]
 
     def part(a, b, state):
-        return Batch(batch.x[a:b], state, cut(batch.mask, a, b), cut(batch.reset, a, b)), [cut(m, a, b) for m in drops]
+        return (Batch(batch.x[a:b], state, cut(batch.mask, a, b), cut(batch.reset, a, b), batch.order),
+                [cut(m, a, b) for m in drops])
 
     if target == "every":                       # each position's weight in the mean over the window (T, B)
         w = position_weights(T, B, batch.mask, loss_mask).astype(c.dtype)
@@ -524,8 +558,7 @@ def recompute(params, arch, batch, y, target, loss, loss_mask, drops, clip_dh, t
         grads = g if grads is None else {k: grads[k] + g[k] for k in grads}
         if dx is not None:
             dx[a:b] = dx_seg
-    return Result(value, with_readout(params, grads, dV, dc), public_state(final), dx, public_state(carried),
-                  traces)
+    return finished(batch, value, with_readout(params, grads, dV, dc), final, dx, carried, traces)
 
 
 def with_readout(params, grads, dV, dc):
