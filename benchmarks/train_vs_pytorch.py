@@ -38,7 +38,7 @@ def pytorch_run(cfg, task, steps):
         if i == 0:
             state = None
         y = stream[i + 1:i + 1 + cfg.window]
-        state = runner.step(stream[i:i + len(y)], y, state)
+        state = runner.step({"x": stream[i:i + len(y)], "y": y}, state)
     elapsed = time.perf_counter() - start
     return runner.valid_loss(task, net), elapsed
 

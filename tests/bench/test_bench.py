@@ -3,10 +3,11 @@ skipped. Nothing here asserts on a time (JAX is not a test dependency and is not
 
 import sys
 
+import numpy as np
 import pytest
 
 from bptt import bench
-from bptt.bench import harness, runners
+from bptt.bench import harness, runners, tables
 from bptt.cli import main
 from bptt.training.config import TrainConfig
 
@@ -24,6 +25,66 @@ def test_flops_per_step_by_hand():
     assert bench.flops_per_step(cfg.replace(embedding=0, layers=1), 5) == 18 * (2 * 2 * (5 + 2) + 20)
     # the docstring's example
     assert bench.flops_per_step(bench.config("lstm-h256"), 65) == 4_231_004_160
+    # a classifier: the layers over its real tokens (here 7), one readout of K = 3 classes per sequence (B = 2)
+    assert bench.flops_per_step(cfg.replace(layers=1), 5, 3, tokens=7, readouts=2) == 3 * (7 * 2 * 2 * (3 + 2) + 2 * 2 * 2 * 3)
+    # a word-level model: the readout is over the vocabulary
+    assert bench.flops_per_step(cfg.replace(layers=1), 1000) == 18 * (2 * 2 * (3 + 2) + 2 * 2 * 1000)
+
+
+def rows_of(out, prefix):
+    return [line for line in out.splitlines() if line.startswith(prefix)]
+
+
+def test_bench_on_a_word_level_text_with_dropout_and_sgd(tmp_path, capsys):
+    """--data, --level word, --max-vocab, --dropout, --optimizer sgd, --lr, --clip: the user's workload,
+    named in the table; with dropout each framework draws its own masks, so the losses only agree
+    roughly; JAX (no dropout in its reference) is skipped with a message, not silently."""
+    pytest.importorskip("torch")
+    text = tmp_path / "words.txt"
+    text.write_text("the cat sat on the mat and the rat ran to the cat\n" * 40)
+    assert main(["bench", "--data", str(text), "--level", "word", "--max-vocab", "6", "--hidden", "8",
+                 "--embedding", "4", "--batch", "4", "--window", "5", "--dropout", "0.1", "--optimizer", "sgd",
+                 "--lr", "0.5", "--clip", "1", "--steps", "2", "--repeats", "1", "--warmup", "1", "--no-rss",
+                 "--frameworks", "bptt", "torch"]) == 0
+    out = capsys.readouterr().out
+    rows = rows_of(out, "lstm-h8-b4-t5-e4-word-d0.1-sgd")
+    assert [r.split()[1] for r in rows] == ["bptt", "PyTorch"]
+    losses = [float(r.split()[7]) for r in rows]
+    assert all(abs(v - np.log(6)) < 1 for v in losses)          # near uniform over the 6 words, both trained
+    cfg = bench.config("lstm-h128", dropout=0.1)
+    assert runners.unsupported("jax", cfg) == "the JAX reference has no dropout"
+    assert runners.unsupported("torch", cfg) is None and runners.unsupported("jax", bench.config("lstm-h128")) is None
+    printed = []
+    assert tables.able(["bptt", "jax"], cfg, printed.append) == ["bptt"]
+    assert printed == ["JAX skipped for lstm-h128-d0.1: the JAX reference has no dropout"]
+
+
+def test_bench_classifies_a_labelled_file_as_pytorch_packed_sequences_do(tmp_path, capsys):
+    """--task classify: variable lengths, the loss at each text's last step; PyTorch's
+    pack_padded_sequence + nn.LSTM + nn.Linear on h_n from the same weights reaches the same loss."""
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    words = ["cat", "mat", "rat", "sat", "on", "the"]
+    lines = [" ".join(rng.choice(words, rng.integers(2, 9))) + ("\tyes\n" if i % 3 else "\tno\n")
+             for i in range(60)]
+    data = tmp_path / "labelled.tsv"
+    data.write_text("".join(lines))
+    assert main(["bench", "--task", "classify", "--data", str(data), "--level", "word", "--hidden", "8",
+                 "--embedding", "4", "--batch", "8", "--steps", "2", "--repeats", "1", "--warmup", "1", "--no-rss",
+                 "--frameworks", "bptt", "torch"]) == 0
+    out = capsys.readouterr().out
+    rows = rows_of(out, "lstm-h8-b8-e4-word-classify")
+    assert [r.split()[1] for r in rows] == ["bptt", "PyTorch"]
+    loss = [float(r.split()[7]) for r in rows]
+    assert abs(loss[0] - loss[1]) < 1e-4                        # the same computation from the same weights
+    assert main(["bench", "--task", "classify"]) == 2
+    assert "error: --task: 'classify' needs --data" in capsys.readouterr().err
+    assert main(["bench", "--task", "classify", "--data", str(data), "--lengths", "4"]) == 2
+    assert "error: --lengths: measures a language model's step" in capsys.readouterr().err
+    assert main(["bench", "--optimizer", "rmsprop"]) == 2
+    assert "error: --optimizer: invalid choice: 'rmsprop'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="optimizer: the benchmark runs adam or sgd"):
+        bench.config("lstm-h128", optimizer="adagrad")
 
 
 def test_bench_command_prints_a_row_per_framework(capsys):
@@ -118,3 +179,20 @@ def test_speed_script_passes_its_defaults_to_bench():
     assert speed.argv(["--lengths", "16", "64"]) == ["bench", "--configs", "lstm-h256", "--lengths", "16", "64"]
     assert speed.argv(["--configs", "gru-h256"]) == ["bench", "--configs", "gru-h256"]
     assert speed.argv(["--hidden", "64"]) == ["bench", "--hidden", "64"]
+
+
+def test_classify_script_labels_the_speeches_of_the_play_text():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "classify.py"
+    spec = importlib.util.spec_from_file_location("classify_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    text = ("First Citizen:\nBefore we proceed any further,\nhear me speak.\n\nAll:\nSpeak, speak.\n\n"
+            "First Citizen:\nYou are all resolved rather to die than to famish?\n")
+    assert list(script.speeches(text))[1] == ("All", "Speak, speak.")
+    lines = script.labelled(text).splitlines()                 # "Speak, speak." has 2 words: left out
+    assert lines == ["Before we proceed any further, hear me speak.\tFirst Citizen",
+                     "You are all resolved rather to die than to famish?\tFirst Citizen"]
+    assert script.argv(["--steps", "2"], "f.tsv")[-4:] == ["--data", "f.tsv", "--steps", "2"]

@@ -18,7 +18,7 @@ import numpy as np
 from ..training import tasks, train
 from ..training.config import TrainConfig
 from .runners import LABELS, make_runner
-from .workload import random_windows
+from .workload import batches
 
 
 def gemm_peak(n=1024, repeats=5):
@@ -61,21 +61,22 @@ def reset_peak():
 
 def _worker(conn, framework, cfg_json, n_windows):
     """One framework in its own process: build its runner on bptt's weights, then obey the parent:
-    ("steps", i, j) trains on windows i..j-1 and answers the seconds taken; ("rss",) answers the peak
-    resident MB so far; ("valid",) answers the validation loss; ("stop",) ends."""
+    ("steps", i, j) trains on batches i..j-1 and answers (seconds taken, tokens, FLOPs); ("rss",)
+    answers the peak resident MB so far; ("valid",) answers the validation loss; ("stop",) ends."""
     try:
         cfg = TrainConfig.from_json(json.loads(cfg_json))
-        task = tasks.LanguageModel(cfg)
+        task = tasks.make(cfg)
         runner = make_runner(framework, cfg, task)
-        data = random_windows(task, cfg, n_windows)
-        conn.send(("ready", getattr(runner, "compile_seconds", None), task.output_size))
+        data = batches(task, cfg, n_windows)
+        conn.send(("ready", getattr(runner, "compile_seconds", None), task.input_size, task.output_size))
         while True:
             cmd = conn.recv()
             if cmd[0] == "steps":
+                chosen = data[cmd[1]:cmd[2]]
                 start = time.perf_counter()
-                for x, y in data[cmd[1]:cmd[2]]:
-                    runner.step(x, y)
-                conn.send(time.perf_counter() - start)
+                for batch, _, _ in chosen:
+                    runner.step(batch)
+                conn.send((time.perf_counter() - start, sum(b[1] for b in chosen), sum(b[2] for b in chosen)))
             elif cmd[0] == "rss":
                 conn.send(own_peak_rss_mb())
             elif cmd[0] == "valid":
@@ -101,11 +102,12 @@ SETTLE_S = 0.3        # idle time before each timed chunk: the previous worker's
 
 def measure(cfg, frameworks, steps, warmup, repeats, validate=True, rss=True):
     """Time the frameworks (already checked to be available) on cfg in alternation. Returns one dict per
-    framework: framework, rates (tokens/s of each repeat), ms_per_step (median), compile_s, and with
-    validate valid_loss, with rss peak_rss_mb.
+    framework: framework, V and K (the task's input and output sizes), rates (tokens/s of each repeat),
+    flop_rates (FLOP/s of each), ms_per_step (median), compile_s, and with validate valid_loss, with
+    rss peak_rss_mb.
 
     Each framework runs in a process of its own, started once per configuration; the parent tells each
-    in turn to train its next `steps` windows, so the alternation is the same as in one process. One
+    in turn to train its next `steps` batches, so the alternation is the same as in one process. One
     process each because the frameworks' thread pools (OpenBLAS's, PyTorch's OpenMP, XLA's) spin
     while waiting for work and slow each other down when they share a process: an idle worker blocks
     on its pipe instead. An idle worker's threads still spin for a while after its last step (OpenMP
@@ -115,7 +117,7 @@ def measure(cfg, frameworks, steps, warmup, repeats, validate=True, rss=True):
 
     ctx = multiprocessing.get_context("spawn")
     n = warmup + steps * repeats
-    random_windows(tasks.LanguageModel(cfg), cfg, 1)                  # bad settings fail here, named, not in a worker
+    batches(tasks.make(cfg), cfg, 1)                                  # bad settings fail here, named, not in a worker
     workers = {}
     try:
         for f in frameworks:
@@ -128,19 +130,21 @@ def measure(cfg, frameworks, steps, warmup, repeats, validate=True, rss=True):
         for f, answer in ready.items():
             if answer[0] == "error":
                 raise RuntimeError(f"{LABELS[f]} worker: {answer[1]}")
-        times = {f: [] for f in frameworks}
+        chunks = {f: [] for f in frameworks}
         for f, (_, conn) in workers.items():
             _ask(f, conn, "steps", 0, warmup)
         for rep in range(repeats):
             a = warmup + rep * steps
             for f, (_, conn) in workers.items():                      # alternate: drift hits all alike
                 time.sleep(SETTLE_S)
-                times[f].append(_ask(f, conn, "steps", a, a + steps) / steps)
-        tokens = cfg.batch * cfg.window
+                chunks[f].append(_ask(f, conn, "steps", a, a + steps))
         results = []
         for f, (_, conn) in workers.items():
-            res = {"framework": f, "V": ready[f][2], "rates": [tokens / t for t in times[f]],
-                   "ms_per_step": 1000 * statistics.median(times[f]), "compile_s": ready[f][1]}
+            res = {"framework": f, "V": ready[f][2], "K": ready[f][3],
+                   "rates": [tokens / seconds for seconds, tokens, _ in chunks[f]],
+                   "flop_rates": [flops / seconds for seconds, _, flops in chunks[f]],
+                   "ms_per_step": 1000 * statistics.median([seconds / steps for seconds, _, _ in chunks[f]]),
+                   "compile_s": ready[f][1]}
             if rss:
                 res["peak_rss_mb"] = _ask(f, conn, "rss")
             if validate:

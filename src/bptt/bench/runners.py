@@ -1,7 +1,13 @@
 """One training step of each framework, on the same weights (bptt's): bptt's engine, PyTorch's
-nn modules (interop.torch_reference) and JAX (interop.jax_reference), each with Adam and
-global-norm clipping as PyTorch defines them. A runner has step(x, y), valid_loss(task, weights)
-and compile_seconds (None where nothing is compiled ahead)."""
+nn modules (interop.torch_reference) and JAX (interop.jax_reference), each with Adam (or plain SGD)
+and global-norm clipping as PyTorch defines them. A runner has step(batch) (batch: the keyword
+arguments of engine.loss_and_grads, x and y, and for a classifier target="last" and lengths),
+valid_loss(task, weights) and compile_seconds (None where nothing is compiled ahead).
+
+Dropout is non-recurrent in both bptt and PyTorch (on the embedding, between layers, on the top
+layer's output), drawn from each framework's own generator: with dropout the validation losses
+agree in distribution, not to round-off. The JAX runner has no dropout and no lengths: such a
+workload skips it (unsupported())."""
 
 import importlib
 import math
@@ -10,11 +16,22 @@ import time
 import numpy as np
 
 from ..model import engine
-from ..training import clipping, optim, train
+from ..training import clipping, train
 
 FRAMEWORKS = ("bptt", "torch", "jax")
 LABELS = {"bptt": "bptt", "torch": "PyTorch", "jax": "JAX"}
 MODULES = {"bptt": None, "torch": "torch", "jax": "jax"}       # the optional import each one needs
+
+
+def unsupported(framework, cfg):
+    """Why framework cannot run cfg's workload, or None."""
+    if framework != "jax":
+        return None
+    if cfg.task != "lm":
+        return "the JAX reference has no lengths (classification)"
+    if cfg.dropout:
+        return "the JAX reference has no dropout"
+    return None
 
 
 class Ours:
@@ -22,8 +39,9 @@ class Ours:
 
     def __init__(self, cfg, task, weights=None):
         self.net = weights or train.build_network(cfg, task.input_size, task.output_size)
-        self.opt, self.cfg = optim.Adam(), cfg
+        self.opt, self.cfg = train.make_optimizer(cfg), cfg
         self.state = self.opt.init(self.net.params)
+        self.rng = np.random.default_rng(cfg.seed + 2)
         # compiled code: loaded from numba's disk cache, or compiled on a fresh install; timed here
         # on a two-step window (no update), so that it is reported apart from the timed steps
         start = time.perf_counter()
@@ -31,9 +49,10 @@ class Ours:
         engine.loss_and_grads(self.net.params, self.net.arch, ids, ids)
         self.compile_seconds = time.perf_counter() - start
 
-    def step(self, x, y):
-        r = engine.loss_and_grads(self.net.params, self.net.arch, x, y)
-        clipping.clip_global_norm(r.grads, self.cfg.clip)
+    def step(self, batch):
+        r = engine.loss_and_grads(self.net.params, self.net.arch, **batch, dropout=self.cfg.dropout, rng=self.rng)
+        if self.cfg.clip:
+            clipping.clip_global_norm(r.grads, self.cfg.clip)
         self.opt.step(self.net.params, r.grads, self.state, self.cfg.lr)
 
     def valid_loss(self, task, weights=None):
@@ -50,18 +69,35 @@ class Torch:
 
         self.torch, self.cfg = torch, cfg
         self.model = torch_reference.build(weights.arch, weights.torch_state_dict(), np.dtype(cfg.dtype))
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
-        self.V = task.output_size
+        self.model.rnn.dropout = cfg.dropout           # nn.LSTM's between layers; the others in step()
+        make = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[cfg.optimizer]
+        self.opt = make(self.model.parameters(), lr=cfg.lr)
+        self.K = task.output_size
+        torch.manual_seed(cfg.seed)
 
-    def step(self, x, y, state=None):
-        """One update on the window (x, y) from state (None: zeros); returns the final state, detached:
-        the next window of a stream starts from its values (truncated BPTT)."""
-        t = self.torch
-        hs, state = self.model(t.as_tensor(x), state)
-        loss = t.nn.functional.cross_entropy(self.model.head(hs).reshape(-1, self.V), t.as_tensor(y).reshape(-1))
+    def step(self, batch, state=None):
+        """One update on batch (x, y; a classifier's target="last" and lengths: pack_padded_sequence,
+        the readout on h_n) from state (None: zeros); returns the final state, detached: the next
+        window of a stream starts from its values (truncated BPTT)."""
+        t, m, p = self.torch, self.model, self.cfg.dropout
+        x = t.as_tensor(batch["x"])
+        if m.arch.embedding_dim:
+            xs = m.embedding(x)
+        else:
+            xs = t.nn.functional.one_hot(x, m.arch.input_size).to(m.head.weight.dtype)
+        xs = t.nn.functional.dropout(xs, p) if p and m.arch.embedding_dim else xs
+        if "lengths" in batch:
+            packed = t.nn.utils.rnn.pack_padded_sequence(xs, t.as_tensor(batch["lengths"]), enforce_sorted=False)
+            _, state = m.rnn(packed, state)
+            h = (state[0] if isinstance(state, tuple) else state)[-1]          # h_n of the top layer
+        else:
+            h, state = m.rnn(xs, state)
+        h = t.nn.functional.dropout(h, p) if p else h
+        loss = t.nn.functional.cross_entropy(m.head(h).reshape(-1, self.K), t.as_tensor(batch["y"]).reshape(-1))
         self.opt.zero_grad()
         loss.backward()
-        t.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
+        if self.cfg.clip:
+            t.nn.utils.clip_grad_norm_(m.parameters(), self.cfg.clip)
         self.opt.step()
         return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
@@ -87,12 +123,16 @@ class Jax:
         from ..interop import jax_reference
 
         self.jax, self.cfg = jax, cfg
+        reason = unsupported("jax", cfg)
+        if reason:
+            raise ValueError(reason)
         self.betas, self.eps, self.t = (0.9, 0.999), 1e-8, 0
         self.params = {k: jnp.asarray(v) for k, v in weights.params.items()}
         self.m = {k: jnp.zeros_like(v) for k, v in self.params.items()}
         self.v = {k: jnp.zeros_like(v) for k, v in self.params.items()}
         grad = jax.value_and_grad(jax_reference.loss(weights.arch))
         (b1, b2), eps, max_norm = self.betas, self.eps, cfg.clip
+        sgd, lr = cfg.optimizer == "sgd", np.float32(cfg.lr)
 
         def train_step(params, m, v, x, y, step_size, bc2_sqrt):
             loss, g = grad(params, x, y)
@@ -100,6 +140,8 @@ class Jax:
                 norm = jnp.linalg.norm(jnp.stack([jnp.linalg.norm(a.ravel()) for a in g.values()]))
                 coef = jnp.minimum(max_norm / (norm + 1e-6), 1.0)
                 g = {k: a * coef for k, a in g.items()}
+            if sgd:
+                return {k: params[k] - lr * g[k] for k in g}, m, v, loss
             m = {k: m[k] + (1 - b1) * (g[k] - m[k]) for k in g}            # torch's lerp
             v = {k: v[k] * b2 + (1 - b2) * g[k] * g[k] for k in g}
             params = {k: params[k] - step_size * m[k] / (jnp.sqrt(v[k]) / bc2_sqrt + eps) for k in g}
@@ -113,7 +155,8 @@ class Jax:
         self.compiled = self.jitted.lower(self.params, self.m, self.v, ids, ids, scalar, scalar).compile()
         self.compile_seconds = time.perf_counter() - start
 
-    def step(self, x, y):
+    def step(self, batch):
+        x, y = batch["x"], batch["y"]
         self.t += 1
         b1, b2 = self.betas
         step_size = np.float32(self.cfg.lr / (1 - b1 ** self.t))

@@ -5,8 +5,8 @@ import statistics
 
 from .. import checks
 from .harness import gemm_peak, machine, measure
-from .runners import FRAMEWORKS, LABELS, available
-from .workload import config, flops_per_step, label
+from .runners import FRAMEWORKS, LABELS, available, unsupported
+from .workload import config, label
 
 COLUMNS = [("config", "config", "<14", "{}"), ("framework", "framework", "<9", "{}"),
            ("tokens_per_s", "tokens/s", ">9", "{:.0f}"), ("spread", "spread", ">15", "{}"),
@@ -48,9 +48,24 @@ def checked(steps, repeats, warmup, frameworks, out):
     return available(frameworks, out)
 
 
+def able(frameworks, cfg, out):
+    """The frameworks that can run cfg's workload; each other one is reported through out."""
+    keep = []
+    for f in frameworks:
+        reason = unsupported(f, cfg)
+        if reason:
+            out(f"{LABELS[f]} skipped for {label(cfg)}: {reason}")
+        else:
+            keep.append(f)
+    return keep
+
+
 def run(configs, steps=20, warmup=3, repeats=3, frameworks=FRAMEWORKS, out=print, rss=True, peak=None):
     """Benchmark each configuration (a name of CONFIGS or a TrainConfig) on each framework available,
-    printing a table through out as it goes. Returns one dict per (configuration, framework): config,
+    printing a table through out as it goes. A configuration is a language model (char or word
+    level, on Tiny Shakespeare or cfg.data) or a classifier (cfg.task "classify" on cfg.data: tokens
+    are the real ones, padding excluded), with cfg's optimizer (adam or sgd), lr, clip and dropout.
+    Returns one dict per (configuration, framework): config,
     framework (bptt, PyTorch, JAX), T, batch, tokens_per_s (median over repeats), tokens_per_s_min,
     tokens_per_s_max, spread, ms_per_step, gflops, mfu (over peak_gflops, the NumPy float32 GEMM rate:
     when not given, measured before the first configuration and again before each next one, the best
@@ -69,16 +84,19 @@ def run(configs, steps=20, warmup=3, repeats=3, frameworks=FRAMEWORKS, out=print
     for i, cfg in enumerate(cfgs):
         if i and not given:
             peak = max(peak, gemm_peak())
-        name, tokens = label(cfg), cfg.batch * cfg.window
-        results = measure(cfg, frameworks, steps, warmup, repeats, rss=rss)
+        name = label(cfg)
+        running = able(frameworks, cfg, out)
+        if not running:
+            continue
+        results = measure(cfg, running, steps, warmup, repeats, rss=rss)
         best = max(statistics.median(r["rates"]) for r in results)
-        flops = flops_per_step(cfg, results[0]["V"])
         for r in results:
-            med = statistics.median(r["rates"])
+            med, flop_rate = statistics.median(r["rates"]), statistics.median(r["flop_rates"])
             row = {"config": name, "framework": LABELS[r["framework"]], "T": cfg.window, "batch": cfg.batch,
+                   "vocabulary": r["V"], "classes": r["K"],
                    "tokens_per_s": med, "tokens_per_s_min": min(r["rates"]), "tokens_per_s_max": max(r["rates"]),
-                   "spread": f"{min(r['rates']):.0f}-{max(r['rates']):.0f}", "ms_per_step": 1000 * tokens / med,
-                   "gflops": flops * med / tokens / 1e9, "mfu": flops * med / tokens / peak, "peak_gflops": peak / 1e9,
+                   "spread": f"{min(r['rates']):.0f}-{max(r['rates']):.0f}", "ms_per_step": r["ms_per_step"],
+                   "gflops": flop_rate / 1e9, "mfu": flop_rate / peak, "peak_gflops": peak / 1e9,
                    "valid_loss": r["valid_loss"], "vs_fastest": med / best, "peak_rss_mb": r.get("peak_rss_mb"),
                    "compile_s": r["compile_s"]}
             rows.append(row)
@@ -99,6 +117,9 @@ def step_cost(cfg="lstm-h256", lengths=(16, 64, 256, 1024), steps=5, warmup=2, r
     over repeats of `steps` timed steps, frameworks in alternation), µs per time step (ms/step / T:
     flat when the cost is linear in T) and the peak RSS of each framework's worker process. Returns the rows printed."""
     base = config(cfg)
+    if base.task != "lm":
+        raise ValueError(f"lengths: the cost of a step as the window T grows is measured on a language model; "
+                         f"got task={base.task!r}")
     for T in lengths:
         checks.positive_int("T", T)
     frameworks = checked(steps, repeats, warmup, frameworks, out)
@@ -109,7 +130,7 @@ def step_cost(cfg="lstm-h256", lengths=(16, 64, 256, 1024), steps=5, warmup=2, r
     rows = []
     for T in lengths:
         c = base.replace(window=T)
-        for r in measure(c, frameworks, steps, warmup, repeats, validate=False, rss=rss):
+        for r in measure(c, able(frameworks, c, out), steps, warmup, repeats, validate=False, rss=rss):
             row = {"config": label(base), "T": T, "framework": LABELS[r["framework"]], "batch": c.batch,
                    "ms_per_step": r["ms_per_step"], "us_per_t": 1000 * r["ms_per_step"] / T,
                    "peak_rss_mb": r.get("peak_rss_mb"), "compile_s": r["compile_s"]}

@@ -1,5 +1,7 @@
 """What the benchmark trains: the named configurations (a character language model on Tiny
-Shakespeare, on BASE's settings), the FLOP count of one step, and the windows it trains on."""
+Shakespeare, on BASE's settings) or the user's own (a text and its level and vocabulary, a
+labelled file for classification, dropout, the optimiser), the FLOP count of a step, and the
+batches it trains on."""
 
 import numpy as np
 
@@ -21,6 +23,8 @@ CONFIGS = {
 
 
 BENCH_CELLS = ("rnn", "gru", "lstm")
+BENCH_TASKS = ("lm", "classify")
+BENCH_OPTIMIZERS = ("adam", "sgd")       # the ones every framework's runner implements
 
 
 def config(name_or_cfg, **changes):
@@ -32,38 +36,64 @@ def config(name_or_cfg, **changes):
     else:
         raise ValueError(f"config: expected one of {', '.join(CONFIGS)} or a TrainConfig, got {name_or_cfg!r}")
     cfg = cfg.replace(**changes) if changes else cfg
-    if cfg.cell not in BENCH_CELLS or cfg.task != "lm" or cfg.tie:
-        raise ValueError(f"config: the benchmark runs an untied language model with a cell in "
+    if cfg.cell not in BENCH_CELLS or cfg.task not in BENCH_TASKS or cfg.tie:
+        raise ValueError(f"config: the benchmark runs an untied language model or classifier with a cell in "
                          f"{', '.join(BENCH_CELLS)}; got task={cfg.task!r}, cell={cfg.cell!r}, tie={cfg.tie}")
+    if cfg.optimizer not in BENCH_OPTIMIZERS:
+        raise ValueError(f"optimizer: the benchmark runs {' or '.join(BENCH_OPTIMIZERS)} (every framework's "
+                         f"runner implements them); got {cfg.optimizer!r}")
     return cfg
 
 
 def label(cfg):
-    """The name of a configuration, as CONFIGS names them: lstm-h256, lstm-h256-l2, lstm-h512-b64, ..."""
+    """The name of a configuration, as CONFIGS names them: lstm-h256, lstm-h256-l2, lstm-h512-b64, ...;
+    a word-level model or a classifier says so (lstm-h200-l2-word, gru-h128-classify), dropout and
+    SGD too (-d0.2, -sgd)."""
     for name in CONFIGS:
         if config(name) == cfg:
             return name
     extra = [f"{k}{v}" for k, v, default in (("l", cfg.layers, 1), ("b", cfg.batch, 32), ("t", cfg.window, 64),
                                               ("e", cfg.embedding, 64)) if v != default]
+    extra += [cfg.level] * (cfg.level != "char") + [cfg.task] * (cfg.task != "lm")
+    extra += [f"d{cfg.dropout:g}"] * (cfg.dropout > 0) + [cfg.optimizer] * (cfg.optimizer != "adam")
     return "-".join([cfg.cell, f"h{cfg.hidden}", *extra])
 
 
-def flops_per_step(cfg, V):
+def flops_per_step(cfg, V, K=None, tokens=None, readouts=None):
     """FLOPs of one training step (forward + backward = 3 x forward; a multiply-add counts as 2):
 
         per layer and token   2 G H (D + H)      G = 1 (rnn), 3 (gru), 4 (lstm); D = input size of
                                                  the layer (the embedding E, or V one-hot, for the
                                                  first; H above it)
-        readout per token     2 H V
-        step                  3 B T (sum over layers + readout)
+        readout               2 H K              per token with a target (K = V for a language model)
+        step                  3 (tokens x the layers' sum + readouts x the readout)
 
-    Elementwise work (gates, softmax, Adam) and the embedding lookup are not counted. For example
-    lstm-h256 (E 64, V 65, B 32, T 64): 3 * 2048 * (2*4*256*320 + 2*256*65) = 4,231,004,160.
+    A language model's step has tokens = readouts = B T; a classifier's has the real tokens of its
+    sequences (padding costs nothing, as in a packed sequence) and one readout per sequence.
+    Elementwise work (gates, softmax, the optimiser) and the embedding lookup are not counted. For
+    example lstm-h256 (E 64, V 65, B 32, T 64): 3 * 2048 * (2*4*256*320 + 2*256*65) = 4,231,004,160.
     """
     G = REFERENCE_CELLS[cfg.cell].GATES
-    per_token = sum(2 * G * cfg.hidden * ((cfg.embedding or V) if k == 0 else cfg.hidden) + 2 * G * cfg.hidden ** 2
-                    for k in range(cfg.layers)) + 2 * cfg.hidden * V
-    return 3 * per_token * cfg.batch * cfg.window
+    K = V if K is None else K
+    tokens = cfg.batch * cfg.window if tokens is None else tokens
+    readouts = tokens if readouts is None else readouts
+    layers = sum(2 * G * cfg.hidden * ((cfg.embedding or V) if k == 0 else cfg.hidden) + 2 * G * cfg.hidden ** 2
+                 for k in range(cfg.layers))
+    return 3 * (tokens * layers + readouts * 2 * cfg.hidden * K)
+
+
+def batches(task, cfg, n, seed=0):
+    """n training batches of task, each (keyword arguments of engine.loss_and_grads, tokens, FLOPs):
+    a language model's windows at random places of its stream (random_windows), a classifier's
+    padded batches in the order of its epochs (each a shuffle of the examples)."""
+    V, K = task.input_size, task.output_size
+    if cfg.task == "lm":
+        return [({"x": x, "y": y}, x.size, flops_per_step(cfg, V, K)) for x, y in random_windows(task, cfg, n, seed)]
+    out = []
+    for i in range(n):
+        kwargs, tokens = task.batch(i % task.steps_per_epoch, i // task.steps_per_epoch)
+        out.append((kwargs, tokens, flops_per_step(cfg, V, K, tokens, len(kwargs["y"]))))
+    return out
 
 
 def random_windows(task, cfg, n, seed=0):

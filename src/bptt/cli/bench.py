@@ -1,13 +1,16 @@
 """bptt bench: training speed and memory against PyTorch and JAX, on a configuration of the user's
-or on the named ones of docs/benchmarks.md (--configs), or the cost of a step as T grows (--lengths)."""
+or on the named ones of docs/benchmarks.md (--configs), or the cost of a step as T grows (--lengths);
+on Tiny Shakespeare's characters, or on the user's workload: a text at word level with its
+vocabulary, a labelled file to classify, dropout, SGD."""
 
 import functools
 from pathlib import Path
 
-from .options import NONNEGATIVE_INT, POSITIVE_INT, flag, parser_for
+from .options import NONNEGATIVE, NONNEGATIVE_INT, POSITIVE, POSITIVE_INT, flag, parser_for
 from .train import config_error
 
 SHAPE = {"cell": "lstm", "hidden": 256, "layers": 1, "batch": 32, "window": 64, "embedding": 64}   # the defaults
+WORKLOAD = ("data", "valid", "level", "max_vocab", "task", "dropout", "optimizer", "lr", "clip")   # TrainConfig's
 
 
 def add_bench(sub):
@@ -15,10 +18,12 @@ def add_bench(sub):
 
     p = parser_for(sub, "bench", "training speed and memory against PyTorch and JAX on your configuration",
                    "Train a character language model on Tiny Shakespeare (Adam lr 2e-3, global-norm clipping at 5, "
-                   "float32) with bptt, PyTorch and JAX from the same weights, timed in alternation, and print "
-                   "tokens/s, ms/step, GFLOP/s, MFU, the validation loss of each after the same steps and its peak "
-                   "resident memory (each framework runs in a worker process of its own). PyTorch and JAX are "
-                   "optional: one not installed is skipped.")
+                   "float32), or your own workload (--data FILE, --level word, --max-vocab N, --task classify, "
+                   "--dropout, --optimizer), with bptt, PyTorch and JAX from the same weights, timed in "
+                   "alternation, and print tokens/s, ms/step, GFLOP/s, MFU, the validation loss of each after the "
+                   "same steps and its peak resident memory (each framework runs in a worker process of its own). "
+                   "PyTorch and JAX are optional: one not installed is skipped; JAX has no dropout and no "
+                   "classification, and is skipped for them, with a message.")
     p.add_argument("--configs", nargs="+", metavar="NAME", choices=(*CONFIGS, "all"),
                    help=f"named configurations instead of --cell ... --embedding: {', '.join(CONFIGS)}, or all")
     p.add_argument("--cell", choices=("rnn", "gru", "lstm"), help="recurrent cell (default: lstm)")
@@ -27,6 +32,19 @@ def add_bench(sub):
     p.add_argument("--batch", type=POSITIVE_INT, help="parallel streams, B (default: 32)")
     p.add_argument("--window", type=POSITIVE_INT, help="steps per window, T (default: 64)")
     p.add_argument("--embedding", type=NONNEGATIVE_INT, help="embedding size, 0: one-hot (default: 64)")
+    p.add_argument("--data", metavar="FILE", help="train on this UTF-8 text (a .tsv/.csv of text<TAB>label with "
+                   "--task classify) instead of Tiny Shakespeare; validation on its last 10%% unless --valid")
+    p.add_argument("--valid", metavar="FILE", help="validate on this file instead of the last part of --data")
+    p.add_argument("--level", choices=("char", "word"), help="tokens: characters or words (default: char)")
+    p.add_argument("--max-vocab", type=POSITIVE_INT, metavar="N",
+                   help="keep the N most frequent tokens, <unk> for the rest (default: all)")
+    p.add_argument("--task", choices=("lm", "classify"),
+                   help="lm: next-token prediction on windows (default); classify: one label per text of --data, "
+                        "variable lengths, the loss at each text's last step")
+    p.add_argument("--dropout", type=NONNEGATIVE, help="non-recurrent dropout probability (default: 0)")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), help="adam or plain sgd (default: adam)")
+    p.add_argument("--lr", type=POSITIVE, help="learning rate (default: 2e-3)")
+    p.add_argument("--clip", type=NONNEGATIVE, help="global-norm clipping threshold, 0: off (default: 5)")
     p.add_argument("--lengths", type=POSITIVE_INT, nargs="+", metavar="T",
                    help="instead of the speed table: ms per step and peak memory as the window T grows")
     p.add_argument("--steps", type=POSITIVE_INT, help="timed steps per repeat (default: 20; 5 with --lengths)")
@@ -40,19 +58,24 @@ def add_bench(sub):
 
 
 def configurations(args):
-    """The TrainConfigs to measure: the named ones, or the one the shape options describe."""
+    """The TrainConfigs to measure: the named ones, or the one the shape options describe; either on
+    the workload options given (--data, --level, ...)."""
     from .. import bench
     from ..training.config import TrainConfig
 
     given = [name for name in SHAPE if getattr(args, name) is not None]
+    workload = {name: getattr(args, name) for name in WORKLOAD if getattr(args, name) is not None}
+    if args.lengths and workload.get("task", "lm") != "lm":
+        raise ValueError(f"--lengths: measures a language model's step as its window grows; got --task "
+                         f"{workload['task']}")
     if args.configs:
         if given:
             raise ValueError(f"{flag(given[0])}: describes your own configuration; --configs measures named ones "
                              f"(give one or the other)")
         names = list(bench.CONFIGS) if "all" in args.configs else list(dict.fromkeys(args.configs))
-        return [bench.config(name) for name in names]
+        return [bench.config(name, **workload) for name in names]
     shape = {name: getattr(args, name) if name in given else default for name, default in SHAPE.items()}
-    return [bench.config(TrainConfig(**(bench.BASE | shape)))]
+    return [bench.config(TrainConfig(**(bench.BASE | shape | workload)))]
 
 
 def run_bench(args):
