@@ -211,3 +211,25 @@ def test_forked_child_runs_the_blocks_itself():
     child.join(120)
     assert child.exitcode == 0
     assert queue.get(timeout=10) < 1e-10
+
+
+def test_frozen_weights_are_packed_once_and_only_inside():
+    """packed.frozen(arrays): inside it a given array (or a view of it at the same address) is packed
+    once; another array, and anything outside the scope, is packed on every call; the scope can be
+    entered again (a sample, token by token) and nests."""
+    rng = np.random.default_rng(0)
+    W, other = rng.standard_normal((40, 30)), rng.standard_normal((40, 30))
+    weights = packed.frozen([W])
+    with weights:
+        first = packed.pack(W, True)
+        assert packed.pack(W, True) is first                         # the same panels
+        assert packed.pack(W.T, False) is not first                  # another layout: its own panels
+        assert np.array_equal(packed.pack(W.T, False), first)
+        assert packed.pack(other, True) is not packed.pack(other, True)
+        with packed.frozen([other]):
+            assert packed.pack(W, True) is not first                 # the inner scope holds only `other`
+        assert packed.pack(W, True) is first                         # the outer one again
+    assert packed.pack(W, True) is not first                         # outside: packed afresh
+    with weights:
+        assert packed.pack(W, True) is first                         # entered again: kept
+    assert np.array_equal(first, packed.pack_panels(W, True))

@@ -62,3 +62,22 @@ def test_bad_targets_are_named():
         engine.score(net.params, net.arch, x, np.full((3, 2), 10))
     with pytest.raises(ValueError, match="y: expected int class ids of shape"):
         engine.score(net.params, net.arch, x, np.zeros((3, 2)))
+
+
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_evaluating_gives_the_same_numbers_and_sampling_is_unchanged(engine_name):
+    """engine.evaluating(params, arch) (the fast engine packs each weight once inside it) changes no
+    number: logits of several windows inside it equal those outside, to the bit."""
+    from bptt.training import generate
+
+    net = bptt.Network("lstm", 30, 16, 30, num_layers=2, embedding_dim=8, seed=1, engine=engine_name)
+    x = np.random.default_rng(0).integers(0, 30, (6, 4))
+    outside = [engine.logits(net.params, net.arch, x[i:i + 2])[0] for i in range(0, 6, 2)]
+    with engine.evaluating(net.params, net.arch):
+        inside = [engine.logits(net.params, net.arch, x[i:i + 2])[0] for i in range(0, 6, 2)]
+    assert all(np.array_equal(a, b) for a, b in zip(inside, outside, strict=True))
+    a = generate.sample(net.params, net.arch, [1, 2, 3], 12, np.random.default_rng(5))
+    z, state = engine.logits(net.params, net.arch, np.array([[1], [2], [3]]))
+    first = np.argmax(z[-1, 0])
+    greedy = generate.sample(net.params, net.arch, [1, 2, 3], 3, np.random.default_rng(5), greedy=True)
+    assert greedy[0] == first and len(a) == 12

@@ -22,6 +22,8 @@ Sums run in order k = 0 .. K-1 per element, with fused multiply-adds: round-off 
 BLAS, nothing else (tested against NumPy in float64 to 1e-13).
 """
 
+import threading
+
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
@@ -68,10 +70,49 @@ def _panels(K, N, like):
     return buf[skip:skip + size].reshape(((N + NC - 1) // NC, K, NC))
 
 
-@njit(**JIT)
+_active = threading.local()          # the frozen() scope this thread is inside, if any
+
+
+class frozen:
+    """A context, entered as often as needed: inside it pack() packs each of these arrays (or a view
+    of one, such as W.T) once and gives the same panels again, for forward passes over many windows
+    or tokens (an evaluation, a sample) whose weights do not change. The caller promises not to
+    modify them while the object lives. Only arrays given here are remembered (held, so that no
+    other array can take their memory); other arrays are packed on every call."""
+
+    def __init__(self, arrays):
+        self.keep = {a.ctypes.data: a for a in arrays if isinstance(a, np.ndarray) and a.size}
+        self.panels = {}
+        self.outer = []
+
+    def __enter__(self):
+        self.outer.append(getattr(_active, "scope", None))
+        _active.scope = self
+        return self
+
+    def __exit__(self, *exc):
+        _active.scope = self.outer.pop()
+
+    def pack(self, B, trans):
+        if B.ctypes.data not in self.keep:
+            return pack_panels(B, trans)
+        key = (B.ctypes.data, B.shape, B.strides, B.dtype.str, trans)
+        if key not in self.panels:
+            self.panels[key] = pack_panels(B, trans)
+        return self.panels[key]
+
+
 def pack(B, trans):
     """Panels (P, K, NC) of B (K, N), or of B^T when trans (B given as (N, K)); P = ceil(N / NC).
-    Panel p, row k holds B[k, p NC + jj] (B[p NC + jj, k] when trans) for jj < NC, zero beyond N."""
+    Panel p, row k holds B[k, p NC + jj] (B[p NC + jj, k] when trans) for jj < NC, zero beyond N.
+    Inside a frozen() scope that holds B, its panels are packed once."""
+    scope = getattr(_active, "scope", None)
+    return pack_panels(B, trans) if scope is None else scope.pack(B, trans)
+
+
+@njit(**JIT)
+def pack_panels(B, trans):
+    """pack(B, trans), compiled (every call packs)."""
     K, N = (B.shape[1], B.shape[0]) if trans else (B.shape[0], B.shape[1])
     Bp = _panels(K, N, B)
     NC = Bp.shape[2]

@@ -30,6 +30,7 @@ returned and passed back, nothing is stored.
     V        (K, H)       readout weights (absent with tied embeddings);  c (K,) readout bias
 """
 
+import contextlib
 import functools
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -58,6 +59,7 @@ class Backend(NamedTuple):
     folds_embedding: bool
     row_order: object            # lengths (B,) -> an order of the rows to run them in, or None: as given
     scatter_rows: object         # (num_rows, ids (T, B), d (T, B, D)) -> dM (num_rows, D): reference.inputs'
+    frozen: object               # (arrays) -> a context within which they do not change (the fast engine packs them once)
 
 
 @functools.cache
@@ -68,17 +70,19 @@ def backend(name):
     the kernel and faulted in again); "numpy": the reference cells of bptt.reference."""
     checks.one_of("engine", name, ENGINES)
     if name == "numpy":
-        return Backend("numpy", CELLS, np.matmul, None, None, False, lambda lengths: None, scatter_rows)
+        return Backend("numpy", CELLS, np.matmul, None, None, False, lambda lengths: None, scatter_rows,
+                       lambda arrays: contextlib.nullcontext())
     from .. import fast
     from ..fast import heap
     from ..fast.matmul import matmul
+    from ..fast.packed import frozen
     from ..fast.readout import cross_entropy, log_likelihood
     from ..fast.rows import by_length
     from ..fast.window import scatter_rows as scatter_compiled
 
     heap.reuse_freed_memory()        # once per process: a step's arrays come back from the heap (fast/heap.py)
     return Backend("fast", fast.CELLS, matmul, cross_entropy, log_likelihood, True, by_length,
-                   lambda n, ids, d: scatter_compiled(n, np.ascontiguousarray(ids), np.ascontiguousarray(d)))
+                   lambda n, ids, d: scatter_compiled(n, np.ascontiguousarray(ids), np.ascontiguousarray(d)), frozen)
 
 
 @dataclass(frozen=True)
@@ -369,6 +373,14 @@ def logits(params, arch, x, state=None, lengths=None, reset=None):
     batch = prepare(params, arch, x, state, lengths, reset)
     hs, final, _ = forward_layers(params, arch, batch, [None] * (arch.num_layers + 1))
     return restore(batch, readout(params, arch, hs)), public_state(restore(batch, final))
+
+
+def evaluating(params, arch):
+    """A context, entered once or around each call, for many forward passes with unchanging params
+    (an evaluation over many windows, a sample token by token): the fast engine packs each weight
+    once for all of them instead of once per call (bptt.fast.packed.frozen). params must not be
+    modified while it is in use."""
+    return arch.backend.frozen(list(params.values()))
 
 
 class Score(NamedTuple):

@@ -122,7 +122,7 @@ class TrainConfig:
     eval_every: int = option(200, "steps between validations and checkpoints")
     flow_every: int = option(0, "record ||dL/dh_k|| for every step of the window and per-parameter gradient "
                              "norms every N steps in metrics.jsonl (0: never); bptt diagnose draws them")
-    eval_batch: int = option(16, "streams (or examples) per validation batch")
+    eval_batch: int = option(32, "streams (or examples) per validation batch")
     log_every: int = option(10, "steps between metric records")
 
     def __post_init__(self):

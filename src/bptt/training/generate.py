@@ -41,7 +41,8 @@ def sample(params, arch, prime_ids, length, rng, temperature=1.0, top_k=None, to
 
 def stream(params, arch, prime_ids, length, rng, temperature=1.0, top_k=None, top_p=None, greedy=False):
     """The ids of sample(), yielded one at a time as they are drawn (for printing as they come).
-    Every argument is checked before the first id is drawn."""
+    Every argument is checked before the first id is drawn. The weights are packed once for the
+    whole sample (engine.evaluating): params must not change until the stream is done."""
     prime = np.asarray(prime_ids, dtype=np.int64)
     if prime.ndim != 1 or prime.size == 0:
         raise ValueError(f"prime: expected at least one token, got {checks.describe(prime)}")
@@ -52,7 +53,9 @@ def stream(params, arch, prime_ids, length, rng, temperature=1.0, top_k=None, to
 
 
 def _stream(params, arch, prime, length, rng, temperature, top_k, top_p, greedy):
-    z, state = engine.logits(params, arch, prime[:, None])   # (T, 1, K)
+    weights = engine.evaluating(params, arch)               # packed once for the whole sample, entered per call
+    with weights:
+        z, state = engine.logits(params, arch, prime[:, None])   # (T, 1, K)
     for _ in range(length):
         if greedy:
             token = int(np.argmax(z[-1, 0]))
@@ -60,4 +63,5 @@ def _stream(params, arch, prime, length, rng, temperature, top_k, top_p, greedy)
             p = distribution(z[-1, 0], temperature, top_k, top_p)
             token = min(int(np.searchsorted(np.cumsum(p), rng.random() * p.sum(), side="right")), len(p) - 1)
         yield token
-        z, state = engine.logits(params, arch, np.array([[token]]), state)
+        with weights:
+            z, state = engine.logits(params, arch, np.array([[token]]), state)

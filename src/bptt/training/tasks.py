@@ -66,10 +66,11 @@ def lm_loss(params, arch, ids, batch, window, starts=None):
     stream = data.batchify(ids, batch)
     starts = None if starts is None else data.batchify(starts, batch).astype(bool)
     total, count, state = 0.0, 0, None
-    for i, (x, y) in enumerate(data.windows(stream, window)):
-        reset = None if starts is None else starts[i * window:i * window + len(x)]
-        s = engine.score(params, arch, x, y, state, reset=reset)
-        total, count, state = total + s.total, count + s.count, s.state
+    with engine.evaluating(params, arch):                    # the weights packed once, not per window
+        for i, (x, y) in enumerate(data.windows(stream, window)):
+            reset = None if starts is None else starts[i * window:i * window + len(x)]
+            s = engine.score(params, arch, x, y, state, reset=reset)
+            total, count, state = total + s.total, count + s.count, s.state
     return float(total / count), count
 
 
@@ -87,10 +88,11 @@ def text_tokens(text, level):
 def classify_metrics(params, arch, seqs, y, batch):
     """Mean cross-entropy and accuracy over id sequences seqs with labels y, `batch` at a time."""
     total, correct = 0.0, 0
-    for i in range(0, len(seqs), batch):
-        x, lengths = data.pad_batch(seqs[i:i + batch])
-        s = engine.score(params, arch, x, y[i:i + batch], target="last", lengths=lengths)
-        total, correct = total + s.total, correct + s.correct
+    with engine.evaluating(params, arch):
+        for i in range(0, len(seqs), batch):
+            x, lengths = data.pad_batch(seqs[i:i + batch])
+            s = engine.score(params, arch, x, y[i:i + batch], target="last", lengths=lengths)
+            total, correct = total + s.total, correct + s.correct
     return {"loss": float(total / len(seqs)), "accuracy": correct / len(seqs), "examples": len(seqs)}
 
 
