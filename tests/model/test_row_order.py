@@ -72,3 +72,21 @@ def test_shuffled_lengths_on_two_blocks_equal_the_reference(cell, inputs, target
         r = engine.loss_and_grads(fast.params, fast.arch, x, y, recompute_every=4, **kw)
         assert abs(r.loss - b.loss) <= ROUND_OFF * b.loss and all(close(r.grads[k], b.grads[k]) for k in b.grads)
         assert all(close(p, q) for p, q in zip(r.dhs, b.dhs, strict=True))
+
+
+def test_live_positions_gathers_a_window_of_mostly_padding_only():
+    """The products over the window's positions (the float table, dW, dx, dU) run over the real
+    positions when padding is most of it (bptt.fast.window.live_positions); not for a window of few
+    padded positions, none, or all (a segment of padding in recomputation)."""
+    from bptt.fast.window import LIVE_FRACTION, live_positions
+
+    mask = np.zeros((4, 5, 1), bool)
+    mask[:2, :2] = True                                          # 4 of 20 positions real
+    assert live_positions(mask).tolist() == [0, 1, 5, 6]         # t B + b
+    assert live_positions(None) is None and live_positions(~mask & False) is None
+    assert LIVE_FRACTION == 0.9
+    mostly = np.ones((10, 10, 1), bool)
+    mostly[-1] = False                                           # 90 of 100 real: not worth gathering
+    assert live_positions(mostly) is None
+    mostly[-2, 0] = False                                        # 89
+    assert len(live_positions(mostly)) == 89

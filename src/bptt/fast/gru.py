@@ -105,7 +105,7 @@ def backward_blocks(args, blocks):
 def forward(p, xs, state0, mask=None, reset=None, approx=None, threads=None):
     W, U, b, b_U = p["W"], p["U"], p["b"], p["b_U"]
     (h0,) = state0
-    table, ids = input_table(W, b, xs)                     # W x_t + b = table[ids_t]
+    table, ids = input_table(W, b, xs, mask=mask)          # W x_t + b = table[ids_t]
     (T, B), H = ids.shape, U.shape[1]
     gates = aligned.empty((T, B, 3 * H), table.dtype)
     hs, ah_ns = aligned.empty((T, B, H), table.dtype), aligned.empty((T, B, H), table.dtype)
@@ -126,7 +126,7 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None)
     rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), pack(U, False),
                              gates, ah_ns, np.ascontiguousarray(h0), hs, m, r, rows.clip(clip_dh, gates.dtype),
                              rows.trace(dh_trace, gates.dtype), daxs, dahs, dh0), rows.blocks(B, threads), backward_blocks)
-    dU = recurrent_grad(dahs, h0, hs, reset)
+    dU = recurrent_grad(dahs, h0, hs, reset, mask=mask)
     db_U = dahs.reshape(T * B, 3 * H).sum(axis=0)
-    dW, dxs, db = project_backward(W, xs, daxs)
+    dW, dxs, db = project_backward(W, xs, daxs, mask)
     return dxs, (dh0,), {"W": dW, "U": dU, "b": db, "b_U": db_U}

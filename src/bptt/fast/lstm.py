@@ -114,7 +114,7 @@ def backward_blocks(args, blocks):
 def forward(p, xs, state0, mask=None, reset=None, approx=None, threads=None):
     W, U, b, b_U = p["W"], p["U"], p["b"], p["b_U"]
     h0, c0 = (np.ascontiguousarray(s) for s in state0)
-    table, ids = input_table(W, b, xs, b_U)                # (1) W x_t + b + b_U = table[ids_t], both biases once
+    table, ids = input_table(W, b, xs, b_U, mask)          # (1) W x_t + b + b_U = table[ids_t], both biases once
     (T, B), H = ids.shape, U.shape[1]
     gates = aligned.empty((T, B, 4 * H), table.dtype)
     hs, cs, tanh_cs = (aligned.empty((T, B, H), table.dtype) for _ in range(3))
@@ -136,6 +136,6 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None)
                              pack(U, False), gates, np.ascontiguousarray(c0), cs, tanh_cs, m, r,
                              rows.clip(clip_dh, gates.dtype), rows.trace(dh_trace, gates.dtype), das, dh0, dc0),
              rows.blocks(B, threads), backward_blocks)
-    dU = recurrent_grad(das, h0, hs, reset)
-    dW, dxs, db = project_backward(W, xs, das)
+    dU = recurrent_grad(das, h0, hs, reset, mask=mask)
+    dW, dxs, db = project_backward(W, xs, das, mask)
     return dxs, (dh0, dc0), {"W": dW, "U": dU, "b": db, "b_U": db.copy()}

@@ -98,7 +98,7 @@ def backward_blocks(args, blocks):
 def forward(p, xs, state0, mask=None, reset=None, nonlinearity="tanh", approx=None, threads=None):
     W, U, b, b_U = p["W"], p["U"], p["b"], p["b_U"]
     (h0,) = state0
-    table, ids = input_table(W, b, xs, b_U)                # (1) W x_t + b + b_U = table[ids_t], both biases once
+    table, ids = input_table(W, b, xs, b_U, mask)          # (1) W x_t + b + b_U = table[ids_t], both biases once
     (T, B), H = ids.shape, U.shape[1]
     hs = aligned.empty((T, B, H), table.dtype)
     m, r = rows.masks(mask, reset, T, B)
@@ -118,6 +118,6 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None)
     rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), pack(U, False),
                              hs, m, r, CODES[nonlinearity], rows.clip(clip_dh, hs.dtype),
                              rows.trace(dh_trace, hs.dtype), das, dh0), rows.blocks(B, threads), backward_blocks)
-    dU = recurrent_grad(das, h0, hs, reset)
-    dW, dxs, db = project_backward(W, xs, das)
+    dU = recurrent_grad(das, h0, hs, reset, mask=mask)
+    dW, dxs, db = project_backward(W, xs, das, mask)
     return dxs, (dh0,), {"W": dW, "U": dU, "b": db, "b_U": db.copy()}

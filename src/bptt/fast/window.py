@@ -19,6 +19,12 @@ and the backward pass scatters the gradients of a_t back onto the table's rows f
 
 so dW and dE cost (V, G) x (V, D) GEMMs instead of (T B, G) x (T B, D) ones: the same sums,
 grouped by token (float round-off differs, nothing else).
+
+With lengths, the positions past a row's length carry nothing (da_t = 0 there, and the time
+loops skip them). When they are many (a batch of texts of 5 to 60 words is about two thirds
+padding) the products over all T B positions are taken over the real ones only
+(live_positions): the float table of the real positions, dW = da^T x, dx = da W and
+dU = da^T h_prev over them, gathered once.
 """
 
 import numpy as np
@@ -30,6 +36,22 @@ from ..reference.inputs import Embedded, is_ids
 from . import aligned, rows
 from .matmul import matmul, parts
 from .packed import gemm_tn
+
+
+LIVE_FRACTION = 0.9  # gather the real positions when fewer than this fraction of the window's are real
+
+
+def live_positions(mask):
+    """The flat indices t B + b of the real positions of a (T, B, 1) mask; None when there is no
+    mask, no real position (a segment of padding, in recomputation), or so few are padding
+    (LIVE_FRACTION) that gathering would cost more than it saves."""
+    if mask is None:
+        return None
+    flat = mask.reshape(-1)
+    real = flat.sum()
+    if real == 0 or real >= LIVE_FRACTION * flat.size:
+        return None
+    return np.flatnonzero(flat)
 
 
 @njit(nogil=True, cache=True)
@@ -44,10 +66,11 @@ def scatter_rows(num_rows, ids, d):
     return dM
 
 
-def input_table(W, b, xs, b_U=None):
-    """(table, ids) with W x_t + b (+ b_U) = table[ids[t, b]] for every t and row b: table (V, G)
-    for ids, (T B, G) for float inputs (then ids[t, b] = t B + b). The biases are added in one pass,
-    as b + b_U."""
+def input_table(W, b, xs, b_U=None, mask=None):
+    """(table, ids) with W x_t + b (+ b_U) = table[ids[t, b]] for every real t and row b: table
+    (V, G) for ids, (T B, G) for float inputs (then ids[t, b] = t B + b), or with a mask (T, B, 1)
+    of mostly padding the rows of the real positions only (padding reads row 0: the time loops never
+    read it). The biases are added in one pass, as b + b_U."""
     bias = b if b_U is None else b + b_U
     if isinstance(xs, Embedded):
         table, ids = matmul(xs.E, W.T), np.ascontiguousarray(xs.ids)
@@ -56,22 +79,37 @@ def input_table(W, b, xs, b_U=None):
         table, ids = np.add(W.T, bias, order="C"), np.ascontiguousarray(xs)   # rows contiguous, as gathered
     else:
         T, B, D = xs.shape
-        table = inputs.project(W, bias, xs, matmul).reshape(T * B, -1)
-        ids = np.arange(T * B).reshape(T, B)
+        live = live_positions(mask)
+        if live is None:
+            table = inputs.project(W, bias, xs, matmul).reshape(T * B, -1)
+            ids = np.arange(T * B).reshape(T, B)
+        else:
+            table = inputs.project(W, bias, xs.reshape(T * B, 1, D)[live], matmul).reshape(live.size, -1)
+            ids = np.zeros(T * B, np.int64)
+            ids[live] = np.arange(live.size)
+            ids = ids.reshape(T, B)
     return table, ids
 
 
-def project_backward(W, xs, da):
+def project_backward(W, xs, da, mask=None):
     """Given da (T, B, G) = dL/d(W x_t + b): (dW, dxs, db). dxs is dE (V, D) for Embedded inputs,
-    None for one-hot ids, (T, B, D) for floats."""
+    None for one-hot ids, (T, B, D) for floats (zero on padding; with a mask of mostly padding the
+    products run over the real positions only)."""
     if isinstance(xs, Embedded):
         dP = scatter_rows(xs.E.shape[0], np.ascontiguousarray(xs.ids), da)          # (V, G)
         return matmul(dP.T, xs.E), matmul(dP, W), dP.sum(axis=0)
     if is_ids(xs):
         dP = scatter_rows(W.shape[1], np.ascontiguousarray(xs), da)                 # (V, G)
         return np.ascontiguousarray(dP.T), None, dP.sum(axis=0)
-    dW, dxs = inputs.project_backward(W, xs, da, matmul)
-    return dW, dxs, da.reshape(-1, da.shape[-1]).sum(axis=0)
+    live = live_positions(mask)
+    if live is None:
+        dW, dxs = inputs.project_backward(W, xs, da, matmul)
+        return dW, dxs, da.reshape(-1, da.shape[-1]).sum(axis=0)
+    T, B, D = xs.shape
+    da_live, x_live = da.reshape(T * B, -1)[live], xs.reshape(T * B, D)[live]
+    dxs = np.zeros((T * B, D), da.dtype)
+    dxs[live] = matmul(da_live, W)
+    return matmul(da_live.T, x_live), dxs.reshape(T, B, D), da_live.sum(axis=0)
 
 
 @njit(nogil=True, cache=True)
@@ -89,11 +127,21 @@ def _recurrent_grad_blocks(args, blocks):
         _recurrent_grad_rows(*args, blocks[i, 0], blocks[i, 1])
 
 
-def recurrent_grad(das, h0, hs, reset, threads=None):
+def recurrent_grad(das, h0, hs, reset, threads=None, mask=None):
     """dU = sum_t da_t^T h_{t-1} (G, H), the rows of dU split over the cores (threads: as matmul.parts);
-    with no resets h_{t-1} is read in place from hs (steps 1..T-1) and h0 (step 0), not copied."""
+    with no resets h_{t-1} is read in place from hs (steps 1..T-1) and h0 (step 0), not copied. With
+    a mask (T, B, 1) of mostly padding, over the real positions only (da_t = 0 on the others)."""
     T, B, G = das.shape
     H = hs.shape[2]
+    live = live_positions(mask)
+    if live is not None:
+        first = live < B                                   # step 0: h_{t-1} is h0
+        h_prev = np.empty((live.size, H), das.dtype)
+        h_prev[~first] = hs.reshape(T * B, H)[live[~first] - B]
+        h_prev[first] = h0[live[first]]
+        if reset is not None:
+            h_prev[reset.reshape(-1)[live]] = 0
+        return matmul(das.reshape(T * B, G)[live].T, h_prev, threads)
     if reset is not None:
         return matmul(das.reshape(T * B, G).T, previous(h0, hs, reset).reshape(T * B, H), threads)
     dU = aligned.empty((G, H), das.dtype)
