@@ -196,3 +196,18 @@ def test_classify_script_labels_the_speeches_of_the_play_text():
     assert lines == ["Before we proceed any further, hear me speak.\tFirst Citizen",
                      "You are all resolved rather to die than to famish?\tFirst Citizen"]
     assert script.argv(["--steps", "2"], "f.tsv")[-4:] == ["--data", "f.tsv", "--steps", "2"]
+
+
+def test_evaluation_script_compares_validation_with_training(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "evaluation.py"
+    spec = importlib.util.spec_from_file_location("evaluation_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--hidden", "8", "--layers", "1", "--embedding", "4", "--batch", "4", "--window", "8",
+                        "--eval-batch", "4", "--steps", "2", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("CPU: ") and out[1].split()[0] == "training" and out[2].split()[0] == "validation"
+    assert "validation streams 4: validation / training = " in out[3]

@@ -37,7 +37,6 @@ from . import aligned, rows
 from .matmul import matmul, parts
 from .packed import gemm_tn
 
-
 LIVE_FRACTION = 0.9  # gather the real positions when fewer than this fraction of the window's are real
 
 
