@@ -35,6 +35,16 @@ def rows_of(out, prefix):
     return [line for line in out.splitlines() if line.startswith(prefix)]
 
 
+def two_step_rows(argv, capsys, label):
+    """bptt bench argv on two timed steps of bptt and PyTorch: the validation losses of the rows
+    labelled `label`, checked to be one per framework."""
+    assert main(["bench", *argv, "--steps", "2", "--repeats", "1", "--warmup", "1", "--no-rss",
+                 "--frameworks", "bptt", "torch"]) == 0
+    rows = rows_of(capsys.readouterr().out, label)
+    assert [r.split()[1] for r in rows] == ["bptt", "PyTorch"]
+    return [float(r.split()[7]) for r in rows]
+
+
 def test_bench_on_a_word_level_text_with_dropout_and_sgd(tmp_path, capsys):
     """--data, --level word, --max-vocab, --dropout, --optimizer sgd, --lr, --clip: the user's workload,
     named in the table; with dropout each framework draws its own masks, so the losses only agree
@@ -42,14 +52,9 @@ def test_bench_on_a_word_level_text_with_dropout_and_sgd(tmp_path, capsys):
     pytest.importorskip("torch")
     text = tmp_path / "words.txt"
     text.write_text("the cat sat on the mat and the rat ran to the cat\n" * 40)
-    assert main(["bench", "--data", str(text), "--level", "word", "--max-vocab", "6", "--hidden", "8",
-                 "--embedding", "4", "--batch", "4", "--window", "5", "--dropout", "0.1", "--optimizer", "sgd",
-                 "--lr", "0.5", "--clip", "1", "--steps", "2", "--repeats", "1", "--warmup", "1", "--no-rss",
-                 "--frameworks", "bptt", "torch"]) == 0
-    out = capsys.readouterr().out
-    rows = rows_of(out, "lstm-h8-b4-t5-e4-word-d0.1-sgd")
-    assert [r.split()[1] for r in rows] == ["bptt", "PyTorch"]
-    losses = [float(r.split()[7]) for r in rows]
+    losses = two_step_rows(["--data", str(text), "--level", "word", "--max-vocab", "6", "--hidden", "8",
+                            "--embedding", "4", "--batch", "4", "--window", "5", "--dropout", "0.1", "--optimizer",
+                            "sgd", "--lr", "0.5", "--clip", "1"], capsys, "lstm-h8-b4-t5-e4-word-d0.1-sgd")
     assert all(abs(v - np.log(6)) < 1 for v in losses)          # near uniform over the 6 words, both trained
     cfg = bench.config("lstm-h128", dropout=0.1)
     assert runners.unsupported("jax", cfg) == "the JAX reference has no dropout"
@@ -69,13 +74,8 @@ def test_bench_classifies_a_labelled_file_as_pytorch_packed_sequences_do(tmp_pat
              for i in range(60)]
     data = tmp_path / "labelled.tsv"
     data.write_text("".join(lines))
-    assert main(["bench", "--task", "classify", "--data", str(data), "--level", "word", "--hidden", "8",
-                 "--embedding", "4", "--batch", "8", "--steps", "2", "--repeats", "1", "--warmup", "1", "--no-rss",
-                 "--frameworks", "bptt", "torch"]) == 0
-    out = capsys.readouterr().out
-    rows = rows_of(out, "lstm-h8-b8-e4-word-classify")
-    assert [r.split()[1] for r in rows] == ["bptt", "PyTorch"]
-    loss = [float(r.split()[7]) for r in rows]
+    loss = two_step_rows(["--task", "classify", "--data", str(data), "--level", "word", "--hidden", "8",
+                          "--embedding", "4", "--batch", "8"], capsys, "lstm-h8-b8-e4-word-classify")
     assert abs(loss[0] - loss[1]) < 1e-4                        # the same computation from the same weights
     assert main(["bench", "--task", "classify"]) == 2
     assert "error: --task: 'classify' needs --data" in capsys.readouterr().err
