@@ -25,7 +25,7 @@ def setup(cell, nonlinearity, T=6, B=3, H=4, L=2, seed=0):
 def layer_states(net, x, state, lengths=None, reset=None, layer=0):
     """s_k (k = 0..T) of one layer, flattened (B, S), by running the forward pass."""
     batch = engine.prepare(net.params, net.arch, x, state, lengths, reset)
-    xs = x
+    xs = batch.x                                             # the rows in the order the engine runs them
     for k in range(layer):                                   # the input sequence of `layer`
         xs, _, _ = net.arch.module.forward(engine.layer(net.params, k), xs, tuple(s[k] for s in batch.state),
                                            batch.mask, batch.reset, **net.arch.options)
@@ -33,11 +33,12 @@ def layer_states(net, x, state, lengths=None, reset=None, layer=0):
 
 
 def run_from(net, layer, xs, s_k, batch, k):
-    """The layer's final state after running steps k..T-1 from state s_k (flattened (B, S))."""
+    """The layer's final state after running steps k..len(xs)-1 from state s_k (flattened (B, S))."""
     H = net.arch.hidden_size
     parts = tuple(s_k[:, i * H:(i + 1) * H] for i in range(len(net.arch.state_names)))
-    mask = None if batch.mask is None else batch.mask[k:]
-    reset = None if batch.reset is None else batch.reset[k:]
+    T = len(xs)
+    mask = None if batch.mask is None else batch.mask[k:T]
+    reset = None if batch.reset is None else batch.reset[k:T]
     _, final, _ = net.arch.module.forward(engine.layer(net.params, layer), xs[k:], parts, mask, reset,
                                           **net.arch.options)
     return np.concatenate(final, axis=1)

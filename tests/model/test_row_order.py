@@ -90,3 +90,20 @@ def test_live_positions_gathers_a_window_of_mostly_padding_only():
     assert live_positions(mostly) is None
     mostly[-2, 0] = False                                        # 89
     assert len(live_positions(mostly)) == 89
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_jacobians_of_shuffled_lengths_come_in_the_callers_order(cell):
+    """bptt.lab.diagnostics reads the engine's caches, whose rows the fast engine sorts by length:
+    its Jacobian products are given back in the caller's order, equal to the reference's."""
+    from bptt.lab import diagnostics
+
+    rng = np.random.default_rng(4)
+    T, B = 5, 4
+    x, lengths = rng.standard_normal((T, B, 7)), np.array([2, 5, 1, 4])
+    fast, ref = pair(cell, "float")
+    assert engine.prepare(fast.params, fast.arch, x, None, lengths).order is not None
+    for layer in (0, 1):
+        a = diagnostics.jacobian_products(fast.params, fast.arch, x, None, lengths, layer=layer)
+        b = diagnostics.jacobian_products(ref.params, ref.arch, x, None, lengths, layer=layer)
+        assert close(a, b)

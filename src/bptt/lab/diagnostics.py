@@ -25,20 +25,22 @@ from ..training import tbptt
 
 
 def _layer_caches(params, arch, x, state=None, lengths=None, reset=None):
+    """The layers' caches, and the order of their rows in the caller's (None: the same; with
+    lengths the engine may run them in another order, engine.prepare)."""
     batch = engine.prepare(params, arch, x, state, lengths, reset)
     _, _, caches = engine.forward_layers(params, arch, batch, [None] * (arch.num_layers + 1))
-    return caches
+    return caches, None if batch.order is None else np.argsort(batch.order)
 
 
 def products(params, arch, x, state=None, lengths=None, reset=None, layer=0):
     """Yields (k, ds_T/ds_k) for k = T-1, ..., 0, one (B, S, S) float64 array at a time."""
-    caches = _layer_caches(params, arch, x, state, lengths, reset)
+    caches, callers = _layer_caches(params, arch, x, state, lengths, reset)
     p, cache = engine.layer(params, layer), caches[layer]
     P = None
     for k in reversed(range(len(x))):
         J = arch.module.step_jacobian(p, cache, k).astype(np.float64)
         P = J if P is None else P @ J                                  # J_{T-1} ... J_{k+1} J_k
-        yield k, P
+        yield k, P if callers is None else P[callers]
 
 
 def jacobian_products(params, arch, x, state=None, lengths=None, reset=None, layer=0):

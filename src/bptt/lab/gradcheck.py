@@ -223,7 +223,8 @@ def layers_above(net, kw, f):
             if name.startswith("l") and j >= k:
                 upper_params[f"l{j - k}{name[name.index('.'):]}"] = a
         state = tuple(a[k:] for a in parts)                    # views: a perturbation of a[k] is seen
-        upper_kw = kw | {"x": inputs[k], "state": state if len(state) > 1 else state[0]}
+        upper_kw = kw | {"x": engine.restore(batch, inputs[k]),             # in the caller's order of rows
+                         "state": state if len(state) > 1 else state[0]}
 
         def f_k(upper_params=upper_params, upper=upper, upper_kw=upper_kw):
             return engine.loss_value(upper_params, upper, **upper_kw)
