@@ -47,15 +47,31 @@ def two_step_rows(argv, capsys, label):
 
 def test_bench_on_a_word_level_text_with_dropout_and_sgd(tmp_path, capsys):
     """--data, --level word, --max-vocab, --dropout, --optimizer sgd, --lr, --clip: the user's workload,
-    named in the table; with dropout each framework draws its own masks, so the losses only agree
-    roughly; JAX (no dropout in its reference) is skipped with a message, not silently."""
-    pytest.importorskip("torch")
+    named in the table. PyTorch's runner (timed in a worker of its own by the command; here in this
+    process) applies the same options: SGD, nn.LSTM's dropout and its own on the embedding and the
+    output; JAX (no dropout in its reference) is skipped with a message, not silently."""
+    torch = pytest.importorskip("torch")
+    from bptt.bench import workload
+    from bptt.training import tasks
+
     text = tmp_path / "words.txt"
     text.write_text("the cat sat on the mat and the rat ran to the cat\n" * 40)
-    losses = two_step_rows(["--data", str(text), "--level", "word", "--max-vocab", "6", "--hidden", "8",
-                            "--embedding", "4", "--batch", "4", "--window", "5", "--dropout", "0.1", "--optimizer",
-                            "sgd", "--lr", "0.5", "--clip", "1"], capsys, "lstm-h8-b4-t5-e4-word-d0.1-sgd")
-    assert all(abs(v - np.log(6)) < 1 for v in losses)          # near uniform over the 6 words, both trained
+    options = ["--data", str(text), "--level", "word", "--max-vocab", "6", "--hidden", "8", "--embedding", "4",
+               "--batch", "4", "--window", "5", "--dropout", "0.1", "--optimizer", "sgd", "--lr", "0.5", "--clip", "1"]
+    assert main(["bench", *options, "--steps", "2", "--repeats", "1", "--warmup", "1", "--no-rss",
+                 "--frameworks", "bptt"]) == 0
+    (row,) = rows_of(capsys.readouterr().out, "lstm-h8-b4-t5-e4-word-d0.1-sgd")
+    assert abs(float(row.split()[7]) - np.log(6)) < 1                  # near uniform over the 6 words
+    cfg = bench.config(TrainConfig(**(bench.BASE | {"hidden": 8, "embedding": 4, "batch": 4, "window": 5})),
+                       data=str(text), level="word", max_vocab=6, dropout=0.1, optimizer="sgd", lr=0.5, clip=1.0)
+    task = tasks.make(cfg)
+    runner = runners.make_runner("torch", cfg, task)
+    assert isinstance(runner.opt, torch.optim.SGD) and runner.model.rnn.dropout == 0.1
+    before = {k: v.detach().clone() for k, v in runner.model.state_dict().items()}
+    for batch, tokens, flops in workload.batches(task, cfg, 2):
+        runner.step(batch)
+        assert tokens == 20 and flops == bench.flops_per_step(cfg, 6)
+    assert all(not torch.equal(before[k], v) for k, v in runner.model.state_dict().items())
     cfg = bench.config("lstm-h128", dropout=0.1)
     assert runners.unsupported("jax", cfg) == "the JAX reference has no dropout"
     assert runners.unsupported("torch", cfg) is None and runners.unsupported("jax", bench.config("lstm-h128")) is None
