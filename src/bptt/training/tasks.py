@@ -58,11 +58,17 @@ def scored(n_tokens, batch):
     return (n_tokens // streams - 1) * streams
 
 
+EVAL_ROWS = 2048     # positions per forward pass of an evaluation, at least: the readout's products stay large
+
+
 def lm_loss(params, arch, ids, batch, window, starts=None):
     """Mean cross-entropy (nats per token) of the model on ids, read as `batch` streams with the
     state carried across windows (and reset at document starts), as in training.
-    Returns (loss, tokens scored)."""
+    Returns (loss, tokens scored). The state is carried from each window to the next, so the
+    windows' length changes no number but round-off: it is window, or longer when few streams
+    would make the forward passes small (EVAL_ROWS)."""
     batch = eval_streams(len(ids), batch)
+    window = max(window, -(-EVAL_ROWS // batch))
     stream = data.batchify(ids, batch)
     starts = None if starts is None else data.batchify(starts, batch).astype(bool)
     total, count, state = 0.0, 0, None
