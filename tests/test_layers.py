@@ -16,7 +16,7 @@ import pytest
 import bptt
 
 SRC = Path(bptt.__file__).parent
-RANK = {"checks": 0, "reference": 1, "fast": 2, "model": 3, "training": 4, "interop": 5, "lab": 6, "bench": 6,
+RANK = {"checks": 0, "files": 0, "reference": 1, "fast": 2, "model": 3, "training": 4, "interop": 5, "lab": 6, "bench": 6,
         "cli": 7}
 
 
@@ -47,7 +47,7 @@ def imports(path, text=None):
     return found
 
 
-MODULES = sorted(p for p in SRC.rglob("*.py") if p.parent != SRC or p.stem == "checks")
+MODULES = sorted(p for p in SRC.rglob("*.py") if p.parent != SRC or p.stem in ("checks", "files"))
 
 
 @pytest.mark.parametrize("path", MODULES, ids=[str(p.relative_to(SRC)) for p in MODULES])

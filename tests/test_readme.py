@@ -1,4 +1,4 @@
-"""The README's API example runs as written."""
+"""The README's Python examples run as written."""
 
 import re
 from pathlib import Path
@@ -8,13 +8,36 @@ import numpy as np
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+def blocks():
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
 def test_readme_python_examples_run():
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    assert len(blocks) >= 2
+    found = blocks()
+    assert len(found) >= 3
     scope = {}
-    exec(compile(blocks[0], "README.md", "exec"), scope)
+    exec(compile(found[0], "README.md", "exec"), scope)
     net, grads, logits = scope["net"], scope["grads"], scope["logits"]
     assert logits.shape == (64, 32, 65) and grads.keys() == net.params.keys()
     assert abs(scope["loss"] - np.log(65)) < 0.1          # about ln K at initialisation
-    exec(compile(blocks[1], "README.md", "exec"), scope)
+    exec(compile(found[1], "README.md", "exec"), scope)
     assert "rnn.weight_hh_l1" in scope["torch_grads"]
+
+
+def test_readme_load_example_runs_on_a_trained_run(tmp_path, monkeypatch, capsys):
+    """bptt.load on a run made by `bptt train` (a small one), scoring, sampling, save and load."""
+    from bptt.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "runs/shakespeare", "--steps", "20", "--hidden", "16", "--layers", "1",
+                 "--embedding", "8", "--eval-every", "10"]) == 0
+    capsys.readouterr()
+    (example,) = [b for b in blocks() if "bptt.load(" in b]
+    scope = {"bptt": __import__("bptt")}
+    exec(compile(example, "README.md", "exec"), scope)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("{'loss': ") and out[0].endswith("'tokens': 27}")     # 28 characters
+    assert len("\n".join(out[1:])) == 200                    # the continuation alone, 200 characters
+    net, run = scope["net"], scope["run"]
+    assert all(np.array_equal(net.params[k], run.network.params[k]) for k in net.params)
+    assert scope["ids"].tolist() == run.vocab.encode(list("ROMEO:")).tolist()

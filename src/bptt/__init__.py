@@ -11,7 +11,7 @@ The layers, bottom up; each imports only from the layers below it (docs/architec
     bench/      speed and memory against PyTorch and JAX
     cli/        the command line
 
-checks.py, the validation of arguments, sits below them all. The public names are loaded on first
+checks.py, the validation of arguments, and files.py, atomic and checksummed files, sit below them all. The public names are loaded on first
 use, so that the command line starts without importing NumPy and the engine before it needs them.
 The modules' names from before the layers (bptt.engine, bptt.cells.lstm, bptt.heap, ...) still
 import, as the same module objects (MOVED).
@@ -22,7 +22,7 @@ import importlib.abc
 import importlib.util
 import sys
 
-__all__ = ["Network"]
+__all__ = ["Network", "load"]
 __version__ = "0.1.0"
 
 MOVED = {"activations": "reference.activations", "inputs": "reference.inputs", "losses": "reference.losses",
@@ -33,7 +33,8 @@ MOVED = {"activations": "reference.activations", "inputs": "reference.inputs", "
          "data": "training.data", "tasks": "training.tasks", "problems": "training.problems",
          "tbptt": "training.tbptt", "optim": "training.optim", "schedules": "training.schedules",
          "clipping": "training.clipping", "train": "training.train", "rundir": "training.rundir",
-         "checkpoint": "training.checkpoint", "generate": "training.generate", "gradcheck": "lab.gradcheck",
+         "checkpoint": "files", "training.checkpoint": "files", "generate": "training.generate",
+         "gradcheck": "lab.gradcheck",
          "diagnostics": "lab.diagnostics", "sweep": "lab.sweep", "figures": "lab.figures",
          "html_report": "lab.page", "report_diagnose": "lab.diagnose", "torch_reference": "interop.torch_reference",
          "report": "cli.display"}
@@ -44,6 +45,10 @@ def __getattr__(name):
         from .model.network import Network
 
         return Network
+    if name == "load":                       # bptt.load(RUN_DIR): a trained run (training/trained.py)
+        from .training.trained import load
+
+        return load
     if name in MOVED:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'bptt' has no attribute {name!r}")

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import FileError
 from ..training import data, problems, rundir, tasks
-from ..training.checkpoint import FileError
 from . import diagnostics
 
 

@@ -5,7 +5,7 @@ import base64
 import html
 from pathlib import Path
 
-from ..training import checkpoint
+from .. import files
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
@@ -45,5 +45,5 @@ def write(path, title, sections, intro=""):
         if rows:
             parts.append(table(rows))
     parts.append("</body></html>")
-    checkpoint.write_bytes_atomic(path, "\n".join(parts).encode("utf-8"))
+    files.write_bytes_atomic(path, "\n".join(parts).encode("utf-8"))
     return Path(path)

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..training import checkpoint, problems, rundir
+from .. import files
+from ..training import problems, rundir
 
 VARIANTS = {
     "rnn-tanh": dict(cell="rnn", nonlinearity="tanh"),
@@ -91,7 +92,7 @@ def run(base, problem, lengths, cells, out, on_run=None, jobs=1):
                 if on_run is not None:
                     on_run(rows[-1])
         rows.sort(key=lambda r: todo.index((r["cell"], r["T"])))
-    checkpoint.write_json_atomic(out / "results.json", {"problem": problem, "config": base.to_json(), "runs": rows})
+    files.write_json_atomic(out / "results.json", {"problem": problem, "config": base.to_json(), "runs": rows})
     return rows
 
 

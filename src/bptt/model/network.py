@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import checks
 from . import engine as engine_
-from . import torch_names
+from . import saved, torch_names
 
 
 class Network:
@@ -46,6 +46,28 @@ class Network:
     def forward(self, x, state=None, lengths=None):
         """Logits (T, B, K) for every step and the final state; no cache is kept."""
         return engine_.logits(self.checked_params(), self.arch, x, state, lengths)
+
+    def score(self, x, y, state=None, target="every", lengths=None, reset=None):
+        """Forward only: Score(total, count, correct, state), total = -sum of log p(y) in nats over
+        the positions with a target (engine.score)."""
+        return engine_.score(self.checked_params(), self.arch, x, y, state, target, lengths, reset)
+
+    def save(self, path, overwrite=False):
+        """The parameters, architecture and dtype in one safetensors file (bptt.model.saved), written
+        atomically; an existing file is refused unless overwrite=True."""
+        saved.write(path, self.arch, self.dtype, self.checked_params(), overwrite)
+
+    @classmethod
+    def load(cls, path, engine=None):
+        """The Network saved in path by save(), on its engine (or the one given)."""
+        fields, dtype, params = saved.read(path)
+        fields = dict(fields)
+        if engine is not None:
+            fields["engine"] = engine
+        net = cls(**fields, dtype=dtype)
+        checks.params(params, net.arch.param_shapes(), net.dtype)
+        net.params = {name: params[name] for name in net.params}
+        return net
 
     def loss_and_grads(self, x, y, state=None, target="every", loss="cross_entropy", lengths=None, **training):
         """(loss, grads, final state). training: reset, loss_mask, dropout, rng, clip_dh (see

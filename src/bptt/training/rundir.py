@@ -32,9 +32,9 @@ import json
 import os
 from pathlib import Path
 
-from .. import __version__
-from . import checkpoint, data
-from .checkpoint import FileError
+from .. import __version__, files
+from ..files import FileError
+from . import data
 
 MARKER = "run.json"
 LOCK = ".lock"
@@ -64,7 +64,7 @@ def shipped_fingerprint(text):
 
 def is_temporary(name):
     """Whether name is a temporary of an atomic write of one of the run's files (bptt.checkpoint)."""
-    return any(fnmatch.fnmatchcase(name, checkpoint.TEMPORARY.format(name=own)) for own in (*FILES, MARKER))
+    return any(fnmatch.fnmatchcase(name, files.TEMPORARY.format(name=own)) for own in (*FILES, MARKER))
 
 
 def check_writable(folder):
@@ -214,13 +214,13 @@ class Run:
 
     def write_marker(self, sources):
         """sources: {"data" | "valid": {"given": str, "path", "bytes", "sha256"}}."""
-        checkpoint.write_json_atomic(self.file(MARKER), {"format": "bptt run", "version": 1,
+        files.write_json_atomic(self.file(MARKER), {"format": "bptt run", "version": 1,
                                                          "written_by": f"bptt {__version__}", "data": sources})
 
     def marker(self):
         if not self.file(MARKER).is_file():
             return None
-        m = checkpoint.read_json(self.file(MARKER), "run marker")
+        m = files.read_json(self.file(MARKER), "run marker")
         if not isinstance(m, dict) or m.get("format") != "bptt run" or not isinstance(m.get("data"), dict):
             raise FileError(f"{self.file(MARKER)}: not a bptt run marker")
         return m
@@ -230,14 +230,14 @@ class Run:
     def save(self, params, opt_state, carried, progress):
         parts = () if carried is None else carried if isinstance(carried, tuple) else (carried,)
         arrays = prefixed("param", params) | prefixed("optim", opt_state) | prefixed("state", dict(enumerate(parts)))
-        checkpoint.save_arrays(self.file("checkpoint.safetensors"), arrays, progress)
+        files.save_arrays(self.file("checkpoint.safetensors"), arrays, progress)
 
     def save_best(self, params, meta):
-        checkpoint.save_arrays(self.file("best.safetensors"), prefixed("param", params), meta)
+        files.save_arrays(self.file("best.safetensors"), prefixed("param", params), meta)
 
     def load(self):
         """(params, optimiser state, carried state parts or (), progress dict) of the checkpoint."""
-        arrays, meta = checkpoint.load_arrays(self.file("checkpoint.safetensors"))
+        arrays, meta = files.load_arrays(self.file("checkpoint.safetensors"))
         state = group(arrays, "state")
         parts = tuple(state[str(i)] for i in range(len(state)))
         return group(arrays, "param"), group(arrays, "optim"), parts, meta
@@ -245,24 +245,24 @@ class Run:
     def load_params(self, which="best"):
         """The weights of best.safetensors (or checkpoint.safetensors), and their metadata."""
         best = which == "best" and self.file("best.safetensors").exists()
-        arrays, meta = checkpoint.load_arrays(self.file("best.safetensors" if best else "checkpoint.safetensors"))
+        arrays, meta = files.load_arrays(self.file("best.safetensors" if best else "checkpoint.safetensors"))
         return group(arrays, "param"), meta
 
     # --- json files ----------------------------------------------------------------------------
 
     def write_json(self, name, obj):
-        checkpoint.write_json_atomic(self.file(name), obj)
+        files.write_json_atomic(self.file(name), obj)
 
     def config_json(self):
-        return checkpoint.read_json(self.file("config.json"), "config")
+        return files.read_json(self.file("config.json"), "config")
 
     def vocab(self):
-        return data.Vocab.from_json(checkpoint.read_json(self.file("vocab.json"), "vocabulary"))
+        return data.Vocab.from_json(files.read_json(self.file("vocab.json"), "vocabulary"))
 
     def labels(self):
         if not self.file("labels.json").exists():
             return None
-        return data.LabelSet.from_json(checkpoint.read_json(self.file("labels.json"), "label set"))
+        return data.LabelSet.from_json(files.read_json(self.file("labels.json"), "label set"))
 
     # --- metrics.jsonl -------------------------------------------------------------------------
 
@@ -280,7 +280,7 @@ class Run:
                     f.truncate(start)
                     raise
         except OSError as e:
-            raise checkpoint.os_error(path, e, kept=False) from None
+            raise files.os_error(path, e, kept=False) from None
 
     def records(self):
         """The records of metrics.jsonl; a torn last line (no line end: a crash mid-append) is
@@ -316,7 +316,7 @@ class Run:
         path = self.file("metrics.jsonl")
         if path.exists():
             keep = [r for r in self.records() if r["step"] <= step]
-            checkpoint.write_bytes_atomic(path, "".join(json.dumps(r) + "\n" for r in keep).encode())
+            files.write_bytes_atomic(path, "".join(json.dumps(r) + "\n" for r in keep).encode())
 
 
 def group(arrays, prefix):

@@ -18,10 +18,10 @@ from typing import NamedTuple
 import numpy as np
 
 from ..fast import heap
+from ..files import FileError
 from ..model import engine, init
 from ..reference import CELLS
 from . import clipping, optim, problems, rundir, schedules, tasks
-from .checkpoint import FileError
 from .config import RESUMABLE, TrainConfig
 
 FILES = rundir.FILES

@@ -1,4 +1,7 @@
-"""Files of a run, written atomically: a crash mid-write never leaves a broken file.
+"""Files written atomically (a crash mid-write never leaves a broken file), and arrays in
+safetensors with a checksum: a run's checkpoints, a saved Network, reports. Below every layer
+but checks, so that the model layer can save a Network as training saves a run (imports:
+numpy and safetensors only). Its old name, bptt.training.checkpoint, imports it too (bptt.MOVED).
 
 Every write goes to a temporary file in the same directory, is flushed and fsynced, then renamed
 over the target (os.replace is atomic on POSIX), and the directory entry is fsynced. A reader
@@ -105,21 +108,22 @@ def save_arrays(path, arrays, meta):
     write_bytes_atomic(path, save(tensors, metadata=metadata))
 
 
-def load_arrays(path):
-    """Returns (arrays, meta) from a file written by save_arrays, after checking its checksum."""
+def load_arrays(path, what="checkpoint", missing="is this a run directory made by 'bptt train'?"):
+    """Returns (arrays, meta) from a file written by save_arrays, after checking its checksum.
+    what: what the file should be, for the errors; missing: the hint when there is no file."""
     if not Path(path).is_file():
-        raise FileError(f"{path}: no checkpoint here; is this a run directory made by 'bptt train'?")
+        raise FileError(f"{path}: no {what} here; {missing}")
     try:
         with safe_open(str(path), framework="np") as f:
             metadata = f.metadata() or {}
             meta = json.loads(metadata[META_KEY])
             arrays = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is no dict)
     except Exception as e:  # safetensors raises its own error types for truncated or foreign files
-        raise FileError(f"{path}: not a readable bptt checkpoint ({type(e).__name__}: {e})") from None
+        raise FileError(f"{path}: not a readable bptt {what} ({type(e).__name__}: {e})") from None
     expected = metadata.get(CHECKSUM_KEY)                   # absent in files written before checksums
     if expected is not None and checksum(arrays) != expected:
         raise FileError(f"{path}: corrupted: its tensors do not match the checksum written with them "
                         f"(a changed byte on disk); restore the file from a copy")
     if not isinstance(meta, dict):
-        raise FileError(f"{path}: not a bptt checkpoint (its metadata is {type(meta).__name__}, expected an object)")
+        raise FileError(f"{path}: not a bptt {what} (its metadata is {type(meta).__name__}, expected an object)")
     return arrays, meta

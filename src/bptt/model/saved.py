@@ -1,0 +1,41 @@
+"""A Network in one file: its parameters in safetensors under bptt's names (E, l0.W, ..., V, c),
+its architecture and dtype in the file's metadata, the tensors' SHA-256 beside them, written
+atomically (bptt.files). Network.save and Network.load use these two functions.
+
+    metadata "bptt": {"format": "bptt network", "version": 1, "dtype": "float32",
+                      "arch": {"cell": "lstm", "input_size": 65, "hidden_size": 256, ...}}
+"""
+
+import dataclasses
+from pathlib import Path
+
+from .. import files
+
+FORMAT, VERSION = "bptt network", 1
+
+
+def write(path, arch, dtype, params, overwrite=False):
+    """params of a network of arch and dtype into the file path: a new file in an existing directory,
+    or (overwrite=True) one replaced atomically."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ValueError(f"path: expected a file in an existing directory, got {path} ({path.parent} does not exist)")
+    if path.exists() and not overwrite:
+        raise ValueError(f"path: {path} exists; bptt does not overwrite a file unless asked (overwrite=True)")
+    if path.is_dir():
+        raise ValueError(f"path: {path} is a directory; expected a file name")
+    meta = {"format": FORMAT, "version": VERSION, "dtype": dtype.name, "arch": dataclasses.asdict(arch)}
+    files.save_arrays(path, params, meta)
+
+
+def read(path):
+    """(arch fields, dtype name, params) of a file written by write(), its checksum checked."""
+    params, meta = files.load_arrays(path, "saved network", "expected a file written by Network.save (a run "
+                                                            "directory loads with bptt.load)")
+    if meta.get("format") != FORMAT:
+        raise files.FileError(f"{path}: not a saved bptt network (its metadata says {meta.get('format', 'nothing')!r}"
+                              f"); a run's checkpoint loads with bptt.load(RUN_DIR)")
+    if meta.get("version") != VERSION:
+        raise files.FileError(f"{path}: a saved network of version {meta.get('version')!r}; this bptt reads "
+                              f"version {VERSION}")
+    return meta["arch"], meta["dtype"], params

@@ -1,0 +1,70 @@
+"""A trained run from Python: bptt.load(RUN_DIR) gives its Network, vocabulary, labels and config,
+with the two things one does with a language model, scoring a text and sampling a continuation.
+
+    run = bptt.load("runs/shakespeare")              # the best checkpoint; checkpoint="last": the latest
+    run.score("ROMEO:\\nIs the day so young?\\n")     # {"loss": nats per token, "perplexity", "tokens"}
+    run.sample("ROMEO:", 200, seed=1, temperature=0.8)
+    run.network.forward(run.vocab.encode(list("ROMEO"))[:, None])     # anything Network does
+"""
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from ..model import engine
+from . import data, generate, train
+
+
+class Trained(NamedTuple):
+    network: object          # bptt.Network with the checkpoint's weights
+    vocab: object            # data.Vocab: encode(tokens) -> ids, decode(ids) -> tokens (None: a synthetic problem)
+    labels: object           # data.LabelSet of a classifier (encode, decode), else None
+    config: object           # the run's TrainConfig
+    step: int                # the training step of the weights
+
+    def tokens(self, text):
+        """The ids of text as the run reads it: characters, or words with <eos> at each line end."""
+        if self.vocab is None:
+            raise ValueError(f"text: the run learned the {self.config.task!r} problem, which reads no text")
+        return self.vocab.encode(data.tokenize(text, self.config.level))
+
+    def score(self, text):
+        """The language model's cross-entropy on text, each token predicted from the ones before it:
+        {"loss": nats per token, "perplexity": e^loss, "tokens": how many were predicted}."""
+        self.language_model("score")
+        ids = self.tokens(text)
+        if ids.size < 2:
+            raise ValueError(f"text: {ids.size} token(s); a score needs at least 2 (one predicts the next)")
+        net = self.network
+        s = engine.score(net.params, net.arch, ids[:-1, None], ids[1:, None])
+        return {"loss": s.total / s.count, "perplexity": math.exp(min(s.total / s.count, 700)), "tokens": s.count}
+
+    def sample(self, prime, length, seed=0, temperature=1.0, top_k=None, top_p=None):
+        """length tokens drawn after prime (a text), as text: characters as they are, words joined by
+        spaces with <eos> as a line end. The same seed gives the same text."""
+        self.language_model("sample")
+        ids = self.tokens(prime) if prime else self.vocab.encode([data.EOS if self.config.level == "word" else "\n"])
+        net = self.network
+        drawn = self.vocab.decode(generate.sample(net.params, net.arch, ids, length, np.random.default_rng(seed),
+                                                  temperature, top_k, top_p))
+        if self.config.level == "char":
+            return "".join(drawn)
+        return " ".join(drawn).replace(f" {data.EOS} ", "\n").replace(data.EOS, "\n")
+
+    def language_model(self, what):
+        if self.config.task != "lm":
+            raise ValueError(f"{what}: the run holds a {self.config.task!r} model; {what} needs a language model")
+
+
+def load(run_dir, checkpoint="best"):
+    """The run in run_dir: its network with the weights of best.safetensors ("best") or of the last
+    checkpoint ("last"), its vocabulary and labels, its config and the weights' step. Needs only
+    the run directory."""
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint: expected 'best' or 'last', got {checkpoint!r}")
+    run = train.Run(run_dir)
+    cfg = run.config()
+    net, meta = run.network(checkpoint)
+    vocab = run.vocab() if run.file("vocab.json").exists() else None
+    return Trained(net, vocab, run.labels(), cfg, int(meta.get("step", 0)))

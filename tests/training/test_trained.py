@@ -1,0 +1,58 @@
+"""bptt.load(RUN_DIR): a run made by `bptt train`, from Python: its network (best or last
+checkpoint), vocabulary and config; score() equals the engine's cross-entropy on the text, sample()
+equals generate.sample with the same seed; classifiers and bad arguments are refused by name."""
+
+import numpy as np
+import pytest
+
+import bptt
+from bptt.cli import main
+from bptt.model import engine
+from bptt.reference.losses import log_softmax
+from bptt.training import generate
+
+SMALL = ["--hidden", "12", "--layers", "1", "--embedding", "6", "--eval-every", "10"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("runs") / "char"
+    assert main(["train", str(path), "--steps", "20", *SMALL]) == 0
+    return path
+
+
+def test_load_gives_the_runs_network_vocabulary_and_step(run_dir):
+    best, last = bptt.load(run_dir), bptt.load(run_dir, checkpoint="last")
+    assert last.step == 20 and best.step in (10, 20) and best.config.hidden == 12
+    assert best.vocab.size == best.network.arch.input_size == 65 and best.labels is None
+    text = "ROMEO:\nIs the day so young?\n"
+    ids = best.vocab.encode(list(text))
+    z, _ = best.network.forward(ids[:-1, None])
+    logp = log_softmax(z[:, 0].astype(np.float64))[np.arange(len(ids) - 1), ids[1:]]
+    s = best.score(text)
+    assert s["tokens"] == len(text) - 1 and abs(s["loss"] + logp.mean()) < 1e-6
+    assert abs(s["perplexity"] - np.exp(s["loss"])) < 1e-9
+    drawn = generate.sample(best.network.params, best.network.arch, best.vocab.encode(list("ROMEO:")), 30,
+                            np.random.default_rng(4), 0.8)
+    assert best.sample("ROMEO:", 30, seed=4, temperature=0.8) == "".join(best.vocab.decode(drawn))
+    assert len(best.sample("", 10)) == 10                      # no prime: from a line start
+
+
+def test_bad_arguments_and_classifiers_are_refused(run_dir, tmp_path):
+    with pytest.raises(ValueError, match="checkpoint: expected 'best' or 'last', got 'first'"):
+        bptt.load(run_dir, checkpoint="first")
+    run = bptt.load(run_dir)
+    with pytest.raises(ValueError, match=r"text: 1 token\(s\); a score needs at least 2"):
+        run.score("R")
+    with pytest.raises(ValueError, match="not in the training vocabulary|characters"):
+        run.score("§§§")
+    data = tmp_path / "labelled.tsv"
+    data.write_text("".join(f"the cat sat {i}\t{'yes' if i % 2 else 'no'}\n" for i in range(30)))
+    assert main(["train", str(tmp_path / "cls"), "--task", "classify", "--data", str(data), "--steps", "4",
+                 *SMALL]) == 0
+    cls = bptt.load(tmp_path / "cls")
+    assert cls.labels.size == 2 and cls.labels.decode([0, 1]) == ["no", "yes"]
+    with pytest.raises(ValueError, match="score: the run holds a 'classify' model"):
+        cls.score("the cat sat")
+    assert engine.score(cls.network.params, cls.network.arch, cls.vocab.encode(list("the cat"))[:, None],
+                        np.array([1]), target="last").count == 1
