@@ -25,7 +25,8 @@ def test_readme_python_examples_run():
 
 
 def test_readme_load_example_runs_on_a_trained_run(tmp_path, monkeypatch, capsys):
-    """bptt.load on a run made by `bptt train` (a small one), scoring, sampling, save and load."""
+    """bptt.load on a run made by `bptt train` (a small one), scoring, sampling, save and load, and
+    the ONNX export run in ONNX Runtime."""
     from bptt.cli import main
 
     monkeypatch.chdir(tmp_path)
@@ -33,7 +34,7 @@ def test_readme_load_example_runs_on_a_trained_run(tmp_path, monkeypatch, capsys
                  "--embedding", "8", "--eval-every", "10"]) == 0
     capsys.readouterr()
     (example,) = [b for b in blocks() if "bptt.load(" in b]
-    scope = {"bptt": __import__("bptt")}
+    scope = {}
     exec(compile(example, "README.md", "exec"), scope)
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("{'loss': ") and out[0].endswith("'tokens': 27}")     # 28 characters
@@ -41,3 +42,5 @@ def test_readme_load_example_runs_on_a_trained_run(tmp_path, monkeypatch, capsys
     net, run = scope["net"], scope["run"]
     assert all(np.array_equal(net.params[k], run.network.params[k]) for k in net.params)
     assert scope["ids"].tolist() == run.vocab.encode(list("ROMEO:")).tolist()
+    z, (h, _) = net.forward(scope["ids"][:, None])
+    assert np.max(np.abs(scope["logits"] - z)) < 1e-5 and np.max(np.abs(scope["h_n"] - h)) < 1e-5

@@ -76,6 +76,20 @@ def _write_atomic(path, data):
         os.close(dir_fd)
 
 
+def check_new(path, overwrite=False, name="path", asked=" unless asked (overwrite=True)"):
+    """path as a Path, where a file may be written: in an existing directory, and not over an
+    existing file unless overwrite (a user's files are never overwritten unasked). name: the
+    argument, for the errors; asked: how to ask for overwriting, if one may."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ValueError(f"{name}: expected a file in an existing directory, got {path} ({path.parent} does not exist)")
+    if path.is_dir():
+        raise ValueError(f"{name}: {path} is a directory; expected a file name")
+    if path.exists() and not overwrite:
+        raise ValueError(f"{name}: {path} exists; bptt does not overwrite a file{asked}")
+    return path
+
+
 def write_json_atomic(path, obj):
     write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 

@@ -12,13 +12,13 @@ import os
 import sys
 
 from .. import __version__
-from . import bench, evaluate, lab, sample, train
+from . import bench, evaluate, export, lab, sample, train
 from .options import Parser
 
 COMMANDS = {"gradcheck": (lab.add_gradcheck, lab.run_gradcheck), "train": (train.add_train, train.run_train),
             "eval": (evaluate.add_eval, evaluate.run_eval), "sample": (sample.add_sample, sample.run_sample),
             "task": (lab.add_task, lab.run_task), "diagnose": (lab.add_diagnose, lab.run_diagnose),
-            "bench": (bench.add_bench, bench.run_bench)}
+            "bench": (bench.add_bench, bench.run_bench), "export": (export.add_export, export.run_export)}
 
 
 def build_parser():

@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import checks
 from . import engine as engine_
-from . import saved, torch_names
+from . import onnx_export, saved, torch_names
 
 
 class Network:
@@ -56,6 +56,11 @@ class Network:
         """The parameters, architecture and dtype in one safetensors file (bptt.model.saved), written
         atomically; an existing file is refused unless overwrite=True."""
         saved.write(path, self.arch, self.dtype, self.checked_params(), overwrite)
+
+    def to_onnx(self, path, inputs="ids", overwrite=False):
+        """The network as an ONNX model with ONNX's RNN/GRU/LSTM operators (bptt.model.onnx_export):
+        inputs x, h0 (and c0), outputs logits, h_n (and c_n), T and B dynamic. Needs the onnx package."""
+        onnx_export.write(self, path, inputs, overwrite)
 
     @classmethod
     def load(cls, path, engine=None):

@@ -7,7 +7,6 @@ atomically (bptt.files). Network.save and Network.load use these two functions.
 """
 
 import dataclasses
-from pathlib import Path
 
 from .. import files
 
@@ -17,13 +16,7 @@ FORMAT, VERSION = "bptt network", 1
 def write(path, arch, dtype, params, overwrite=False):
     """params of a network of arch and dtype into the file path: a new file in an existing directory,
     or (overwrite=True) one replaced atomically."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise ValueError(f"path: expected a file in an existing directory, got {path} ({path.parent} does not exist)")
-    if path.exists() and not overwrite:
-        raise ValueError(f"path: {path} exists; bptt does not overwrite a file unless asked (overwrite=True)")
-    if path.is_dir():
-        raise ValueError(f"path: {path} is a directory; expected a file name")
+    path = files.check_new(path, overwrite)
     meta = {"format": FORMAT, "version": VERSION, "dtype": dtype.name, "arch": dataclasses.asdict(arch)}
     files.save_arrays(path, params, meta)
 
