@@ -99,8 +99,11 @@ def add_task(sub):
     p.add_argument("--out", required=True, metavar="DIR",
                    help="a new or empty directory; one run directory per (cell, T) goes here")
     p.add_argument("--report", action="store_true", help="write DIR/report.html with the figures")
-    p.add_argument("--jobs", type=POSITIVE_INT, default=1,
-                   help="runs trained at the same time, in processes (default: 1)")
+    p.add_argument("--jobs", type=POSITIVE_INT, default=None,
+                   help="runs trained at the same time, in processes (default: 1; --executor processes)")
+    p.add_argument("--executor", choices=("processes", "mpi"), default="processes",
+                   help="processes: on this machine, --jobs at a time; mpi: on the ranks of an MPI job, started as "
+                        "mpiexec -n N python -m mpi4py.futures -m bptt task ... --executor mpi (default: processes)")
 
 
 def run_task(args):
@@ -119,7 +122,10 @@ def run_task(args):
         print(f"{row['cell']:<12}{row['T']:>6}{row['test_loss']:>12.5f}{acc:>10}{row['steps']:>7}{row['seconds']:>9.1f}  "
               f"{'solved' if row['solved'] else 'failed'}", flush=True)
 
-    rows = sweep.run(base, args.problem, args.lengths, cells, args.out, on_run=show, jobs=args.jobs)
+    if args.executor == "mpi" and args.jobs is not None:
+        raise ValueError("--jobs: applies to --executor processes; under MPI the ranks are the workers (mpiexec -n N)")
+    rows = sweep.run(base, args.problem, args.lengths, cells, args.out, on_run=show, jobs=args.jobs or 1,
+                     executor=args.executor)
     if args.report:
         print(f"report: {sweep.report(args.out, args.problem, rows)}")
     return 0

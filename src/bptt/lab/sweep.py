@@ -62,11 +62,35 @@ def check(problem, lengths, cells):
     return cells
 
 
-def run(base, problem, lengths, cells, out, on_run=None, jobs=1):
-    """Train every (cell, T), `jobs` runs at a time (separate processes, one BLAS thread each);
-    returns the rows of results.json (also written to out)."""
+EXECUTORS = ("processes", "mpi")
+
+
+def mpi_pool():
+    """mpi4py.futures' pool of the MPI ranks this program was started with:
+
+        mpiexec -n N python -m mpi4py.futures -m bptt task ... --executor mpi
+
+    rank 0 runs the sweep, ranks 1..N-1 train its runs (N - 1 at a time)."""
+    try:
+        from mpi4py import MPI
+        from mpi4py.futures import MPIPoolExecutor
+    except ImportError as e:
+        raise ValueError(f"--executor: 'mpi' needs mpi4py and an MPI library (pip install 'bptt[mpi]'): {e}") from None
+    if MPI.COMM_WORLD.Get_size() < 2:
+        raise ValueError("--executor: 'mpi' runs under MPI with workers: mpiexec -n N python -m mpi4py.futures "
+                         "-m bptt task ... --executor mpi (N >= 2: rank 0 leads, the others train)")
+    return MPIPoolExecutor()
+
+
+def run(base, problem, lengths, cells, out, on_run=None, jobs=1, executor="processes"):
+    """Train every (cell, T), `jobs` runs at a time in separate processes (one BLAS thread each),
+    or on the ranks of an MPI job (executor="mpi", mpi_pool); returns the rows of results.json (also
+    written to out). The rows are the same whatever runs them: each run is seeded by its config."""
 
     cells = check(problem, lengths, cells)
+    if executor not in EXECUTORS:
+        raise ValueError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
+    pool = mpi_pool() if executor == "mpi" else None
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         what = "is a file" if not out.is_dir() else "is not empty"
@@ -78,14 +102,16 @@ def run(base, problem, lengths, cells, out, on_run=None, jobs=1):
     rundir.check_writable(out)
     todo = [(cell, int(T)) for cell in dict.fromkeys(cells) for T in dict.fromkeys(lengths)]
     rows = []
-    if jobs == 1:
+    if pool is None and jobs == 1:
         for cell, T in todo:
             rows.append(one_run(base, problem, cell, T, out))
             if on_run is not None:
                 on_run(rows[-1])
     else:
-        os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = "1"   # read by each new process
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        if pool is None:
+            os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = "1"   # read by each new process
+            pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+        with pool:
             futures = [pool.submit(one_run, base, problem, cell, T, out) for cell, T in todo]
             for future in as_completed(futures):
                 rows.append(future.result())
