@@ -38,6 +38,24 @@ def test_load_gives_the_runs_network_vocabulary_and_step(run_dir):
     assert len(best.sample("", 10)) == 10                      # no prime: from a line start
 
 
+def test_a_word_level_sample_continues_its_prime_as_text(tmp_path):
+    """Words set apart by spaces, <eos> a line end; the prime's last line goes on unless it ends
+    with a line end (the prime's ids then end with <eos>); the same ids as generate.sample."""
+    text = tmp_path / "words.txt"
+    text.write_text("the cat sat on the mat\nthe rat ran\n" * 30)
+    assert main(["train", str(tmp_path / "w"), "--data", str(text), "--level", "word", "--steps", "6", *SMALL]) == 0
+    run = bptt.load(tmp_path / "w")
+    net, vocab = run.network, run.vocab
+    for prime, ids in (("the cat", ["the", "cat"]), ("the cat\n", ["the", "cat", "<eos>"])):
+        drawn = vocab.decode(generate.sample(net.params, net.arch, vocab.encode(ids), 12, np.random.default_rng(1)))
+        expected, line_start = "", prime.endswith("\n")
+        for token in drawn:
+            expected += "\n" if token == "<eos>" else token if line_start else " " + token
+            line_start = token == "<eos>"
+        assert run.sample(prime, 12, seed=1) == expected
+    assert "<eos>" not in run.sample("", 20) and "  " not in run.sample("", 20)
+
+
 def test_bad_arguments_and_classifiers_are_refused(run_dir, tmp_path):
     with pytest.raises(ValueError, match="checkpoint: expected 'best' or 'last', got 'first'"):
         bptt.load(run_dir, checkpoint="first")

@@ -41,16 +41,25 @@ class Trained(NamedTuple):
         return {"loss": s.total / s.count, "perplexity": math.exp(min(s.total / s.count, 700)), "tokens": s.count}
 
     def sample(self, prime, length, seed=0, temperature=1.0, top_k=None, top_p=None):
-        """length tokens drawn after prime (a text), as text: characters as they are, words joined by
-        spaces with <eos> as a line end. The same seed gives the same text."""
+        """length tokens drawn after prime (a text), as the text that continues it (as bptt sample
+        prints it): characters as they are; words set apart by spaces, <eos> a line end, a prime's
+        last line continued unless it ends with one. The same seed gives the same text."""
         self.language_model("sample")
-        ids = self.tokens(prime) if prime else self.vocab.encode([data.EOS if self.config.level == "word" else "\n"])
+        words = self.config.level == "word"
+        primed = bool(prime.strip() if words else prime)
+        ids = self.tokens(prime) if primed else self.vocab.encode([data.EOS if words else "\n"])
+        if words and primed and not prime.endswith("\n"):
+            ids = ids[:-1]                                   # the prime's last line goes on
         net = self.network
         drawn = self.vocab.decode(generate.sample(net.params, net.arch, ids, length, np.random.default_rng(seed),
                                                   temperature, top_k, top_p))
-        if self.config.level == "char":
+        if not words:
             return "".join(drawn)
-        return " ".join(drawn).replace(f" {data.EOS} ", "\n").replace(data.EOS, "\n")
+        text, line_start = [], not primed or prime.endswith("\n")
+        for token in drawn:
+            text.append("\n" if token == data.EOS else token if line_start else " " + token)
+            line_start = token == data.EOS
+        return "".join(text)
 
     def language_model(self, what):
         if self.config.task != "lm":
