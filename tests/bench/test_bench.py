@@ -227,3 +227,22 @@ def test_evaluation_script_compares_validation_with_training(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("CPU: ") and out[1].split()[0] == "training" and out[2].split()[0] == "validation"
     assert "validation streams 4: validation / training = " in out[3]
+
+
+def test_scaling_script_model_and_its_allreduce_under_mpiexec():
+    """benchmarks/scaling.py: the ring-allreduce model by hand, and the 2-rank allreduce it measures
+    under mpiexec (MPICH from the test requirements)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "scaling.py"
+    spec = importlib.util.spec_from_file_location("scaling_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    # 4 machines, 1e6 values of 4 bytes at 8 Gb/s (1e9 B/s), 10 µs: 2 * 3/4 * 4e6 / 1e9 + 6 * 1e-5 = 6.06 ms
+    assert abs(script.ring_allreduce(1e6, 4, 8.0, 1e-5) - 6.06e-3) < 1e-12 and script.ring_allreduce(1e6, 1, 8, 1) == 0
+    # a 30 ms step: without overlap 4 * 30 / 36.06; with overlap the 6.06 ms hide in the 20 ms backward
+    assert abs(script.speedup(0.03, 1e6, 4, 8.0, 1e-5, False) - 4 * 0.03 / 0.03606) < 1e-9
+    assert script.speedup(0.03, 1e6, 4, 8.0, 1e-5, True) == 4.0
+    times = script.measured_allreduce([10, 1000], repeats=3)
+    assert sorted(times) == [10, 1000] and all(0 < t < 1 for t in times.values())
