@@ -32,13 +32,13 @@ def gemm_rows_blocks(args, blocks):
         gemm_rows(*args, blocks[i, 0], blocks[i, 1])
 
 
-def parts(M, threads=None, flop=MIN_FLOP):
-    """Row ranges of C, one per thread, cut at multiples of the kernel's MR rows; one range for a
-    product of fewer than MIN_FLOP (when threads is not given)."""
+def parts(M, threads=None, flop=MIN_FLOP, unit=MR, least=8):
+    """Row ranges of C, one per thread, cut at multiples of unit rows (the kernel's MR), at least
+    `least` units each; one range for a product of fewer than MIN_FLOP (when threads is not given)."""
     if threads is None and flop < MIN_FLOP:
         threads = 1
-    n = max(1, min(threads or rows.threads_available(), -(-M // (8 * MR))))
-    edges = [min(M, -(-M * i // n // MR) * MR) for i in range(n + 1)]
+    n = max(1, min(threads or rows.threads_available(), -(-M // (least * unit))))
+    edges = [min(M, -(-M * i // n // unit) * unit) for i in range(n + 1)]
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 

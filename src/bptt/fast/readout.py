@@ -32,12 +32,11 @@ The same numbers as losses.cross_entropy on engine.readout, up to round-off (tes
 
 import math
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from . import aligned, rows
-from .matmul import MIN_FLOP
+from .matmul import MIN_FLOP, parts
 from .nonlinear import ZERO, exp
 from .packed import gemm, gemm_tn, pack
 
@@ -172,16 +171,18 @@ def log_likelihood(h, V, c, y, threads=None, classes=None):
 # ---- cut by classes (large K) -------------------------------------------------------------------
 
 @njit(**JIT)
-def class_logits(V, hTp, c, y, z, keep, m, s, zy, arg, approx, k0, k1):
-    """Pass 1 over the classes k0:k1 in chunks of KC. keep: z is zT (K, N) and receives
-    zT[k0:k1] = V[k0:k1] h^T + c; else z (KC, N) holds each chunk in turn. m, s (N,): this thread's
-    running max and sum of exp(z - m); arg (N,) the first class of the max; zy[n] = z[y_n, n] for
-    y_n in k0:k1."""
+def class_logits(V, hTp, c, y, z, keep, ms, ss, zy, args, starts, approx, k0, k1):
+    """Pass 1 over the classes k0:k1 in chunks of KC, into this range's slot of ms, ss, args (P, N)
+    (its index in starts): the running max m and sum s of exp(z - m) of each row n, and the first
+    class of the max. keep: z (1, K, N) is zT and receives zT[k0:k1] = V[k0:k1] h^T + c; else
+    z (P, KC, N) holds each chunk of the range in turn. zy[n] = z[y_n, n] for y_n in k0:k1."""
+    slot = np.searchsorted(starts, k0)
+    m, s, arg = ms[slot], ss[slot], args[slot]
     N = zy.size
     mc = np.empty(N, z.dtype)
     for a in range(k0, k1, KC):
         b = min(a + KC, k1)
-        zc = z[a:b] if keep else z[:b - a]
+        zc = z[0, a:b] if keep else z[slot, :b - a]
         gemm(V[a:b], hTp, zc, 0.0)                          # (1) z = V h^T for these classes
         mc[:] = m
         for k in range(b - a):
@@ -205,18 +206,16 @@ def class_logits(V, hTp, c, y, z, keep, m, s, zy, arg, approx, k0, k1):
 
 @njit(**rows.PARALLEL)
 def class_logits_blocks(args, blocks):
-    """class_logits for every range of classes, one per thread. args: as class_logits's, with z
-    (1, K, N) when keep (zT, shared), else (P, KC, N) (a buffer per range), and m, s, arg (P, N)."""
+    """class_logits(*args, k0, k1) for every range of classes, one per thread (rows.run)."""
     for i in prange(blocks.shape[0]):
-        V, hTp, c, y, z, keep, m, s, zy, arg, approx = args
-        class_logits(V, hTp, c, y, z[0] if keep else z[i], keep, m[i], s[i], zy, arg[i], approx,
-                     blocks[i, 0], blocks[i, 1])
+        class_logits(*args, blocks[i, 0], blocks[i, 1])
 
 
 @njit(**JIT)
-def class_gradients(zT, h, hp, V, y, w, m, scale, dV, dc, dh, approx, k0, k1):
+def class_gradients(zT, h, hp, V, y, w, m, scale, dV, dc, dhs, starts, approx, k0, k1):
     """Pass 2 over the classes k0:k1: dz = w (softmax - e_y) in place of zT[k0:k1] (scale = w / s),
-    dc and dV of those classes, and dh (N, H) += their dz^T V."""
+    dc and dV of those classes, and this range's slot of dhs (P, N, H) += their dz^T V."""
+    dh = dhs[np.searchsorted(starts, k0)]
     N = h.shape[0]
     for a in range(k0, k1, KC):
         b = min(a + KC, k1)
@@ -238,61 +237,43 @@ def class_gradients(zT, h, hp, V, y, w, m, scale, dV, dc, dh, approx, k0, k1):
 
 @njit(**rows.PARALLEL)
 def class_gradients_blocks(args, blocks):
-    """class_gradients for every range of classes, one per thread: args holds one dh per range."""
+    """class_gradients(*args, k0, k1) for every range of classes, one per thread (rows.run)."""
     for i in prange(blocks.shape[0]):
-        zT, h, hp, V, y, w, m, scale, dV, dc, dhs, approx = args
-        class_gradients(zT, h, hp, V, y, w, m, scale, dV, dc, dhs[i], approx, blocks[i, 0], blocks[i, 1])
-
-
-def class_ranges(K, N, H, threads=None):
-    """Ranges of classes, one per thread, cut at multiples of KC; one for a small product."""
-    n = 1 if threads is None and 2.0 * K * N * H < MIN_FLOP else (threads or rows.threads_available())
-    n = max(1, min(n, -(-K // KC)))
-    edges = [min(K, -(-K * i // n // KC) * KC) for i in range(n + 1)]
-    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+        class_gradients(*args, blocks[i, 0], blocks[i, 1])
 
 
 def logsumexp_by_classes(h, V, c, y, keep, threads=None):
-    """Pass 1 on every thread, the threads' results combined: (zT or None, m, s, zy, arg), m and s
-    as float64 (N,). keep: zT (K, N) is returned for pass 2; else each thread uses a chunk buffer."""
+    """Pass 1 on every thread, the threads' results combined: (zT or None, m, s, zy, arg, ranges),
+    m and s as float64 (N,). keep: zT (K, N) is returned for pass 2; else each thread uses a chunk
+    buffer. ranges: the threads' ranges of classes (matmul.parts in chunks of KC)."""
     N, H = h.shape
     K = c.size
-    parts = class_ranges(K, N, H, threads)
-    approx = rows.approximate(None, h.dtype)
-    z = aligned.empty((1, K, N) if keep else (len(parts), KC, N), h.dtype)
-    ms = np.full((len(parts), N), -np.inf, h.dtype)
-    ss, zy = np.zeros((len(parts), N), h.dtype), np.zeros(N, h.dtype)
-    args = np.zeros((len(parts), N), np.int64)
-    hTp, y = pack(h, True), np.ascontiguousarray(y)
-    if len(parts) == 1 or rows._process["forked"]:
-        for i, (a, b) in enumerate(parts):
-            class_logits(V, hTp, c, y, z[0] if keep else z[i], keep, ms[i], ss[i], zy, args[i], approx, a, b)
-    else:
-        numba.set_num_threads(min(len(parts), numba.config.NUMBA_NUM_THREADS))
-        class_logits_blocks((V, hTp, c, y, z, keep, ms, ss, zy, args, approx), np.array(parts, np.int64))
-    zT = z[0] if keep else None
+    ranges = parts(K, threads, 2.0 * K * N * H, KC, 1)
+    z = aligned.empty((1, K, N) if keep else (len(ranges), KC, N), h.dtype)
+    ms = np.full((len(ranges), N), -np.inf, h.dtype)
+    ss, zy = np.zeros((len(ranges), N), h.dtype), np.zeros(N, h.dtype)
+    args = np.zeros((len(ranges), N), np.int64)
+    starts = np.array([a for a, _ in ranges], np.int64)
+    rows.run(class_logits, (V, pack(h, True), c, np.ascontiguousarray(y), z, keep, ms, ss, zy, args, starts,
+                            rows.approximate(None, h.dtype)), ranges, class_logits_blocks)
     m = ms.max(axis=0).astype(np.float64)
     s = (ss * np.exp(ms - m)).sum(axis=0)                   # each thread's sum at the common max
     first = np.argmax(ms == ms.max(axis=0), axis=0)         # the first thread holding the max: its class
-    return zT, m, s, zy, args[first, np.arange(N)], parts
+    return z[0] if keep else None, m, s, zy, args[first, np.arange(N)], ranges
 
 
 def cross_entropy_by_classes(h, V, c, y, w, threads=None):
     """cross_entropy for a large K, cut by classes (module docstring)."""
     N, H = h.shape
-    zT, m, s, zy, _, parts = logsumexp_by_classes(h, V, c, y, True, threads)
+    zT, m, s, zy, _, ranges = logsumexp_by_classes(h, V, c, y, True, threads)
     value = -float(np.dot(w.astype(np.float64), zy - m - np.log(s)))
     dV, dc = aligned.empty(V.shape, h.dtype), np.empty(c.size, h.dtype)
-    dhs = np.zeros((len(parts), N, H), h.dtype)
-    args = (zT, h, pack(h, False), V, np.ascontiguousarray(y), w.astype(h.dtype, copy=False), m.astype(h.dtype),
-            (w / s).astype(h.dtype), dV, dc, dhs, rows.approximate(None, h.dtype))
-    if len(parts) == 1 or rows._process["forked"]:
-        for i, (a, b) in enumerate(parts):
-            class_gradients(*args[:10], dhs[i], args[11], a, b)
-    else:
-        numba.set_num_threads(min(len(parts), numba.config.NUMBA_NUM_THREADS))
-        class_gradients_blocks(args, np.array(parts, np.int64))
+    dhs = np.zeros((len(ranges), N, H), h.dtype)
+    starts = np.array([a for a, _ in ranges], np.int64)
+    rows.run(class_gradients, (zT, h, pack(h, False), V, np.ascontiguousarray(y), w.astype(h.dtype, copy=False),
+                               m.astype(h.dtype), (w / s).astype(h.dtype), dV, dc, dhs, starts,
+                               rows.approximate(None, h.dtype)), ranges, class_gradients_blocks)
     dh = dhs[0]
-    for i in range(1, len(parts)):
+    for i in range(1, len(ranges)):
         dh += dhs[i]
     return value, dV, dc, dh
