@@ -11,7 +11,7 @@ from conftest import SMALL
 
 from bptt.cli import display as report
 from bptt.cli import main
-from bptt.training import generate, train
+from bptt.training import data, generate, train
 
 COMMANDS = ("gradcheck", "train", "eval", "sample", "task", "diagnose", "bench")
 
@@ -203,7 +203,7 @@ def test_item20_word_samples_keep_the_prime_apart(tmp_path, capsys):
     assert main(["sample", str(run), "--prime", "the cat", "--tokens", "3", "--greedy"]) == 0
     out = capsys.readouterr().out
     assert re.match(r"^the cat[ \n]", out), out
-    d = report.Detokenizer("word", after="the cat")
+    d = data.Detokenizer("word", after="the cat")
     assert [d.next(t) for t in ("sat", "<eos>", "the")] == [" sat", "\n", "the"]
 
 

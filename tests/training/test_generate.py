@@ -51,3 +51,20 @@ def test_word_samples_become_lines():
 
     assert detokenize(["to", "be", "<eos>", "or", "<eos>", "<eos>", "not"], "word") == "to be\nor\n\nnot"
     assert detokenize(list("ab\nc"), "char") == "ab\nc"
+
+
+def test_prime_ids_read_a_prime_as_training_reads_text():
+    """Words with <eos> at each line end, the last line left open unless the prime ends with one; no
+    prime: a line start (the first token of a character vocabulary without a line end); an unknown
+    character is named. bptt sample and bptt.load(...).sample both start from these."""
+    from bptt.training import data
+
+    words = data.Vocab(("<eos>", "<unk>", "cat", "the"), "word")
+    ids, shown = generate.prime_ids(words, "the cat\nthe", "word")
+    assert words.decode(ids) == ["the", "cat", "<eos>", "the"] and shown == "the cat\nthe"
+    assert words.decode(generate.prime_ids(words, "the cat\n", "word")[0]) == ["the", "cat", "<eos>"]
+    assert generate.prime_ids(words, "   ", "word") == (words.encode(["<eos>"]), "")
+    chars = data.Vocab(("a", "b"), "char")
+    assert chars.decode(generate.prime_ids(chars, "", "char")[0]) == ["a"]
+    with pytest.raises(ValueError, match="prime: characters not in the training vocabulary: 'z'"):
+        generate.prime_ids(chars, "az", "char")

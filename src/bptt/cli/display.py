@@ -1,5 +1,5 @@
 """What the command line shows while training and after: a progress bar, validation lines, the
-final comparison with the baselines (uniform and unigram, or class prior), and decoded samples."""
+final comparison with the baselines (uniform and unigram, or class prior)."""
 
 import math
 import sys
@@ -126,25 +126,6 @@ def results(metrics, baselines, cfg):
         line = f"{name:10}{value:>12.4f}{math.exp(value):>12.2f}"
         lines.append(line + (f"{value / math.log(2):>11.3f}" if char else ""))
     return "\n".join(lines)
-
-
-class Detokenizer:
-    """Text of tokens as they come: characters as they are; words separated by spaces, "<eos>" a line
-    end. `after` is the text already shown (the prime), so the first word is set apart from it."""
-
-    def __init__(self, level, after=""):
-        self.level = level
-        self.line_start = not after or after.endswith("\n")
-
-    def next(self, token):
-        if self.level == "char":
-            return token
-        if token == "<eos>":
-            self.line_start = True
-            return "\n"
-        text = token if self.line_start else " " + token
-        self.line_start = False
-        return text
 
 
 def progress(total, desc, unit, stream=None, least=2000):

@@ -6,23 +6,12 @@ import sys
 from .options import NONNEGATIVE_INT, POSITIVE, POSITIVE_INT, PROBABILITY, Renamed, add_run_dir, parser_for
 
 
-def encode_prime(vocab, prime, level):
-    from ..training import data
-
-    tokens = list(prime) if level == "char" else prime.split()
-    try:
-        return vocab.encode(tokens)                           # only a character vocabulary refuses a token
-    except ValueError:
-        unknown = sorted(set(tokens) - vocab.index.keys())
-        raise ValueError(f"--prime: characters not in the training vocabulary: {data.listing(unknown)}") from None
-
-
 def print_sample(run, prime, tokens, temperature=1.0, top_k=None, top_p=None, seed=0, greedy=False):
     """Print the prime and then each generated token as it is drawn (a progress bar on stderr for
     long samples on a terminal)."""
     import numpy as np
 
-    from ..training import generate
+    from ..training import data, generate
     from . import display
 
     cfg = run.config()
@@ -30,13 +19,13 @@ def print_sample(run, prime, tokens, temperature=1.0, top_k=None, top_p=None, se
         raise ValueError(f"sample: {run.path} holds a classifier (task {cfg.task!r}); sampling needs a language model")
     net, _ = run.network("best")
     vocab = run.vocab()
-    ids = encode_prime(vocab, prime, cfg.level) if prime else []
-    if not len(ids):                                          # no prime (or only spaces at word level)
-        prime = ""
-        ids = vocab.encode(["<eos>"] if cfg.level == "word" else ["\n" if "\n" in vocab.index else vocab.tokens[0]])
+    try:
+        ids, prime = generate.prime_ids(vocab, prime or "", cfg.level)
+    except ValueError as e:
+        raise ValueError(f"--{e}") from None                   # "prime: ..." -> "--prime: ..."
     drawn = generate.stream(net.params, net.arch, ids, tokens, np.random.default_rng(seed), temperature, top_k,
                             top_p, greedy)
-    text = display.Detokenizer(cfg.level, after=prime)
+    text = data.Detokenizer(cfg.level, after=prime)
     sys.stdout.write(prime)
     with display.progress(tokens, "sample", "token") as bar:
         for token in drawn:

@@ -77,6 +77,25 @@ def tokenize(text, level):
     return [token for line in lines for token in line.split() + [EOS]]
 
 
+class Detokenizer:
+    """Text of tokens as they come: characters as they are; words separated by spaces, "<eos>" a line
+    end. `after` is the text already shown (the prime), so the first word is set apart from it."""
+
+    def __init__(self, level, after=""):
+        self.level = level
+        self.line_start = not after or after.endswith("\n")
+
+    def next(self, token):
+        if self.level == "char":
+            return token
+        if token == "<eos>":
+            self.line_start = True
+            return "\n"
+        text = token if self.line_start else " " + token
+        self.line_start = False
+        return text
+
+
 def listing(items):
     """Up to SHOWN items as a readable list, and how many more."""
     shown = ", ".join(map(repr, items[:SHOWN]))

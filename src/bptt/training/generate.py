@@ -10,6 +10,25 @@ import numpy as np
 
 from .. import checks
 from ..model import engine
+from . import data
+
+
+def prime_ids(vocab, prime, level):
+    """(ids, prime) a sample starts from: the prime read as training reads text (characters; words
+    with <eos> at each line end), its last line left open unless it ends with a line end; with no
+    prime (at word level, only spaces), a line start: <eos>, or "\n" (the vocabulary's first token
+    if it has none), and the prime "" (nothing to continue on the page)."""
+    words = level == "word"
+    if not (prime.strip() if words else prime):
+        return vocab.encode([data.EOS] if words else ["\n" if "\n" in vocab.index else vocab.tokens[0]]), ""
+    tokens = data.tokenize(prime, level)
+    if words and not prime.endswith("\n"):
+        tokens = tokens[:-1]                                # the prime's last line goes on
+    try:
+        return vocab.encode(tokens), prime                  # only a character vocabulary refuses a token
+    except ValueError:
+        unknown = sorted(set(tokens) - vocab.index.keys())
+        raise ValueError(f"prime: characters not in the training vocabulary: {data.listing(unknown)}") from None
 
 
 def distribution(z, temperature=1.0, top_k=None, top_p=None):

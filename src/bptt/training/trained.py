@@ -45,21 +45,12 @@ class Trained(NamedTuple):
         prints it): characters as they are; words set apart by spaces, <eos> a line end, a prime's
         last line continued unless it ends with one. The same seed gives the same text."""
         self.language_model("sample")
-        words = self.config.level == "word"
-        primed = bool(prime.strip() if words else prime)
-        ids = self.tokens(prime) if primed else self.vocab.encode([data.EOS if words else "\n"])
-        if words and primed and not prime.endswith("\n"):
-            ids = ids[:-1]                                   # the prime's last line goes on
+        ids, prime = generate.prime_ids(self.vocab, prime, self.config.level)
         net = self.network
-        drawn = self.vocab.decode(generate.sample(net.params, net.arch, ids, length, np.random.default_rng(seed),
-                                                  temperature, top_k, top_p))
-        if not words:
-            return "".join(drawn)
-        text, line_start = [], not primed or prime.endswith("\n")
-        for token in drawn:
-            text.append("\n" if token == data.EOS else token if line_start else " " + token)
-            line_start = token == data.EOS
-        return "".join(text)
+        drawn = generate.sample(net.params, net.arch, ids, length, np.random.default_rng(seed), temperature, top_k,
+                                top_p)
+        text = data.Detokenizer(self.config.level, after=prime)
+        return "".join(text.next(token) for token in self.vocab.decode(drawn))
 
     def language_model(self, what):
         if self.config.task != "lm":
