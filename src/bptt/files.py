@@ -46,15 +46,19 @@ def os_error(path, e, kept=True):
     return FileError(f"{path}: cannot write ({reason}){tail}")
 
 
-def write_bytes_atomic(path, data):
+def write_bytes_atomic(path, data, replace=True):
+    """data into the file path, all or nothing. replace=False: only as a new file; a file that
+    appeared at path meanwhile is kept and the write refused (os.link, which never overwrites)."""
     path = Path(path)
     try:
-        _write_atomic(path, data)
+        _write_atomic(path, data, replace)
+    except FileExistsError:
+        raise FileError(f"{path}: exists (it appeared while bptt wrote); bptt does not overwrite a file") from None
     except OSError as e:
         raise os_error(path, e) from None
 
 
-def _write_atomic(path, data):
+def _write_atomic(path, data, replace=True):
     prefix, suffix = TEMPORARY.format(name=path.name).split("*")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
     try:
@@ -65,7 +69,11 @@ def _write_atomic(path, data):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)                                  # FileExistsError if path exists
+            os.unlink(tmp)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -115,11 +123,11 @@ def checksum(arrays):
     return h.hexdigest()
 
 
-def save_arrays(path, arrays, meta):
-    """arrays: {name: np.ndarray}; meta: anything JSON can hold."""
+def save_arrays(path, arrays, meta, replace=True):
+    """arrays: {name: np.ndarray}; meta: anything JSON can hold. replace: as write_bytes_atomic."""
     tensors = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
     metadata = {META_KEY: json.dumps(meta, sort_keys=True), CHECKSUM_KEY: checksum(tensors)}
-    write_bytes_atomic(path, save(tensors, metadata=metadata))
+    write_bytes_atomic(path, save(tensors, metadata=metadata), replace)
 
 
 def load_arrays(path, what="checkpoint", missing="is this a run directory made by 'bptt train'?"):

@@ -49,3 +49,18 @@ def test_json(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ValueError, match="bad.json: not a valid config file"):
         checkpoint.read_json(tmp_path / "bad.json", "config")
+
+
+def test_a_new_file_is_never_written_over_one_that_appeared(tmp_path):
+    """replace=False (Network.save, bptt export): a file that appears at the path between the check
+    and the write is kept, the write refused by name, no temporary left behind."""
+    from bptt import files
+
+    path = tmp_path / "model.safetensors"
+    files.write_bytes_atomic(path, b"new", replace=False)
+    assert path.read_bytes() == b"new"
+    with pytest.raises(files.FileError, match=r"model\.safetensors: exists .*does not overwrite"):
+        files.write_bytes_atomic(path, b"other", replace=False)
+    assert path.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+    files.write_bytes_atomic(path, b"replaced")                  # the default: an atomic replace
+    assert path.read_bytes() == b"replaced"

@@ -29,11 +29,12 @@ def run_export(args):
     out = files.check_new(args.out, name="--out", asked=" (give a new file)")
     net, meta = train.Run(args.run).network(args.checkpoint)
     if args.format == "onnx":
-        net.to_onnx(out)
+        net.to_onnx(out)                                        # written as a new file, never over one
     else:
         from safetensors.numpy import save
 
         tensors = {name: a.copy() for name, a in net.torch_state_dict().items()}   # tied: E under two names
-        files.write_bytes_atomic(out, save(tensors, metadata={"bptt": f"exported from {args.run}, step {meta['step']}"}))
+        files.write_bytes_atomic(out, save(tensors, metadata={"bptt": f"exported from {args.run}, step {meta['step']}"}),
+                                 replace=False)
     print(f"written: {out} ({args.format}, the {args.checkpoint} checkpoint, step {meta['step']})")
     return 0

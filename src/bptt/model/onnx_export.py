@@ -110,4 +110,4 @@ def write(net, path, inputs="ids", overwrite=False):
         import onnx  # noqa: F401
     except ImportError:
         raise ValueError("onnx: not installed; pip install 'bptt[onnx]' (the onnx package) to export") from None
-    files.write_bytes_atomic(path, graph(net, inputs).SerializeToString())
+    files.write_bytes_atomic(path, graph(net, inputs).SerializeToString(), replace=overwrite)

@@ -18,7 +18,7 @@ def write(path, arch, dtype, params, overwrite=False):
     or (overwrite=True) one replaced atomically."""
     path = files.check_new(path, overwrite)
     meta = {"format": FORMAT, "version": VERSION, "dtype": dtype.name, "arch": dataclasses.asdict(arch)}
-    files.save_arrays(path, params, meta)
+    files.save_arrays(path, params, meta, replace=overwrite)
 
 
 def read(path):
