@@ -30,7 +30,7 @@ def previous_rows(prev, reset_t, work):
 def live_rows(mask_t):
     """The rows of a block (mask_t (n,): which have not ended) that a step must compute: all up to
     the last running one. The rows after it have ended; their state is held, and the step's GEMM
-    skips them. Rows sorted by length, longest first (engine.row_order), make every ended row one
+    skips them. Rows sorted by length, longest first (rows.by_length), make every ended row one
     of these: a row that has ended costs nothing, as in a packed sequence."""
     n = mask_t.size
     while n > 0 and not mask_t[n - 1]:

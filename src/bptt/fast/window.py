@@ -53,6 +53,11 @@ def live_positions(mask):
     return np.flatnonzero(flat)
 
 
+def scatter(num_rows, ids, d):
+    """scatter_rows on any layout of ids (T, B) and d (T, B, D): the gradient of gathered rows."""
+    return scatter_rows(num_rows, np.ascontiguousarray(ids), np.ascontiguousarray(d))
+
+
 @njit(nogil=True, cache=True)
 def scatter_rows(num_rows, ids, d):
     """dM (num_rows, G) with dM[v] = sum of d[t, b] over the (t, b) where ids[t, b] = v."""
@@ -105,10 +110,11 @@ def project_backward(W, xs, da, mask=None):
         dW, dxs = inputs.project_backward(W, xs, da, matmul)
         return dW, dxs, da.reshape(-1, da.shape[-1]).sum(axis=0)
     T, B, D = xs.shape
-    da_live, x_live = da.reshape(T * B, -1)[live], xs.reshape(T * B, D)[live]
+    da_live = da.reshape(T * B, 1, -1)[live]                 # the real positions as a window of one step
+    dW, dx_live = inputs.project_backward(W, xs.reshape(T * B, 1, D)[live], da_live, matmul)
     dxs = np.zeros((T * B, D), da.dtype)
-    dxs[live] = matmul(da_live, W)
-    return matmul(da_live.T, x_live), dxs.reshape(T, B, D), da_live.sum(axis=0)
+    dxs[live] = dx_live[:, 0]
+    return dW, dxs.reshape(T, B, D), da_live.sum(axis=(0, 1))
 
 
 @njit(nogil=True, cache=True)

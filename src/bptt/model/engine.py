@@ -78,11 +78,10 @@ def backend(name):
     from ..fast.packed import frozen
     from ..fast.readout import cross_entropy, log_likelihood
     from ..fast.rows import by_length
-    from ..fast.window import scatter_rows as scatter_compiled
+    from ..fast.window import scatter
 
     heap.reuse_freed_memory()        # once per process: a step's arrays come back from the heap (fast/heap.py)
-    return Backend("fast", fast.CELLS, matmul, cross_entropy, log_likelihood, True, by_length,
-                   lambda n, ids, d: scatter_compiled(n, np.ascontiguousarray(ids), np.ascontiguousarray(d)), frozen)
+    return Backend("fast", fast.CELLS, matmul, cross_entropy, log_likelihood, True, by_length, scatter, frozen)
 
 
 @dataclass(frozen=True)
