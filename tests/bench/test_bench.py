@@ -136,6 +136,9 @@ def test_bad_arguments(capsys):
     assert "error: --embedding: expected an int >= 0, got '-1'" in capsys.readouterr().err
     assert main(["bench", "--window", "100000000", "--frameworks", "bptt"]) == 2
     assert "error: --window: expected fewer than" in capsys.readouterr().err
+    assert main(["bench", "--data", "/no/such/words.txt", "--level", "word", "--frameworks", "bptt"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: /no/such/words.txt: file not found")     # before any table
     assert main(["bench", "--frameworks", "tensorflow"]) == 2
     assert "error: --frameworks: invalid choice: 'tensorflow'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="config: expected one of"):

@@ -97,6 +97,12 @@ def _ask(framework, conn, *cmd):
     return answer
 
 
+def check_workload(cfg):
+    """Build cfg's task and one batch here: bad settings (a missing file, a window longer than the
+    text) fail in the caller, named, not in a worker."""
+    batches(tasks.make(cfg), cfg, 1)
+
+
 SETTLE_S = 0.3        # idle time before each timed chunk: the previous worker's threads stop spinning
 
 
@@ -117,7 +123,7 @@ def measure(cfg, frameworks, steps, warmup, repeats, validate=True, rss=True):
 
     ctx = multiprocessing.get_context("spawn")
     n = warmup + steps * repeats
-    batches(tasks.make(cfg), cfg, 1)                                  # bad settings fail here, named, not in a worker
+    check_workload(cfg)
     workers = {}
     try:
         for f in frameworks:

@@ -4,7 +4,7 @@ go; markdown() writes them with the machine they were measured on."""
 import statistics
 
 from .. import checks
-from .harness import gemm_peak, machine, measure
+from .harness import check_workload, gemm_peak, machine, measure
 from .runners import FRAMEWORKS, LABELS, available, unsupported
 from .workload import config, label
 
@@ -76,6 +76,8 @@ def run(configs, steps=20, warmup=3, repeats=3, frameworks=FRAMEWORKS, out=print
     frameworks = checked(steps, repeats, warmup, frameworks, out)
     if not frameworks:
         return []
+    for cfg in cfgs:                              # every configuration's errors before the table starts
+        check_workload(cfg)
     given, peak = peak, peak or gemm_peak()
     out(machine_line())
     out(f"float32 GEMM peak of this machine (NumPy, 1024^3): {peak / 1e9:.0f} GFLOP/s")
@@ -125,6 +127,8 @@ def step_cost(cfg="lstm-h256", lengths=(16, 64, 256, 1024), steps=5, warmup=2, r
     frameworks = checked(steps, repeats, warmup, frameworks, out)
     if not frameworks:
         return []
+    for T in lengths:
+        check_workload(base.replace(window=T))
     out(machine_line())
     out(format_header(LENGTH_COLUMNS))
     rows = []
