@@ -193,10 +193,10 @@ def test_item07_skip_rnn_trains_from_the_command_line(tmp_path, text, capsys):
 def full_disk_on(monkeypatch, name):
     real = checkpoint._write_atomic
 
-    def fail(path, data):
+    def fail(path, data, replace=True):
         if Path(path).name == name:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(path, data)
+        return real(path, data, replace)
 
     monkeypatch.setattr(checkpoint, "_write_atomic", fail)
 
