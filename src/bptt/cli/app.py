@@ -35,41 +35,47 @@ def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command][1](args)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
+    except BaseException as e:  # noqa: BLE001 (the last line of defence: never a traceback)
+        return report(e)
+
+
+def report(e, where=""):
+    """Print what went wrong in one line on stderr (where: a prefix, e.g. "rank 1: "); the exit code."""
+    if isinstance(e, KeyboardInterrupt):
+        print(f"\n{where}interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:                                       # bptt sample ... | head: the reader left
+    if isinstance(e, BrokenPipeError):                            # bptt sample ... | head: the reader left
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())    # no error when Python flushes at exit
         return 141
-    except SystemExit as e:                                       # --help, --version
+    if isinstance(e, SystemExit):                                 # --help, --version
         return e.code if isinstance(e.code, int) else 0
-    except (ValueError, TypeError) as e:
-        print(f"error: {one_line(e)}", file=sys.stderr)
+    if isinstance(e, (ValueError, TypeError)):
+        print(f"error: {where}{one_line(e)}", file=sys.stderr)
         return 2
-    except MemoryError:
-        print("error: out of memory; choose a smaller model, batch or window", file=sys.stderr)
+    if isinstance(e, MemoryError):
+        print(f"error: {where}out of memory; choose a smaller model, batch or window", file=sys.stderr)
         return 2
-    except OSError as e:
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+    if isinstance(e, OSError):
+        filename = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{filename}{e.strerror or e}", file=sys.stderr)
         return 2
-    except RuntimeError as e:
+    if isinstance(e, RuntimeError):
         from ..training.train import Diverged
 
         if isinstance(e, Diverged):
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {where}{e}", file=sys.stderr)
             return 1
-        return internal_error(e)
-    except Exception as e:  # noqa: BLE001 (the last line of defence: never a traceback)
-        return internal_error(e)
+    if not isinstance(e, Exception):                              # GeneratorExit and the like: not ours
+        raise e
+    return internal_error(e, where)
 
 
 def one_line(e):
     return " ".join(str(e).split("\n"))
 
 
-def internal_error(e):
-    print(f"error: internal error ({type(e).__name__}: {one_line(e)}); this is a bug in bptt: please report it "
+def internal_error(e, where=""):
+    print(f"error: {where}internal error ({type(e).__name__}: {one_line(e)}); this is a bug in bptt: please report it "
           f"with the command line", file=sys.stderr)
     return 3
 

@@ -64,6 +64,8 @@ class TrainDisplay:
         else:
             self.write(f"training {cell} {c.layers}x{c.hidden} ({compact(r['params'])} parameters) on the "
                        f"{c.task} problem, T = {c.length}, batch {c.batch}; trivial answer {r['trivial']:.4f}")
+        if r.get("ranks", 1) > 1:
+            self.write(f"data-parallel on {r['ranks']} MPI ranks, {c.batch // r['ranks']} rows of each batch per rank")
         for name in r.get("rebuilt") or ():
             self.write(f"{name} was missing: rebuilt from the training data (verified unchanged) and saved")
         if r["step"]:

@@ -95,6 +95,29 @@ def config_error(e):
 
 
 def run_train(args):
+    """bptt train; under mpiexec -n N (N > 1) every rank runs this (bptt.training.ranks): rank 0
+    checks the options and prints, the others follow it quietly. An error only one rank meets is
+    printed with its rank and ends the job (MPI_Abort): the others would wait for it forever."""
+    from ..training.ranks import Stopped, world
+
+    ranks = world()
+    if ranks.size == 1:
+        return train_on(args, ranks)
+    try:
+        return train_on(args, ranks)
+    except Stopped:
+        return 0                                              # rank 0 says why
+    except BaseException as e:
+        if ranks.agreed(e):
+            raise
+        from .app import report
+
+        ranks.abort(report(e, f"rank {ranks.rank}: "))
+
+
+def settled_config(args):
+    """(RUN_DIR, the options given, the TrainConfig): a resumed run's is its saved config with the
+    given changes."""
     from ..training import train
     from ..training.config import TrainConfig
 
@@ -111,15 +134,24 @@ def run_train(args):
         raise config_error(e) from None
     if args.sample and cfg.task != "lm":
         raise ValueError(f"--sample: applies to a language model (--task lm) only; got --task {cfg.task}")
+    return out, given, cfg
 
-    screen = display.TrainDisplay()
+
+def train_on(args, ranks):
+    from ..training import train
+
+    out, given, cfg = ranks.on_root(lambda: settled_config(args))
+    screen = display.TrainDisplay() if ranks.root else None
     try:
         outcome = train.train(cfg, out, resume=args.resume, on_event=screen,
-                              given={k: given.get(k) for k in ("data", "valid")})
+                              given={k: given.get(k) for k in ("data", "valid")}, ranks=ranks)
     except (ValueError, TypeError) as e:
         raise config_error(e) from None
     finally:
-        screen.close()
+        if screen is not None:
+            screen.close()
+    if not ranks.root:
+        return 0
     run = train.Run(out)
     p = outcome.progress
     if outcome.status == "interrupted":

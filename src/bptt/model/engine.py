@@ -282,9 +282,12 @@ def restore(batch, a):
     return np.take(a, np.argsort(batch.order), axis=1)
 
 
-def dropout_masks(arch, batch, p, rng, dtype):
+def dropout_masks(arch, batch, p, rng, dtype, rows=None):
     """Inverted-dropout masks for the inputs of layers 0..L-1 and the readout (None: no dropout there).
-    rng: a np.random.Generator, or an int seed (the same masks on every call, for checks)."""
+    rng: a np.random.Generator, or an int seed (the same masks on every call, for checks).
+    rows (start, stop, of): the batch is rows start..stop of a batch of `of` rows; the masks of all
+    `of` are drawn and these rows' kept (a rank of data-parallel training, bptt.training.ranks: the
+    same masks as one process with the whole batch)."""
     if not 0 <= p < 1:
         raise ValueError(f"dropout: expected a probability in [0, 1), got {p}")
     if p == 0:
@@ -295,9 +298,17 @@ def dropout_masks(arch, batch, p, rng, dtype):
         raise TypeError(f"rng: expected a np.random.Generator (or an int seed) when dropout > 0, "
                         f"got {type(rng).__name__}")
     T, B = batch.x.shape[:2]
+    drawn, keep = B, slice(None)
+    if rows is not None:
+        if not (isinstance(rows, tuple) and len(rows) == 3 and all(isinstance(v, int) for v in rows)
+                and 0 <= rows[0] <= rows[1] <= rows[2] and rows[1] - rows[0] == B):
+            raise ValueError(f"dropout_rows: expected (start, stop, of), ints with 0 <= start <= stop <= of and "
+                             f"stop - start = {B} (the batch's rows), got {rows!r}")
+        drawn, keep = rows[2], slice(rows[0], rows[1])
     sizes = [None if batch.x.ndim == 2 and not arch.embedding_dim else arch.layer_input_size(0)]
     sizes += [arch.hidden_size] * arch.num_layers
-    masks = [None if n is None else ((rng.random((T, B, n)) >= p) / (1 - p)).astype(dtype) for n in sizes]
+    masks = [None if n is None else ((rng.random((T, drawn, n))[:, keep] >= p) / (1 - p)).astype(dtype)
+             for n in sizes]
     if batch.order is not None:                   # drawn for the caller's rows, whatever order they run in
         masks = [None if m is None else m[:, batch.order] for m in masks]
     return masks
@@ -413,6 +424,18 @@ def final_state(params, arch, x, state=None, reset=None):
     return public_state(forward_layers(params, arch, batch, [None] * (arch.num_layers + 1))[1])
 
 
+def targets_counted(T, B, target="every", lengths=None, loss_mask=None):
+    """How many targets the mean loss of a batch (T, B) averages over: B with target="last"; with
+    target="every", the positions on a real step (lengths) whose loss_mask is set. Data-parallel
+    training weights each rank's mean by its share of them (bptt.training.ranks)."""
+    if target == "last":
+        return B
+    counted = np.ones((T, B), bool) if loss_mask is None else np.asarray(loss_mask, bool).copy()
+    if lengths is not None:
+        counted &= np.arange(T)[:, None] < np.asarray(lengths)[None, :]
+    return int(counted.sum())
+
+
 def position_weights(T, B, mask, loss_mask):
     """Each position's weight (T, B) in the mean over the positions with a target (target="every")."""
     counted = np.ones((T, B), bool)
@@ -462,29 +485,30 @@ def prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_m
 
 
 def loss_value(params, arch, x, y, state=None, target="every", loss="cross_entropy", lengths=None, *,
-               reset=None, loss_mask=None, dropout=0.0, rng=None):
+               reset=None, loss_mask=None, dropout=0.0, rng=None, dropout_rows=None):
     """The loss alone (for finite differences and evaluation): forward, readout, loss."""
     batch, y, loss_mask = prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask)
-    drops = dropout_masks(arch, batch, dropout, rng, params["c"].dtype)
+    drops = dropout_masks(arch, batch, dropout, rng, params["c"].dtype, dropout_rows)
     hs, _, _ = forward_layers(params, arch, batch, drops)
     h, w = readout_rows(hs, target, batch.mask, loss_mask)
     return losses.apply(loss, readout(params, arch, h), y, w)[0]
 
 
 def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_entropy", lengths=None, *,
-                   reset=None, loss_mask=None, dropout=0.0, rng=None, clip_dh=None, trace=False,
-                   recompute_every=None):
+                   reset=None, loss_mask=None, dropout=0.0, rng=None, dropout_rows=None, clip_dh=None,
+                   trace=False, recompute_every=None):
     """Loss, gradients of every parameter, of the float inputs and of the initial state, by BPTT.
 
     reset (T, B) bool: rows that start from a zero state at a step. loss_mask (T, B) bool: positions
-    whose target counts (target="every"). dropout with rng: non-recurrent dropout. clip_dh: clip
+    whose target counts (target="every"). dropout with rng: non-recurrent dropout (dropout_rows: the
+    batch is some rows of a larger one, dropout_masks). clip_dh: clip
     dL/dh_t elementwise to [-clip_dh, clip_dh] at every step of the recurrence (Mikolov's cutoff).
     trace: also return dL/dh^l_t of every layer (Result.dhs). recompute_every=k: keep the caches of
     k steps at a time and recompute the others in the backward pass (recompute(), below): the same
     gradients in O(T/k + k) memory, with every option above.
     """
     batch, y, loss_mask = prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask, clip_dh)
-    drops = dropout_masks(arch, batch, dropout, rng, params["c"].dtype)
+    drops = dropout_masks(arch, batch, dropout, rng, params["c"].dtype, dropout_rows)
     T, B = batch.x.shape[:2]
     traces = [np.empty((T, B, arch.hidden_size), params["c"].dtype) for _ in range(arch.num_layers)] if trace else None
     if recompute_every is not None:

@@ -150,12 +150,14 @@ class LanguageModel:
         w = self.windows[index]
         return dict(x=x, y=y, loss_mask=loss_mask, reset=reset), (w.stop - w.loss_from) * self.cfg.batch
 
-    def next_state(self, params, arch, index, state, state_T):
-        """The state carried into window index + 1 (None: the epoch ends, start from zeros)."""
+    def next_state(self, params, arch, index, state, state_T, rows=slice(None)):
+        """The state carried into window index + 1 (None: the epoch ends, start from zeros), of the
+        streams `rows` (a rank's, in data-parallel training; all by default)."""
         if index + 1 == len(self.windows):
             return None
-        return tbptt.next_start_state(params, arch, self.stream, self.windows[index], self.windows[index + 1],
-                                      state, state_T, self.starts)
+        starts = None if self.starts is None else self.starts[:, rows]
+        return tbptt.next_start_state(params, arch, self.stream[:, rows], self.windows[index],
+                                      self.windows[index + 1], state, state_T, starts)
 
     def evaluate(self, params, arch):
         return lm_evaluate(params, arch, self.valid, self.cfg, self.valid_starts)

@@ -21,8 +21,9 @@ from ..fast import heap
 from ..files import FileError
 from ..model import engine, init
 from ..reference import CELLS
-from . import clipping, optim, problems, rundir, schedules, tasks
+from . import clipping, data, optim, problems, rundir, schedules, tasks
 from .config import RESUMABLE, TrainConfig
+from .ranks import Ranks, rows_of
 
 FILES = rundir.FILES
 
@@ -404,18 +405,8 @@ def open_resumed(run, cfg):
     return cfg, task, net, opt_state, carried, progress, {"changes": changes, "rebuilt": rebuilt, "given": given}
 
 
-def train(cfg, out, resume=False, on_step=None, on_event=None, given=None):
-    """Train per cfg into run directory out (bptt.rundir says what is written and refused).
-
-    resume=True continues the run in out: cfg is None (the saved config) or the saved config with a
-    new budget, lr or clip. on_step(progress) -> True stops the run (as Ctrl-C does: saved,
-    resumable); on_event(kind, record) receives "start", "log" and "eval" records for display.
-    given: the data paths as the user typed them, for display. Raises Diverged on a non-finite
-    loss or gradient, keeping the last good checkpoint."""
-    run = Run(out)
-    emit = on_event or (lambda kind, record: None)
-    heap.reuse_freed_memory()                     # a step's arrays come back from the heap, not the kernel
-    created = False
+def open_run(run, cfg, resume, given):
+    """A new run, or the run in `run` resumed: (created, cfg, task, net, opt_state, carried, progress, notes)."""
     if resume:
         try:
             cfg, task, net, opt_state, carried, progress, notes = open_resumed(run, cfg)
@@ -425,23 +416,85 @@ def train(cfg, out, resume=False, on_step=None, on_event=None, given=None):
         except BaseException:
             run.release()
             raise
-    else:
-        cfg = TrainConfig(**absolute(cfg.to_json()))
-        created, task, net, opt_state, progress = open_new(run, cfg, given or {})
-        carried, notes = None, {"given": {k: v for k, v in (given or {}).items() if v}}
+        return False, cfg, task, net, opt_state, carried, progress, notes
+    cfg = TrainConfig(**absolute(cfg.to_json()))
+    created, task, net, opt_state, progress = open_new(run, cfg, given or {})
+    return created, cfg, task, net, opt_state, None, progress, {"given": {k: v for k, v in (given or {}).items() if v}}
+
+
+def open_on_ranks(ranks, run, cfg, resume, given):
+    """open_run on rank 0, which sends the others the config, vocabulary, labels, arrays and progress;
+    every rank builds the task from its own copy of the data and takes its rows of the carried state
+    (bptt.training.ranks). A rank that cannot ends the job before the first step, the run as it was."""
+    opened = {}
+
+    def on_root():
+        opened["run"] = _, saved, task, net, opt_state, carried, progress, _ = open_run(run, cfg, resume, given)
+        return {"cfg": saved, "vocab": task.vocab.to_json() if hasattr(task, "vocab") else None,
+                "labels": task.labels.to_json() if hasattr(task, "labels") else None, "params": net.params,
+                "opt_state": opt_state, "carried": carried, "progress": progress}
+
+    sent = ranks.on_root(on_root)
+    error = None
     try:
-        return loop(run, cfg, task, net, opt_state, carried, progress, on_step, emit, notes)
+        ranks.check_batch(sent["cfg"].batch)
+        if not ranks.root:
+            cfg = sent["cfg"]                                 # rank 0's (a resumed run's saved config)
+            vocab = None if sent["vocab"] is None else data.Vocab.from_json(sent["vocab"])
+            labels = None if sent["labels"] is None else data.LabelSet.from_json(sent["labels"])
+            task = tasks.make(cfg, vocab, labels)
+            net = build_network(cfg, task.input_size, task.output_size)
+            net.params = sent["params"]
+            opened["run"] = False, cfg, task, net, sent["opt_state"], sent["carried"], sent["progress"], {}
+    except Exception as e:                                     # noqa: BLE001 (rank 0 reports it)
+        error = e
+    try:
+        ranks.agree(error)
+    except BaseException:
+        if ranks.root:
+            created, progress = opened["run"][0], opened["run"][6]
+            if not resume and progress.step == 0:
+                abandon(run, created)
+            run.release()
+        raise
+    created, cfg, task, net, opt_state, carried, progress, notes = opened["run"]
+    return created, cfg, task, net, opt_state, rows_of(carried, ranks.rows(cfg.batch)), progress, notes
+
+
+def train(cfg, out, resume=False, on_step=None, on_event=None, given=None, ranks=None):
+    """Train per cfg into run directory out (bptt.rundir says what is written and refused).
+
+    resume=True continues the run in out: cfg is None (the saved config) or the saved config with a
+    new budget, lr or clip. on_step(progress) -> True stops the run (as Ctrl-C does: saved,
+    resumable); on_event(kind, record) receives "start", "log" and "eval" records for display.
+    given: the data paths as the user typed them, for display. Raises Diverged on a non-finite
+    loss or gradient, keeping the last good checkpoint.
+
+    ranks: the ranks of a data-parallel run (bptt.training.ranks.world(); None: this process alone).
+    Rank 0 opens and writes the run and calls on_event; the other ranks take rank 0's config (their
+    cfg is not read). A stop that on_step or a signal asks for after step k takes effect after step
+    k + 1, when every rank has heard of it."""
+    ranks = ranks or Ranks()
+    run = Run(out)
+    emit = on_event if on_event is not None and ranks.root else (lambda kind, record: None)
+    heap.reuse_freed_memory()                     # a step's arrays come back from the heap, not the kernel
+    if ranks.size == 1:
+        created, cfg, task, net, opt_state, carried, progress, notes = open_run(run, cfg, resume, given)
+    else:
+        created, cfg, task, net, opt_state, carried, progress, notes = open_on_ranks(ranks, run, cfg, resume, given)
+    try:
+        return loop(run, cfg, task, net, opt_state, carried, progress, on_step, emit, notes, ranks)
     except Diverged:
         raise
     except BaseException:
-        if not resume and progress.step == 0:                  # a new run that never stepped: leave nothing
+        if ranks.root and not resume and progress.step == 0:   # a new run that never stepped: leave nothing
             abandon(run, created)
         raise
     finally:
         run.release()
 
 
-def loop(run, cfg, task, net, opt_state, carried, progress, on_step, emit, notes):
+def loop(run, cfg, task, net, opt_state, carried, progress, on_step, emit, notes, ranks):
     opt = make_optimizer(cfg)
     total = total_steps(cfg, task.steps_per_epoch)
     rng = np.random.default_rng(cfg.seed + 2)
@@ -449,37 +502,43 @@ def loop(run, cfg, task, net, opt_state, carried, progress, on_step, emit, notes
         rng.bit_generator.state = progress.rng
     baselines = task.baselines()
     emit("start", {"step": progress.step, "total": total, "params": sum(p.size for p in net.params.values()),
-                   "config": cfg, **notes, **task.describe(), **baselines})
+                   "config": cfg, "ranks": ranks.size, **notes, **task.describe(), **baselines})
     saved_at = progress.step
+    log = run.log if ranks.root else (lambda record: None)
 
     def save():
         nonlocal saved_at
         progress.rng = rng.bit_generator.state
-        run.save(net.params, opt_state, carried, progress.__dict__)
+        state = ranks.gather_rows(carried)                     # all B streams' state, on rank 0
+        ranks.on_root(lambda: run.save(net.params, opt_state, state, progress.__dict__))
         saved_at = progress.step
 
     status, last_valid = "done", None
     started = time.perf_counter() - progress.elapsed
+    flags = np.zeros(3)               # this rank's reasons to stop: a signal, on_step, --max-time (rank 0's clock)
     with StopSignals() as stop, np.errstate(over="ignore", invalid="ignore"):   # divergence is checked below
         try:
             while total is None or progress.step < total:
-                carried, record = step(run, cfg, task, net, opt, opt_state, carried, progress, rng, total, saved_at)
+                carried, record, heard = step(cfg, task, net, opt, opt_state, carried, progress, rng, total,
+                                              saved_at, ranks, flags, log, run)
                 progress.elapsed = time.perf_counter() - started
                 record["elapsed"] = progress.elapsed
                 if progress.step % cfg.log_every == 0 or progress.step == total:
-                    run.log(record)
+                    log(record)
                     emit("log", record)
                 if progress.step % cfg.eval_every == 0 or progress.step == total:
-                    last_valid = validate(run, cfg, task, net, progress)
+                    last_valid = validated(ranks, run, cfg, task, net, progress)
                     emit("eval", last_valid)
                     save()
-                out_of_time = cfg.max_time is not None and progress.elapsed >= cfg.max_time
                 asked = on_step is not None and on_step(progress)
-                if stop.raised or asked or out_of_time:
-                    status = "time" if out_of_time and not stop.raised else "interrupted"
+                flags[:] = (stop.raised is not None, asked,
+                            ranks.root and cfg.max_time is not None and progress.elapsed >= cfg.max_time)
+                signalled, asked, out_of_time = (flags if ranks.size == 1 else heard) > 0   # with ranks: of the step before
+                if signalled or asked or out_of_time:
+                    status = "time" if out_of_time and not signalled else "interrupted"
                     if saved_at != progress.step:
                         if status == "time":
-                            last_valid = validate(run, cfg, task, net, progress, scheduled=False)
+                            last_valid = validated(ranks, run, cfg, task, net, progress, scheduled=False)
                             emit("eval", last_valid)
                         save()
                     break
@@ -489,41 +548,99 @@ def loop(run, cfg, task, net, opt_state, carried, progress, on_step, emit, notes
     if last_valid is not None and last_valid["step"] != progress.step:
         last_valid = None                                     # stale: of earlier parameters
     if last_valid is None and status != "interrupted":
-        last_valid = {"step": progress.step, **task.evaluate(net.params, net.arch)}
+        last_valid = ranks.on_root(lambda: {"step": progress.step, **task.evaluate(net.params, net.arch)})
     return Outcome(status, progress, last_valid, progress.best_valid, baselines)
 
 
-def step(run, cfg, task, net, opt, opt_state, carried, progress, rng, total, saved_at):
-    """One update: loss and gradients of the next window, clipping, the optimiser. Returns the state
-    carried into the next window and the step's metrics record."""
+def step(cfg, task, net, opt, opt_state, carried, progress, rng, total, saved_at, ranks, flags, log, run):
+    """One update: loss and gradients of the next window (with ranks: of this rank's rows, then
+    summed over the ranks with `flags`), clipping, the optimiser. Returns the state carried into
+    the next window, the step's metrics record and the flags summed over the ranks."""
     batch, tokens = task.batch(progress.window, progress.epoch)
     tick = time.perf_counter()
     flow = cfg.flow_every > 0 and (progress.step + 1) % cfg.flow_every == 0
-    r = engine.loss_and_grads(net.params, net.arch, state=carried, **batch, dropout=cfg.dropout, rng=rng,
-                              clip_dh=cfg.clip_dh, trace=flow, recompute_every=cfg.recompute_every)
+    B = batch["x"].shape[1]
+    rows = ranks.rows(B)
+    mine = batch if ranks.size == 1 else rows_of_batch(batch, rows)
+    r = None
+    if rows.stop > rows.start:                            # a classifier's last batch may leave a rank no rows
+        r = engine.loss_and_grads(net.params, net.arch, state=carried, **mine, dropout=cfg.dropout, rng=rng,
+                                  dropout_rows=None if ranks.size == 1 else (rows.start, rows.stop, B),
+                                  clip_dh=cfg.clip_dh, trace=flow, recompute_every=cfg.recompute_every)
+    elif cfg.dropout > 0:
+        engine.dropout_masks(net.arch, engine.Batch(batch["x"][:, :0], (), None, None), cfg.dropout, rng,
+                             net.dtype, (0, 0, B))        # the generator moves as on the other ranks
+    share = share_of_targets(batch, mine)
+    loss, grads, flows, heard = combined(ranks, net.params, r, share, flow, flags, batch["x"].shape[0], cfg.layers)
     if flow:                                              # before clipping changes the gradients
-        run.log({"step": progress.step + 1, "flow": [np.linalg.norm(dh.reshape(len(dh), -1), axis=1).tolist()
-                                                     for dh in r.dhs],
-                 "grad_norms": {k: float(np.linalg.norm(g)) for k, g in r.grads.items()}})
-    norm, clipped = clip(cfg, r.grads)
-    if not (math.isfinite(r.loss) and math.isfinite(norm)):
-        raise Diverged(divergence_advice(run, cfg, progress, r.loss, norm, saved_at))
+        log({"step": progress.step + 1, "flow": flows,
+             "grad_norms": {k: float(np.linalg.norm(g)) for k, g in grads.items()}})
+    norm, clipped = clip(cfg, grads)
+    if not (math.isfinite(loss) and math.isfinite(norm)):
+        raise ranks.everywhere(Diverged(divergence_advice(run, cfg, progress, loss, norm, saved_at)))
     if task.carries_state:
-        carried = task.next_state(net.params, net.arch, progress.window, carried, r.state)
+        carried = task.next_state(net.params, net.arch, progress.window, carried, r.state, rows)
     following = progress.window + 1
     if following == task.steps_per_epoch:
         following = 0
         progress.epoch += 1
     lr = learning_rate(cfg, progress, total)
-    opt.step(net.params, r.grads, opt_state, lr)
+    opt.step(net.params, grads, opt_state, lr)
     progress.step += 1
     progress.window = following
     progress.tokens += tokens
     progress.clipped += clipped
-    record = {"step": progress.step, "epoch": progress.epoch, "loss": r.loss, "lr": lr, "grad_norm": norm,
+    record = {"step": progress.step, "epoch": progress.epoch, "loss": loss, "lr": lr, "grad_norm": norm,
               "clipped": clipped, "clipped_fraction": progress.clipped / progress.step,
               "tokens_per_s": tokens / (time.perf_counter() - tick)}
-    return carried, record
+    return carried, record, heard
+
+
+PER_ROW = {"x": 1, "loss_mask": 1, "reset": 1, "lengths": 0}      # the axis of the rows in each of a batch's arrays
+
+
+def rows_of_batch(batch, rows):
+    """The keyword arguments of engine.loss_and_grads for the rows (a slice) of a batch."""
+    every = batch.get("target", "every") == "every"
+    return {name: a if a is None or isinstance(a, str) else a[:, rows] if PER_ROW.get(name, every) else a[rows]
+            for name, a in batch.items()}
+
+
+def share_of_targets(batch, mine):
+    """This rank's targets over the whole batch's: the weight of its mean loss and gradients."""
+    def count(b):
+        T, B = b["x"].shape[:2]
+        return engine.targets_counted(T, B, b.get("target", "every"), b.get("lengths"), b.get("loss_mask"))
+    return count(mine) / count(batch)
+
+
+def combined(ranks, params, r, share, flow, flags, T, L):
+    """(loss, grads, flow, flags) of the whole batch from each rank's Result r (None: no rows) and
+    share of the targets: one Allreduce of [share g_r..., share loss_r, flags, share² Σ dh²...].
+    flow: per layer, the norm of dL/dh_t over the batch at each step t (a list of T floats)."""
+    if ranks.size == 1:
+        flows = [np.sqrt((dh.reshape(T, -1).astype(np.float64) ** 2).sum(axis=1)).tolist() for dh in r.dhs] \
+            if flow else None
+        return r.loss, r.grads, flows, flags
+    sizes = [p.size for p in params.values()]
+    n = sum(sizes)
+    buffer = np.zeros(n + 1 + len(flags) + (L * T if flow else 0), next(iter(params.values())).dtype)
+    offset = 0
+    for name, size in zip(params, sizes):
+        if r is not None:
+            np.multiply(r.grads[name].reshape(-1), share, out=buffer[offset:offset + size])
+        offset += size
+    buffer[n] = 0.0 if r is None else share * r.loss
+    buffer[n + 1:n + 1 + len(flags)] = flags
+    if flow and r is not None:
+        buffer[n + 1 + len(flags):] = np.concatenate([share ** 2 * (dh.reshape(T, -1) ** 2).sum(axis=1) for dh in r.dhs])
+    ranks.sum(buffer)
+    grads, offset = {}, 0
+    for (name, p), size in zip(params.items(), sizes):
+        grads[name] = buffer[offset:offset + size].reshape(p.shape)
+        offset += size
+    flows = np.sqrt(buffer[n + 1 + len(flags):].astype(np.float64)).reshape(L, T).tolist() if flow else None
+    return float(buffer[n]), grads, flows, buffer[n + 1:n + 1 + len(flags)].copy()
 
 
 def divergence_advice(run, cfg, progress, loss, norm, saved_at):
@@ -532,6 +649,16 @@ def divergence_advice(run, cfg, progress, loss, norm, saved_at):
             f"checkpoint (step {saved_at}) is kept in {run.file('checkpoint.safetensors')}; continue from it with "
             f"a lower learning rate or stronger clipping: bptt train {run.path} --resume --lr {cfg.lr / 10:g} "
             f"(or {clip_hint})")
+
+
+def validated(ranks, run, cfg, task, net, progress, scheduled=True):
+    """validate() on rank 0; its record, best loss and schedule are sent to every rank."""
+    def on_root():
+        record = validate(run, cfg, task, net, progress, scheduled)
+        return record, progress.best_valid, progress.best_step, progress.schedule
+
+    record, progress.best_valid, progress.best_step, progress.schedule = ranks.on_root(on_root)
+    return record
 
 
 def validate(run, cfg, task, net, progress, scheduled=True):

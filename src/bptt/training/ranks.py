@@ -1,0 +1,192 @@
+"""Data-parallel training on the ranks of an MPI job: mpiexec -n N bptt train ...
+
+Each of the N ranks owns a contiguous group of the batch's B rows (rank r: rows rB/N .. (r+1)B/N;
+a language model's streams, with the state they carry from window to window), and every rank holds
+the same parameters, optimiser state and dropout generator. One step:
+
+    rank r   loss_r, g_r = BPTT on its rows, each a mean over its n_r targets
+             w_r = n_r / n                       n = Σ_r n_r: every rank reads the whole batch, so knows it
+             buffer = [w_r g_r, w_r loss_r, flags]
+    all      Allreduce(buffer, SUM)              one message per step
+             g = Σ_r w_r g_r                     the gradient of the mean over all n targets
+
+so clipping and the optimiser see the numbers one process with the whole batch would see, and the
+parameters agree with its parameters to round-off (tests/training/test_ranks_mpi.py: 1e-10 in float64).
+Dropout masks are drawn for the whole batch on every rank, which keeps the ranks' generators equal,
+and each rank keeps its rows' (engine.dropout_masks).
+
+Rank 0 alone reads and writes the run directory: it opens the run and sends the others what they
+need (config, vocabulary, parameters, optimiser state, carried state, progress); every rank reads
+the training data itself. A checkpoint gathers the carried state of all B streams, so a run resumes
+on any number of ranks that divides B. Validation runs on rank 0 and its record is sent to the
+others (the plateau schedule moves on every rank alike).
+
+Errors. A failure that every rank meets at the same point (rank 0 could not open the run, another
+rank could not read the data, a full disk at a checkpoint, a diverged loss) is raised on rank 0 as
+itself and as Stopped on the others, which end quietly: one message, from rank 0. Any other
+exception is that rank's alone, and the others would wait for it forever: the command line prints
+it and aborts the job (abort()). A rank that dies (killed) ends the job too: mpiexec stops the others
+and says which process ended and how. Checkpoints are written atomically, so the last one is intact.
+
+Ranks() (no communicator) is one process: size 1, every collective the identity.
+"""
+
+import os
+
+
+class Stopped(Exception):
+    """Raised on ranks other than 0 when the job stops for a reason rank 0 reports."""
+
+
+def launched_size():
+    """The number of processes the MPI launcher started (1 when not run by one), from the
+    environment each launcher sets: MPICH's and Intel's Hydra and Slurm (PMI_SIZE), Open MPI
+    (OMPI_COMM_WORLD_SIZE)."""
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 1
+
+
+def world():
+    """The ranks of this job: Ranks(MPI.COMM_WORLD) when started by mpiexec with N > 1 processes,
+    else Ranks() (no MPI is loaded). The ranks on one machine share its cores (share_cores)."""
+    size = launched_size()
+    if size == 1:
+        return Ranks()
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise ValueError(f"mpiexec started {size} processes, but mpi4py is not installed: pip install "
+                         f"'bptt[mpi]' (or run without mpiexec)") from None
+    share_cores(MPI.COMM_WORLD.Split_type(MPI.COMM_TYPE_SHARED))
+    return Ranks(MPI.COMM_WORLD)
+
+
+def share_cores(local):
+    """Give each of the ranks on this machine (local: their communicator) its own equal share of the
+    cores, when the launcher left them all the same set (mpiexec without binding): the engine runs
+    one thread per core it may use (bptt.fast.rows), so N ranks on N cores run one thread each
+    instead of N each. A launcher's own binding is left as it is."""
+    if not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    sets = local.allgather(cores)
+    n, i = local.Get_size(), local.Get_rank()
+    if n == 1 or any(s != cores for s in sets):
+        return
+    share = max(1, len(cores) // n)
+    mine = cores[i * share % len(cores):][:share]
+    os.sched_setaffinity(0, mine)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(len(mine)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(len(mine)))
+
+
+def rows_of(state, rows):
+    """The rows (a slice) of a carried state: an (L, B, H) array or a tuple of them; None stays None."""
+    if state is None:
+        return None
+    return tuple(s[:, rows] for s in state) if isinstance(state, tuple) else state[:, rows]
+
+
+class Ranks:
+    """The N ranks of a data-parallel run, from this rank's side (module docstring)."""
+
+    def __init__(self, comm=None):
+        self.comm = comm
+        self.rank = 0 if comm is None else comm.Get_rank()
+        self.size = 1 if comm is None else comm.Get_size()
+        self._raised = None                   # the exception rank 0 raised with every rank's agreement
+
+    @property
+    def root(self):
+        return self.rank == 0
+
+    def check_batch(self, B):
+        if B % self.size:
+            raise ValueError(f"--batch: {B} rows cannot be shared equally by {self.size} ranks (mpiexec -n "
+                             f"{self.size}); give a --batch divisible by {self.size}, or a number of ranks that "
+                             f"divides {B}")
+
+    def rows(self, B):
+        """This rank's rows of a batch of B: a contiguous slice, sizes differing by at most one."""
+        return slice(self.rank * B // self.size, (self.rank + 1) * B // self.size)
+
+    # collectives: every rank calls each one at the same point
+
+    def sum(self, buffer):
+        """buffer summed over the ranks, in place (the step's one Allreduce)."""
+        if self.size > 1:
+            from mpi4py import MPI
+
+            self.comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
+        return buffer
+
+    def send(self, value):
+        """Rank 0's value, on every rank."""
+        return value if self.size == 1 else self.comm.bcast(value, root=0)
+
+    def gather_rows(self, state):
+        """The carried state of every rank's rows, joined in order of rank on rank 0 (None elsewhere)."""
+        if self.size == 1:
+            return state
+        import numpy as np  # here, not at the top: world() shares the cores out before numpy's BLAS starts
+
+        parts = self.comm.gather(state, root=0)
+        if not self.root or parts[0] is None:
+            return None
+        if isinstance(parts[0], tuple):
+            return tuple(np.concatenate([p[k] for p in parts], axis=1) for k in range(len(parts[0])))
+        return np.concatenate(parts, axis=1)
+
+    def on_root(self, fn):
+        """fn() run on rank 0, its result sent to every rank. If it raises, rank 0 raises the
+        exception and the other ranks Stopped."""
+        if self.size == 1:
+            return fn()
+        outcome, error = None, None
+        if self.root:
+            try:
+                outcome = ("ok", fn())
+            except BaseException as e:             # noqa: BLE001 (the other ranks must hear of it)
+                outcome, error = ("failed", None), e
+        outcome = self.send(outcome)
+        if outcome[0] == "failed":
+            raise self.everywhere(error)
+        return outcome[1]
+
+    def agree(self, error):
+        """Every rank's error (an exception or None) at this point: if any rank has one, rank 0
+        raises it (naming the rank) and the others Stopped."""
+        if self.size == 1:
+            if error is not None:
+                raise error
+            return
+        errors = self.comm.allgather(None if error is None else (type(error), str(error)))
+        failed = [(rank, e) for rank, e in enumerate(errors) if e is not None]
+        if not failed:
+            return
+        rank, (kind, message) = failed[0]
+        if self.root and rank == 0:
+            raise self.everywhere(error)
+        kind = kind if issubclass(kind, (ValueError, OSError, TypeError)) else RuntimeError
+        raise self.everywhere(kind(f"rank {rank}: {message}"))
+
+    def everywhere(self, error):
+        """The exception to raise for a failure every rank met: error on rank 0, Stopped elsewhere."""
+        if not self.root:
+            return Stopped()
+        self._raised = error
+        return error
+
+    def agreed(self, error):
+        """Whether error (or one it was raised from or during) is a failure every rank met."""
+        while error is not None:
+            if error is self._raised:
+                return True
+            error = error.__cause__ or error.__context__
+        return False
+
+    def abort(self, code):
+        """End every rank of the job (this one met an error the others cannot know of)."""
+        self.comm.Abort(code)
