@@ -1,6 +1,7 @@
-"""How data-parallel training would scale, on paper from measured inputs: the compute of one
-training step of each benchmark model on this machine, the time of one allreduce of its
-gradients between 2 MPI ranks here, and a ring allreduce over N machines on a stated network.
+"""How data-parallel training scales, measured on this machine and on paper for N machines: the
+compute of one training step of each benchmark model, the time of one allreduce of its gradients
+between 2 MPI ranks here, the tokens/s of `bptt train` on 1 rank x 2 threads against 2 ranks x 1
+thread (mpiexec -n 2), and a ring allreduce over N machines on a stated network.
 
     python benchmarks/scaling.py                       # measures, prints the tables (Markdown)
     python benchmarks/scaling.py --bandwidths 10 25 --latency-us 20
@@ -113,6 +114,40 @@ def measured_allreduce(sizes, repeats=20):
     return {int(k): v for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
 
 
+def train_flags(cfg):
+    """The bptt train options that give cfg (the fields that differ from TrainConfig's defaults)."""
+    import dataclasses
+
+    from bptt.training.config import TrainConfig
+
+    flags = []
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(cfg, f.name)
+        if value != f.default and value is not None:
+            flag = "--" + f.name.replace("_", "-")
+            flags += [flag] if value is True else [flag, str(value)]
+    return flags
+
+
+def measured_ranks(name, steps, ranks):
+    """Tokens/s of `bptt train` on one configuration, on 1 process (its threads on every core) or on
+    `ranks` MPI ranks (each on its share of the cores, bptt.training.ranks.share_cores): the median
+    of the steps after the fifth, from metrics.jsonl (rank 0's clock: a step ends after the allreduce)."""
+    import tempfile
+
+    cfg = config(name)
+    head = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(ranks)] if ranks > 1 else []
+    with tempfile.TemporaryDirectory() as d:
+        run = Path(d) / "run"
+        done = subprocess.run(head + [str(Path(sys.executable).parent / "bptt"), "train", str(run),
+                                      *train_flags(cfg), "--steps", str(steps), "--log-every", "1",
+                                      "--eval-every", str(10 * steps)], capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            raise SystemExit(f"bptt train on {ranks} rank(s) failed: {done.stderr.strip()[-800:]}")
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return statistics.median(r["tokens_per_s"] for r in records if "tokens_per_s" in r and r["step"] > 5)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", nargs="+", default=["rnn-h256", "gru-h256", "lstm-h128", "lstm-h256",
@@ -120,6 +155,8 @@ def main(argv=None):
     p.add_argument("--bandwidths", nargs="+", type=float, default=[10.0, 25.0], metavar="GBIT_S")
     p.add_argument("--latency-us", type=float, default=20.0, help="per message hop (default: 20 µs, TCP)")
     p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--train-steps", type=int, default=40, help="steps of each bptt train run (1 rank x 2 threads "
+                                                                  "against 2 ranks x 1 thread)")
     p.add_argument("--allreduce-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--sizes", nargs="+", type=int, help=argparse.SUPPRESS)
     p.add_argument("--repeats", type=int, default=20, help=argparse.SUPPRESS)
@@ -140,6 +177,13 @@ def main(argv=None):
     for name in args.configs:
         print(f"| {name} | {P[name]:,} | {4 * P[name] / 1e6:.2f} | {1000 * compute[name]:.1f} | "
               f"{1000 * ar[P[name]]:.3f} |")
+    print("\nMeasured here: bptt train on 1 rank x 2 threads and on 2 ranks x 1 thread (mpiexec -n 2), the same "
+          "batch B (B/2 rows a rank)\n")
+    print("| config | 1 rank x 2 threads (tok/s) | 2 ranks x 1 thread (tok/s) | 2 ranks / 1 rank |")
+    print("|---|---:|---:|---:|")
+    for name in args.configs:
+        one, two = measured_ranks(name, args.train_steps, 1), measured_ranks(name, args.train_steps, 2)
+        print(f"| {name} | {one:,.0f} | {two:,.0f} | {two / one:.2f} |", flush=True)
     latency = args.latency_us * 1e-6
     for bw in args.bandwidths:
         for overlap in (False, True):

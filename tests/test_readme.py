@@ -44,3 +44,32 @@ def test_readme_load_example_runs_on_a_trained_run(tmp_path, monkeypatch, capsys
     assert scope["ids"].tolist() == run.vocab.encode(list("ROMEO:")).tolist()
     z, (h, _) = net.forward(scope["ids"][:, None])
     assert np.max(np.abs(scope["logits"] - z)) < 1e-5 and np.max(np.abs(scope["h_n"] - h)) < 1e-5
+
+
+def readme_command(start):
+    """The README's shell command that starts with `start` (continued lines joined), as arguments."""
+    import shlex
+
+    text = README.read_text().replace("\\\n", " ")
+    (line,) = [line for line in text.splitlines() if line.startswith(start)]
+    return shlex.split(line.split("#")[0])
+
+
+def test_readme_mpiexec_lines_run(tmp_path):
+    """The README's two mpiexec lines as written (the sweep: with fewer steps and a smaller test set;
+    the training run: a smaller model for a few steps), under the mpiexec of the mpich wheel."""
+    import subprocess
+    import sys
+
+    bin_ = Path(sys.executable).parent
+    train = readme_command("mpiexec -n 2 bptt train")
+    sweep = readme_command("mpiexec -n 5 python -m mpi4py.futures -m bptt task")
+    for argv, extra in ((train, ["--steps", "4", "--hidden", "16", "--layers", "1", "--embedding", "8",
+                                 "--eval-every", "4"]),
+                        (sweep, ["--steps", "6", "--test-size", "20"])):
+        assert argv[:2] == ["mpiexec", "-n"]
+        argv = [str(bin_ / "mpiexec"), *argv[1:3], str(bin_ / argv[3]), *argv[4:]]     # the programs of the venv
+        done = subprocess.run(argv + extra, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "runs/shakespeare-2/checkpoint.safetensors").exists()
+    assert (tmp_path / "runs/adding-mpi/results.json").exists()

@@ -162,3 +162,61 @@ def test_dropout_rows_asked_wrongly(rows):
     with pytest.raises(ValueError, match=r"^dropout_rows: expected \(start, stop, of\), ints with 0 <= start <= "
                                          r"stop <= of and stop - start = 7 \(the batch's rows\), got "):
         engine.loss_and_grads(net.params, net.arch, x, x, dropout=0.1, rng=0, dropout_rows=rows)
+
+
+def test_a_rank_whose_copy_of_the_data_differs_is_refused(tmp_path):
+    from bptt.files import FileError
+    from bptt.training.config import TrainConfig
+    from bptt.training.train import check_copies, data_sources
+
+    path = tmp_path / "text.txt"
+    path.write_text("to be or not to be\n" * 20)
+    cfg = TrainConfig(data=str(path), batch=2)
+    sources = data_sources(cfg, {})
+    check_copies(cfg, sources)                                   # the same file: nothing to say
+    path.write_text("to be or not to be?\n" * 20)
+    with pytest.raises(FileError, match=rf"^--data: this machine's {path} is not rank 0's \(400 bytes, sha256 "
+                                        r"[0-9a-f]{12} here; 380 bytes, sha256 [0-9a-f]{12} on rank 0\); give every "
+                                        r"machine the same file$"):
+        check_copies(cfg, sources)
+
+
+class Scripted(Rank):
+    """Rank 1 of 2 whose messages from rank 0 are scripted, and whose Abort is recorded."""
+
+    def __init__(self, received):
+        super().__init__(1, 2)
+        self.received, self.aborted = list(received), []
+
+    def bcast(self, value, root=0):
+        return self.received.pop(0)
+
+    def Abort(self, code):
+        self.aborted.append(code)
+
+
+def test_an_error_of_one_rank_alone_is_printed_with_its_rank_and_aborts_the_job(monkeypatch, capsys, tmp_path):
+    from bptt.cli import app
+    from bptt.training import train
+    from bptt.training.config import TrainConfig
+
+    comm = Scripted([("ok", (str(tmp_path / "run"), {}, TrainConfig()))])
+    monkeypatch.setattr(ranks_, "world", lambda: Ranks(comm))
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("rank 1's own failure")
+
+    monkeypatch.setattr(train, "train", fails)
+    app.main(["train", str(tmp_path / "run")])
+    assert comm.aborted == [3]
+    assert capsys.readouterr().err == ("error: rank 1: internal error (RuntimeError: rank 1's own failure); this is a "
+                                       "bug in bptt: please report it with the command line\n")
+
+
+def test_an_error_rank_0_reports_ends_the_other_ranks_quietly(monkeypatch, capsys, tmp_path):
+    from bptt.cli import app
+
+    comm = Scripted([("failed", None)])                      # rank 0 could not settle the options
+    monkeypatch.setattr(ranks_, "world", lambda: Ranks(comm))
+    assert app.main(["train", str(tmp_path / "run"), "--hidden", "0"]) == 0
+    assert comm.aborted == [] and capsys.readouterr().err == ""

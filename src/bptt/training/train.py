@@ -432,7 +432,7 @@ def open_on_ranks(ranks, run, cfg, resume, given):
         opened["run"] = _, saved, task, net, opt_state, carried, progress, _ = open_run(run, cfg, resume, given)
         return {"cfg": saved, "vocab": task.vocab.to_json() if hasattr(task, "vocab") else None,
                 "labels": task.labels.to_json() if hasattr(task, "labels") else None, "params": net.params,
-                "opt_state": opt_state, "carried": carried, "progress": progress}
+                "opt_state": opt_state, "carried": carried, "progress": progress, "sources": run.marker()["data"]}
 
     sent = ranks.on_root(on_root)
     error = None
@@ -440,6 +440,7 @@ def open_on_ranks(ranks, run, cfg, resume, given):
         ranks.check_batch(sent["cfg"].batch)
         if not ranks.root:
             cfg = sent["cfg"]                                 # rank 0's (a resumed run's saved config)
+            check_copies(cfg, sent["sources"])
             vocab = None if sent["vocab"] is None else data.Vocab.from_json(sent["vocab"])
             labels = None if sent["labels"] is None else data.LabelSet.from_json(sent["labels"])
             task = tasks.make(cfg, vocab, labels)
@@ -459,6 +460,17 @@ def open_on_ranks(ranks, run, cfg, resume, given):
         raise
     created, cfg, task, net, opt_state, carried, progress, notes = opened["run"]
     return created, cfg, task, net, opt_state, rows_of(carried, ranks.rows(cfg.batch)), progress, notes
+
+
+def check_copies(cfg, sources):
+    """This rank's data files are rank 0's (sources: their fingerprints in the run's marker): each
+    rank reads its own copy, and a different copy would train on different numbers without a word."""
+    for name, theirs in sources.items():
+        mine = source(cfg, name)
+        if mine["sha256"] != theirs["sha256"]:
+            raise FileError(f"--{name}: this machine's {mine['path'] or 'shipped text'} is not rank 0's ({mine['bytes']:,} "
+                            f"bytes, sha256 {mine['sha256'][:12]} here; {theirs['bytes']:,} bytes, sha256 "
+                            f"{theirs['sha256'][:12]} on rank 0); give every machine the same file")
 
 
 def train(cfg, out, resume=False, on_step=None, on_event=None, given=None, ranks=None):
