@@ -636,16 +636,19 @@ def combined(ranks, params, r, share, flow, flags, T, L):
         return r.loss, r.grads, flows, flags
     sizes = [p.size for p in params.values()]
     n = sum(sizes)
-    buffer = np.zeros(n + 1 + len(flags) + (L * T if flow else 0), next(iter(params.values())).dtype)
-    offset = 0
-    for name, size in zip(params, sizes):
-        if r is not None:
+    buffer = np.empty(n + 1 + len(flags) + (L * T if flow else 0), next(iter(params.values())).dtype)
+    if r is None:
+        buffer[:] = 0.0
+    else:
+        offset = 0
+        for name, size in zip(params, sizes):
             np.multiply(r.grads[name].reshape(-1), share, out=buffer[offset:offset + size])
-        offset += size
-    buffer[n] = 0.0 if r is None else share * r.loss
+            offset += size
+        buffer[n] = share * r.loss
+        if flow:
+            buffer[n + 1 + len(flags):] = np.concatenate([share ** 2 * (dh.reshape(T, -1) ** 2).sum(axis=1)
+                                                          for dh in r.dhs])
     buffer[n + 1:n + 1 + len(flags)] = flags
-    if flow and r is not None:
-        buffer[n + 1 + len(flags):] = np.concatenate([share ** 2 * (dh.reshape(T, -1) ** 2).sum(axis=1) for dh in r.dhs])
     ranks.sum(buffer)
     grads, offset = {}, 0
     for (name, p), size in zip(params.items(), sizes):
