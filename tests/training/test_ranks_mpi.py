@@ -104,8 +104,10 @@ def test_lm_on_two_ranks_equals_one_process(data, lm_one, tmp_path):
         np.testing.assert_allclose(np.array(r["flow"]), np.array(ref["flow"]), rtol=1e-10, atol=0)
         for name, norm in ref["grad_norms"].items():
             assert r["grad_norms"][name] == pytest.approx(norm, rel=1e-10)
-    losses = [r["loss"] for r in records(tmp_path / "two", "lr")]
-    assert losses == pytest.approx([r["loss"] for r in records(lm_one, "lr")], rel=1e-10)
+    for kind in ("lr", "split"):                                          # training and validation losses
+        losses = [r["loss"] for r in records(tmp_path / "two", kind)]
+        assert losses == pytest.approx([r["loss"] for r in records(lm_one, kind)], rel=1e-10)
+        assert len(losses) == (2 if kind == "lr" else 4)                  # every 10 steps; every 5
 
 
 def test_classification_on_two_ranks_equals_one_process(data, tmp_path):

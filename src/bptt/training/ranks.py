@@ -18,8 +18,9 @@ and each rank keeps its rows' (engine.dropout_masks).
 Rank 0 alone reads and writes the run directory: it opens the run and sends the others what they
 need (config, vocabulary, parameters, optimiser state, carried state, progress); every rank reads
 the training data itself. A checkpoint gathers the carried state of all B streams, so a run resumes
-on any number of ranks that divides B. Validation runs on rank 0 and its record is sent to the
-others (the plateau schedule moves on every rank alike).
+on any number of ranks that divides B. Validation is shared like training (each rank scores its
+share of the validation streams, the sums are added); rank 0 keeps the best weights and the plateau
+schedule and sends them to the others, so the schedule moves on every rank alike.
 
 Errors. A failure that every rank meets at the same point (rank 0 could not open the run, another
 rank could not read the data, a full disk at a checkpoint, a diverged loss) is raised on rank 0 as

@@ -7,8 +7,9 @@
     Synthetic        a long-range problem (adding, copy, order, sentiment) of length T, fresh
                      batches every step, a fixed test set, a "solved" criterion
 
-Both give the training loop the same few things: batch(index, epoch) -> the keyword arguments of
-engine.loss_and_grads, evaluate(params, arch) -> metrics with a "loss", and baselines().
+Each gives the training loop the same few things: batch(index, epoch) -> the keyword arguments of
+engine.loss_and_grads, evaluate(params, arch, ranks=None) -> metrics with a "loss" (with ranks,
+bptt.training.ranks, every rank calls it and scores a share), and baselines().
 """
 
 import math
@@ -61,28 +62,33 @@ def scored(n_tokens, batch):
 EVAL_ROWS = 2048     # positions per forward pass of an evaluation, at least: the readout's products stay large
 
 
-def lm_loss(params, arch, ids, batch, window, starts=None):
+def lm_loss(params, arch, ids, batch, window, starts=None, ranks=None):
     """Mean cross-entropy (nats per token) of the model on ids, read as `batch` streams with the
     state carried across windows (and reset at document starts), as in training.
     Returns (loss, tokens scored). The state is carried from each window to the next, so the
     windows' length changes no number but round-off: it is window, or longer when few streams
-    would make the forward passes small (EVAL_ROWS)."""
+    would make the forward passes small (EVAL_ROWS). ranks (bptt.training.ranks, every rank
+    calling): each rank scores its share of the streams and the sums are added up."""
     batch = eval_streams(len(ids), batch)
     window = max(window, -(-EVAL_ROWS // batch))
-    stream = data.batchify(ids, batch)
-    starts = None if starts is None else data.batchify(starts, batch).astype(bool)
+    rows = slice(None) if ranks is None else ranks.rows(batch)
+    stream = data.batchify(ids, batch)[:, rows]
+    starts = None if starts is None else data.batchify(starts, batch).astype(bool)[:, rows]
     total, count, state = 0.0, 0, None
-    with engine.evaluating(params, arch):                    # the weights packed once, not per window
-        for i, (x, y) in enumerate(data.windows(stream, window)):
-            reset = None if starts is None else starts[i * window:i * window + len(x)]
-            s = engine.score(params, arch, x, y, state, reset=reset)
-            total, count, state = total + s.total, count + s.count, s.state
-    return float(total / count), count
+    if stream.shape[1]:                                      # fewer streams than ranks leave a rank none
+        with engine.evaluating(params, arch):                # the weights packed once, not per window
+            for i, (x, y) in enumerate(data.windows(stream, window)):
+                reset = None if starts is None else starts[i * window:i * window + len(x)]
+                s = engine.score(params, arch, x, y, state, reset=reset)
+                total, count, state = total + s.total, count + s.count, s.state
+    if ranks is not None:
+        total, count = ranks.sum(np.array([total, count], np.float64))
+    return float(total / count), int(count)
 
 
-def lm_evaluate(params, arch, ids, cfg, starts=None):
+def lm_evaluate(params, arch, ids, cfg, starts=None, ranks=None):
     """Loss, perplexity (and bits/char) of a language model on ids, read as in validation."""
-    loss, count = lm_loss(params, arch, ids, cfg.eval_batch, cfg.window, starts)
+    loss, count = lm_loss(params, arch, ids, cfg.eval_batch, cfg.window, starts, ranks)
     return lm_metrics(loss, cfg.level) | {"tokens": count}
 
 
@@ -91,14 +97,18 @@ def text_tokens(text, level):
     return list(text) if level == "char" else text.split()
 
 
-def classify_metrics(params, arch, seqs, y, batch):
-    """Mean cross-entropy and accuracy over id sequences seqs with labels y, `batch` at a time."""
+def classify_metrics(params, arch, seqs, y, batch, ranks=None):
+    """Mean cross-entropy and accuracy over id sequences seqs with labels y, `batch` at a time
+    (ranks, every rank calling: each scores every N-th batch and the sums are added up)."""
     total, correct = 0.0, 0
+    starts = range(0, len(seqs), batch)
     with engine.evaluating(params, arch):
-        for i in range(0, len(seqs), batch):
+        for i in starts if ranks is None else starts[ranks.rank::ranks.size]:
             x, lengths = data.pad_batch(seqs[i:i + batch])
             s = engine.score(params, arch, x, y[i:i + batch], target="last", lengths=lengths)
             total, correct = total + s.total, correct + s.correct
+    if ranks is not None:
+        total, correct = ranks.sum(np.array([total, correct], np.float64))
     return {"loss": float(total / len(seqs)), "accuracy": correct / len(seqs), "examples": len(seqs)}
 
 
@@ -159,8 +169,8 @@ class LanguageModel:
         return tbptt.next_start_state(params, arch, self.stream[:, rows], self.windows[index],
                                       self.windows[index + 1], state, state_T, starts)
 
-    def evaluate(self, params, arch):
-        return lm_evaluate(params, arch, self.valid, self.cfg, self.valid_starts)
+    def evaluate(self, params, arch, ranks=None):
+        return lm_evaluate(params, arch, self.valid, self.cfg, self.valid_starts, ranks)
 
     def baselines(self):
         """Cross-entropy of the uniform and the unigram (train frequencies) models on the validation text."""
@@ -211,8 +221,8 @@ class Classification:
         x, lengths = data.pad_batch([self.train[i] for i in chosen])
         return dict(x=x, y=self.train_y[chosen], target="last", lengths=lengths), int(lengths.sum())
 
-    def evaluate(self, params, arch):
-        return classify_metrics(params, arch, self.valid, self.valid_y, self.cfg.eval_batch)
+    def evaluate(self, params, arch, ranks=None):
+        return classify_metrics(params, arch, self.valid, self.valid_y, self.cfg.eval_batch, ranks)
 
     def baselines(self):
         """The uniform guess, and the class prior of the training labels (its accuracy: the majority class)."""
@@ -245,7 +255,8 @@ class Synthetic:
         x, y = self.problem.generate(self.cfg.length, self.cfg.batch, np.random.default_rng([self.cfg.seed, 4, epoch, index]))
         return dict(x=x, y=y, target=self.problem.target, loss=self.problem.loss), x.shape[0] * x.shape[1]
 
-    def evaluate(self, params, arch):
+    def evaluate(self, params, arch, ranks=None):
+        """The test set's metrics; with ranks every rank computes them whole (it is small)."""
         x, y = self.test
         p = self.problem
         z, _ = engine.logits(params, arch, x)

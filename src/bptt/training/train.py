@@ -560,7 +560,7 @@ def loop(run, cfg, task, net, opt_state, carried, progress, on_step, emit, notes
     if last_valid is not None and last_valid["step"] != progress.step:
         last_valid = None                                     # stale: of earlier parameters
     if last_valid is None and status != "interrupted":
-        last_valid = ranks.on_root(lambda: {"step": progress.step, **task.evaluate(net.params, net.arch)})
+        last_valid = {"step": progress.step, **task.evaluate(net.params, net.arch, ranks)}
     return Outcome(status, progress, last_valid, progress.best_valid, baselines)
 
 
@@ -667,19 +667,22 @@ def divergence_advice(run, cfg, progress, loss, norm, saved_at):
 
 
 def validated(ranks, run, cfg, task, net, progress, scheduled=True):
-    """validate() on rank 0; its record, best loss and schedule are sent to every rank."""
+    """Validation: every rank scores its share of the validation data (task.evaluate), then rank 0
+    keeps the books (validate); its record, best loss and schedule are sent to every rank."""
+    metrics = task.evaluate(net.params, net.arch, ranks)
+
     def on_root():
-        record = validate(run, cfg, task, net, progress, scheduled)
+        record = validate(run, cfg, net, progress, metrics, scheduled)
         return record, progress.best_valid, progress.best_step, progress.schedule
 
     record, progress.best_valid, progress.best_step, progress.schedule = ranks.on_root(on_root)
     return record
 
 
-def validate(run, cfg, task, net, progress, scheduled=True):
-    """Validation loss; keeps best.safetensors. Only scheduled validations (every eval_every steps)
-    move the plateau schedule, so stopping early never changes the arithmetic."""
-    record = {"step": progress.step, "split": "valid", **task.evaluate(net.params, net.arch)}
+def validate(run, cfg, net, progress, metrics, scheduled=True):
+    """Records the validation metrics; keeps best.safetensors. Only scheduled validations (every
+    eval_every steps) move the plateau schedule, so stopping early never changes the arithmetic."""
+    record = {"step": progress.step, "split": "valid", **metrics}
     loss = record["loss"]
     if loss < progress.best_valid:
         progress.best_valid, progress.best_step = loss, progress.step
