@@ -424,25 +424,30 @@ def final_state(params, arch, x, state=None, reset=None):
     return public_state(forward_layers(params, arch, batch, [None] * (arch.num_layers + 1))[1])
 
 
-def targets_counted(T, B, target="every", lengths=None, loss_mask=None):
-    """How many targets the mean loss of a batch (T, B) averages over: B with target="last"; with
-    target="every", the positions on a real step (lengths) whose loss_mask is set. Data-parallel
-    training weights each rank's mean by its share of them (bptt.training.ranks)."""
-    if target == "last":
-        return B
-    counted = np.ones((T, B), bool) if loss_mask is None else np.asarray(loss_mask, bool).copy()
-    if lengths is not None:
-        counted &= np.arange(T)[:, None] < np.asarray(lengths)[None, :]
-    return int(counted.sum())
-
-
-def position_weights(T, B, mask, loss_mask):
-    """Each position's weight (T, B) in the mean over the positions with a target (target="every")."""
+def counted_positions(T, B, mask, loss_mask):
+    """(T, B) bool: the positions with a target (target="every"): on a real step (mask (T, B, 1),
+    from lengths) and in loss_mask (T, B), each None for all."""
     counted = np.ones((T, B), bool)
     if mask is not None:
         counted &= mask[:, :, 0]
     if loss_mask is not None:
         counted &= loss_mask
+    return counted
+
+
+def targets_counted(T, B, target="every", lengths=None, loss_mask=None):
+    """How many targets the mean loss of a batch (T, B) averages over: B with target="last"; with
+    target="every", the counted_positions. Data-parallel training weights each rank's mean by its
+    share of them (bptt.training.ranks)."""
+    if target == "last":
+        return B
+    mask = None if lengths is None else (np.arange(T)[:, None] < np.asarray(lengths)[None, :])[:, :, None]
+    return int(counted_positions(T, B, mask, loss_mask).sum())
+
+
+def position_weights(T, B, mask, loss_mask):
+    """Each position's weight (T, B) in the mean over the positions with a target (target="every")."""
+    counted = counted_positions(T, B, mask, loss_mask)
     n = counted.sum()
     if n == 0:
         raise ValueError("loss_mask: no position left with a target (all masked or padding)")
