@@ -2,18 +2,17 @@
 with the two things one does with a language model, scoring a text and sampling a continuation.
 
     run = bptt.load("runs/shakespeare")              # the best checkpoint; checkpoint="last": the latest
-    run.score("ROMEO:\\nIs the day so young?\\n")     # {"loss": nats per token, "perplexity", "tokens"}
+    run.score("ROMEO:\\nIs the day so young?\\n")     # {"loss": nats per token, "perplexity", "bits_per_char", "tokens"}
     run.sample("ROMEO:", 200, seed=1, temperature=0.8)
     run.network.forward(run.vocab.encode(list("ROMEO"))[:, None])     # anything Network does
 """
 
-import math
 from typing import NamedTuple
 
 import numpy as np
 
 from ..model import engine
-from . import data, generate, train
+from . import data, generate, tasks, train
 
 
 class Trained(NamedTuple):
@@ -30,15 +29,16 @@ class Trained(NamedTuple):
         return self.vocab.encode(data.tokenize(text, self.config.level))
 
     def score(self, text):
-        """The language model's cross-entropy on text, each token predicted from the ones before it:
-        {"loss": nats per token, "perplexity": e^loss, "tokens": how many were predicted}."""
+        """The language model's cross-entropy on text, each token predicted from the ones before it,
+        as bptt eval reports it (tasks.lm_metrics): {"loss": nats per token, "perplexity": e^loss,
+        "bits_per_char" (character level), "tokens": how many were predicted}."""
         self.language_model("score")
         ids = self.tokens(text)
         if ids.size < 2:
             raise ValueError(f"text: {ids.size} token(s); a score needs at least 2 (one predicts the next)")
         net = self.network
         s = engine.score(net.params, net.arch, ids[:-1, None], ids[1:, None])
-        return {"loss": s.total / s.count, "perplexity": math.exp(min(s.total / s.count, 700)), "tokens": s.count}
+        return tasks.lm_metrics(s.total / s.count, self.config.level) | {"tokens": s.count}
 
     def sample(self, prime, length, seed=0, temperature=1.0, top_k=None, top_p=None):
         """length tokens drawn after prime (a text), as the text that continues it (as bptt sample
