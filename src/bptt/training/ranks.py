@@ -170,8 +170,8 @@ class Ranks:
         rank, (kind, message) = failed[0]
         if self.root and rank == 0:
             raise self.everywhere(error)
-        kind = kind if issubclass(kind, (ValueError, OSError, TypeError)) else RuntimeError
-        raise self.everywhere(kind(f"rank {rank}: {message}"))
+        asked = issubclass(kind, (ValueError, OSError, TypeError))        # a file or setting: exit 2, else a bug
+        raise self.everywhere((ValueError if asked else RuntimeError)(f"rank {rank}: {message}"))
 
     def everywhere(self, error):
         """The exception to raise for a failure every rank met: error on rank 0, Stopped elsewhere."""

@@ -20,6 +20,7 @@ import numpy as np
 from ..model import engine
 from ..reference.losses import log_softmax
 from . import data, problems, tbptt
+from .ranks import Ranks
 
 
 def shipped_text():
@@ -69,9 +70,10 @@ def lm_loss(params, arch, ids, batch, window, starts=None, ranks=None):
     windows' length changes no number but round-off: it is window, or longer when few streams
     would make the forward passes small (EVAL_ROWS). ranks (bptt.training.ranks, every rank
     calling): each rank scores its share of the streams and the sums are added up."""
+    ranks = ranks or Ranks()
     batch = eval_streams(len(ids), batch)
     window = max(window, -(-EVAL_ROWS // batch))
-    rows = slice(None) if ranks is None else ranks.rows(batch)
+    rows = ranks.rows(batch)
     stream = data.batchify(ids, batch)[:, rows]
     starts = None if starts is None else data.batchify(starts, batch).astype(bool)[:, rows]
     total, count, state = 0.0, 0, None
@@ -81,8 +83,7 @@ def lm_loss(params, arch, ids, batch, window, starts=None, ranks=None):
                 reset = None if starts is None else starts[i * window:i * window + len(x)]
                 s = engine.score(params, arch, x, y, state, reset=reset)
                 total, count, state = total + s.total, count + s.count, s.state
-    if ranks is not None:
-        total, count = ranks.sum(np.array([total, count], np.float64))
+    total, count = ranks.sum(np.array([total, count], np.float64))
     return float(total / count), int(count)
 
 
@@ -100,16 +101,15 @@ def text_tokens(text, level):
 def classify_metrics(params, arch, seqs, y, batch, ranks=None):
     """Mean cross-entropy and accuracy over id sequences seqs with labels y, `batch` at a time
     (ranks, every rank calling: each scores every N-th batch and the sums are added up)."""
+    ranks = ranks or Ranks()
     total, correct = 0.0, 0
-    starts = range(0, len(seqs), batch)
     with engine.evaluating(params, arch):
-        for i in starts if ranks is None else starts[ranks.rank::ranks.size]:
+        for i in range(0, len(seqs), batch)[ranks.rank::ranks.size]:
             x, lengths = data.pad_batch(seqs[i:i + batch])
             s = engine.score(params, arch, x, y[i:i + batch], target="last", lengths=lengths)
             total, correct = total + s.total, correct + s.correct
-    if ranks is not None:
-        total, correct = ranks.sum(np.array([total, correct], np.float64))
-    return {"loss": float(total / len(seqs)), "accuracy": correct / len(seqs), "examples": len(seqs)}
+    total, correct = ranks.sum(np.array([total, correct], np.float64))
+    return {"loss": float(total / len(seqs)), "accuracy": float(correct / len(seqs)), "examples": len(seqs)}
 
 
 def documents(text, level, separator):

@@ -405,8 +405,21 @@ def open_resumed(run, cfg):
     return cfg, task, net, opt_state, carried, progress, {"changes": changes, "rebuilt": rebuilt, "given": given}
 
 
+class Opened(NamedTuple):
+    """A run ready for its first step (open_run)."""
+
+    created: bool               # its directory was made for it (a new run that fails leaves nothing)
+    cfg: TrainConfig
+    task: object
+    net: object
+    opt_state: dict
+    carried: object             # the state carried into the next window (None: zeros)
+    progress: Progress
+    notes: dict                 # for display: the data paths as given, a resume's changes and rebuilt files
+
+
 def open_run(run, cfg, resume, given):
-    """A new run, or the run in `run` resumed: (created, cfg, task, net, opt_state, carried, progress, notes)."""
+    """A new run, or the run in `run` resumed: Opened."""
     if resume:
         try:
             cfg, task, net, opt_state, carried, progress, notes = open_resumed(run, cfg)
@@ -416,23 +429,26 @@ def open_run(run, cfg, resume, given):
         except BaseException:
             run.release()
             raise
-        return False, cfg, task, net, opt_state, carried, progress, notes
+        return Opened(False, cfg, task, net, opt_state, carried, progress, notes)
     cfg = TrainConfig(**absolute(cfg.to_json()))
     created, task, net, opt_state, progress = open_new(run, cfg, given or {})
-    return created, cfg, task, net, opt_state, None, progress, {"given": {k: v for k, v in (given or {}).items() if v}}
+    return Opened(created, cfg, task, net, opt_state, None, progress,
+                  {"given": {k: v for k, v in (given or {}).items() if v}})
 
 
 def open_on_ranks(ranks, run, cfg, resume, given):
     """open_run on rank 0, which sends the others the config, vocabulary, labels, arrays and progress;
     every rank builds the task from its own copy of the data and takes its rows of the carried state
     (bptt.training.ranks). A rank that cannot ends the job before the first step, the run as it was."""
-    opened = {}
+    here = None
 
     def on_root():
-        opened["run"] = _, saved, task, net, opt_state, carried, progress, _ = open_run(run, cfg, resume, given)
-        return {"cfg": saved, "vocab": task.vocab.to_json() if hasattr(task, "vocab") else None,
-                "labels": task.labels.to_json() if hasattr(task, "labels") else None, "params": net.params,
-                "opt_state": opt_state, "carried": carried, "progress": progress, "sources": run.marker()["data"]}
+        nonlocal here
+        here = o = open_run(run, cfg, resume, given)
+        return {"cfg": o.cfg, "vocab": o.task.vocab.to_json() if hasattr(o.task, "vocab") else None,
+                "labels": o.task.labels.to_json() if hasattr(o.task, "labels") else None, "params": o.net.params,
+                "opt_state": o.opt_state, "carried": o.carried, "progress": o.progress,
+                "sources": run.marker()["data"]}
 
     sent = ranks.on_root(on_root)
     error = None
@@ -446,20 +462,18 @@ def open_on_ranks(ranks, run, cfg, resume, given):
             task = tasks.make(cfg, vocab, labels)
             net = build_network(cfg, task.input_size, task.output_size)
             net.params = sent["params"]
-            opened["run"] = False, cfg, task, net, sent["opt_state"], sent["carried"], sent["progress"], {}
+            here = Opened(False, cfg, task, net, sent["opt_state"], sent["carried"], sent["progress"], {})
     except Exception as e:                                     # noqa: BLE001 (rank 0 reports it)
         error = e
     try:
         ranks.agree(error)
     except BaseException:
         if ranks.root:
-            created, progress = opened["run"][0], opened["run"][6]
-            if not resume and progress.step == 0:
-                abandon(run, created)
+            if not resume and here.progress.step == 0:
+                abandon(run, here.created)
             run.release()
         raise
-    created, cfg, task, net, opt_state, carried, progress, notes = opened["run"]
-    return created, cfg, task, net, opt_state, rows_of(carried, ranks.rows(cfg.batch)), progress, notes
+    return here._replace(carried=rows_of(here.carried, ranks.rows(here.cfg.batch)))
 
 
 def check_copies(cfg, sources):
@@ -490,17 +504,14 @@ def train(cfg, out, resume=False, on_step=None, on_event=None, given=None, ranks
     run = Run(out)
     emit = on_event if on_event is not None and ranks.root else (lambda kind, record: None)
     heap.reuse_freed_memory()                     # a step's arrays come back from the heap, not the kernel
-    if ranks.size == 1:
-        created, cfg, task, net, opt_state, carried, progress, notes = open_run(run, cfg, resume, given)
-    else:
-        created, cfg, task, net, opt_state, carried, progress, notes = open_on_ranks(ranks, run, cfg, resume, given)
+    o = open_run(run, cfg, resume, given) if ranks.size == 1 else open_on_ranks(ranks, run, cfg, resume, given)
     try:
-        return loop(run, cfg, task, net, opt_state, carried, progress, on_step, emit, notes, ranks)
+        return loop(run, o.cfg, o.task, o.net, o.opt_state, o.carried, o.progress, on_step, emit, o.notes, ranks)
     except Diverged:
         raise
     except BaseException:
-        if ranks.root and not resume and progress.step == 0:   # a new run that never stepped: leave nothing
-            abandon(run, created)
+        if ranks.root and not resume and o.progress.step == 0:   # a new run that never stepped: leave nothing
+            abandon(run, o.created)
         raise
     finally:
         run.release()
@@ -582,7 +593,7 @@ def step(cfg, task, net, opt, opt_state, carried, progress, rng, total, saved_at
     elif cfg.dropout > 0:
         engine.dropout_masks(net.arch, engine.Batch(batch["x"][:, :0], (), None, None), cfg.dropout, rng,
                              net.dtype, (0, 0, B))        # the generator moves as on the other ranks
-    share = share_of_targets(batch, mine)
+    share = 1.0 if ranks.size == 1 else share_of_targets(batch, mine)
     loss, grads, flows, heard = combined(ranks, net.params, r, share, flow, flags, batch["x"].shape[0], cfg.layers)
     if flow:                                              # before clipping changes the gradients
         log({"step": progress.step + 1, "flow": flows,
@@ -608,14 +619,17 @@ def step(cfg, task, net, opt, opt_state, carried, progress, rng, total, saved_at
     return carried, record, heard
 
 
-PER_ROW = {"x": 1, "loss_mask": 1, "reset": 1, "lengths": 0}      # the axis of the rows in each of a batch's arrays
-
-
 def rows_of_batch(batch, rows):
-    """The keyword arguments of engine.loss_and_grads for the rows (a slice) of a batch."""
-    every = batch.get("target", "every") == "every"
-    return {name: a if a is None or isinstance(a, str) else a[:, rows] if PER_ROW.get(name, every) else a[rows]
-            for name, a in batch.items()}
+    """The keyword arguments of engine.loss_and_grads for the rows (a slice) of a batch: its arrays
+    have the rows on axis 1 (T, B, ...), but lengths (B,) and many-to-one targets (B, ...) on axis 0."""
+    on_axis_0 = {"lengths"} | ({"y"} if batch.get("target") == "last" else set())
+
+    def cut(name, a):
+        if a is None or isinstance(a, str):                   # target, loss
+            return a
+        return a[rows] if name in on_axis_0 else a[:, rows]
+
+    return {name: cut(name, a) for name, a in batch.items()}
 
 
 def share_of_targets(batch, mine):
@@ -631,9 +645,7 @@ def combined(ranks, params, r, share, flow, flags, T, L):
     share of the targets: one Allreduce of [share g_r..., share loss_r, flags, share² Σ dh²...].
     flow: per layer, the norm of dL/dh_t over the batch at each step t (a list of T floats)."""
     if ranks.size == 1:
-        flows = [np.sqrt((dh.reshape(T, -1).astype(np.float64) ** 2).sum(axis=1)).tolist() for dh in r.dhs] \
-            if flow else None
-        return r.loss, r.grads, flows, flags
+        return r.loss, r.grads, np.sqrt(flow_squares(r, 1.0, T)).reshape(L, T).tolist() if flow else None, flags
     sizes = [p.size for p in params.values()]
     n = sum(sizes)
     buffer = np.empty(n + 1 + len(flags) + (L * T if flow else 0), next(iter(params.values())).dtype)
@@ -646,8 +658,7 @@ def combined(ranks, params, r, share, flow, flags, T, L):
             offset += size
         buffer[n] = share * r.loss
         if flow:
-            buffer[n + 1 + len(flags):] = np.concatenate([share ** 2 * (dh.reshape(T, -1) ** 2).sum(axis=1)
-                                                          for dh in r.dhs])
+            buffer[n + 1 + len(flags):] = flow_squares(r, share, T)
     buffer[n + 1:n + 1 + len(flags)] = flags
     ranks.sum(buffer)
     grads, offset = {}, 0
@@ -656,6 +667,12 @@ def combined(ranks, params, r, share, flow, flags, T, L):
         offset += size
     flows = np.sqrt(buffer[n + 1 + len(flags):].astype(np.float64)).reshape(L, T).tolist() if flow else None
     return float(buffer[n]), grads, flows, buffer[n + 1:n + 1 + len(flags)].copy()
+
+
+def flow_squares(r, share, T):
+    """||share dL/dh^l_t||² over the rows, for every layer l and step t (L T,): the rows' part of the
+    flow record (r.dhs, traced), whose sum over the ranks is the whole batch's."""
+    return np.concatenate([share ** 2 * (dh.reshape(T, -1).astype(np.float64) ** 2).sum(axis=1) for dh in r.dhs])
 
 
 def divergence_advice(run, cfg, progress, loss, norm, saved_at):
