@@ -56,11 +56,10 @@ def checkpoint(run):
 
 
 def assert_same(run, reference):
-    """The same parameters, optimiser state, carried state and progress, to TOL."""
+    """The same arrays (parameters, optimiser state, carried state) and progress, to TOL."""
     a, meta_a = checkpoint(run)
     b, meta_b = checkpoint(reference)
     assert sorted(a) == sorted(b)
-    assert any(k.startswith("state/") for k in b) or not any(k.startswith("state/") for k in a)
     worst = max(float(np.abs(a[k] - b[k]).max()) for k in a)
     assert worst < TOL, f"{run} differs from {reference} by {worst:.3g}"
     for key in ("step", "epoch", "window", "tokens", "clipped", "rng"):
@@ -96,6 +95,9 @@ def test_mpiexec_is_installed():
 def test_lm_on_two_ranks_equals_one_process(data, lm_one, tmp_path):
     done = trained(["train", tmp_path / "two", "--data", data / "text.txt", *LM, "--steps", 20], ranks=2)
     assert_same(tmp_path / "two", lm_one)
+    state = [k for k in checkpoint(tmp_path / "two")[0] if k.startswith("state/")]     # compared above too:
+    assert len(state) == 2 and checkpoint(tmp_path / "two")[0][state[0]].shape == (2, 4, 12)   # all 4 streams'
+
     assert done.stdout.count("best validation") == 1                     # rank 0 alone prints
     assert done.stderr.count("data-parallel on 2 MPI ranks, 2 rows of each batch per rank\n") == 1
     flows, reference = records(tmp_path / "two", "flow"), records(lm_one, "flow")
