@@ -18,8 +18,7 @@ import, as the same module objects (MOVED).
 """
 
 import importlib
-import importlib.abc
-import importlib.util
+import importlib.machinery
 import sys
 
 __all__ = ["Network", "load"]
@@ -54,14 +53,17 @@ def __getattr__(name):
     raise AttributeError(f"module 'bptt' has no attribute {name!r}")
 
 
-class _Moved(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """`import bptt.engine` gives bptt.model.engine itself (not a copy): the old name is an alias."""
+class _Moved:
+    """`import bptt.engine` gives bptt.model.engine itself (not a copy): the old name is an alias.
+    A meta path finder and its loader by protocol, not by importlib.abc's base classes: importing
+    those (importlib.resources, pathlib, ...) tripled this package's import time, and a Ctrl-C
+    that lands in it, before the command line catches one (bptt.cli.main), printed a traceback."""
 
     def find_spec(self, fullname, path=None, target=None):
         prefix, _, old = fullname.partition(".")
         if prefix != __name__ or old not in MOVED:
             return None
-        return importlib.util.spec_from_loader(fullname, self)
+        return importlib.machinery.ModuleSpec(fullname, self)
 
     def create_module(self, spec):
         module = importlib.import_module(f"{__name__}.{MOVED[spec.name.partition('.')[2]]}")
