@@ -2,13 +2,14 @@
 fixture that writes the text to a file; and, before a run of the whole suite on a cold numba cache,
 the fast engine compiled once (tests/fast/warm_cache.py) instead of once in every test process."""
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from bptt.fast import stale_modules
 
 TESTS = Path(__file__).resolve().parent
 
@@ -25,20 +26,6 @@ def text(tmp_path):
     return str(path)
 
 
-def stale_kernels():
-    """The fast engine's modules whose compiled code numba's disk cache lacks or holds for an older
-    source (no index file newer than the module), read from the files, without importing numba."""
-    fast = Path(importlib.util.find_spec("bptt").submodule_search_locations[0]) / "fast"
-    stale = []
-    for module in fast.glob("*.py"):
-        if "cache" not in module.read_text():
-            continue
-        indexes = (fast / "__pycache__").glob(f"{module.stem}.*.nbi")
-        if not any(index.stat().st_mtime >= module.stat().st_mtime for index in indexes):
-            stale.append(module.stem)
-    return stale
-
-
 def pytest_sessionstart(session):
     """Before a run of the whole suite (in the controller, before pytest-xdist starts its workers: its
     own sessionstart runs last): start the check at the other vector width in the background, for
@@ -51,7 +38,7 @@ def pytest_sessionstart(session):
     if hasattr(config, "workerinput") or not whole_suite:
         return
     config.bptt_other_width = start_other_width()
-    if not stale_kernels():
+    if not stale_modules():
         return
     run_groups([["base"]])
     cores = max(1, min(os.cpu_count() or 1, 4))

@@ -8,6 +8,7 @@ Heavy modules (the engine's compiler, matplotlib, tqdm) are imported by the subc
 them, so `bptt --help` answers at once.
 """
 
+import contextlib
 import os
 import sys
 
@@ -33,10 +34,57 @@ def build_parser():
 
 def main(argv=None):
     try:
-        args = build_parser().parse_args(argv)
+        args = parse(argv)
+        if not on_this_rank(args):
+            return 0
         return COMMANDS[args.command][1](args)
     except BaseException as e:  # noqa: BLE001 (the last line of defence: never a traceback)
         return report(e)
+
+
+def parse(argv):
+    """The parsed command line. Under mpiexec every rank parses it, and only rank 0 shows what
+    parsing prints (--help, a usage error): the others' output is dropped, their exit code kept."""
+    from ..training.ranks import launched_rank
+
+    if launched_rank() == 0 or "mpi4py.futures" in sys.modules:
+        return build_parser().parse_args(argv)
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
+        try:
+            return build_parser().parse_args(argv)
+        except BaseException as e:  # noqa: BLE001 (rank 0 reports it)
+            code = report(e)
+    raise SystemExit(code)
+
+
+def on_this_rank(args):
+    """Whether this process runs the command. Under mpiexec -n N (N > 1), only bptt train is
+    data-parallel (every rank trains); any other command runs on rank 0 alone, which says so, and
+    the other ranks end at once. Under mpi4py.futures (bptt task --executor mpi) only rank 0 reaches
+    main at all; train is refused there, since its other ranks serve futures instead of training."""
+    from ..training.ranks import launched_rank, launched_size
+
+    size = launched_size()
+    if size == 1:
+        return True
+    if "mpi4py.futures" in sys.modules:
+        if args.command == "train":
+            raise ValueError("train: under mpi4py.futures the other ranks serve futures; start data-parallel "
+                             "training as mpiexec -n N bptt train ...")
+        return True
+    if args.command == "train":
+        return True
+    if args.command == "task" and args.executor == "mpi":
+        if launched_rank() == 0:
+            raise ValueError("--executor: 'mpi' starts as mpiexec -n N python -m mpi4py.futures -m bptt task ... "
+                             "--executor mpi (rank 0 leads, the others train)")
+        return False
+    if launched_rank() != 0:
+        return False
+    others = "the other rank has" if size == 2 else f"the other {size - 1} ranks have"
+    print(f"note: bptt {args.command} runs on MPI rank 0 alone (only bptt train is data-parallel); {others} "
+          f"nothing to do", file=sys.stderr)
+    return True
 
 
 def report(e, where=""):

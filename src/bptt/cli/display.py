@@ -13,6 +13,16 @@ def plural(n, word, words=None):
     return f"{n:,} {word if n == 1 else words or word + 's'}"
 
 
+def compiling_notice(cfg, stream=None):
+    """Say once, before it starts, that the first use of the fast engine compiles it (a minute or
+    two of silence otherwise: numba caches the code, so later runs start at once)."""
+    from ..fast import stale_modules
+
+    if cfg.engine != "numpy" and stale_modules((cfg.cell,)):
+        print("compiling the fast engine for this CPU (once, a minute or two; later runs load it)",
+              file=stream or sys.stderr, flush=True)
+
+
 class TrainDisplay:
     """Receives train.train's events. A tqdm bar (step, loss, tokens/s, gradient norm, ETA) on a
     terminal; plain lines every few logs elsewhere (CI logs, pipes). The header describes the run
@@ -33,7 +43,10 @@ class TrainDisplay:
             print(line, file=self.stream, flush=True)
 
     def epochs(self, progress):
-        """How many passes over the training data progress has made, e.g. "0.38 epochs"."""
+        """How many passes over the training data progress has made, e.g. "0.38 epochs" (None for a
+        long-range problem, whose batches are drawn afresh: its data never repeats)."""
+        if self.cfg is not None and self.cfg.task not in ("lm", "classify"):
+            return None
         if not self.per_epoch:
             return plural(progress.epoch, "epoch")
         done = progress.epoch + progress.window / self.per_epoch
@@ -49,8 +62,13 @@ class TrainDisplay:
             self.write(f"training {cell} {c.layers}x{c.hidden} ({compact(r['params'])} parameters) on {source}, "
                        f"{c.level} level: {compact(r['train_tokens'])} train / {compact(r['valid_tokens'])} valid "
                        f"tokens, vocabulary {r['vocab']:,}")
-            self.write(f"TBPTT({c.window}, {c.k2}), batch {c.batch}, {plural(r['batches_per_epoch'], 'window')} per "
+            k1, k2 = r["tbptt"]
+            self.write(f"TBPTT({k1}, {k2}), batch {c.batch}, {plural(r['batches_per_epoch'], 'window')} per "
                        f"epoch, {c.optimizer} lr {c.lr:g}, clip {c.clip:g} ({c.clip_mode}), {c.dtype}")
+            if (k1, k2) != (c.window, c.k2):
+                self.write(f"each of the {c.batch} streams holds {r['stream_steps']:,} steps, fewer than --window "
+                           f"{c.window}" + (f" / --backprop {c.k2}" if c.backprop else "") +
+                           ": the windows span whole streams (full BPTT over each)")
             self.write(f"loss at initialisation should be about ln {r['vocab']} = {r['uniform']:.3f} nats; "
                        f"unigram baseline {r['unigram']:.3f}")
         elif c.task == "classify":

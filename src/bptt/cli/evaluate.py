@@ -2,8 +2,8 @@
 
 import json
 
-from .display import metrics_line, plural
-from .options import add_run_dir, parser_for
+from .display import compiling_notice, metrics_line
+from .options import POSITIVE_INT, add_run_dir, parser_for
 
 
 def add_eval(sub):
@@ -15,6 +15,11 @@ def add_eval(sub):
     p.add_argument("--data", required=True, metavar="FILE", help="UTF-8 text (or labelled file) to evaluate on")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best",
                    help="best: the weights with the best validation loss; last: the latest checkpoint (default: best)")
+    p.add_argument("--streams", type=POSITIVE_INT, default=1, metavar="N",
+                   help="a language model: 1 reads the text as one stream with the state carried through it, as "
+                        "test sets are scored in the literature; N > 1 cuts it into N parallel streams for speed, "
+                        "each starting from a zero state (its first tokens have less context, so the loss is a "
+                        "little higher); every token after the first is scored either way (default: 1)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
@@ -28,20 +33,33 @@ def run_eval(args):
                          f"its metrics.jsonl")
     net, meta = run.network(args.checkpoint)
     vocab = run.vocab()
+    compiling_notice(cfg)
     if cfg.task == "lm":
         text = data.read_text(args.data)
-        tokens, starts = tasks.documents(text, cfg.level, cfg.separator)
-        ids = tasks.encode_text(vocab, tokens, text, f"--data {args.data}")
-        if ids.size < 2:
-            raise ValueError(f"--data: {args.data} has {plural(ids.size, 'token')}; at least 2 are needed")
-        result = tasks.lm_evaluate(net.params, net.arch, ids, cfg, starts)
+        result = tasks.score_text(net.params, net.arch, text, cfg, vocab, f"--data {args.data}", args.streams)
     else:
-        texts, names = data.read_labeled(args.data, cfg.level)
-        seqs = [vocab.encode(tasks.text_tokens(t, cfg.level)) for t in texts]
-        result = tasks.classify_metrics(net.params, net.arch, seqs, run.labels().encode(names), cfg.eval_batch)
+        if args.streams != 1:
+            raise ValueError(f"--streams: applies to a language model; {run.path} is a classifier, whose examples "
+                             f"are scored one by one (got --streams {args.streams})")
+        labels = run.labels()
+        texts, names = data.read_labeled(args.data, cfg.level, known=labels)
+        try:
+            seqs = [vocab.encode(tasks.text_tokens(t, cfg.level)) for t in texts]
+        except ValueError as e:                               # a character the vocabulary lacks
+            raise ValueError(f"--data {args.data}: {e}") from None
+        result = tasks.classify_metrics(net.params, net.arch, seqs, labels.encode(names), cfg.eval_batch)
     result = {"file": args.data, "checkpoint_step": meta["step"], **result}
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.data} (checkpoint of step {meta['step']}): {metrics_line(result)}")
+        print(f"{args.data} (checkpoint of step {meta['step']}): {metrics_line(result)}{read_as(result)}")
     return 0
+
+
+def read_as(result):
+    """How a language model's text was read, for the result line ("" for a classifier)."""
+    if "streams" not in result:
+        return ""
+    how = ("as one stream, the state carried through the text" if result["streams"] == 1 else
+           f"in {result['streams']} parallel streams, each from a zero state")
+    return f"; {result['tokens']:,} tokens scored {how}"

@@ -19,6 +19,7 @@ def print_sample(run, prime, tokens, temperature=1.0, top_k=None, top_p=None, se
         raise ValueError(f"sample: {run.path} holds a classifier (task {cfg.task!r}); sampling needs a language model")
     net, _ = run.network("best")
     vocab = run.vocab()
+    display.compiling_notice(cfg)
     try:
         ids, prime = generate.prime_ids(vocab, prime or "", cfg.level)
     except ValueError as e:

@@ -60,6 +60,9 @@ def run_dir(args):
     out, positional = getattr(args, "out", None), args.run
     if out is not None and positional is not None and Path(out) != Path(positional):
         raise ValueError(f"--out: {out} and RUN_DIR {positional} disagree; give the run directory once")
+    if "" in (out, positional):
+        raise ValueError(f"{'--out' if out == '' else 'RUN_DIR'}: empty; give the run directory, e.g. bptt train "
+                         f"runs/mine")
     chosen = out or positional
     if chosen is None:
         raise ValueError("RUN_DIR: missing; give the run directory, e.g. bptt train runs/mine")
@@ -141,6 +144,8 @@ def train_on(args, ranks):
     from ..training import train
 
     out, given, cfg = ranks.on_root(lambda: settled_config(args))
+    if ranks.root:
+        display.compiling_notice(cfg)
     screen = display.TrainDisplay() if ranks.root else None
     try:
         outcome = train.train(cfg, out, resume=args.resume, on_event=screen,
@@ -159,7 +164,8 @@ def train_on(args, ranks):
         return 130
     cfg = run.config()
     epochs = screen.epochs(p)
-    print(f"\n{plural(p.step, 'step')} ({epochs}), {p.tokens / 1e6:.2f}M tokens in {p.elapsed:.0f} s; "
+    steps = plural(p.step, "step") + (f" ({epochs})" if epochs else "")
+    print(f"\n{steps}, {display.compact(p.tokens)} tokens in {p.elapsed:.0f} s; "
           f"clipped on {p.clipped / max(p.step, 1):.0%} of steps; best validation {p.best_valid:.4f} at step "
           f"{p.best_step}")
     print(display.results(outcome.valid, outcome.baselines, cfg))

@@ -19,9 +19,31 @@ other to round-off in float64. What changes is how a window runs:
     single-threaded GEMMs (rows.py): one thread per core, no barrier per step.
 
 Compiled code is cached on disk (numba's cache=True, in __pycache__ beside these files): the first
-use in a fresh install compiles for a few seconds; later processes load it.
+use in a fresh install compiles for about a minute or two (stale_modules() says whether that is still
+to come); later processes load it.
 """
 
+from pathlib import Path
+
+CACHED = ("packed", "matmul", "window", "readout")    # the modules whose kernels every cell calls, and
+                                                     # each cell's own: numba caches their code on disk
+
+
+def stale_modules(cells=("rnn", "gru", "lstm")):
+    """The modules of CACHED and of `cells` whose compiled code numba's disk cache lacks, or holds for
+    an older source (no index file newer than the module): the compiling that the first use will
+    do; none for a cell this engine does not have (the skip RNN). Read from the files alone: numba
+    is not loaded."""
+    here = Path(__file__).resolve().parent
+    if not all((here / f"{cell}.py").exists() for cell in cells):
+        return []
+    stale = []
+    for name in (*CACHED, *cells):
+        module = here / f"{name}.py"
+        indexes = (here / "__pycache__").glob(f"{name}.*.nbi")
+        if not any(index.stat().st_mtime >= module.stat().st_mtime for index in indexes):
+            stale.append(name)
+    return stale
 
 
 def __getattr__(name):

@@ -55,7 +55,7 @@ class TrainConfig:
     valid: str | None = option(None, "validation file (default: the last --valid-fraction of --data)")
     valid_fraction: float = option(0.1, "fraction of --data held out for validation",
                                    applies=("valid", lambda v: not v),
-                                   where="no --valid file (it is held out of --data)")
+                                   where="a run without --valid (the share of --data it holds out for validation)")
     level: str = option("char", "tokens: characters, or words (PTB convention: <eos> at each line end, <unk>)",
                         ("char", "word"))
     max_vocab: int | None = option(None, "word level: keep only the most frequent words (the rest become <unk>)",

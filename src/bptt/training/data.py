@@ -36,10 +36,12 @@ LEVELS = ("char", "word")
 EOS, UNK = "<eos>", "<unk>"
 DELIMITERS = {".tsv": "\t", ".txt": "\t", ".csv": ","}
 SHOWN = 20  # unknown characters or labels listed in an error message
+BOM = "\ufeff"
 
 
 def _read(path):
-    """The decoded text of a file, with ValueErrors that name the file (and line, for bad bytes)."""
+    """The decoded text of a file without its byte-order mark, with ValueErrors that name the file
+    (and line, for bad bytes)."""
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
@@ -54,6 +56,7 @@ def _read(path):
         line = data.count(b"\n", 0, e.start) + 1
         raise ValueError(f"{path}: line {line}: not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start}); "
                          "save the file as UTF-8") from None
+    text = text.removeprefix(BOM)                 # a byte-order mark is no token (Windows editors write one)
     if not text:
         raise ValueError(f"{path}: the file is empty")
     return text.replace("\r\n", "\n")
@@ -120,10 +123,10 @@ def _sorted_unique(what, items):
     if not all(isinstance(s, str) for s in items):
         bad = next(s for s in items if not isinstance(s, str))
         raise ValueError(f"{what}: expected strings, got {bad!r} ({type(bad).__name__})")
-    for a, b in zip(items, items[1:]):
+    for i, (a, b) in enumerate(zip(items, items[1:])):
         if not a < b:
             problem = "appears twice" if a == b else f"comes before {b!r}"
-            raise ValueError(f"{what}: expected sorted, unique entries; {a!r} {problem}")
+            raise ValueError(f"{what}: expected sorted, unique entries; {a!r} {problem} (entries {i} and {i + 1})")
 
 
 class Numbered:
@@ -382,16 +385,17 @@ HEADER_LABELS = {"label", "labels", "class", "category", "target", "sentiment", 
 HEADER_TEXTS = {"text", "texts", "sentence", "review", "document", "content", "input", "x", "tweet"}
 
 
-def read_labeled(path, level, with_header=False):
+def read_labeled(path, level, with_header=False, known=None):
     """texts, labels: the examples of a .tsv/.txt (text<TAB>label) or .csv (text,label) file.
 
     A first line that reads as a header (a label found on no other line, and a column name such as
-    "text" or "label") is skipped; with_header=True also returns it (or None) as a third value."""
-    texts, labels, header = _read_labeled(path, level)
+    "text" or "label") is skipped; with_header=True also returns it (or None) as a third value.
+    known: a LabelSet (a trained classifier's); a label outside it is an error naming its line."""
+    texts, labels, header = _read_labeled(path, level, known)
     return (texts, labels, header) if with_header else (texts, labels)
 
 
-def _read_labeled(path, level):
+def _read_labeled(path, level, known=None):
     one_of("level", level, LEVELS)
     suffix = Path(path).suffix.lower()
     if suffix not in DELIMITERS:
@@ -400,7 +404,7 @@ def _read_labeled(path, level):
     delimiter = DELIMITERS[suffix]
     form = "text<TAB>label" if delimiter == "\t" else "text,label"
     text = _read(path)
-    texts, labels = [], []
+    texts, labels, lines = [], [], []
     for n, fields in _rows(path, text, delimiter):
         if not any(f.strip() for f in fields):
             continue  # blank line
@@ -417,14 +421,20 @@ def _read_labeled(path, level):
             raise ValueError(f"{path}: line {n}: the label is empty")
         texts.append(example)
         labels.append(label)
+        lines.append(n)
     header = None
     if texts and labels.count(labels[0]) == 1 and (labels[0].lower() in HEADER_LABELS or
                                                    texts[0].strip().lower() in HEADER_TEXTS):
         header = (texts[0].strip(), labels[0])
-        texts, labels = texts[1:], labels[1:]
+        texts, labels, lines = texts[1:], labels[1:], lines[1:]
     if not texts:
         raise ValueError(f"{path}: no examples (only blank lines{' and a header' if header else ''}); "
                          f"expected {form} lines")
+    unseen = [] if known is None else [(n, label) for n, label in zip(lines, labels) if label not in known.index]
+    if unseen:
+        n, label = unseen[0]
+        raise ValueError(f"{path}: line {n}: label {label!r} is not one the model was trained on "
+                         f"({listing(list(known.labels))})")
     return texts, labels, header
 
 

@@ -49,6 +49,14 @@ def launched_size():
     return 1
 
 
+def launched_rank():
+    """This process's rank among the launched_size() ones (0 when not run by a launcher)."""
+    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
 def world():
     """The ranks of this job: Ranks(MPI.COMM_WORLD) when started by mpiexec with N > 1 processes,
     else Ranks() (no MPI is loaded). The ranks on one machine share its cores (share_cores)."""

@@ -257,12 +257,26 @@ class Run:
         return files.read_json(self.file("config.json"), "config")
 
     def vocab(self):
-        return data.Vocab.from_json(files.read_json(self.file("vocab.json"), "vocabulary"))
+        return self.numbered("vocab.json", "vocabulary", data.Vocab)
 
     def labels(self):
         if not self.file("labels.json").exists():
             return None
-        return data.LabelSet.from_json(files.read_json(self.file("labels.json"), "label set"))
+        return self.numbered("labels.json", "label set", data.LabelSet)
+
+    def numbered(self, name, what, kind):
+        """The Vocab or LabelSet (kind) saved in the run's file `name`, with errors that name it."""
+        path = self.file(name)
+        if not path.exists() and self.is_run():
+            raise FileError(f"{path}: missing, so the run's {what} is unknown; bptt train {self.path} --resume "
+                            f"writes it again from the training data")
+        try:
+            return kind.from_json(files.read_json(path, what))
+        except FileError:
+            raise
+        except ValueError as e:
+            raise FileError(f"{path}: {e}; was the file edited? Restore it, or delete it and bptt train "
+                            f"{self.path} --resume writes it again") from None
 
     # --- metrics.jsonl -------------------------------------------------------------------------
 

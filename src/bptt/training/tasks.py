@@ -17,10 +17,11 @@ from importlib import resources
 
 import numpy as np
 
+from .. import checks
 from ..model import engine
 from ..reference.losses import log_softmax
 from . import data, problems, tbptt
-from .ranks import Ranks
+from .ranks import Ranks, rows_of
 
 
 def shipped_text():
@@ -48,14 +49,15 @@ def encode_text(vocab, tokens, text, source):
 
 
 def eval_streams(n_tokens, batch):
-    """The streams lm_loss reads a text of n_tokens as: `batch`, or fewer for a short text (each
+    """The streams validation reads a text of n_tokens as: `batch`, or fewer for a short text (each
     stream needs an input and its target)."""
     return max(1, min(batch, n_tokens // 2))
 
 
 def scored(n_tokens, batch):
-    """How many tokens lm_loss scores in a text of n_tokens: each stream's first token has no
-    prediction and the remainder of n_tokens / streams is trimmed."""
+    """How many tokens validation scores in a text of n_tokens (data.batchify's streams, as
+    word_language_model reads its validation text): each stream's first token has no prediction
+    and the remainder of n_tokens / streams is trimmed."""
     streams = eval_streams(n_tokens, batch)
     return (n_tokens // streams - 1) * streams
 
@@ -64,18 +66,29 @@ EVAL_ROWS = 2048     # positions per forward pass of an evaluation, at least: th
 
 
 def lm_loss(params, arch, ids, batch, window, starts=None, ranks=None):
-    """Mean cross-entropy (nats per token) of the model on ids, read as `batch` streams with the
-    state carried across windows (and reset at document starts), as in training.
-    Returns (loss, tokens scored). The state is carried from each window to the next, so the
-    windows' length changes no number but round-off: it is window, or longer when few streams
-    would make the forward passes small (EVAL_ROWS). ranks (bptt.training.ranks, every rank
-    calling): each rank scores its share of the streams and the sums are added up."""
-    ranks = ranks or Ranks()
+    """Validation: mean cross-entropy (nats per token) of the model on ids, read as `batch` streams
+    (data.batchify, the remainder trimmed) with the state carried across windows (and reset at
+    document starts), as in training. Returns (loss, tokens scored). ranks
+    (bptt.training.ranks, every rank calling): each rank scores its share of the streams and the
+    sums are added up."""
     batch = eval_streams(len(ids), batch)
-    window = max(window, -(-EVAL_ROWS // batch))
-    rows = ranks.rows(batch)
-    stream = data.batchify(ids, batch)[:, rows]
-    starts = None if starts is None else data.batchify(starts, batch).astype(bool)[:, rows]
+    stream = data.batchify(ids, batch)
+    starts = None if starts is None else data.batchify(starts, batch).astype(bool)
+    return streams_loss(params, arch, stream, starts, window, ranks)
+
+
+def streams_loss(params, arch, stream, starts, window, ranks=None, tail=None):
+    """Mean cross-entropy over the columns of stream (N, S), each read top to bottom (x =
+    stream[:-1], y = stream[1:]) with the state carried across windows of at least `window` steps
+    (longer when few columns would make the forward passes small: EVAL_ROWS; the windows' length
+    changes no number but round-off). starts (N, S) bool: reset the state where a document starts.
+    tail: (stream (2, r), starts (2, r) or None), one more step of the first r columns, from their
+    final state (one process only). Returns (loss, tokens scored)."""
+    ranks = ranks or Ranks()
+    window = max(window, -(-EVAL_ROWS // stream.shape[1]))
+    rows = ranks.rows(stream.shape[1])
+    stream = stream[:, rows]
+    starts = None if starts is None else starts[:, rows]
     total, count, state = 0.0, 0, None
     if stream.shape[1]:                                      # fewer streams than ranks leave a rank none
         with engine.evaluating(params, arch):                # the weights packed once, not per window
@@ -83,6 +96,10 @@ def lm_loss(params, arch, ids, batch, window, starts=None, ranks=None):
                 reset = None if starts is None else starts[i * window:i * window + len(x)]
                 s = engine.score(params, arch, x, y, state, reset=reset)
                 total, count, state = total + s.total, count + s.count, s.state
+            if tail is not None and tail[0].shape[1]:
+                x, y, reset = tail[0][:1], tail[0][1:], None if tail[1] is None else tail[1][:1]
+                s = engine.score(params, arch, x, y, rows_of(state, slice(0, x.shape[1])), reset=reset)
+                total, count = total + s.total, count + s.count
     total, count = ranks.sum(np.array([total, count], np.float64))
     return float(total / count), int(count)
 
@@ -91,6 +108,52 @@ def lm_evaluate(params, arch, ids, cfg, starts=None, ranks=None):
     """Loss, perplexity (and bits/char) of a language model on ids, read as in validation."""
     loss, count = lm_loss(params, arch, ids, cfg.eval_batch, cfg.window, starts, ranks)
     return lm_metrics(loss, cfg.level) | {"tokens": count}
+
+
+def text_columns(n_tokens, streams):
+    """Where each of `streams` columns reads a text of n_tokens so that every token after the first
+    is predicted exactly once: column j reads tokens o_j .. o_j + m (its targets o_j + 1 .. o_j + m),
+    the first r columns one more, with m, r = divmod(n_tokens - 1, streams). Consecutive columns
+    share one token, the last input of one being the first of the next:
+
+        text     a b c d e f g h i j k          n = 11, 10 targets in 3 columns: m = 3, r = 1
+        column 0 a b c d|e                      targets b c d, then e from the tail
+        column 1         e f g h                targets f g h
+        column 2               h i j k          targets i j k
+
+    Returns (index (m + 1, S), tail index (2, r)) into the text."""
+    m, r = divmod(n_tokens - 1, streams)
+    o = np.arange(streams) * m + np.minimum(np.arange(streams), r)             # (S,) each column's first token
+    return o[None, :] + np.arange(m + 1)[:, None], o[None, :r] + m + np.arange(2)[:, None]
+
+
+def text_score(params, arch, ids, streams=1, window=EVAL_ROWS, starts=None):
+    """Mean cross-entropy of a language model on a text's ids, every token after the first
+    predicted: as one stream with the state carried through the whole text (streams=1, as test
+    sets are scored in the literature: AWD-LSTM evaluates with batch 1), or cut into `streams`
+    parallel columns (text_columns) for speed, each starting from a zero state, which leaves the
+    first tokens of each column less context. starts (N,) bool: reset the state at document
+    starts. Returns (loss, tokens scored = len(ids) - 1)."""
+    n = len(ids)
+    if n < 2:
+        raise ValueError(f"ids: {n} token(s); a score needs at least 2 (one predicts the next)")
+    streams = min(checks.positive_int("streams", streams), n - 1)
+    index, tail = text_columns(n, streams)
+    at = (lambda i: None) if starts is None else (lambda i: np.asarray(starts, bool)[i])
+    return streams_loss(params, arch, ids[index], at(index), window, tail=(ids[tail], at(tail)))
+
+
+def score_text(params, arch, text, cfg, vocab, source, streams=1):
+    """A language model's metrics on a text (bptt eval and bptt.load(...).score): the text read as
+    in training (cfg.level, documents split at cfg.separator) and scored by text_score. source
+    names the text in errors (e.g. "--data FILE"). Returns lm_metrics with the tokens scored and
+    the streams read."""
+    tokens, starts = documents(text, cfg.level, cfg.separator)
+    ids = encode_text(vocab, tokens, text, source)
+    if ids.size < 2:
+        raise ValueError(f"{source}: {ids.size} token(s); a score needs at least 2 (one predicts the next)")
+    loss, count = text_score(params, arch, ids, streams, cfg.window, starts)
+    return lm_metrics(loss, cfg.level) | {"tokens": count, "streams": min(streams, count)}
 
 
 def text_tokens(text, level):
@@ -175,11 +238,14 @@ class LanguageModel:
     def baselines(self):
         """Cross-entropy of the uniform and the unigram (train frequencies) models on the validation text."""
         unigram = data.unigram_logprobs(self.train, self.vocab.size)
-        return {"uniform": math.log(self.vocab.size), "unigram": float(-unigram[self.valid].mean())}
+        return {"uniform": math.log(self.vocab.size),                  # abs: -0.0 with a one-token vocabulary
+                "unigram": abs(float(unigram[self.valid].mean()))}
 
     def describe(self):
+        steps = len(self.stream) - 1                     # each stream's inputs: no window reaches further
         return {"train_tokens": self.train.size, "valid_tokens": scored(self.valid.size, self.cfg.eval_batch),
-                "vocab": self.vocab.size, "batches_per_epoch": self.steps_per_epoch}
+                "vocab": self.vocab.size, "batches_per_epoch": self.steps_per_epoch, "stream_steps": steps,
+                "tbptt": (min(self.cfg.window, steps), min(self.cfg.k2, steps))}
 
 
 class Classification:

@@ -110,6 +110,7 @@ class Progress:
     elapsed: float = 0.0
     schedule: dict | None = None     # Plateau state
     rng: dict | None = None          # the dropout RNG's bit_generator.state
+    sources: dict | None = None      # the data files' fingerprints, as in run.json (rundir.Run.write_marker)
 
 
 class Run(rundir.Run):
@@ -278,14 +279,18 @@ def data_sources(cfg, given):
     return {name: s for name, s in found.items() if s is not None}
 
 
-def check_sources(run, cfg):
-    """Resume refuses a data file that changed since the run started; a run written before the
-    marker existed gets one now."""
+def check_sources(run, cfg, recorded):
+    """Resume refuses a data file that changed since the run started. recorded: the fingerprints the
+    checkpoint holds (None in a checkpoint written before it held them), else the marker's; the
+    marker is written again from them if it is missing. A run with neither cannot be verified and
+    is refused. Returns {"data" | "valid": the path as the user gave it}."""
     marker = run.marker()
-    if marker is None:
-        run.write_marker(data_sources(cfg, {}))
-        return {}
-    for name, before in marker["data"].items():
+    if recorded is None and marker is None:
+        raise FileError(f"--resume: {run.file(rundir.MARKER)} is missing and {run.file('checkpoint.safetensors')} "
+                        f"does not record the training data either, so the data cannot be checked against the "
+                        f"run's; restore {rundir.MARKER}, or start a new run")
+    recorded = recorded if recorded is not None else marker["data"]
+    for name, before in recorded.items():
         try:
             after = source(cfg, name)
         except FileError:                                     # gone, or unreadable
@@ -296,7 +301,9 @@ def check_sources(run, cfg):
             raise FileError(f"--{name}: {what} changed since the run started (it was {before.get('bytes', 0):,} "
                             f"bytes, sha256 {str(before.get('sha256'))[:12]}; it {got}); restore it, or start a "
                             f"new run")
-    return {name: m.get("given") for name, m in marker["data"].items()}
+    if marker is None:
+        run.write_marker(recorded)
+    return {name: m.get("given") for name, m in recorded.items()}
 
 
 def resumed(saved, given):
@@ -305,7 +312,9 @@ def resumed(saved, given):
     fixed = [name for name, value in given.items() if name not in RESUMABLE and value != getattr(saved, name)]
     if fixed:
         name = fixed[0]
-        raise ValueError(f"{name}: cannot change when resuming (the run has {getattr(saved, name)!r}, got "
+        was = getattr(saved, name)
+        was = "no value, the default," if was is None else repr(was)
+        raise ValueError(f"{name}: cannot change when resuming (the run has {was} got "
                          f"{given[name]!r}); only {', '.join(RESUMABLE)} may change: start a new run in another "
                          f"directory to change it")
     changes = {name: (getattr(saved, name), given[name]) for name in RESUMABLE
@@ -320,16 +329,21 @@ def resumed_config(run, cfg):
 
 
 def resume_task(run, cfg):
-    """The task with its saved vocabulary; a missing vocab.json (or labels.json) is rebuilt from the
-    training data, which check_sources verified unchanged, and saved again."""
-    task = run.task(cfg)
+    """The task, its vocabulary (and labels) built again from the training data, which check_sources
+    verified unchanged: a saved vocab.json (labels.json) must equal it, a missing one is saved
+    again. Returns (task, the files rebuilt)."""
+    task = tasks.make(cfg)
     rebuilt = []
-    if hasattr(task, "vocab") and not run.file("vocab.json").exists():
-        run.write_json("vocab.json", task.vocab.to_json())
-        rebuilt.append("vocab.json")
-    if cfg.task == "classify" and not run.file("labels.json").exists():
-        run.write_json("labels.json", task.labels.to_json())
-        rebuilt.append("labels.json")
+    for name, what, built in (("vocab.json", "vocabulary", getattr(task, "vocab", None)),
+                              ("labels.json", "label set", getattr(task, "labels", None))):
+        if built is None:
+            continue
+        if not run.file(name).exists():
+            run.write_json(name, built.to_json())
+            rebuilt.append(name)
+        elif (run.vocab() if name == "vocab.json" else run.labels()) != built:
+            raise FileError(f"{run.file(name)}: not the {what} of the run's training data (which is unchanged); "
+                            f"was it edited? Restore it, or delete it and --resume writes it again")
     return task, rebuilt
 
 
@@ -353,13 +367,15 @@ def open_new(run, cfg, given):
         raise
     try:
         run.remove_temporaries()
-        run.write_marker(data_sources(cfg, given))
+        sources = data_sources(cfg, given)
+        run.write_marker(sources)
         run.write_json("config.json", cfg.to_json())
         if hasattr(task, "vocab"):
             run.write_json("vocab.json", task.vocab.to_json())
         if cfg.task == "classify":
             run.write_json("labels.json", task.labels.to_json())
-        progress = Progress(schedule=schedules.Plateau(cfg.lr).init() if cfg.schedule == "plateau" else None)
+        progress = Progress(schedule=schedules.Plateau(cfg.lr).init() if cfg.schedule == "plateau" else None,
+                            sources=sources)
         opt_state = make_optimizer(cfg).init(net.params)
         run.save(net.params, opt_state, None, progress.__dict__)
     except BaseException:
@@ -386,10 +402,11 @@ def open_resumed(run, cfg):
     run.check_writable()
     run.remove_temporaries()
     cfg, changes = resumed_config(run, cfg)
-    given = check_sources(run, cfg)
+    params, opt_state, carried, progress = run.load()
+    given = check_sources(run, cfg, progress.sources)
+    progress.sources = progress.sources or run.marker()["data"]
     task, rebuilt = resume_task(run, cfg)
     net = build_network(cfg, task.input_size, task.output_size)
-    params, opt_state, carried, progress = run.load()
     net.params = run.matching(net, params, "checkpoint.safetensors")
     if "lr" in changes and progress.schedule is not None:
         progress.schedule = progress.schedule | {"lr": cfg.lr}      # the plateau schedule restarts from it

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..model import engine
+from .. import checks
 from . import data, generate, tasks, train
 
 
@@ -28,17 +28,15 @@ class Trained(NamedTuple):
             raise ValueError(f"text: the run learned the {self.config.task!r} problem, which reads no text")
         return self.vocab.encode(data.tokenize(text, self.config.level))
 
-    def score(self, text):
-        """The language model's cross-entropy on text, each token predicted from the ones before it,
-        as bptt eval reports it (tasks.lm_metrics): {"loss": nats per token, "perplexity": e^loss,
-        "bits_per_char" (character level), "tokens": how many were predicted}."""
+    def score(self, text, streams=1):
+        """The language model's cross-entropy on text, every token after the first predicted from
+        the ones before it, as bptt eval reports it (tasks.score_text): {"loss": nats per token,
+        "perplexity": e^loss, "bits_per_char" (character level), "tokens": how many were predicted,
+        "streams"}. streams=1 carries the state through the whole text; more cut it into parallel
+        streams for speed, each starting from zeros (every token is still scored)."""
         self.language_model("score")
-        ids = self.tokens(text)
-        if ids.size < 2:
-            raise ValueError(f"text: {ids.size} token(s); a score needs at least 2 (one predicts the next)")
         net = self.network
-        s = engine.score(net.params, net.arch, ids[:-1, None], ids[1:, None])
-        return tasks.lm_metrics(s.total / s.count, self.config.level) | {"tokens": s.count}
+        return tasks.score_text(net.params, net.arch, text, self.config, self.vocab, "text", streams)
 
     def sample(self, prime, length, seed=0, temperature=1.0, top_k=None, top_p=None):
         """length tokens drawn after prime (a text), as the text that continues it (as bptt sample
@@ -47,7 +45,8 @@ class Trained(NamedTuple):
         self.language_model("sample")
         ids, prime = generate.prime_ids(self.vocab, prime, self.config.level)
         net = self.network
-        drawn = generate.sample(net.params, net.arch, ids, length, np.random.default_rng(seed), temperature, top_k,
+        rng = np.random.default_rng(checks.positive_int("seed", seed, minimum=0))
+        drawn = generate.sample(net.params, net.arch, ids, length, rng, temperature, top_k,
                                 top_p)
         text = data.Detokenizer(self.config.level, after=prime)
         return "".join(text.next(token) for token in self.vocab.decode(drawn))
