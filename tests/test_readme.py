@@ -37,7 +37,7 @@ def test_readme_load_example_runs_on_a_trained_run(tmp_path, monkeypatch, capsys
     scope = {}
     exec(compile(example, "README.md", "exec"), scope)
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("{'loss': ") and out[0].endswith("'tokens': 27}")     # 28 characters
+    assert out[0].startswith("{'loss': ") and out[0].endswith("'tokens': 27, 'streams': 1}")     # 28 characters
     assert len("\n".join(out[1:])) == 200                    # the continuation alone, 200 characters
     net, run = scope["net"], scope["run"]
     assert all(np.array_equal(net.params[k], run.network.params[k]) for k in net.params)

@@ -20,12 +20,23 @@ def describe(a):
 
 
 def positive_int(name, value, minimum=1):
+    """value as a plain int: any integer, NumPy's included (np.int64(5) -> 5, so what is stored from
+    it is JSON in a saved network's metadata and an int in an ONNX shape); a float, even 5.0, a bool
+    or anything else is a TypeError naming the argument, a value below minimum a ValueError."""
     what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected {what}, got {value!r} ({type(value).__name__})")
     if value < minimum:
         raise ValueError(f"{name}: expected {what}, got {value}")
     return int(value)
+
+
+def flag(name, value):
+    """value as a plain bool: True, False or NumPy's bool (np.bool_ is not JSON); an int or anything
+    else is a TypeError naming the argument."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name}: expected True or False, got {value!r} ({type(value).__name__})")
+    return bool(value)
 
 
 def one_of(name, value, allowed):

@@ -86,7 +86,9 @@ def backend(name):
 
 @dataclass(frozen=True)
 class Arch:
-    """The shape of a network: everything but the parameter values."""
+    """The shape of a network: everything but the parameter values. The sizes, num_layers,
+    embedding_dim and skip are stored as plain ints and tie_weights as a bool, whatever integer or
+    bool type they were given as (NumPy's too); a float such as 5.0 is refused, naming the field."""
 
     cell: str
     input_size: int
@@ -103,7 +105,7 @@ class Arch:
     def __post_init__(self):
         checks.one_of("cell", self.cell, tuple(CELLS))
         if self.engine is None:
-            object.__setattr__(self, "engine", "fast" if self.cell in backend("fast").cells else "numpy")
+            self._store("engine", "fast" if self.cell in backend("fast").cells else "numpy")
         checks.one_of("engine", self.engine, ENGINES)
         if self.cell not in backend(self.engine).cells:
             raise ValueError(f"engine: {self.engine!r} has no compiled {self.cell} cell; use engine='numpy' (the "
@@ -114,18 +116,24 @@ class Arch:
             raise ValueError(f"nonlinearity: applies to cell={takes} only; got {self.nonlinearity!r} "
                              f"with cell={self.cell!r} (leave it at 'tanh')")
         if "skip" in self.spec.OPTIONS:
-            object.__setattr__(self, "skip", checks.positive_int("skip", self.skip or 2, minimum=2))
+            self._store("skip", checks.positive_int("skip", 2 if self.skip is None else self.skip, minimum=2))
         elif self.skip is not None:
             raise ValueError(f"skip: applies to cell='skip' only, got skip={self.skip} with cell={self.cell!r}")
         for name in ("input_size", "hidden_size", "output_size", "num_layers"):
-            checks.positive_int(name, getattr(self, name))
+            self._store(name, checks.positive_int(name, getattr(self, name)))
         if self.embedding_dim is not None:
-            checks.positive_int("embedding_dim", self.embedding_dim)
+            self._store("embedding_dim", checks.positive_int("embedding_dim", self.embedding_dim))
+        self._store("tie_weights", checks.flag("tie_weights", self.tie_weights))
         if self.tie_weights and (self.embedding_dim != self.hidden_size or self.output_size != self.input_size):
             raise ValueError(f"tie_weights: needs embedding_dim == hidden_size and output_size == input_size "
                              f"(the readout reuses E); got embedding_dim={self.embedding_dim}, "
                              f"hidden_size={self.hidden_size}, input_size={self.input_size}, "
                              f"output_size={self.output_size}")
+
+    def _store(self, name, value):
+        """Set a field of this frozen Arch to its checked value: a plain int or bool whatever NumPy type
+        was given (np.int64 is not JSON in a saved network's metadata, nor an int in an ONNX shape)."""
+        object.__setattr__(self, name, value)
 
     @property
     def spec(self):

@@ -18,6 +18,8 @@ class Network:
     plain NumPy, which the fast engine is tested against); the same equations and results. None
     (the default): "fast", and "numpy" for the skip RNN, which has no compiled version
     (engine="fast" with cell="skip" is a ValueError).
+    The sizes, num_layers, embedding_dim, skip and seed are ints, NumPy's too (kept as plain ints, so
+    the network saves and exports); a float such as 5.0, or a bool, is a TypeError naming the argument.
     """
 
     def __init__(self, cell, input_size, hidden_size, output_size, num_layers=1, embedding_dim=None,
@@ -57,10 +59,12 @@ class Network:
         atomically; an existing file is refused unless overwrite=True."""
         saved.write(path, self.arch, self.dtype, self.checked_params(), overwrite)
 
-    def to_onnx(self, path, inputs="ids", overwrite=False):
+    def to_onnx(self, path, inputs="ids", overwrite=False, dtype=np.float32):
         """The network as an ONNX model with ONNX's RNN/GRU/LSTM operators (bptt.model.onnx_export):
-        inputs x, h0 (and c0), outputs logits, h_n (and c_n), T and B dynamic. Needs the onnx package."""
-        onnx_export.write(self, path, inputs, overwrite)
+        inputs x, h0 (and c0), outputs logits, h_n (and c_n), T and B dynamic. Needs the onnx package.
+        float32 whatever self.dtype is, unless dtype=np.float64: ONNX Runtime runs these operators in
+        float32 only and cannot run a float64 graph (other runtimes may)."""
+        onnx_export.write(self, path, inputs, overwrite, dtype)
 
     @classmethod
     def load(cls, path, engine=None):
@@ -85,5 +89,6 @@ class Network:
         self.params = torch_names.from_torch(sd, self.arch.param_shapes(), self.dtype)
 
     def torch_state_dict(self, arrays=None):
-        """The parameters (or any dict keyed like them, e.g. grads) in PyTorch's names."""
-        return torch_names.to_torch(self.params if arrays is None else arrays)
+        """The parameters (or any dict keyed exactly like them, e.g. grads) in PyTorch's names; other
+        keys are a ValueError that names them and the keys expected."""
+        return torch_names.to_torch(self.params if arrays is None else arrays, self.arch.param_shapes())

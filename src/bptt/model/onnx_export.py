@@ -14,6 +14,13 @@ The gate orders differ: bptt (PyTorch) stacks i, f, g, o for the LSTM and r, z, 
 ONNX wants i, o, f, c and z, r, h, so W, R and both biases are re-stacked block by block. bptt's
 GRU is PyTorch's (the reset gate after the recurrent product, b_Un inside it): ONNX's
 linear_before_reset=1. The skip RNN has no ONNX operator and is refused.
+
+The graph is float32 by default, whatever the network's dtype (bptt's default is float64): ONNX
+Runtime runs RNN, GRU, LSTM and a float OneHot in float32 only, so a float64 graph is valid ONNX
+(the operators' type constraints allow double) that it cannot run: OneHot and RNN are not
+implemented for double (the session is refused), GRU and LSTM fail at the first run ("does not
+support double yet"). dtype=np.float64 gives that graph anyway, for runtimes that run double
+(onnx.reference.ReferenceEvaluator does).
 """
 
 import numpy as np
@@ -31,20 +38,24 @@ def reorder(a, cell, H):
     return np.concatenate([a[g * H:(g + 1) * H] for g in ONNX_ORDER[cell]])
 
 
-def graph(net, inputs="ids"):
-    """The onnx.ModelProto of net (every weight an initializer, in net's dtype). inputs: "ids" (token
-    ids, looked up in the embedding or one-hot) or "features" (float vectors of input_size, for a
-    network without an embedding)."""
+def graph(net, inputs="ids", dtype=np.float32):
+    """The onnx.ModelProto of net (every weight an initializer). inputs: "ids" (token ids, looked up in
+    the embedding or one-hot) or "features" (float vectors of input_size, for a network without an
+    embedding). dtype: the float type of the weights, the float inputs and the outputs, float32 (the
+    default: what ONNX Runtime's recurrent operators run) or float64 (valid ONNX, which ONNX Runtime
+    cannot run), whatever net.dtype is."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    arch, p = net.arch, net.checked_params()
+    dtype = checks.float_dtype(dtype)
+    arch = net.arch
+    p = {name: a.astype(dtype, copy=False) for name, a in net.checked_params().items()}
     checks.one_of("inputs", inputs, ("ids", "features"))
     if inputs == "features" and arch.embedding_dim:
         raise ValueError("inputs: 'features' applies to a network without an embedding (it reads token ids)")
     if arch.cell not in OPERATOR:
         raise ValueError(f"cell: ONNX has no operator for the {arch.cell!r} cell; export rnn, gru or lstm")
-    H, L, dtype = arch.hidden_size, arch.num_layers, net.dtype
+    H, L = arch.hidden_size, arch.num_layers
     elem = helper.np_dtype_to_tensor_dtype(dtype)
     inits, nodes = [], []
 
@@ -102,12 +113,12 @@ def graph(net, inputs="ids"):
     return model
 
 
-def write(net, path, inputs="ids", overwrite=False):
-    """net as an ONNX file at path (graph()), written atomically: a new file in an existing
-    directory unless overwrite=True."""
+def write(net, path, inputs="ids", overwrite=False, dtype=np.float32):
+    """net as an ONNX file at path (graph(), float32 unless dtype says otherwise), written atomically:
+    a new file in an existing directory unless overwrite=True."""
     path = files.check_new(path, overwrite)
     try:
         import onnx  # noqa: F401
     except ImportError:
         raise ValueError("onnx: not installed; pip install 'bptt[onnx]' (the onnx package) to export") from None
-    files.write_bytes_atomic(path, graph(net, inputs).SerializeToString(), replace=overwrite)
+    files.write_bytes_atomic(path, graph(net, inputs, dtype).SerializeToString(), replace=overwrite)

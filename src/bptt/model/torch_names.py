@@ -8,7 +8,11 @@
 The layouts are PyTorch's (W is weight_ih_l{k} as it is, gates in PyTorch's order), so moving a
 model either way copies arrays and never transposes. With tied embeddings the readout has no V of
 its own: head.weight is E, in both directions (PyTorch's tied state_dict holds it under both names).
+Both directions take exactly this network's keys; any other dict is one ValueError naming the
+unexpected and the missing keys, and saying so when they are the other direction's names.
 """
+
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -28,7 +32,32 @@ def torch_name(name):
     return f"rnn.{PER_LAYER[symbol]}_l{layer[1:]}"
 
 
-def to_torch(arrays):
+def listed(keys):
+    return ", ".join(map(repr, keys))
+
+
+def mismatched_keys(arg, given, expected, what, other_naming):
+    """The ValueError for a dict arg whose keys are not exactly expected: one sentence naming what the
+    keys should be, the unexpected ones and the missing ones. other_naming: {key in the other naming:
+    a note saying so}, for the first unexpected key found in it (bptt's names where PyTorch's are
+    wanted, or the reverse)."""
+    unexpected, missing = [k for k in given if k not in expected], [k for k in expected if k not in given]
+    got = " and ".join(f"{listed(keys)} {'is' if len(keys) == 1 else 'are'} {word}"
+                       for word, keys in (("unexpected", unexpected), ("missing", missing)) if keys)
+    notes = [other_naming[k] for k in unexpected if k in other_naming][:1]
+    return ValueError(f"{arg}: expected {what} ({listed(expected)}); {got}{''.join(f' ({n})' for n in notes)}")
+
+
+def to_torch(arrays, shapes):
+    """arrays: {our name: array}, keyed exactly like the parameters (shapes: {our name: shape}), such
+    as the parameters themselves or their gradients. Returns them under PyTorch's names."""
+    what = "a dict keyed like net.params, bptt's names"
+    if not isinstance(arrays, Mapping):
+        raise TypeError(f"arrays: expected {what} ({listed(shapes)}), got {type(arrays).__name__}")
+    if arrays.keys() != shapes.keys():
+        theirs = {torch_name(name): f"{torch_name(name)!r} is PyTorch's name for {name!r}: these are in "
+                                    f"PyTorch's names already" for name in shapes}
+        raise mismatched_keys("arrays", arrays, list(shapes), what, theirs)
     sd = {torch_name(name): a for name, a in arrays.items()}
     if "V" not in arrays and "E" in arrays:
         sd["head.weight"] = arrays["E"]                      # tied
@@ -52,11 +81,11 @@ def from_torch(sd, shapes, dtype):
         raise TypeError(f"state_dict: expected a dict of arrays named as PyTorch names them, got {type(sd).__name__}")
     names = {torch_name(name): name for name in shapes}
     tied = "V" not in shapes
-    expected = set(names) | ({"head.weight"} if tied else set())
-    missing, extra = sorted(expected - set(sd)), sorted(set(sd) - expected)
-    if missing or extra:
-        raise ValueError(f"state_dict: keys do not match this network; missing {missing}, unexpected {extra} "
-                         f"(expected exactly {sorted(expected)})")
+    expected = list(names) + (["head.weight"] if tied else [])
+    if sd.keys() != set(expected):
+        ours = {name: f"{name!r} is bptt's name for {torch_name(name)!r}: bptt-named arrays go in net.params"
+                for name in shapes}
+        raise mismatched_keys("state_dict", sd, expected, "PyTorch's names of this network's parameters", ours)
     out = {name: as_array(key, sd[key], shapes[name], dtype) for key, name in names.items()}
     if tied and not np.array_equal(as_array("head.weight", sd["head.weight"], shapes["E"], dtype), out["E"]):
         raise ValueError("state_dict['head.weight']: expected the same values as 'embedding.weight' "
