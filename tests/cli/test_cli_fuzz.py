@@ -1,8 +1,8 @@
 """A seeded fuzz test of the command line: random argv for train (mostly), eval, sample, task,
-diagnose and gradcheck, built from the options argparse actually has (so a new option is fuzzed
-too), with values out of range and files that are empty, binary, not UTF-8, directories, missing,
-tiny, or run directories with a corrupted file. Every case runs in-process through main(argv) at a
-bounded cost (sizes and step budgets are capped) and must:
+export, diagnose and gradcheck, built from the options argparse actually has (so a new option is
+fuzzed too), with values out of range and files that are empty, binary, not UTF-8, directories,
+missing, tiny, or run directories with a corrupted file. Every case runs in-process through
+main(argv) at a bounded cost (sizes and step budgets are capped) and must:
 
 - return an int exit code: 0, 1 (a diverged run or a failed check), 2 (an error in what was asked)
   or 130 (interrupted); argparse's SystemExit only with 0 (--help) or 2 (usage);
@@ -13,6 +13,13 @@ bounded cost (sizes and step budgets are capped) and must:
 - leave every file it may not write unchanged: bptt writes only into the run directory of train
   (--out / RUN_DIR), the --out of task, and RUN_DIR/diagnose/ and the --out of diagnose, and even
   there it never changes a file it did not write (a resumed run's own files excepted).
+
+Each chunk also launches three cases under MPI (chunk_cases, rotating over the subcommands): a real
+`mpiexec -n 2 bptt ...` job, and in-process as rank 0 and as rank 1 of `mpiexec -n 2` (the
+launcher's environment, PMI_SIZE and PMI_RANK; not train, which would start MPI in-process). Only train is data-parallel: rank 1
+of any other command prints nothing and writes nothing, rank 0 runs it with one note, and a real
+job's output is the output of one process. A share of each chunk's cases must succeed (exit 0),
+so that the fuzz cannot drift into testing only the refusals.
 
 Each chunk runs all of its cases and then fails once, listing every distinct failure with the
 shortest argv that shows it, the seed of that case and what happened. generate(seed, subcommands())
@@ -31,6 +38,8 @@ import shlex
 import shutil
 import signal
 import stat
+import subprocess
+import sys
 import time
 import traceback
 import warnings
@@ -107,7 +116,8 @@ CAPS = {
     "gradcheck": dict(layers=2, seq_len=2, batch=2, hidden=2),
     "sample": dict(length=20, tokens=20),
     "diagnose": dict(length=8),
-    "eval": {},
+    "eval": dict(streams=64),
+    "export": {},
 }
 DEFAULT_INT_CAP = 8
 # Options where a huge value (1e12 and beyond) fails fast or costs nothing, so it is kept. (Not
@@ -119,7 +129,8 @@ HUGE_OK = {
     "task": {"seed"},
     "gradcheck": {"seed"},
     "diagnose": set(),
-    "eval": set(),
+    "eval": {"streams"},
+    "export": set(),
 }
 # Options always given with a small value unless the case chose them (the defaults are costly);
 # train's depend on the task, since an option that does not apply to it is an error.
@@ -132,11 +143,16 @@ BASE = {
     "sample": {"length": "20", "tokens": "20"},
     "diagnose": {"length": "6"},
     "eval": {},
+    "export": {},
 }
 OMITTABLE = {"layers", "embedding", "batch", "window", "eval_batch"}   # cheap enough at their defaults on tiny data
 RESUME_OPTIONS = {"steps", "epochs", "max_time", "lr", "clip", "sample"}
 NEVER = {"train": {"resume", "out", "run"}, "gradcheck": {"all", "no_torch", "cell"}, "task": {"out", "jobs"},
-         "diagnose": {"out"}}
+         "diagnose": {"out"}, "export": {"out"}}
+MPI_NOTE = re.compile(r"note: bptt \w+ runs on MPI rank 0 alone \(only bptt train is data-parallel\); the other rank "
+                      r"has nothing to do")
+MPI_LAUNCHES = ("job", "rank 0", "rank 1")     # a chunk's cases launched under MPI (chunk_cases)
+SUCCEEDING = 0.12               # the share of each chunk's cases that must exit 0 (measured: 17% to 37%)
 
 BAD_INTS = ["0", "-1", "abc", "", "1.5", "nan", "inf", "-inf", "1e300", " ", "0x10", "1_0", "\u0663", "--"]
 HUGE_INTS = ["1000000000000", "99999999999999999999999"]
@@ -238,9 +254,11 @@ class Case:
     def __init__(self, command, argv, runs=(), resume=False):
         self.command, self.argv, self.runs, self.resume = command, argv, list(runs), resume
         self.options, self.fault = [], None                       # set by generate()
+        self.mpi = None                                           # "rank 0", "rank 1" (in-process) or "job"
 
     def shown(self):
-        return shlex.join(["bptt", *self.argv])
+        launch = {None: [], "job": ["mpiexec", "-n", "2"]}.get(self.mpi, [f"[{self.mpi} of mpiexec -n 2]"])
+        return shlex.join([*launch, "bptt", *self.argv])
 
 
 class Draw:
@@ -460,6 +478,18 @@ def task_case(draw, options):
     return Case("task", argv, copied(out))
 
 
+def export_case(draw, options):
+    run = run_dir_name(draw, kinds=("lm", "lm", "word", "classify", "adding"))
+    chosen = chosen_options(draw, "export", options)
+    if "format" not in chosen and draw.random() < 0.9:
+        chosen["format"] = ("--format", [draw.choice(["onnx", "torch"])])
+    fmt = chosen.get("format", (None, ["onnx"]))[1][0]
+    good = "model.onnx" if fmt == "onnx" else "model.safetensors"
+    out = draw.choice(["text.txt", "dir", "missing-dir/m.onnx", "", "emptydir", "/dev/null", "runs"]) \
+        if draw.bad("place") else draw.choice([good, f"emptydir/{good}", "new model.bin"])
+    return Case("export", assemble("export", options, chosen, draw, [run]) + ["--out", out], copied(run))
+
+
 def gradcheck_case(draw, options):
     kinds = {o.dest: o for o in options}
     chosen = chosen_options(draw, "gradcheck", options)
@@ -482,22 +512,39 @@ def malformed(draw, case, subs):
     return case
 
 
-GENERATORS = [("train", train_case, 55), ("eval", eval_case, 12), ("sample", sample_case, 11),
-              ("gradcheck", gradcheck_case, 8), ("task", task_case, 6), ("diagnose", diagnose_case, 5)]
+GENERATORS = [("train", train_case, 50), ("eval", eval_case, 11), ("sample", sample_case, 10),
+              ("gradcheck", gradcheck_case, 7), ("task", task_case, 8), ("export", export_case, 8),
+              ("diagnose", diagnose_case, 5)]
 
 
-def generate(seed, subs):
+def generate(seed, subs, command=None, mpi=None):
+    """Case `seed`: of a command drawn by GENERATORS' weights (or the one given), launched as one
+    process or as mpi ("job", "rank 0", "rank 1")."""
     draw = Draw(seed)
-    if draw.random() < 0.03:
+    if command is None and draw.random() < 0.03:
         return Case("top", list(draw.choice(TOP_LEVEL)))
-    names = [(name, make) for name, make, _ in GENERATORS if name in subs]
-    weights = [w for name, _, w in GENERATORS if name in subs]
+    names = [(name, make) for name, make, _ in GENERATORS if name in subs and command in (None, name)]
+    weights = [w for name, _, w in GENERATORS if name in subs and command in (None, name)]
     name, make = draw.choices(names, weights)[0]
     case = make(draw, subs[name])
     if draw.fault == "argv" or draw.fault == "many" and draw.random() < 0.2:
         case = malformed(draw, case, subs)
-    case.options, case.fault = subs[name], draw.fault
+    case.options, case.fault, case.mpi = subs[name], draw.fault, mpi
     return case
+
+
+def chunk_cases(chunk, subs):
+    """(seed, case) of a chunk: CASES_PER_CHUNK drawn cases, and one case per MPI_LAUNCHES launched
+    under MPI, their commands rotating from chunk to chunk so that over the chunks every subcommand
+    is run as a real mpiexec job, and (train aside, which would start MPI in-process) as rank 0 and
+    as rank 1 in-process."""
+    cases = [(chunk * 1000 + i, generate(chunk * 1000 + i, subs)) for i in range(CASES_PER_CHUNK)]
+    commands = [name for name, _, _ in GENERATORS if name in subs]
+    for k, launch in enumerate(MPI_LAUNCHES):
+        command = commands[(len(MPI_LAUNCHES) * chunk + k) % len(commands)]
+        seed = 100000 + chunk * 1000 + k
+        cases.append((seed, generate(seed, subs, command, "job" if command == "train" else launch)))
+    return cases
 
 
 # --- the files of a case ---------------------------------------------------------------------------
@@ -644,7 +691,7 @@ def allowed_writes(case, case_dir):
                 roots.append(resolve(p))
                 if case.resume and p.startswith("runs/"):
                     mutable.append(resolve(p))                    # a resumed run's own files
-    elif case.command == "task":
+    elif case.command in ("task", "export"):
         out = option_values(argv, "--out")
         if out is not None:
             roots.append(resolve(out))
@@ -705,9 +752,49 @@ def stops(signum, frame):
     raise CaseTimeout
 
 
+def launched(case):
+    """cli.main(argv) as this process, or as rank 0 or 1 of mpiexec -n 2 (the launcher's environment)."""
+    if case.mpi not in ("rank 0", "rank 1"):
+        return cli.main(list(case.argv))
+    saved = {name: os.environ.get(name) for name in ("PMI_SIZE", "PMI_RANK")}
+    os.environ.update(PMI_SIZE="2", PMI_RANK=case.mpi[-1])
+    try:
+        return cli.main(list(case.argv))
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_job(case, case_dir):
+    """The case as a real `mpiexec -n 2 bptt ...` job: (exit code, stdout, stderr, failures)."""
+    bin_dir = Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_"))}
+    try:
+        done = subprocess.run([str(bin_dir / "mpiexec"), "-n", "2", str(bin_dir / "bptt"), *case.argv], cwd=case_dir,
+                              env=env, capture_output=True, text=True, timeout=CASE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return None, "", "", [(f"the mpiexec job took more than {CASE_TIMEOUT} s", "")]
+    failures = []
+    lines = done.stderr.strip().splitlines()
+    if done.returncode == 2 and sum(line.startswith("error: ") for line in lines) != 1:
+        failures.append(("mpiexec job: exit 2 without exactly one 'error: ' line", done.stderr[-800:]))
+    if case.command != "train" and done.returncode == 0:
+        if len(MPI_NOTE.findall(done.stderr)) != 1:
+            failures.append(("mpiexec job: not one note that rank 0 alone runs it", done.stderr[-800:]))
+        shown = [line for line in done.stdout.splitlines() if line.strip()]
+        if case.command != "sample" and len(shown) != len(set(shown)):
+            failures.append(("mpiexec job: a line printed twice (both ranks ran it?)", done.stdout[-800:]))
+    return done.returncode, done.stdout, MPI_NOTE.sub("", done.stderr), failures
+
+
 def run_case(case, case_dir, fixture_root, capsys):
     """The failures of one case: [(signature, detail)]."""
     roots, mutable = allowed_writes(case, case_dir)
+    if case.mpi == "rank 1":
+        roots, mutable = [], []                                   # rank 1 of any command but train: nothing
     before = snapshot([case_dir, fixture_root])
     capsys.readouterr()
     failures, code, caught = [], None, []
@@ -717,7 +804,11 @@ def run_case(case, case_dir, fixture_root, capsys):
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            code = cli.main(list(case.argv))
+            if case.mpi == "job":
+                code, job_out, job_err, job_failures = run_job(case, case_dir)
+                failures += job_failures
+            else:
+                code = launched(case)
     except KeyboardInterrupt:
         raise
     except CaseTimeout:
@@ -737,6 +828,19 @@ def run_case(case, case_dir, fixture_root, capsys):
         signal.signal(signal.SIGALRM, previous)
     seconds = time.perf_counter() - started
     out, err = capsys.readouterr()
+    if case.mpi == "job":
+        out, err = job_out, job_err
+    elif case.mpi == "rank 1":
+        if out or err:
+            failures.append(("rank 1 of mpiexec printed something (only train runs on every rank)",
+                             (out + err)[-500:]))
+        if code not in (0, 2):
+            failures.append((f"rank 1 of mpiexec: exit code {code!r}", ""))
+        code = None                                               # no message of its own to check
+    elif case.mpi == "rank 0":
+        if len(MPI_NOTE.findall(err)) > 1:
+            failures.append(("rank 0 of mpiexec noted more than once that it runs alone", err[-500:]))
+        err = MPI_NOTE.sub("", err).lstrip("\n")
     for w in caught:
         failures.append((f"{w.category.__name__} reached the user: {normalise(str(w.message))}",
                          f"{w.filename}:{w.lineno}"))
@@ -782,9 +886,7 @@ def test_cli_fuzz(chunk, tmp_path, trained_runs, subs, capsys, monkeypatch):
             found[f"the {kind} run used by the fuzz cases could not be trained: {normalise(str(code))}"] = \
                 [(argv, None, str(code))]
     slow, codes = [], {}
-    for i in range(CASES_PER_CHUNK):
-        seed = chunk * 1000 + i
-        case = generate(seed, subs)
+    for i, (seed, case) in enumerate(chunk_cases(chunk, subs)):
         case_dir = tmp_path / f"case{i}"
         case_dir.mkdir()
         prepare(case_dir, case, trained, seed)
@@ -796,6 +898,9 @@ def test_cli_fuzz(chunk, tmp_path, trained_runs, subs, capsys, monkeypatch):
         for signature, detail in failures:
             found.setdefault(signature, []).append((case.shown(), seed, detail))
     print(f"chunk {chunk}: exit codes {codes}")
+    if codes.get(0, 0) < SUCCEEDING * sum(codes.values()):
+        found[f"only {codes.get(0, 0)} of {sum(codes.values())} cases succeeded (exit 0): the fuzz tests little but "
+              f"refusals"] = [("", None, str(codes))]
     if slow:
         print("slow cases:\n" + "\n".join(slow))
     if found:
@@ -805,3 +910,15 @@ def test_cli_fuzz(chunk, tmp_path, trained_runs, subs, capsys, monkeypatch):
             lines.append(f"- {signature}\n    {len(hits)} case(s); shortest (seed {seed}): {shortest}"
                          + (f"\n    {detail.strip()[:600]}".replace("\n", "\n    ") if detail.strip() else ""))
         pytest.fail(f"{len(found)} distinct failure(s) in chunk {chunk}:\n" + "\n".join(lines), pytrace=False)
+
+
+def test_the_fuzz_launches_every_subcommand_under_mpi(subs):
+    """The generated cases hold, for every subcommand, real mpiexec jobs and (train aside) in-process
+    cases as rank 0 and as rank 1: a change to the generator cannot drop one unnoticed."""
+    launches = {(case.command, case.mpi) for chunk in range(CHUNKS) for _, case in chunk_cases(chunk, subs)}
+    for command in subs:
+        wanted = ["job"] if command == "train" else ["job", "rank 0", "rank 1"]
+        if command == "bench":
+            continue                                              # not fuzzed: its runs take minutes
+        missing = [m for m in wanted if (command, m) not in launches]
+        assert not missing, f"{command}: no case launched as {missing}"

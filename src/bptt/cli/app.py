@@ -47,7 +47,7 @@ def parse(argv):
     parsing prints (--help, a usage error): the others' output is dropped, their exit code kept."""
     from ..training.ranks import launched_rank
 
-    if launched_rank() == 0 or "mpi4py.futures" in sys.modules:
+    if launched_rank() == 0 or under_futures():
         return build_parser().parse_args(argv)
     with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
         try:
@@ -55,6 +55,13 @@ def parse(argv):
         except BaseException as e:  # noqa: BLE001 (rank 0 reports it)
             code = report(e)
     raise SystemExit(code)
+
+
+def under_futures():
+    """Whether this is rank 0 of `mpiexec -n N python -m mpi4py.futures -m bptt ...`: the other ranks
+    are mpi4py.futures' pool of workers (its SharedPool is set before the program runs)."""
+    core = sys.modules.get("mpi4py.futures._core")
+    return getattr(core, "SharedPool", None) is not None
 
 
 def on_this_rank(args):
@@ -67,7 +74,7 @@ def on_this_rank(args):
     size = launched_size()
     if size == 1:
         return True
-    if "mpi4py.futures" in sys.modules:
+    if under_futures():
         if args.command == "train":
             raise ValueError("train: under mpi4py.futures the other ranks serve futures; start data-parallel "
                              "training as mpiexec -n N bptt train ...")
