@@ -2,6 +2,8 @@
 differences and PyTorch), bptt task (cells on a long-range problem over a sweep of lengths) and
 bptt diagnose (the gradient-flow report of a trained run)."""
 
+import math
+import sys
 import time
 
 from .. import __version__
@@ -44,6 +46,7 @@ def add_gradcheck(sub):
 
 def run_gradcheck(args):
     from ..lab import gradcheck
+    from .display import progress
 
     use_torch = not args.no_torch and gradcheck.torch_available()
     sizes = dict(T=args.seq_len, B=args.batch, H=args.hidden, seed=args.seed, engine=args.engine)
@@ -52,23 +55,34 @@ def run_gradcheck(args):
     else:
         cases = [gradcheck.Case(cell, args.layers, args.inputs, args.target, args.loss, not args.no_state,
                                 not args.no_lengths, **sizes) for cell in dict.fromkeys(args.cell)]
+    gradcheck.check_cost(max(cases, key=gradcheck.fd_cost))
     torch_text = "skipped" if args.no_torch else "autograd" if use_torch else "not compared (torch not installed)"
-    print(f"bptt {__version__} gradcheck: {args.engine} engine, float64, {plural(len(cases), 'case')}, "
-          f"PyTorch {torch_text}")
+    print(f"bptt {__version__} gradcheck: {engines_text(args.engine, cases)}, float64, {plural(len(cases), 'case')}, "
+          f"PyTorch {torch_text}", flush=True)
     start, failed = time.perf_counter(), 0
     for case in cases:
-        rows = gradcheck.compare(case, use_torch)
+        slow = gradcheck.fd_cost(case) > gradcheck.FD_BUDGET / 100               # a few seconds or more
+        with progress(gradcheck.fd_entries(case), case.label(), "entry", least=0 if slow else math.inf) as bar:
+            rows = gradcheck.compare(case, use_torch, tick=bar.update)
         ok = all(row[-1] for row in rows)
         failed += not ok
         if args.all:
             worst_fd = max(r[2] for r in rows if r[2] is not None)
             worst_t = max((r[3] for r in rows if r[3] is not None), default=None)
             t = "-" if worst_t is None else f"{worst_t:.1e}"
-            print(f"{case.label():<52} fd {worst_fd:.1e}  torch {t:>7}   {'ok' if ok else 'FAIL'}")
+            print(f"{case.label():<52} fd {worst_fd:.1e}  torch {t:>7}   {'ok' if ok else 'FAIL'}", flush=True)
         else:
-            print(f"\n{case.label()}\n{gradcheck.format_rows(rows)}")
+            print(f"\n{case.label()}\n{gradcheck.format_rows(rows)}", flush=True)
     print(f"\n{len(cases) - failed} passed, {failed} failed in {time.perf_counter() - start:.1f} s")
     return 1 if failed else 0
+
+
+def engines_text(asked, cases):
+    """The engine in gradcheck's header, and which cases ran on the NumPy reference instead."""
+    instead = sorted({case.cell for case in cases if case.ran_on != asked})
+    if not instead:
+        return f"{asked} engine"
+    return f"{asked} engine ({', '.join(instead)} on the numpy reference: no {asked} form)"
 
 
 def add_task(sub):
@@ -81,12 +95,14 @@ def add_task(sub):
                    + "; ".join(f"{k}: solved when {v.description}" for k, v in problems.PROBLEMS.items())
                    + ". Cells (each with its paper's initialisation): " + ", ".join(sweep.VARIANTS)
                    + "; rnn-relu is the IRNN (identity recurrent weights), lstm has forget-gate bias 1, skip-tanh "
-                     "reaches 8 steps back.")
+                     "reaches 8 steps back. Ctrl-C or SIGTERM stops every run at its next step, saved; --resume "
+                     "finishes the sweep.")
     p.add_argument("problem", choices=tuple(problems.PROBLEMS), help="the long-range problem")
     p.add_argument("--lengths", type=POSITIVE_INT, nargs="+", default=[50, 100, 200], metavar="T",
                    help="sequence lengths T to train at (default: 50 100 200)")
     p.add_argument("--cells", nargs="+", default=list(sweep.VARIANTS), choices=(*sweep.VARIANTS, *sweep.ALIASES),
-                   metavar="CELL", help=f"cells to train: {', '.join(sweep.VARIANTS)} (default: all)")
+                   metavar="CELL", help=f"cells to train: {', '.join(sweep.VARIANTS)} (default: all); "
+                                        f"{sweep.ALIASES_TEXT}")
     p.add_argument("--steps", type=POSITIVE_INT, default=2000, help="step budget of each run (default: 2000)")
     p.add_argument("--hidden", type=POSITIVE_INT, default=64, help="hidden units (default: 64)")
     p.add_argument("--batch", type=POSITIVE_INT, default=32, help="sequences per step (default: 32)")
@@ -97,7 +113,12 @@ def add_task(sub):
     p.add_argument("--seed", type=NONNEGATIVE_INT, default=0, help="random seed (default: 0)")
     p.add_argument("--test-size", type=POSITIVE_INT, default=500, help="sequences in each test set (default: 500)")
     p.add_argument("--out", required=True, metavar="DIR",
-                   help="a new or empty directory; one run directory per (cell, T) goes here")
+                   help="a new or empty directory; one run directory per (cell, T) goes here, and sweep.json (the "
+                        "sweep and its finished runs)")
+    p.add_argument("--resume", action="store_true",
+                   help="finish the sweep in DIR, stopped by Ctrl-C, SIGTERM or a crash: its finished runs are kept, "
+                        "the others continue from their checkpoints (as bptt train --resume); give the sweep's options "
+                        "again")
     p.add_argument("--report", action="store_true", help="write DIR/report.html with the figures")
     p.add_argument("--jobs", type=POSITIVE_INT, default=None,
                    help="runs trained at the same time, in processes (default: 1; --executor processes)")
@@ -114,18 +135,25 @@ def run_task(args):
                        clip=args.clip, seed=args.seed, steps=args.steps, eval_every=max(args.steps // 10, 1),
                        test_size=args.test_size, dtype="float32", task=args.problem)
     cells = list(dict.fromkeys(sweep.check(args.problem, args.lengths, args.cells)))
-    print(f"{args.problem}: cells {', '.join(cells)}; T in {args.lengths}; {plural(args.steps, 'step')} each")
-    print(f"{'cell':<12}{'T':>6}{'test loss':>12}{'accuracy':>10}{'steps':>7}{'seconds':>9}  result")
+    if args.executor == "mpi" and args.jobs is not None:
+        raise ValueError("--jobs: applies to --executor processes; under MPI the ranks are the workers (mpiexec -n N)")
+
+    def header():
+        print(f"{args.problem}: cells {', '.join(cells)}; T in {args.lengths}; {plural(args.steps, 'step')} each")
+        print(f"{'cell':<12}{'T':>6}{'test loss':>12}{'accuracy':>10}{'steps':>7}{'seconds':>9}  result", flush=True)
 
     def show(row):
         acc = f"{row['accuracy']:.3f}" if "accuracy" in row else "-"
         print(f"{row['cell']:<12}{row['T']:>6}{row['test_loss']:>12.5f}{acc:>10}{row['steps']:>7}{row['seconds']:>9.1f}  "
               f"{'solved' if row['solved'] else 'failed'}", flush=True)
 
-    if args.executor == "mpi" and args.jobs is not None:
-        raise ValueError("--jobs: applies to --executor processes; under MPI the ranks are the workers (mpiexec -n N)")
-    rows = sweep.run(base, args.problem, args.lengths, cells, args.out, on_run=show, jobs=args.jobs or 1,
-                     executor=args.executor)
+    try:
+        rows = sweep.run(base, args.problem, args.lengths, cells, args.out, on_run=show, jobs=args.jobs or 1,
+                         executor=args.executor, resume=args.resume, on_start=header)
+    except sweep.Interrupted as e:
+        print(f"interrupted: {e.finished} of {e.total} runs finished, the others saved; finish the sweep with the "
+              f"same command and --resume", file=sys.stderr, flush=True)
+        return 130
     if args.report:
         print(f"report: {sweep.report(args.out, args.problem, rows)}")
     return 0

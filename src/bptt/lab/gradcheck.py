@@ -9,6 +9,7 @@ a gradient that vanishes below it is held to an absolute error instead.
 
 import dataclasses
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,11 +47,20 @@ class Case:
     seed: int = 0
     engine: str = "numpy"           # "numpy": the reference cells; "fast": the compiled ones
 
+    @property
+    def ran_on(self):
+        """The engine the case's cells run on: the one asked for, or the NumPy reference where that
+        engine has no form of the cell (the skip RNN has no compiled one)."""
+        if self.engine == "numpy":
+            return "numpy"
+        return self.engine if self.cell.partition("-")[0] in engine.backend(self.engine).cells else "numpy"
+
     def label(self):
+        """The case in words; the engine that ran it (ran_on) unless the reference was asked for."""
         parts = [self.cell, f"L{self.num_layers}", self.inputs, self.target, self.loss]
         parts += ["state"] * self.with_state + ["lengths"] * self.with_lengths
         parts += ["reset"] * self.with_reset + ["loss_mask"] * self.with_loss_mask + ["tied"] * self.tied
-        parts += [f"dropout{self.dropout:g}"] * (self.dropout > 0) + [self.engine] * (self.engine != "numpy")
+        parts += [f"dropout{self.dropout:g}"] * (self.dropout > 0) + [self.ran_on] * (self.engine != "numpy")
         return " ".join(parts)
 
 
@@ -77,14 +87,20 @@ def training_cases():
     yield Case("skip-tanh", 2, "onehot", skip=3, with_reset=True, with_loss_mask=True, T=8)
 
 
-def network(case, dtype=np.float64):
+def shape(case):
+    """The keyword arguments of the case's Network (and Arch) besides dtype and seed."""
     cell, _, nonlinearity = case.cell.partition("-")
-    compiled = cell in engine.backend(case.engine).cells        # the skip RNN has only the reference
-    return Network(cell, case.V, case.H, case.K, num_layers=case.num_layers,
-                   embedding_dim=case.E if case.inputs == "embedding" else None,
-                   nonlinearity=nonlinearity or "tanh", dtype=dtype, seed=case.seed, tie_weights=case.tied,
-                   skip=case.skip,
-                   engine=case.engine if compiled else "numpy")
+    return dict(cell=cell, input_size=case.V, hidden_size=case.H, output_size=case.K, num_layers=case.num_layers,
+                embedding_dim=case.E if case.inputs == "embedding" else None, nonlinearity=nonlinearity or "tanh",
+                tie_weights=case.tied, skip=case.skip, engine=case.ran_on)
+
+
+def architecture(case):
+    return engine.Arch(**shape(case))
+
+
+def network(case, dtype=np.float64):
+    return Network(**shape(case), dtype=dtype, seed=case.seed)
 
 
 def problem(case, dtype=np.float64):
@@ -132,9 +148,10 @@ def resolution(eps):
     return 1e-7 / eps
 
 
-def central_differences(f, a, eps):
+def central_differences(f, a, eps, tick=None):
     """df/da for every entry of a, perturbing a in place and restoring it. The fourth-order central
-    stencil (8 (f(a+e) - f(a-e)) - (f(a+2e) - f(a-2e))) / 12e: error O(e^4) + O(round-off / e)."""
+    stencil (8 (f(a+e) - f(a-e)) - (f(a+2e) - f(a-2e))) / 12e: error O(e^4) + O(round-off / e).
+    tick(): called after each entry (a progress bar)."""
     g = np.zeros(a.shape)
     flat, gflat = a.reshape(-1), g.reshape(-1)
     for i in range(flat.size):
@@ -145,6 +162,8 @@ def central_differences(f, a, eps):
             f_at.append(f())
         flat[i] = old
         gflat[i] = (8 * (f_at[2] - f_at[1]) - (f_at[3] - f_at[0])) / (12 * eps)   # differences first: exact
+        if tick is not None:
+            tick()
     return g
 
 
@@ -167,8 +186,9 @@ def step_size(cell):
     return {"rnn-relu": 1e-5, "skip-relu": 1e-5, "rnn-sigmoid": 1e-2, "skip-sigmoid": 1e-2}.get(cell, 1e-3)
 
 
-def against_finite_differences(case, eps=None):
-    """{name: rel err} for every parameter, 'x' (float inputs) and each initial state part."""
+def against_finite_differences(case, eps=None, tick=None):
+    """{name: rel err} for every parameter, 'x' (float inputs) and each initial state part. tick():
+    called after each entry's differences (fd_entries(case) in all)."""
     eps = step_size(case.cell) if eps is None else eps
     net = network(case)
     kw = problem(case)
@@ -186,11 +206,11 @@ def against_finite_differences(case, eps=None):
     errors = {}
     for name, a in net.params.items():
         k = param_layer(name, net.arch.num_layers)
-        errors[name] = rel_err(r.grads[name], central_differences(above.get(k, f), a, eps), floor)
+        errors[name] = rel_err(r.grads[name], central_differences(above.get(k, f), a, eps, tick), floor)
     if case.inputs == "float":
-        errors["x"] = rel_err(r.dx, central_differences(f, kw["x"], eps), floor)
+        errors["x"] = rel_err(r.dx, central_differences(f, kw["x"], eps, tick), floor)
     for part, a, da in zip(state_labels(net.arch), state_parts(kw["state"]), state_parts(r.dstate0)):
-        fd = np.stack([central_differences(above.get(k, f), a[k], eps) for k in range(len(a))])
+        fd = np.stack([central_differences(above.get(k, f), a[k], eps, tick) for k in range(len(a))])
         errors[part] = rel_err(da, fd, floor)
     return errors
 
@@ -261,6 +281,40 @@ def against_torch(case, dtype=np.float64):
     return errors
 
 
+def fd_entries(case):
+    """How many numbers the finite differences perturb, each 4 times: every parameter, the float
+    inputs and each part of the initial state (from the network's shapes: nothing is allocated)."""
+    arch = architecture(case)
+    params = sum(math.prod(shape) for shape in arch.param_shapes().values())
+    x = case.T * case.B * case.V if case.inputs == "float" else 0
+    return params + x + len(state_labels(arch)) * case.num_layers * case.B * case.H
+
+
+def fd_cost(case):
+    """The finite differences' work in cell steps (one layer, one time step): 4 runs of the network
+    per entry, each L layers by T steps. A step of B rows and G H^2 multiply-adds counts as
+    1 + B G H^2 / 8192: below that Python's overhead per step dominates, above it the arithmetic
+    (measured on the NumPy reference: 30 to 60 us per cell step on a 2-core Zen 4; the fast engine
+    about 10 times less)."""
+    G = architecture(case).spec.GATES
+    return 4 * fd_entries(case) * case.T * case.num_layers * (1 + case.B * G * case.H ** 2 / 8192)
+
+
+FD_BUDGET = 1e7      # cell steps of one case: about 5 minutes on the NumPy reference, 30 s on the fast engine
+
+
+def check_cost(case):
+    """A ValueError naming the sizes unless case's finite differences fit FD_BUDGET: a long
+    sequence or a wide layer would otherwise run for hours before printing a line."""
+    cost = fd_cost(case)
+    if cost > FD_BUDGET:
+        raise ValueError(f"--seq-len {case.T}, --batch {case.B}, --hidden {case.H}, --layers {case.num_layers}: "
+                         f"finite differences would run {case.cell}'s network 4 x {fd_entries(case):,} times over "
+                         f"{case.T:,} steps, about {cost:.1e} cell steps, more than the {FD_BUDGET:.0e} that finish "
+                         f"in minutes; lower --seq-len, --hidden, --batch or --layers (the gradients are checked as "
+                         f"well at small sizes)")
+
+
 def torch_available():
     try:
         import torch  # noqa: F401
@@ -274,10 +328,11 @@ FD_TOL = 1e-7        # norm-relative, analytic vs finite differences
 TORCH_TOL = 1e-8     # norm-relative, analytic vs autograd; the loss: relative 1e-10
 
 
-def compare(case, use_torch):
-    """Rows (name, shape, fd error, torch error, ok) for one case; None where a check does not apply."""
+def compare(case, use_torch, tick=None):
+    """Rows (name, shape, fd error, torch error, ok) for one case; None where a check does not apply.
+    tick(): called after each entry's finite differences."""
     net = network(case)
-    fd = against_finite_differences(case)
+    fd = against_finite_differences(case, tick=tick)
     th = against_torch(case) if use_torch else {}
     rows = []
     for name in list(net.params) + [k for k in ("x",) + state_labels(net.arch) if k in fd]:
