@@ -23,7 +23,7 @@ import numpy as np
 
 import bptt
 from bptt import diagnostics, figures, init, problems, train
-from bptt.config import TrainConfig
+from bptt.training.config import TrainConfig
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "figures"
 H, T, SEEDS = 64, 100, 5

@@ -1,14 +1,14 @@
 """The tree shows the design: each layer of src/bptt imports only from the layers below it (reading
-every import statement, the ones inside functions too), and the old module names still import.
+every import statement, the ones inside functions too).
 
-    checks < reference < fast < model < training < interop < lab, bench < cli
+    checks, files, version < reference < fast < model < training < interop < lab, bench < cli
 
-lab and bench share a rank but do not import each other; bptt/__init__.py (the package's face, with
-the old names) and __main__.py are above the layers.
+lab and bench share a rank but do not import each other; bptt/__init__.py (the package's face) and
+__main__.py are above the layers: no layer imports from the face (`from .. import __version__` is
+an import of the face, and refused like any upward import).
 """
 
 import ast
-import importlib
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ import pytest
 import bptt
 
 SRC = Path(bptt.__file__).parent
-RANK = {"checks": 0, "files": 0, "reference": 1, "fast": 2, "model": 3, "training": 4, "interop": 5, "lab": 6, "bench": 6,
+RANK = {"checks": 0, "files": 0, "version": 0, "reference": 1, "fast": 2, "model": 3, "training": 4, "interop": 5, "lab": 6, "bench": 6,
         "cli": 7}
 
 
@@ -38,16 +38,16 @@ def imports(path, text=None):
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            if target == "bptt":                     # from .. import checks, __version__
-                found |= {f"bptt.{a.name}" for a in node.names if a.name in RANK}
+            if target == "bptt":                     # from .. import checks (a module), or __version__ (the face)
+                found |= {f"bptt.{a.name}" if a.name in RANK else "bptt" for a in node.names}
             elif target.startswith("bptt."):
                 found.add(target)
         elif isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.startswith("bptt.")}
+            found |= {a.name for a in node.names if a.name == "bptt" or a.name.startswith("bptt.")}
     return found
 
 
-MODULES = sorted(p for p in SRC.rglob("*.py") if p.parent != SRC or p.stem in ("checks", "files"))
+MODULES = sorted(p for p in SRC.rglob("*.py") if p.parent != SRC or p.stem in ("checks", "files", "version"))
 
 
 @pytest.mark.parametrize("path", MODULES, ids=[str(p.relative_to(SRC)) for p in MODULES])
@@ -55,6 +55,8 @@ def test_imports_point_down(path):
     here = path.stem if path.parent == SRC else path.relative_to(SRC).parts[0]
     assert here in RANK, f"{path}: in no layer; add it to one (and to docs/architecture.md)"
     for target in imports(path):
+        assert target != "bptt", f"{path.relative_to(SRC)} imports from the package face bptt/__init__.py; import " \
+                                 f"from the module that defines the name (bptt.version, bptt.model.network, ...)"
         there = layer(target)
         assert there in RANK, f"{path} imports {target}, which is in no layer"
         assert there == here or RANK[there] < RANK[here], \
@@ -68,11 +70,5 @@ def test_the_check_sees_upward_imports():
     assert {"bptt.training", "bptt.cli.app"} <= imports(engine, late)
     assert imports(SRC / "reference" / "rnn.py", "from .. import checks\nfrom . import activations\n") == \
         {"bptt.checks", "bptt.reference"}
-
-
-@pytest.mark.parametrize("old", sorted(bptt.MOVED))
-def test_old_module_names_are_the_new_modules(old):
-    new = importlib.import_module(f"bptt.{bptt.MOVED[old]}")
-    assert importlib.import_module(f"bptt.{old}") is new
-    assert getattr(bptt, old.split(".")[0]) is importlib.import_module(f"bptt.{old.split('.')[0]}")
-    assert new.__spec__.name == new.__name__ == f"bptt.{bptt.MOVED[old]}"
+    assert imports(SRC / "training" / "rundir.py", "from .. import __version__, files\n") == {"bptt", "bptt.files"}
+    assert imports(SRC / "lab" / "sweep.py", "import bptt\n") == {"bptt"}

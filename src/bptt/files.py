@@ -1,7 +1,7 @@
 """Files written atomically (a crash mid-write never leaves a broken file), and arrays in
 safetensors with a checksum: a run's checkpoints, a saved Network, reports. Below every layer
 but checks, so that the model layer can save a Network as training saves a run (imports:
-numpy and safetensors only). Its old name, bptt.training.checkpoint, imports it too (bptt.MOVED).
+numpy and safetensors only).
 
 Every write goes to a temporary file in the same directory, is flushed and fsynced, then renamed
 over the target (os.replace is atomic on POSIX), and the directory entry is fsynced. A reader

@@ -1,4 +1,4 @@
-"""bptt.clipping against torch.nn.utils.clip_grad_norm_ / clip_grad_value_ in float64 (1e-14),
+"""bptt.training.clipping against torch.nn.utils.clip_grad_norm_ / clip_grad_value_ in float64 (1e-14),
 per-parameter clipping against the formula by hand, non-finite norms, dtypes and errors."""
 
 import math

@@ -1,4 +1,4 @@
-"""bptt.optim against torch.optim in float64: 20 steps with a changing lr, parameters within 1e-12
+"""bptt.training.optim against torch.optim in float64: 20 steps with a changing lr, parameters within 1e-12
 relative after every step; float32 stays float32; the caller's gradients are never modified; a
 copied state resumes bit for bit; every invalid argument is named in its error. Also schedules."""
 

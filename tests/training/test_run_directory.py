@@ -17,7 +17,8 @@ from conftest import SMALL as LM
 from conftest import TEXT
 
 from bptt.cli import main
-from bptt.training import checkpoint, train
+from bptt import files
+from bptt.training import train
 
 SMALL = [*LM, "--dtype", "float64"]
 
@@ -191,14 +192,14 @@ def test_item07_skip_rnn_trains_from_the_command_line(tmp_path, text, capsys):
 # 8. a full disk -----------------------------------------------------------------------------------
 
 def full_disk_on(monkeypatch, name):
-    real = checkpoint._write_atomic
+    real = files._write_atomic
 
     def fail(path, data, replace=True):
         if Path(path).name == name:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real(path, data, replace)
 
-    monkeypatch.setattr(checkpoint, "_write_atomic", fail)
+    monkeypatch.setattr(files, "_write_atomic", fail)
 
 
 def test_item08_disk_full_while_checkpointing(tmp_path, text, capsys, monkeypatch):
@@ -491,10 +492,10 @@ def test_item17_flipped_bytes_are_detected(tmp_path, text, capsys, name):
 
 def test_item17_checksums_are_written_and_checked(tmp_path):
     path = tmp_path / "c.safetensors"
-    checkpoint.save_arrays(path, {"a": np.arange(10.0)}, {"step": 1})
-    arrays, meta = checkpoint.load_arrays(path)
+    files.save_arrays(path, {"a": np.arange(10.0)}, {"step": 1})
+    arrays, meta = files.load_arrays(path)
     assert meta == {"step": 1} and np.array_equal(arrays["a"], np.arange(10.0))
-    assert checkpoint.checksum({"a": np.arange(10.0)}) != checkpoint.checksum({"a": np.arange(10.0) + 1e-12})
+    assert files.checksum({"a": np.arange(10.0)}) != files.checksum({"a": np.arange(10.0) + 1e-12})
 
 
 # siblings found on the way --------------------------------------------------------------------------
@@ -582,11 +583,11 @@ def test_item02_a_start_refused_under_the_lock_removes_nothing(tmp_path, text, m
 
     def another_run_appears(folder):
         (out / "run.json").write_text("the other process's")
-        raise checkpoint.FileError("simulated: refused under the lock")
+        raise files.FileError("simulated: refused under the lock")
 
     monkeypatch.setattr(rundir, "check_writable", another_run_appears)
     cfg = train.TrainConfig(data=text, hidden=4, layers=1, embedding=3, batch=3, window=6, steps=1)
-    with pytest.raises(checkpoint.FileError, match="simulated"):
+    with pytest.raises(files.FileError, match="simulated"):
         train.train(cfg, out)
     assert (out / "run.json").read_text() == "the other process's"
 

@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from bptt.training import checkpoint, tasks, train
+from bptt import files
+from bptt.training import tasks, train
 from bptt.training.config import TrainConfig
 
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
@@ -27,7 +28,7 @@ def small(corpus, **kw):
 
 
 def arrays(run_dir):
-    return checkpoint.load_arrays(os.path.join(run_dir, "checkpoint.safetensors"))
+    return files.load_arrays(os.path.join(run_dir, "checkpoint.safetensors"))
 
 
 @pytest.mark.parametrize("kw", [
@@ -73,7 +74,7 @@ def test_a_crash_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, cor
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", crash_on_third_checkpoint)
-    with pytest.raises(checkpoint.FileError, match="checkpoint.safetensors: cannot write .simulated crash"):
+    with pytest.raises(files.FileError, match="checkpoint.safetensors: cannot write .simulated crash"):
         train.train(cfg, tmp_path / "run")
     monkeypatch.setattr(os, "replace", real_replace)
     params, opt_state, carried, progress = train.Run(tmp_path / "run").load()

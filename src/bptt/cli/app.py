@@ -12,7 +12,7 @@ import contextlib
 import os
 import sys
 
-from .. import __version__
+from ..version import __version__
 from . import bench, evaluate, export, lab, sample, train
 from .options import Parser
 

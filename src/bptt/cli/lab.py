@@ -6,7 +6,7 @@ import math
 import sys
 import time
 
-from .. import __version__
+from ..version import __version__
 from .display import plural
 from .options import NONNEGATIVE, NONNEGATIVE_INT, POSITIVE, POSITIVE_INT, add_run_dir, parser_for
 

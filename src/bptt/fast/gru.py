@@ -1,4 +1,4 @@
-"""The GRU of bptt.cells.gru with its time loops compiled: same equations (numbered as there),
+"""The GRU of bptt.reference.gru with its time loops compiled: same equations (numbered as there),
 same arguments, same cache, so either backward accepts either forward's cache.
 
 Per step, one GEMM and fused passes over the gates:

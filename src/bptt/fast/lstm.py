@@ -1,4 +1,4 @@
-"""The LSTM of bptt.cells.lstm with its time loops compiled: same equations (numbered as there),
+"""The LSTM of bptt.reference.lstm with its time loops compiled: same equations (numbered as there),
 same arguments, same cache, so either backward accepts either forward's cache.
 
 Per step, one GEMM and one fused pass over the gates:

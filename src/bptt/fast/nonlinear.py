@@ -1,6 +1,6 @@
 """Scalar nonlinearities for the compiled loops, inlined into them.
 
-Exact: `math.tanh`, and sigmoid(a) = (1 + tanh(a/2)) / 2 as in bptt.activations. The float64
+Exact: `math.tanh`, and sigmoid(a) = (1 + tanh(a/2)) / 2 as in bptt.reference.activations. The float64
 engine uses only these, so it agrees with the NumPy reference to round-off.
 
 Approximate (float32 only): a rational tanh. This llvmlite has no vector math library, so

@@ -1,4 +1,4 @@
-"""The Elman RNN of bptt.cells.rnn with its time loops compiled: same equations (numbered as
+"""The Elman RNN of bptt.reference.rnn with its time loops compiled: same equations (numbered as
 there), same arguments, same cache, so either backward accepts either forward's cache.
 
 Per step, one GEMM and one pass over the row:

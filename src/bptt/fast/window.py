@@ -1,7 +1,7 @@
 """The work of a layer outside its time loop, over the whole window at once: the input projection
 before it and the weight gradients after it, as few and as large GEMMs as possible.
 
-Inputs come in three kinds (bptt.inputs): float features (T, B, D); token ids (T, B), one-hot,
+Inputs come in three kinds (bptt.reference.inputs): float features (T, B, D); token ids (T, B), one-hot,
 never materialised; and Embedded(E, ids), x_t = E[ids_t]. For the two kinds of ids the projection
 of a token depends on its id only, so it is a row of a table (V, G) built once per window:
 

@@ -5,7 +5,7 @@ by loss(), not at import of this module."""
 def loss(arch):
     """loss(params, x, y): mean cross-entropy over all T B positions of the network arch in JAX, from a
     zero state, params keyed as bptt's (E, l{k}.W, l{k}.U, l{k}.b, l{k}.b_U, V, c). Gates and
-    formulas are PyTorch's (see bptt.cells): a = W x_t + b + U h_{t-1} + b_U, and
+    formulas are PyTorch's (see bptt.reference): a = W x_t + b + U h_{t-1} + b_U, and
         rnn   h = tanh(a)
         gru   r, z = σ(a_r), σ(a_z);  n = tanh(W_n x_t + b_n + r (U_n h_{t-1} + b_Un));  h = n + z (h_{t-1} - n)
         lstm  i, f, g, o = σ, σ, tanh, σ of a's blocks;  c = f c_{t-1} + i g;  h = o tanh(c)

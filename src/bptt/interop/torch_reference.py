@@ -2,7 +2,7 @@
 
 Only imported when torch is installed (it is a test-only dependency). nn.RNN, nn.GRU and nn.LSTM
 are used as they are, with pack_padded_sequence for lengths; nn.RNN has no sigmoid, so that one
-case and the skip RNN are autograd loops over the same equations. Parameter names are those of bptt.torch_names.
+case and the skip RNN are autograd loops over the same equations. Parameter names are those of bptt.model.torch_names.
 """
 
 import numpy as np

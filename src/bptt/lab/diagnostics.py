@@ -2,7 +2,7 @@
 
 With s_k the state of a layer after k steps (h_k, or (h_k, c_k) for the LSTM; s_0 the initial
 state) and J_t = ds_{t+1}/ds_t the Jacobian of one step, computed exactly from the cell equations
-(cells/*.step_jacobian):
+(reference/*.step_jacobian):
 
     ds_T/ds_k = J_{T-1} J_{T-2} ... J_k                      (the product BPTT multiplies by)
     dL/dh_k   = dL/dh_k (direct) + (ds_{k+1}/ds_k)^T dL/ds_{k+1}     (the δ recursion)

@@ -42,7 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__, files
+from .. import files
+from ..version import __version__
 from ..files import FileError
 from ..training import problems, rundir
 

@@ -85,7 +85,7 @@ class Network:
         return r.loss, r.grads, r.state
 
     def load_torch_state_dict(self, sd):
-        """Replace the parameters by those of a PyTorch model named as in bptt.torch_names."""
+        """Replace the parameters by those of a PyTorch model named as in bptt.model.torch_names."""
         self.params = torch_names.from_torch(sd, self.arch.param_shapes(), self.dtype)
 
     def torch_state_dict(self, arrays=None):

@@ -32,8 +32,9 @@ import json
 import os
 from pathlib import Path
 
-from .. import __version__, files
+from .. import files
 from ..files import FileError
+from ..version import __version__
 from . import data
 
 MARKER = "run.json"
