@@ -4,6 +4,7 @@ Each function takes the raw argument, raises ValueError/TypeError naming the arg
 expected and what was given, and returns the array the engine will use.
 """
 
+import math
 import numbers
 from collections.abc import Mapping
 
@@ -37,6 +38,24 @@ def flag(name, value):
     if not isinstance(value, bool | np.bool_):
         raise TypeError(f"{name}: expected True or False, got {value!r} ({type(value).__name__})")
     return bool(value)
+
+
+NONNEGATIVE = "a finite float >= 0"
+
+
+def nonnegative(x):
+    return 0.0 <= x < math.inf
+
+
+def real(name, value, expected, ok):
+    """value as a Python float (NumPy then keeps the arrays' dtype) for which ok(value) holds, or an
+    error naming `name` and what was expected."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected {expected}, got {value!r} ({type(value).__name__})")
+    x = float(value)
+    if not ok(x):
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    return x
 
 
 def one_of(name, value, allowed):
@@ -94,7 +113,9 @@ def params(p, shapes, dtype=None):
         if a.shape != shape:
             raise ValueError(f"params[{name!r}]: expected shape {shape}, got {a.shape}")
         counts[a.dtype] = counts.get(a.dtype, 0) + 1
-    if dtype is None:
+    if dtype is not None:
+        dtype = np.dtype(dtype)                                # np.float64, "float64" or np.dtype alike
+    else:
         floats = [d for d in counts if d in FLOATS]
         if not floats:
             raise TypeError(f"params: expected float32 or float64 arrays, got {', '.join(map(str, counts))}; "

@@ -155,16 +155,3 @@ def progress(total, desc, unit, stream=None, least=2000):
     stream = stream or sys.stderr
     return tqdm(total=total, desc=desc, unit=unit, file=stream, leave=False,
                 disable=total < least or not stream.isatty())
-
-
-def detokenize(tokens, level):
-    if level == "char":
-        return "".join(tokens)
-    lines, words = [], []
-    for token in tokens:                                     # "<eos>" ends a line
-        if token == "<eos>":
-            lines.append(" ".join(words))
-            words = []
-        else:
-            words.append(token)
-    return "\n".join(lines + [" ".join(words)])

@@ -30,10 +30,6 @@ NONNEGATIVE = number(float, "a number >= 0", lambda v: v >= 0)
 PROBABILITY = number(float, "a probability in (0, 1]", lambda v: 0 < v <= 1)
 
 
-class HelpFormatter(argparse.HelpFormatter):
-    """Help texts as written (each default is in the text once, from the config field)."""
-
-
 class UsageError(ValueError):
     pass
 
@@ -61,7 +57,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def parser_for(sub, name, help, description):
-    return sub.add_parser(name, help=help, description=description, formatter_class=HelpFormatter)
+    return sub.add_parser(name, help=help, description=description)
 
 
 def add_run_dir(p):

@@ -25,6 +25,7 @@ to come); later processes load it.
 
 from pathlib import Path
 
+CELL_NAMES = ("rnn", "gru", "lstm")                  # the cells compiled here (CELLS, on first use)
 CACHED = ("packed", "matmul", "window", "readout")    # the modules whose kernels every cell calls, and
                                                      # each cell's own: numba caches their code on disk
 
@@ -50,7 +51,7 @@ def __getattr__(name):
     """CELLS (cell name -> compiled module) on first use: importing bptt.fast.heap, or anything else
     here, does not load numba and the cells."""
     if name == "CELLS":
-        from . import gru, lstm, rnn
+        import importlib
 
-        return {"rnn": rnn, "gru": gru, "lstm": lstm}
+        return {name: importlib.import_module(f"{__name__}.{name}") for name in CELL_NAMES}
     raise AttributeError(f"module 'bptt.fast' has no attribute {name!r}")

@@ -37,12 +37,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import checks
+from .. import checks, fast
 from ..reference import CELLS, losses
 from ..reference.activations import NONLINEARITIES
 from ..reference.inputs import Embedded, gather_rows, scatter_rows
 
 ENGINES = ("fast", "numpy")
+ENGINE_CELLS = {"fast": fast.CELL_NAMES, "numpy": tuple(CELLS)}    # by name: knowing them loads no engine
 
 
 class Backend(NamedTuple):
@@ -72,7 +73,6 @@ def backend(name):
     if name == "numpy":
         return Backend("numpy", CELLS, np.matmul, None, None, False, lambda lengths: None, scatter_rows,
                        lambda arrays: contextlib.nullcontext())
-    from .. import fast
     from ..fast import heap
     from ..fast.matmul import matmul
     from ..fast.packed import frozen
@@ -105,9 +105,9 @@ class Arch:
     def __post_init__(self):
         checks.one_of("cell", self.cell, tuple(CELLS))
         if self.engine is None:
-            self._store("engine", "fast" if self.cell in backend("fast").cells else "numpy")
+            self._store("engine", "fast" if self.cell in fast.CELL_NAMES else "numpy")
         checks.one_of("engine", self.engine, ENGINES)
-        if self.cell not in backend(self.engine).cells:
+        if self.cell not in ENGINE_CELLS[self.engine]:
             raise ValueError(f"engine: {self.engine!r} has no compiled {self.cell} cell; use engine='numpy' (the "
                              f"reference cells), or leave engine unset to get it")
         checks.one_of("nonlinearity", self.nonlinearity, NONLINEARITIES)
@@ -200,7 +200,7 @@ def init_params(arch, rng, dtype):
     if arch.embedding_dim:
         params["E"] = rng.standard_normal((arch.input_size, arch.embedding_dim)).astype(dtype)
     for k in range(arch.num_layers):
-        p = arch.module.init_params(rng, arch.layer_input_size(k), arch.hidden_size, dtype)
+        p = arch.spec.init_params(rng, arch.layer_input_size(k), arch.hidden_size, dtype)   # the same on both engines
         params |= {f"l{k}.{name}": a for name, a in p.items()}
     bound = 1.0 / np.sqrt(arch.hidden_size)
     if not arch.tie_weights:

@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit
 
 from .. import checks
-from .optim import real
+from ..checks import real
 
 EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s guard against division by 0
 

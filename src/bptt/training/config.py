@@ -7,9 +7,9 @@ A value set away from its default where it does not apply is an error, never sil
 
 import dataclasses
 import math
-import numbers
 from dataclasses import dataclass, field
 
+from .. import checks
 from ..model.engine import ENGINES
 from ..reference import CELLS as REFERENCE_CELLS
 from . import problems
@@ -128,25 +128,25 @@ class TrainConfig:
     def __post_init__(self):
         for f in dataclasses.fields(self):
             if f.metadata["choices"] is not None and not (f.default is None and getattr(self, f.name) is None):
-                _one_of(f.name, getattr(self, f.name), f.metadata["choices"])
+                checks.one_of(f.name, getattr(self, f.name), f.metadata["choices"])
         for name in ("length", "test_size", "hidden", "layers", "batch", "window", "eval_every", "eval_batch",
                      "log_every"):
-            _integer(name, getattr(self, name), 1)
+            checks.positive_int(name, getattr(self, name), minimum=1)
         for name in ("embedding", "seed", "warmup", "flow_every"):
-            _integer(name, getattr(self, name), 0)
+            checks.positive_int(name, getattr(self, name), minimum=0)
         for name, low in (("max_vocab", 2), ("skip", 2), ("backprop", 1), ("recompute_every", 1), ("steps", 1)):
             if getattr(self, name) is not None:
-                _integer(name, getattr(self, name), low)
+                checks.positive_int(name, getattr(self, name), minimum=low)
         for name in ("lr", "epochs", "max_time", "radius", "clip_dh"):
             if getattr(self, name) is not None:
-                _number(name, getattr(self, name), "a positive number", lambda v: v > 0)
-        _number("valid_fraction", self.valid_fraction, "a number in (0, 1)", lambda v: 0 < v < 1)
-        _number("dropout", self.dropout, "a probability in [0, 1)", lambda v: 0 <= v < 1)
-        _number("momentum", self.momentum, "a number in [0, 1)", lambda v: 0 <= v < 1)
-        _number("weight_decay", self.weight_decay, "a number >= 0", lambda v: v >= 0)
-        _number("clip", self.clip, "a threshold >= 0 (0: off)", lambda v: v >= 0)
+                finite(name, getattr(self, name), "a positive number", lambda v: v > 0)
+        finite("valid_fraction", self.valid_fraction, "a number in (0, 1)", lambda v: 0 < v < 1)
+        finite("dropout", self.dropout, "a probability in [0, 1)", lambda v: 0 <= v < 1)
+        finite("momentum", self.momentum, "a number in [0, 1)", lambda v: 0 <= v < 1)
+        finite("weight_decay", self.weight_decay, "a number >= 0", lambda v: v >= 0)
+        finite("clip", self.clip, "a threshold >= 0 (0: off)", lambda v: v >= 0)
         if self.forget_bias is not None:
-            _number("forget_bias", self.forget_bias, "a finite number", lambda v: True)
+            finite("forget_bias", self.forget_bias, "a finite number", lambda v: True)
         for name in ("data", "valid", "separator"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
@@ -195,21 +195,6 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _one_of(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(f"{name}: expected one of {', '.join(map(repr, allowed))}; got {value!r}")
-
-
-def _integer(name, value, minimum):
-    what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected {what}, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name}: expected {what}, got {value}")
-
-
-def _number(name, value, what, ok):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected {what}, got {value!r} ({type(value).__name__})")
-    if not math.isfinite(value) or not ok(value):
-        raise ValueError(f"{name}: expected {what}, got {value}")
+def finite(name, value, what, ok):
+    """A real option's check (checks.real) that also refuses nan and +-inf."""
+    checks.real(name, value, what, lambda v: math.isfinite(v) and ok(v))

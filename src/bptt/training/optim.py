@@ -19,7 +19,6 @@ Each parameter's update allocates at most a couple of scratch arrays of its size
 """
 
 import math
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
@@ -27,23 +26,9 @@ import numpy as np
 from numba import njit
 
 from .. import checks
+from ..checks import NONNEGATIVE, nonnegative, real
 
-NONNEGATIVE = "a finite float >= 0"
 UNIT = "a float in [0, 1)"
-
-
-def real(name, value, expected, ok):
-    """value as a Python float (NumPy then keeps the arrays' dtype), or an error naming `name`."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected {expected}, got {value!r} ({type(value).__name__})")
-    x = float(value)
-    if not ok(x):
-        raise ValueError(f"{name}: expected {expected}, got {value!r}")
-    return x
-
-
-def nonnegative(x):
-    return 0.0 <= x < math.inf
 
 
 def unit(x):

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .. import checks
-from .optim import NONNEGATIVE, nonnegative, real
+from ..checks import NONNEGATIVE, nonnegative, real
 
 
 def constant(lr):

@@ -42,7 +42,7 @@ def test_onnx_runtime_equals_forward(tmp_path, cell, nonlinearity, layers, input
         assert out[0].shape == z.shape and np.max(np.abs(out[0] - z)) < 1e-5
         for got, want in zip(out[1:], final if lstm else (final,), strict=True):
             assert got.shape == want.shape and np.max(np.abs(got - want)) < 1e-5
-        assert np.abs(final if not lstm else final[0]).max() > 1e-3          # the states carry something
+        assert all(np.abs(part).max() > 1e-3 for part in (final if lstm else (final,)))   # the states carry something
 
 
 def test_tied_embeddings_and_refusals(tmp_path):
@@ -79,7 +79,9 @@ def test_export_command_writes_onnx_and_pytorch_files(tmp_path, capsys):
     z, (h, c) = net.forward(x)
     zeros = np.zeros((2, 1, 12), np.float32)
     out = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"x": x, "h0": zeros, "c0": zeros})
-    assert np.max(np.abs(out[0] - z)) < 1e-5 and np.max(np.abs(out[1] - h)) < 1e-5
+    assert len(out) == 3 and np.max(np.abs(out[0] - z)) < 1e-5
+    assert np.max(np.abs(out[1] - h)) < 1e-5 and np.max(np.abs(out[2] - c)) < 1e-5      # h_n and c_n
+    assert np.abs(c).max() > 1e-3                                              # c_n carries something
     model = torch_reference.Model(bptt.load(run, checkpoint="last").network.arch)
     model.load_state_dict(load_file(str(tmp_path / "m.safetensors")))           # the modules' own names
     last = bptt.load(run, checkpoint="last").network
