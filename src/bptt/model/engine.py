@@ -559,7 +559,7 @@ def recompute(params, arch, batch, y, target, loss, loss_mask, drops, clip_dh, t
     the recomputed forward sees the same masks; traces are written segment by segment.
     """
     T, B = batch.x.shape[:2]
-    H, c = arch.hidden_size, params["c"]
+    c = params["c"]
     segments = [(a, min(a + every, T)) for a in range(0, T, every)]
 
     def cut(m, a, b):
@@ -569,14 +569,14 @@ def recompute(params, arch, batch, y, target, loss, loss_mask, drops, clip_dh, t
         return (Batch(batch.x[a:b], state, cut(batch.mask, a, b), cut(batch.reset, a, b), batch.order),
                 [cut(m, a, b) for m in drops])
 
+    w = None
     if target == "every":                       # each position's weight in the mean over the window (T, B)
         w = position_weights(T, B, batch.mask, loss_mask).astype(c.dtype)
         y = y.reshape((T, B) + y.shape[1:])
 
     boundaries = [batch.state]                  # the state before each segment
     for a, b in segments[:-1]:
-        _, state_b, _ = forward_layers(params, arch, *part(a, b, boundaries[-1]))
-        boundaries.append(state_b)
+        boundaries.append(forward_layers(params, arch, *part(a, b, boundaries[-1]))[1])
 
     value, grads, carried, final = 0.0, None, None, None
     dV, dc = np.zeros_like(readout_weights(params)), np.zeros_like(c)
@@ -586,20 +586,8 @@ def recompute(params, arch, batch, y, target, loss, loss_mask, drops, clip_dh, t
         seg, seg_drops = part(a, b, boundaries[i])
         hs, state_b, caches = forward_layers(params, arch, seg, seg_drops)      # again, with caches
         final = state_b if final is None else final
-        if target == "every":
-            h, y_seg, w_seg = hs.reshape(-1, H), y[a:b].reshape((-1,) + y.shape[2:]), w[a:b].reshape(-1)
-        elif i == len(segments) - 1:            # many-to-one: the loss is at the very end
-            h, y_seg, w_seg = hs[-1], y, np.full(B, 1.0 / B, c.dtype)
-        else:
-            h = None
-        if h is None:
-            dhs = np.zeros_like(hs)
-        else:
-            v, dV_seg, dc_seg, dh = readout_loss(params, arch, h, y_seg, w_seg, loss)
-            value += v
-            dV += dV_seg
-            dc += dc_seg
-            dhs = steps_gradient(dh, hs, target)
+        v, dV_seg, dc_seg, dhs = segment_loss(params, arch, hs, y, w, loss, target, (a, b), i == len(segments) - 1)
+        value, dV, dc = value + v, dV + dV_seg, dc + dc_seg
         seg_traces = None if traces is None else [t[a:b] for t in traces]
         g, dx_seg, carried = backward_layers(params, arch, seg.x, dhs, caches, seg_drops, clip_dh, seg_traces,
                                              dstate_T=carried)
@@ -607,6 +595,22 @@ def recompute(params, arch, batch, y, target, loss, loss_mask, drops, clip_dh, t
         if dx is not None:
             dx[a:b] = dx_seg
     return finished(batch, value, with_readout(params, grads, dV, dc), final, dx, carried, traces)
+
+
+def segment_loss(params, arch, hs, y, w, loss, target, span, last):
+    """A segment's share of the loss and its gradients (recompute): (value, dV, dc, dL/dh_t for its
+    steps (k, B, H)). target="every": its positions (a, b) = span of y (T, B, ...), weighted by w
+    (T, B); many-to-one: the loss at the last step of the last segment, none before it."""
+    a, b = span
+    if target == "every":
+        h, y_seg, w_seg = hs.reshape(-1, hs.shape[-1]), y[a:b].reshape((-1,) + y.shape[2:]), w[a:b].reshape(-1)
+    elif last:
+        B = hs.shape[1]
+        h, y_seg, w_seg = hs[-1], y, np.full(B, 1.0 / B, params["c"].dtype)
+    else:
+        return 0.0, 0.0, 0.0, np.zeros_like(hs)
+    v, dV, dc, dh = readout_loss(params, arch, h, y_seg, w_seg, loss)
+    return v, dV, dc, steps_gradient(dh, hs, target)
 
 
 def with_readout(params, grads, dV, dc):

@@ -26,6 +26,7 @@ support double yet"). dtype=np.float64 gives that graph anyway, for runtimes tha
 import numpy as np
 
 from .. import checks, files
+from . import engine
 
 OPSET = 17
 ONNX_ORDER = {"lstm": (0, 3, 1, 2), "gru": (1, 0, 2), "rnn": (0,)}     # bptt's gate blocks, in ONNX's order
@@ -45,7 +46,7 @@ def graph(net, inputs="ids", dtype=np.float32):
     default: what ONNX Runtime's recurrent operators run) or float64 (valid ONNX, which ONNX Runtime
     cannot run), whatever net.dtype is."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
 
     dtype = checks.float_dtype(dtype)
     arch = net.arch
@@ -57,60 +58,82 @@ def graph(net, inputs="ids", dtype=np.float32):
         raise ValueError(f"cell: ONNX has no operator for the {arch.cell!r} cell; export rnn, gru or lstm")
     H, L = arch.hidden_size, arch.num_layers
     elem = helper.np_dtype_to_tensor_dtype(dtype)
-    inits, nodes = [], []
-
-    def const(name, value):
-        inits.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    if inputs == "features":
-        x = helper.make_tensor_value_info("x", elem, ["T", "B", arch.input_size])
-        nodes.append(helper.make_node("Identity", ["x"], ["inputs"]))
-    elif arch.embedding_dim:
-        x = helper.make_tensor_value_info("x", TensorProto.INT64, ["T", "B"])
-        nodes.append(helper.make_node("Gather", [const("E", p["E"]), "x"], ["inputs"]))
-    else:
-        x = helper.make_tensor_value_info("x", TensorProto.INT64, ["T", "B"])
-        nodes.append(helper.make_node("OneHot", ["x", const("V_depth", np.array(arch.input_size, np.int64)),
-                                                 const("onehot_values", np.array([0, 1], dtype))], ["inputs"]))
-    state_names = ["h0", "c0"] if arch.cell == "lstm" else ["h0"]
-    graph_inputs = [x] + [helper.make_tensor_value_info(s, elem, [L, "B", H]) for s in state_names]
-    layer_in, finals = "inputs", {s: [] for s in state_names}
+    g = Parts()
+    x = input_nodes(g, arch, p, inputs, elem)
+    states = ["h0", "c0"] if arch.cell == "lstm" else ["h0"]
+    g.const("axis0", np.array([0]))
+    g.const("axis1", np.array([1]))
+    layer_in, finals = "inputs", []
     for k in range(L):
-        W, U, b, b_U = (p[f"l{k}.{n}"] for n in ("W", "U", "b", "b_U"))
-        weights = [const(f"W{k}", reorder(W, arch.cell, H)[None]), const(f"R{k}", reorder(U, arch.cell, H)[None]),
-                   const(f"B{k}", np.concatenate([reorder(b, arch.cell, H), reorder(b_U, arch.cell, H)])[None])]
-        starts, ends, axes = const(f"k{k}", np.array([k])), const(f"k{k}_end", np.array([k + 1])), "axis0"
-        state_in = []
-        for s in state_names:
-            nodes.append(helper.make_node("Slice", [s, starts, ends, axes], [f"{s}_l{k}"]))
-            state_in.append(f"{s}_l{k}")
-        outputs = [f"Y{k}", f"Y_h{k}"] + ([f"Y_c{k}"] if arch.cell == "lstm" else [])
-        attrs = {"hidden_size": H}
-        if arch.cell == "gru":
-            attrs["linear_before_reset"] = 1
-        if arch.cell == "rnn":
-            attrs["activations"] = [ACTIVATION[arch.nonlinearity]]
-        nodes.append(helper.make_node(OPERATOR[arch.cell], [layer_in, *weights, "", *state_in], outputs, **attrs))
-        nodes.append(helper.make_node("Squeeze", [f"Y{k}", "axis1"], [f"layer{k}"]))
-        layer_in = f"layer{k}"
-        finals["h0"].append(f"Y_h{k}")
-        if arch.cell == "lstm":
-            finals["c0"].append(f"Y_c{k}")
-    const("axis0", np.array([0]))
-    const("axis1", np.array([1]))
-    readout = p["V"] if "V" in p else p["E"]
-    nodes.append(helper.make_node("MatMul", [layer_in, const("V_T", np.ascontiguousarray(readout.T))], ["z"]))
-    nodes.append(helper.make_node("Add", ["z", const("c", p["c"])], ["logits"]))
+        layer_in, final = layer_nodes(g, arch, p, k, layer_in, states)
+        finals.append(final)
+    g.node("MatMul", [layer_in, g.const("V_T", np.ascontiguousarray(engine.readout_weights(p).T))], ["z"])
+    g.node("Add", ["z", g.const("c", p["c"])], ["logits"])
     outputs = [helper.make_tensor_value_info("logits", elem, ["T", "B", arch.output_size])]
-    for s, out in (("h0", "h_n"), ("c0", "c_n")):
-        if s in finals:
-            nodes.append(helper.make_node("Concat", finals[s], [out], axis=0))
-            outputs.append(helper.make_tensor_value_info(out, elem, [L, "B", H]))
-    model = helper.make_model(helper.make_graph(nodes, "bptt", graph_inputs, outputs, inits),
+    for i, out in enumerate(["h_n", "c_n"][:len(states)]):
+        g.node("Concat", [final[i] for final in finals], [out], axis=0)
+        outputs.append(helper.make_tensor_value_info(out, elem, [L, "B", H]))
+    graph_inputs = [x] + [helper.make_tensor_value_info(s, elem, [L, "B", H]) for s in states]
+    model = helper.make_model(helper.make_graph(g.nodes, "bptt", graph_inputs, outputs, g.inits),
                               opset_imports=[helper.make_opsetid("", OPSET)], producer_name="bptt")
     onnx.checker.check_model(model)
     return model
+
+
+class Parts:
+    """The nodes and initializers of a graph being built."""
+
+    def __init__(self):
+        self.nodes, self.inits = [], []
+
+    def const(self, name, value):
+        from onnx import numpy_helper
+
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def node(self, op, inputs, outputs, **attrs):
+        from onnx import helper
+
+        self.nodes.append(helper.make_node(op, inputs, outputs, **attrs))
+
+
+def input_nodes(g, arch, p, inputs, elem):
+    """x -> "inputs", the first layer's input: Gather(E, x) (embedding), OneHot(x, V) (one-hot ids)
+    or x itself (features). Returns the graph input x."""
+    from onnx import TensorProto, helper
+
+    if inputs == "features":
+        g.node("Identity", ["x"], ["inputs"])
+        return helper.make_tensor_value_info("x", elem, ["T", "B", arch.input_size])
+    if arch.embedding_dim:
+        g.node("Gather", [g.const("E", p["E"]), "x"], ["inputs"])
+    else:
+        values = np.array([0, 1], p["c"].dtype)
+        g.node("OneHot", ["x", g.const("V_depth", np.array(arch.input_size, np.int64)),
+                          g.const("onehot_values", values)], ["inputs"])
+    return helper.make_tensor_value_info("x", TensorProto.INT64, ["T", "B"])
+
+
+def layer_nodes(g, arch, p, k, layer_in, states):
+    """Layer k: ONNX's RNN / GRU / LSTM on layer_in from its slice of h0 (and c0), with W, R and B
+    re-stacked in ONNX's gate order. Returns (its output (T, B, H), its final h (and c) (1, B, H))."""
+    H = arch.hidden_size
+    W, U, b, b_U = (p[f"l{k}.{n}"] for n in ("W", "U", "b", "b_U"))
+    weights = [g.const(f"W{k}", reorder(W, arch.cell, H)[None]), g.const(f"R{k}", reorder(U, arch.cell, H)[None]),
+               g.const(f"B{k}", np.concatenate([reorder(b, arch.cell, H), reorder(b_U, arch.cell, H)])[None])]
+    starts, ends = g.const(f"k{k}", np.array([k])), g.const(f"k{k}_end", np.array([k + 1]))
+    for s in states:
+        g.node("Slice", [s, starts, ends, "axis0"], [f"{s}_l{k}"])
+    finals = [f"Y_h{k}"] + ([f"Y_c{k}"] if arch.cell == "lstm" else [])
+    attrs = {"hidden_size": H}
+    if arch.cell == "gru":
+        attrs["linear_before_reset"] = 1
+    if arch.cell == "rnn":
+        attrs["activations"] = [ACTIVATION[arch.nonlinearity]]
+    g.node(OPERATOR[arch.cell], [layer_in, *weights, "", *[f"{s}_l{k}" for s in states]], [f"Y{k}", *finals], **attrs)
+    g.node("Squeeze", [f"Y{k}", "axis1"], [f"layer{k}"])
+    return f"layer{k}", finals
 
 
 def write(net, path, inputs="ids", overwrite=False, dtype=np.float32):
