@@ -1,6 +1,6 @@
 # make demo: the main job: set up .venv with the pinned runtime dependencies, train a character LSTM
 #            on Tiny Shakespeare for about three minutes, compare it with the baselines, sample from it
-# make test: every test (set up .venv with the pinned test dependencies too, then pytest)
+# make test: every test (set up .venv with the pinned test dependencies too, then ruff and pytest)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,6 +18,7 @@ gradcheck: $(VENV)/.installed-test
 	$(BIN)/bptt gradcheck
 
 test: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests benchmarks experiments
 	$(BIN)/python -m pytest -n 2 -q
 
 # --no-compile: pip would byte-compile every file it installs (torch's thousands: about 20 s here);

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from bptt.bench.tables import machine_line
-from bptt.training import data, tasks, train
+from bptt.training import building, data, tasks
 from bptt.training.config import TrainConfig
 
 
@@ -64,14 +64,14 @@ def main(argv=None):
     text = (tasks.shipped_text() * (args.chars // len(tasks.shipped_text()) + 1))[:args.chars]
     vocab = data.build_vocab(list(text), "char")
     ids = vocab.encode(list(text))
-    net = train.build_network(cfg, vocab.size, vocab.size)
+    net = building.build_network(cfg, vocab.size, vocab.size)
     print(machine_line())
     print(f"{cfg.cell} {cfg.layers}x{cfg.hidden}, embedding {cfg.embedding}, vocabulary {vocab.size}, "
           f"{len(ids):,} tokens, float32")
     tasks.text_score(net.params, net.arch, ids[:5000])                       # warm-up
     rows = []
     for streams in (1, 32):
-        seconds, (loss, count) = best(lambda: tasks.text_score(net.params, net.arch, ids, streams, cfg.window),
+        seconds, (loss, count) = best(lambda s=streams: tasks.text_score(net.params, net.arch, ids, s, cfg.window),
                                       args.repeats)
         rows.append((f"bptt eval --streams {streams}" + (" (default)" if streams == 1 else ""), seconds, loss, count))
     if not args.no_torch:

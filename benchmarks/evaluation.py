@@ -17,7 +17,7 @@ import time
 
 from bptt.bench.tables import machine_line
 from bptt.model import engine
-from bptt.training import tasks, train
+from bptt.training import building, clipping, tasks
 from bptt.training.config import TrainConfig
 
 SHAPE = ("level", "max_vocab", "hidden", "layers", "embedding", "batch", "window", "eval_batch", "data")
@@ -33,8 +33,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     cfg = TrainConfig(**{k: getattr(args, k) for k in SHAPE if getattr(args, k) is not None})
     task = tasks.LanguageModel(cfg)
-    net = train.build_network(cfg, task.input_size, task.output_size)
-    opt = train.make_optimizer(cfg)
+    net = building.build_network(cfg, task.input_size, task.output_size)
+    opt = building.make_optimizer(cfg)
     state = opt.init(net.params)
 
     def training():
@@ -42,7 +42,7 @@ def main(argv=None):
         for i in range(args.steps):
             batch, tokens = task.batch(i % task.steps_per_epoch, 0)
             r = engine.loss_and_grads(net.params, net.arch, state=carried, **batch)
-            train.clip(cfg, r.grads)
+            clipping.clip(r.grads, cfg.clip, cfg.clip_mode)
             opt.step(net.params, r.grads, state, cfg.lr)
             carried = task.next_state(net.params, net.arch, i % task.steps_per_epoch, carried, r.state)
             total += tokens

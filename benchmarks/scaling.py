@@ -66,17 +66,18 @@ def measured_step(name, steps=8):
     """(parameters, median seconds of a training step: loss and gradients, clipping, the optimiser)
     of a named configuration, on its data (Tiny Shakespeare's characters, or words for WORD_LM)."""
     from bptt.bench import workload
-    from bptt.training import clipping, tasks, train
+    from bptt.model import engine
+    from bptt.training import building, clipping, tasks
 
     cfg = config(name)
     task = tasks.make(cfg)
-    net = train.build_network(cfg, task.input_size, task.output_size)
-    opt = train.make_optimizer(cfg)
+    net = building.build_network(cfg, task.input_size, task.output_size)
+    opt = building.make_optimizer(cfg)
     state = opt.init(net.params)
     times = []
     for batch, _, _ in workload.batches(task, cfg, steps + 2):
         start = time.perf_counter()
-        r = train.engine.loss_and_grads(net.params, net.arch, **batch)
+        r = engine.loss_and_grads(net.params, net.arch, **batch)
         clipping.clip_global_norm(r.grads, cfg.clip)
         opt.step(net.params, r.grads, state, cfg.lr)
         times.append(time.perf_counter() - start)

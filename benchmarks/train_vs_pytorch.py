@@ -16,7 +16,7 @@ import tempfile
 import time
 
 from bptt.bench import runners
-from bptt.training import data, tasks, train
+from bptt.training import building, data, tasks, train
 from bptt.training.config import TrainConfig
 
 
@@ -28,7 +28,7 @@ def pytorch_run(cfg, task, steps):
     import torch
 
     torch.manual_seed(cfg.seed)
-    net = train.build_network(cfg, task.input_size, task.output_size)   # the same initial weights as bptt's
+    net = building.build_network(cfg, task.input_size, task.output_size)   # the same initial weights as bptt's
     runner = runners.Torch(cfg, task, net)
     stream = data.batchify(task.train, cfg.batch)
     windows_per_epoch = len(range(0, len(stream) - 1, cfg.window))

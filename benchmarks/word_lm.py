@@ -63,7 +63,7 @@ import numpy as np
 
 from bptt.bench.tables import machine_line
 from bptt.model import engine
-from bptt.training import data, schedules, tasks, train
+from bptt.training import building, clipping, data, opening, schedules, tasks, train
 from bptt.training.config import TrainConfig
 
 FRAMEWORKS = ("bptt", "torch")
@@ -147,11 +147,11 @@ def warm_up_bptt(cfg, task):
     """One training step and a short validation on a throwaway network, so that numba's compiled
     kernels are loaded (or compiled, on a fresh install) before anything is timed. Returns seconds."""
     start = time.perf_counter()
-    net = train.build_network(cfg, task.input_size, task.output_size)
+    net = building.build_network(cfg, task.input_size, task.output_size)
     batch, _ = task.batch(0, 0)
     r = engine.loss_and_grads(net.params, net.arch, **batch, dropout=cfg.dropout, rng=np.random.default_rng(0))
-    train.clip(cfg, r.grads)
-    opt = train.make_optimizer(cfg)
+    clipping.clip(r.grads, cfg.clip, cfg.clip_mode)
+    opt = building.make_optimizer(cfg)
     opt.step(net.params, r.grads, opt.init(net.params), cfg.lr)
     tasks.lm_loss(net.params, net.arch, task.valid[:4 * cfg.window * cfg.eval_batch], cfg.eval_batch, cfg.window)
     return time.perf_counter() - start
@@ -267,7 +267,7 @@ def torch_run(cfg, task):
     schedule, after a warm-up. Returns (a row per epoch, printed as it comes; the warm-up's seconds)."""
     import torch
 
-    net = train.build_network(cfg, task.input_size, task.output_size)     # the weights train.train starts from
+    net = building.build_network(cfg, task.input_size, task.output_size)     # the weights train.train starts from
     model = torch_model(net, cfg.dropout)
     stream = data.batchify(task.train, cfg.batch)                        # (N / B, B), as bptt's task.stream
     assert data.num_windows(len(stream), cfg.window) == task.steps_per_epoch, "bptt and PyTorch windows differ"
@@ -275,7 +275,8 @@ def torch_run(cfg, task):
     torch.manual_seed(cfg.seed)
     plateau = schedules.Plateau(cfg.lr)
     schedule, tokens, rows = plateau.init(), window_tokens(task), []
-    for epoch, steps in enumerate(epoch_budgets(train.total_steps(cfg, task.steps_per_epoch), task.steps_per_epoch), 1):
+    total = opening.total_steps(cfg, task.steps_per_epoch)
+    for epoch, steps in enumerate(epoch_budgets(total, task.steps_per_epoch), 1):
         start = time.perf_counter()
         torch_train_epoch(model, stream, cfg, schedule["lr"], steps)
         trained = time.perf_counter()
@@ -332,7 +333,7 @@ def main(argv=None):
         baselines = task.baselines()
         print(f"word-level Tiny Shakespeare: {task.train.size:,} train / {task.valid.size:,} valid tokens, "
               f"vocabulary {task.vocab.size:,}; {task.steps_per_epoch} steps per epoch, "
-              f"{train.total_steps(cfg, task.steps_per_epoch)} in all; dropout {cfg.dropout:g}")
+              f"{opening.total_steps(cfg, task.steps_per_epoch)} in all; dropout {cfg.dropout:g}")
         print(f"uniform perplexity {math.exp(baselines['uniform']):,.1f}, unigram perplexity "
               f"{math.exp(baselines['unigram']):.1f}")
         print(" ".join(f"{title:{align}}" for _, title, align, _ in COLUMNS))

@@ -23,6 +23,7 @@ import numpy as np
 
 import bptt
 from bptt import diagnostics, figures, init, problems, train
+from bptt.training import opening
 from bptt.training.config import TrainConfig
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "figures"
@@ -117,7 +118,7 @@ def main():
     for cell, kind in (("gru", "gru"), ("lstm", "lstm"), ("rnn-tanh", "rnn"), ("skip-rnn", "skip")):
         run = sweep / f"{cell}-T200"
         if run.exists():
-            trained, _ = train.Run(run).load_params("best")
+            trained, _ = opening.Run(run).load_params("best")
             long[f"{cell} trained on adding T=200"] = profile(kind, T=500, seeds=2, params=trained,
                                                               skip=8 if kind == "skip" else None)
     figures.gradient_norms(long, OUT / "decay_500", "Over 500 steps, at initialisation")

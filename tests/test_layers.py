@@ -16,7 +16,8 @@ import pytest
 import bptt
 
 SRC = Path(bptt.__file__).parent
-RANK = {"checks": 0, "files": 0, "version": 0, "reference": 1, "fast": 2, "model": 3, "training": 4, "interop": 5, "lab": 6, "bench": 6,
+RANK = {"checks": 0, "files": 0, "version": 0, "reference": 1, "fast": 2, "model": 3, "training": 4, "interop": 5,
+        "lab": 6, "bench": 6,
         "cli": 7}
 
 

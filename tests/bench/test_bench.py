@@ -26,7 +26,8 @@ def test_flops_per_step_by_hand():
     # the docstring's example
     assert bench.flops_per_step(bench.config("lstm-h256"), 65) == 4_231_004_160
     # a classifier: the layers over its real tokens (here 7), one readout of K = 3 classes per sequence (B = 2)
-    assert bench.flops_per_step(cfg.replace(layers=1), 5, 3, tokens=7, readouts=2) == 3 * (7 * 2 * 2 * (3 + 2) + 2 * 2 * 2 * 3)
+    assert bench.flops_per_step(cfg.replace(layers=1), 5, 3, tokens=7, readouts=2) == \
+        3 * (7 * 2 * 2 * (3 + 2) + 2 * 2 * 2 * 3)
     # a word-level model: the readout is over the vocabulary
     assert bench.flops_per_step(cfg.replace(layers=1), 1000) == 18 * (2 * 2 * (3 + 2) + 2 * 2 * 1000)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bptt.training import tasks, train
+from bptt.training import building, tasks
 
 torch = pytest.importorskip("torch")
 
@@ -50,7 +50,7 @@ def test_pytorch_validation_scores_the_tokens_bptt_scores():
     word_lm = load_script()
     cfg = word_lm.config(epochs=1, dropout=0.2)
     task = tasks.LanguageModel(cfg)
-    net = train.build_network(cfg, task.input_size, task.output_size)
+    net = building.build_network(cfg, task.input_size, task.output_size)
     model = word_lm.torch_model(net, cfg.dropout)
     assert sorted(model.state_dict()) == sorted(net.torch_state_dict())
     ids = task.valid[:2003]                                     # 10 streams of 200: 3 tokens trimmed

@@ -16,7 +16,8 @@ main(argv) at a bounded cost (sizes and step budgets are capped) and must:
 
 Each chunk also launches three cases under MPI (chunk_cases, rotating over the subcommands): a real
 `mpiexec -n 2 bptt ...` job, and in-process as rank 0 and as rank 1 of `mpiexec -n 2` (the
-launcher's environment, PMI_SIZE and PMI_RANK; not train, which would start MPI in-process). Only train is data-parallel: rank 1
+launcher's environment, PMI_SIZE and PMI_RANK; not train, which would start MPI in-process).
+Only train is data-parallel: rank 1
 of any other command prints nothing and writes nothing, rank 0 runs it with one note, and a real
 job's output is the output of one process. A share of each chunk's cases must succeed (exit 0),
 so that the fuzz cannot drift into testing only the refusals.
@@ -159,7 +160,8 @@ HUGE_INTS = ["1000000000000", "99999999999999999999999"]
 BAD_FLOATS = ["0", "-1", "nan", "inf", "-inf", "NaN", "Infinity", "1e300", "-1e300", "1e-320", "", "abc", "1,5", "--"]
 NON_FINITE = re.compile(r"[+-]?(nan|inf|infinity)", re.IGNORECASE)
 GOOD_FLOATS = {   # a value that is a valid number of its option
-    "lr": ["0.001", "0.01", "0.1", "1"], "dropout": ["0", "0.1", "0.5", "0.99"], "valid_fraction": ["0.1", "0.3", "0.5"],
+    "lr": ["0.001", "0.01", "0.1", "1"], "dropout": ["0", "0.1", "0.5", "0.99"],
+    "valid_fraction": ["0.1", "0.3", "0.5"],
     "momentum": ["0", "0.9", "1"], "clip": ["0", "1", "5"], "clip_dh": ["0", "0.1", "1"], "weight_decay": ["0", "1e-4"],
     "temperature": ["0.5", "1", "2"], "top_p": ["0.5", "0.9", "1"], "max_time": ["0.2", "1"],
     "epochs": ["0.001", "0.01", "0.5", "1", "2"], "radius": ["0.5", "1", "1.5"], "forget_bias": ["0", "1", "-1"],

@@ -11,7 +11,7 @@ from conftest import SMALL
 
 from bptt.cli import display as report
 from bptt.cli import main
-from bptt.training import data, generate, train
+from bptt.training import data, generate, opening
 
 COMMANDS = ("gradcheck", "train", "eval", "sample", "task", "diagnose", "bench")
 
@@ -154,7 +154,7 @@ def test_item19_cell_names_are_one_vocabulary(tmp_path, text, capsys):
     assert main(["train", "--out", str(a), "--data", text, "--steps", "2", "--cell", "rnn-relu", *SMALL]) == 0
     assert main(["train", "--out", str(b), "--data", text, "--steps", "2", "--cell", "rnn", "--nonlinearity", "relu",
                  *SMALL]) == 0
-    assert train.Run(a).config() == train.Run(b).config().replace(data=train.Run(a).config().data)
+    assert opening.Run(a).config() == opening.Run(b).config().replace(data=opening.Run(a).config().data)
     assert "training rnn-relu 1x10" in capsys.readouterr().err
 
 
@@ -187,7 +187,7 @@ def test_item20_help_imports_no_heavy_module():
 def test_item20_samples_stream_and_match_sample(tmp_path, text, capsys):
     run = tmp_path / "run"
     assert main(["train", "--out", str(run), "--data", text, "--steps", "2", *SMALL]) == 0
-    net, _ = train.Run(run).network()
+    net, _ = opening.Run(run).network()
     drawn = generate.stream(net.params, net.arch, [1, 2], 30, np.random.default_rng(4))
     first = next(drawn)                                     # one token before the rest exist
     rest = list(drawn)
@@ -222,8 +222,8 @@ def test_item20_accuracy_is_shown_alike_in_train_and_eval(tmp_path, capsys):
     data = tmp_path / "train.tsv"
     data.write_text("".join(f"{'cat rat' if i % 2 else 'cat mat'}\t{i % 2}\n" for i in range(40)))
     run = tmp_path / "run"
-    assert main(["train", "--out", str(run), "--task", "classify", "--data", str(data), "--level", "word", "--steps", "2",
-                 "--hidden", "4", "--embedding", "3", "--batch", "4", "--eval-every", "1"]) == 0
+    assert main(["train", "--out", str(run), "--task", "classify", "--data", str(data), "--level", "word",
+                 "--steps", "2", "--hidden", "4", "--embedding", "3", "--batch", "4", "--eval-every", "1"]) == 0
     err = capsys.readouterr().err
     assert re.search(r"valid loss \d\.\d{4}  accuracy \d+\.\d%", err), err
     assert main(["eval", str(run), "--data", str(data)]) == 0

@@ -8,7 +8,7 @@ from conftest import SMALL, TEXT
 
 import bptt
 from bptt.cli import main
-from bptt.training import train
+from bptt.training import opening
 
 
 def test_train_eval_sample(tmp_path, text, capsys):
@@ -22,7 +22,8 @@ def test_train_eval_sample(tmp_path, text, capsys):
     expected = bptt.load(run).score(TEXT)                      # one stream, every token after the first
     loss = expected["loss"]
     assert result["loss"] == loss and result["tokens"] == expected["tokens"] == len(TEXT) - 1
-    assert result["bits_per_char"] == pytest.approx(loss / np.log(2)) and result["perplexity"] == pytest.approx(np.exp(loss))
+    assert result["bits_per_char"] == pytest.approx(loss / np.log(2))
+    assert result["perplexity"] == pytest.approx(np.exp(loss))
 
     args = ["sample", run, "--prime", "ROMEO:", "--tokens", "60", "--temperature", "0.7", "--top-k", "5", "--seed", "3"]
     assert main(args) == 0
@@ -54,8 +55,29 @@ def test_resume_from_the_command_line(tmp_path, text, capsys):
     run = str(tmp_path / "run")
     assert main(["train", "--data", text, "--out", run, "--steps", "4", *SMALL]) == 0
     assert main(["train", "--out", run, "--resume", "--steps", "8"]) == 0
-    assert train.Run(run).load()[3].step == 8
+    assert opening.Run(run).load()[3].step == 8
     assert "resuming at step 4" in capsys.readouterr().err
+
+
+def test_resume_settles_the_options_once(tmp_path, text, capsys, monkeypatch):
+    """bptt train --resume checks the run, reads config.json and resolves the options once
+    (opening.settle, before training starts); the run is opened with what that gave."""
+    run = str(tmp_path / "run")
+    assert main(["train", "--data", text, "--out", run, "--steps", "4", *SMALL]) == 0
+    counted = {"settle": 0, "config": 0, "check_resumable": 0}
+
+    def counting(name, real):
+        def call(*args, **kwargs):
+            counted[name] += 1
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(opening, "settle", counting("settle", opening.settle))
+    monkeypatch.setattr(opening.Run, "config", counting("config", opening.Run.config))
+    monkeypatch.setattr(opening.Run, "check_resumable", counting("check_resumable", opening.Run.check_resumable))
+    assert main(["train", "--out", run, "--resume", "--steps", "6", "--lr", "0.001"]) == 0
+    assert counted == {"settle": 1, "config": 1, "check_resumable": 1}
+    assert opening.Run(run).config().lr == 0.001 and opening.Run(run).load()[3].step == 6
 
 
 @pytest.mark.parametrize("content,message", [

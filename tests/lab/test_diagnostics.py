@@ -78,7 +78,7 @@ def test_jacobian_products_equal_finite_differences(cell, nonlinearity, variant,
         if k == 6:
             assert np.array_equal(P[6], np.broadcast_to(np.eye(P.shape[-1]), P[6].shape))
             continue
-        fd = fd_jacobian(lambda s_k: run_from(net, layer, xs, s_k, batch, k), s[k])
+        fd = fd_jacobian(lambda s_k, k=k: run_from(net, layer, xs, s_k, batch, k), s[k])
         assert np.allclose(P[k], fd, rtol=1e-7, atol=1e-9), (k, np.abs(P[k] - fd).max())
     assert checked >= 2
     H = net.arch.hidden_size

@@ -20,7 +20,8 @@ NAN_X[1, 1, 2] = np.nan
 BAD_CONSTRUCTION = [
     (dict(cell="transformer"), ValueError, "cell: expected one of 'rnn', 'gru', 'lstm', 'skip'; got 'transformer'"),
     (dict(cell="rnn", nonlinearity="softplus"), ValueError, "nonlinearity: expected one of"),
-    (dict(cell="gru", nonlinearity="relu"), ValueError, "nonlinearity: applies to cell='rnn' and 'skip' only; got 'relu'"),
+    (dict(cell="gru", nonlinearity="relu"), ValueError,
+     "nonlinearity: applies to cell='rnn' and 'skip' only; got 'relu'"),
     (dict(hidden_size=0), ValueError, "hidden_size: expected a positive int, got 0"),
     (dict(cell="skip", skip=1), ValueError, "skip: expected an int >= 2, got 1"),
     (dict(cell="gru", skip=3), ValueError, "skip: applies to cell='skip' only"),
@@ -108,7 +109,8 @@ def test_lengths(lengths, expected, given):
 
 def test_state():
     zeros = np.zeros((2, B, H))
-    with pytest.raises(TypeError, match=r"state: expected a tuple \(h, c\) of arrays of shape \(L, B, H\) = \(2, 2, 3\)"):
+    with pytest.raises(TypeError,
+                       match=r"state: expected a tuple \(h, c\) of arrays of shape \(L, B, H\) = \(2, 2, 3\)"):
         net().forward(IDS, zeros)
     with pytest.raises(ValueError, match=r"state: expected .* got float64 array of shape \(2, 3, 3\) for c"):
         net().forward(IDS, (zeros, np.zeros((2, 3, 3))))
@@ -126,7 +128,8 @@ def test_torch_state_dict_keys_and_shapes():
         net().load_torch_state_dict({k: v for k, v in good.items() if k != "head.bias"})
     with pytest.raises(ValueError, match=r"; 'rnn.weight_ih_l2' is unexpected$"):
         net().load_torch_state_dict(good | {"rnn.weight_ih_l2": good["rnn.weight_ih_l1"]})
-    with pytest.raises(ValueError, match=r"state_dict\['rnn.weight_hh_l0'\]: expected shape \(12, 3\), got float64 array of shape \(3, 12\)"):
+    with pytest.raises(ValueError, match=r"state_dict\['rnn.weight_hh_l0'\]: expected shape \(12, 3\), "
+                                         r"got float64 array of shape \(3, 12\)"):
         net().load_torch_state_dict(good | {"rnn.weight_hh_l0": good["rnn.weight_hh_l0"].T})
     with pytest.raises(ValueError, match="embedding.weight"):
         net().load_torch_state_dict(good | {"embedding.weight": np.zeros((V, 2))})

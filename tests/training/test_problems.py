@@ -11,7 +11,7 @@ from PIL import Image
 
 from bptt.cli import main
 from bptt.lab import sweep
-from bptt.training import problems, train
+from bptt.training import opening, problems, train
 from bptt.training.config import TrainConfig
 
 
@@ -54,8 +54,8 @@ def test_a_problem_trains_and_resumes(tmp_path):
     assert out.valid["solved"] and out.valid["accuracy"] > 0.99
     train.train(cfg, tmp_path / "split", on_step=lambda p: p.step == 30)
     train.train(cfg, tmp_path / "split", resume=True)
-    a = train.Run(tmp_path / "run").load()[0]
-    b = train.Run(tmp_path / "split").load()[0]
+    a = opening.Run(tmp_path / "run").load()[0]
+    b = opening.Run(tmp_path / "split").load()[0]
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
@@ -107,7 +107,8 @@ def test_diagnose_report(tmp_path, capsys):
     capsys.readouterr()
     assert main(["diagnose", str(run)]) == 0
     assert "report:" in capsys.readouterr().out
-    assert check_self_contained(run / "diagnose" / "report.html") == 4     # norms, singular values, truncation, heat map
+    assert check_self_contained(run / "diagnose" / "report.html") == 4     # norms, singular values, truncation,
+                                                                            # heat map
     records = [line for line in (run / "metrics.jsonl").read_text().splitlines() if '"flow"' in line]
     assert len(records) == 4                                                 # steps 3, 6, 9, 12
 

@@ -1,5 +1,5 @@
-"""The arithmetic of data-parallel training without MPI (bptt.training.ranks, train.rows_of_batch,
-train.share_of_targets): each rank's gradients of its rows, weighted by its share of the targets and
+"""The arithmetic of data-parallel training without MPI (bptt.training.ranks: rows_of_batch,
+share_of_targets): each rank's gradients of its rows, weighted by its share of the targets and
 summed, are the whole batch's, with dropout masks cut from the whole batch's, in float64 to 1e-12.
 tests/training/test_ranks_mpi.py runs the same under mpiexec."""
 
@@ -9,8 +9,7 @@ import pytest
 from bptt.model import engine
 from bptt.model.network import Network
 from bptt.training import ranks as ranks_
-from bptt.training.ranks import Ranks, rows_of
-from bptt.training.train import rows_of_batch, share_of_targets
+from bptt.training.ranks import Ranks, rows_of, rows_of_batch, share_of_targets
 
 T, B, V = 7, 7, 11
 
@@ -68,7 +67,9 @@ def test_weighted_rank_gradients_sum_to_the_whole_batch(engine_name, cell, make_
     for k in grads:
         np.testing.assert_allclose(grads[k], whole.grads[k], rtol=1e-12, atol=1e-14, err_msg=k)
     if make_batch is lm_batch:
-        as_tuple = (lambda s: s if isinstance(s, tuple) else (s,))
+        def as_tuple(s):
+            return s if isinstance(s, tuple) else (s,)
+
         for part, joined in zip(as_tuple(whole.state), zip(*map(as_tuple, finals))):
             np.testing.assert_allclose(np.concatenate(joined, axis=1), part, rtol=1e-12, atol=1e-14)
 
@@ -167,7 +168,7 @@ def test_dropout_rows_asked_wrongly(rows):
 def test_a_rank_whose_copy_of_the_data_differs_is_refused(tmp_path):
     from bptt.files import FileError
     from bptt.training.config import TrainConfig
-    from bptt.training.train import check_copies, data_sources
+    from bptt.training.opening import check_copies, data_sources
 
     path = tmp_path / "text.txt"
     path.write_text("to be or not to be\n" * 20)

@@ -8,7 +8,7 @@ from conftest import SMALL, TEXT
 
 from bptt import files
 from bptt.cli import main
-from bptt.training import rundir, train
+from bptt.training import opening, rundir
 
 
 def error(capsys):
@@ -40,7 +40,7 @@ def test_item2_without_run_json_a_changed_data_file_is_still_refused(run, text, 
     assert resume(run) == 2
     assert "changed since the run started" in error(capsys)
     assert not (run / rundir.MARKER).exists()                     # nothing rewritten from the new file
-    assert train.Run(run).load()[3].step == 4
+    assert opening.Run(run).load()[3].step == 4
 
 
 def test_item2_without_run_json_unchanged_data_resumes_and_the_marker_is_restored(run, capsys):
@@ -48,18 +48,18 @@ def test_item2_without_run_json_unchanged_data_resumes_and_the_marker_is_restore
     (run / rundir.MARKER).unlink()
     assert resume(run) == 0
     assert json.loads((run / rundir.MARKER).read_text()) == before
-    assert train.Run(run).load()[3].step == 6
+    assert opening.Run(run).load()[3].step == 6
 
 
 def test_item2_the_checkpoint_records_the_data_as_the_marker_does(run):
-    progress = train.Run(run).load()[3]
+    progress = opening.Run(run).load()[3]
     assert progress.sources == json.loads((run / rundir.MARKER).read_text())["data"]
     assert progress.sources["data"]["sha256"] == rundir.fingerprint(progress.sources["data"]["path"])["sha256"]
 
 
 def test_item2_a_run_with_neither_record_is_refused(run, capsys):
     """A checkpoint written before it recorded the data, and no marker: nothing to verify against."""
-    r = train.Run(run)
+    r = opening.Run(run)
     arrays, meta = files.load_arrays(r.file("checkpoint.safetensors"))
     meta.pop("sources")
     files.save_arrays(r.file("checkpoint.safetensors"), arrays, meta)
@@ -71,7 +71,7 @@ def test_item2_a_run_with_neither_record_is_refused(run, capsys):
 
 
 def test_item2_an_old_checkpoint_with_its_marker_resumes_and_then_records_the_data(run, capsys):
-    r = train.Run(run)
+    r = opening.Run(run)
     arrays, meta = files.load_arrays(r.file("checkpoint.safetensors"))
     meta.pop("sources")
     files.save_arrays(r.file("checkpoint.safetensors"), arrays, meta)

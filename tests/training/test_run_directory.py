@@ -16,9 +16,9 @@ import pytest
 from conftest import SMALL as LM
 from conftest import TEXT
 
-from bptt.cli import main
 from bptt import files
-from bptt.training import train
+from bptt.cli import main
+from bptt.training import opening, train
 
 SMALL = [*LM, "--dtype", "float64"]
 
@@ -92,7 +92,8 @@ def test_item01_an_empty_directory_is_used(tmp_path, text, capsys):
 def test_item02_a_second_process_is_refused_while_the_first_holds_the_lock(tmp_path, text, capsys):
     run = trained(tmp_path, text, capsys, steps=4)
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from bptt.training import rundir; "
-                               "rundir.Run(sys.argv[1]).lock(); print('locked', flush=True); time.sleep(60)", run],
+                               "rundir.Directory(sys.argv[1]).lock(); print('locked', flush=True); "
+                               "time.sleep(60)", run],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -105,7 +106,7 @@ def test_item02_a_second_process_is_refused_while_the_first_holds_the_lock(tmp_p
         holder.wait()
         holder.stdout.close()
     assert main(["train", "--out", run, "--resume", "--steps", "8"]) == 0
-    assert train.Run(run).load()[3].step == 8
+    assert opening.Run(run).load()[3].step == 8
 
 
 def test_item02_two_fresh_runs_started_together(tmp_path, text):
@@ -121,7 +122,7 @@ def test_item02_two_fresh_runs_started_together(tmp_path, text):
     assert codes == [0, 2], results
     refused = next(err for code, err in results if code == 2)
     assert "already holds a run" in refused or "another bptt process" in refused
-    records = train.Run(run).records()
+    records = opening.Run(run).records()
     assert [r["step"] for r in records if "split" not in r] == list(range(1, 7))   # one run's records, once
 
 
@@ -133,11 +134,11 @@ def test_item03_resume_after_an_interruption_continues_to_the_saved_budget(tmp_p
                             eval_batch=2, log_every=1, steps=30)
     train.train(cfg, run, on_step=lambda p: p.step == 5)
     assert main(["train", "--out", run, "--resume"]) == 0                # exactly what the message after Ctrl-C says
-    assert train.Run(run).load()[3].step == 30
+    assert opening.Run(run).load()[3].step == 30
     assert main(["train", "--out", run, "--resume"]) == 2
     assert "already reached its budget (steps 30) at step 30" in error(capsys)
     assert main(["train", "--out", run, "--resume", "--steps", "34"]) == 0
-    assert train.Run(run).load()[3].step == 34 and train.Run(run).config().steps == 34
+    assert opening.Run(run).load()[3].step == 34 and opening.Run(run).config().steps == 34
 
 
 # 4. flags on --resume ----------------------------------------------------------------------------
@@ -159,7 +160,7 @@ def test_item04_the_header_shows_what_really_runs(tmp_path, text, capsys):
     err = capsys.readouterr().err
     assert "training lstm 1x10 (" in err and f"on {text}" in err and "adam lr 0.001" in err
     assert "changed on resume: lr 0.002 -> 0.001" in err and "changed on resume: steps 4 -> 8" in err
-    changed = [r for r in train.Run(run).records() if "changed" in r]
+    changed = [r for r in opening.Run(run).records() if "changed" in r]
     assert changed == [{"step": 4, "changed": {"steps": [4, 8], "lr": [0.002, 0.001]}}]
 
 
@@ -179,14 +180,14 @@ def test_item05_resume_refuses_a_changed_data_file(tmp_path, text, capsys, edit)
     err = error(capsys)
     assert err.startswith("error: --data: ") and text in err and ("changed since the run started" in err or
                                                                   "file not found" in err)
-    assert train.Run(run).load()[3].step == 4
+    assert opening.Run(run).load()[3].step == 4
 
 
 # 7. the skip RNN with an embedding on the fast engine -----------------------------------------------
 
 def test_item07_skip_rnn_trains_from_the_command_line(tmp_path, text, capsys):
     run = trained(tmp_path, text, capsys, steps=3, extra=["--cell", "skip"])
-    assert train.Run(run).load()[3].step == 3
+    assert opening.Run(run).load()[3].step == 3
 
 
 # 8. a full disk -----------------------------------------------------------------------------------
@@ -359,7 +360,8 @@ def test_item11_files_and_sizes(tmp_path, text, capsys):
         (["sample", text], f"RUN_DIR: {text} is a file"),
         (["diagnose", text], f"RUN_DIR: {text} is a file"),
         (["train", "--out", text, "--data", text], f"--out: {text} is a file, expected a run directory"),
-        (["train", str(tmp_path / "r"), "--data", text, "--epochs", "inf"], "--epochs: expected a positive number, got inf"),
+        (["train", str(tmp_path / "r"), "--data", text, "--epochs", "inf"],
+         "--epochs: expected a positive number, got inf"),
         (["train", str(tmp_path / "r"), "--data", text, "--hidden", "100000000"], "GiB of memory available"),
     ]:
         assert main(argv) == 2, argv
@@ -369,8 +371,9 @@ def test_item11_files_and_sizes(tmp_path, text, capsys):
 
 def test_item11_ctrl_c_while_starting_prints_no_traceback(tmp_path, text):
     for delay in (0.1, 0.2, 0.35, 0.6):    # (before 0.05 s the interpreter itself is starting)
-        p = subprocess.Popen([sys.executable, "-m", "bptt", "train", "--out", str(tmp_path / f"r{delay}"), "--data", text,
-                              "--steps", "50", *SMALL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen([sys.executable, "-m", "bptt", "train", "--out", str(tmp_path / f"r{delay}"),
+                              "--data", text, "--steps", "50", *SMALL],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(delay)
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=120)
@@ -387,15 +390,15 @@ def test_item12_sigterm_saves_and_stops(tmp_path, text):
     p = subprocess.Popen([sys.executable, "-m", "bptt", "train", "--out", str(run), "--data", text, "--steps", "100000",
                           *SMALL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and len(train.Run(run).records()) < 6:
+    while time.time() < deadline and len(opening.Run(run).records()) < 6:
         time.sleep(0.05)
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 130, err
     assert "saved. Continue with: bptt train" in out
-    progress = train.Run(run).load()[3]
+    progress = opening.Run(run).load()[3]
     assert progress.step >= 5
-    assert train.Run(run).records()[-1]["step"] <= progress.step
+    assert opening.Run(run).records()[-1]["step"] <= progress.step
 
 
 def test_item12_stale_temporaries_are_removed(tmp_path, text, capsys):
@@ -417,7 +420,7 @@ def test_item14_the_advice_after_divergence_can_be_followed(tmp_path, text, caps
     advice = err[err.index("bptt train "):].split(" (or")[0].split()
     assert advice[:4] == ["bptt", "train", run, "--resume"] and advice[4] == "--lr"
     assert main(advice[1:] + ["--lr", "0.01"]) == 0          # a much lower rate than the advice's
-    assert train.Run(run).load()[3].step == 30
+    assert opening.Run(run).load()[3].step == 30
 
 
 # 15. validation files that are too small or hold unknown characters --------------------------------
@@ -444,14 +447,15 @@ def test_item15_validation_files(tmp_path, text, capsys):
 def test_item16_one_class_and_header_rows(tmp_path, capsys):
     one = tmp_path / "one.tsv"
     one.write_text("".join(f"cat mat {i}\tpos\n" for i in range(20)))
-    assert main(["train", "--out", str(tmp_path / "r"), "--task", "classify", "--data", str(one), "--level", "word"]) == 2
+    assert main(["train", "--out", str(tmp_path / "r"), "--task", "classify", "--data", str(one),
+                 "--level", "word"]) == 2
     assert "has a single label ('pos')" in error(capsys)
     header = tmp_path / "header.tsv"
     header.write_text("text\tlabel\n" + "".join(f"cat {'mat' if i % 2 else 'rat'}\t{i % 2}\n" for i in range(20)))
     assert main(["train", "--out", str(tmp_path / "r"), "--task", "classify", "--data", str(header), "--level", "word",
                  "--steps", "2", "--hidden", "4", "--embedding", "3", "--batch", "4"]) == 0
     assert "line 1 of" in capsys.readouterr().err
-    assert train.Run(tmp_path / "r").labels().labels == ("0", "1")
+    assert opening.Run(tmp_path / "r").labels().labels == ("0", "1")
 
 
 def test_item16_a_deleted_vocabulary_is_rebuilt_and_saved(tmp_path, text, capsys):
@@ -473,7 +477,7 @@ def test_item16_relative_paths_resume_from_anywhere(tmp_path, capsys, monkeypatc
     assert json.loads(Path("run/config.json").read_text())["data"] == str(tmp_path / "a" / "text.txt")
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--out", "a/run", "--resume", "--steps", "6"]) == 0
-    assert train.Run(tmp_path / "a" / "run").load()[3].step == 6
+    assert opening.Run(tmp_path / "a" / "run").load()[3].step == 6
 
 
 # 17. a flipped byte in a checkpoint ---------------------------------------------------------------

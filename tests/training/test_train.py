@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bptt import files
-from bptt.training import tasks, train
+from bptt.training import opening, tasks, train
 from bptt.training.config import TrainConfig
 
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
@@ -77,7 +77,7 @@ def test_a_crash_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, cor
     with pytest.raises(files.FileError, match="checkpoint.safetensors: cannot write .simulated crash"):
         train.train(cfg, tmp_path / "run")
     monkeypatch.setattr(os, "replace", real_replace)
-    params, opt_state, carried, progress = train.Run(tmp_path / "run").load()
+    params, opt_state, carried, progress = opening.Run(tmp_path / "run").load()
     assert progress.step == 5                                   # the second save (initial, step 5) survived
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
     resumed = train.train(cfg, tmp_path / "run", resume=True)
@@ -91,18 +91,18 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoin
     cfg = small(corpus, cell="rnn", nonlinearity="relu", optimizer="sgd", lr=1e10, clip=0, steps=50)
     with pytest.raises(train.Diverged, match=r"diverged at step \d+: loss .* The last good checkpoint \(step \d+\)"):
         train.train(cfg, tmp_path / "run")
-    params, _, _, progress = train.Run(tmp_path / "run").load()
+    params, _, _, progress = opening.Run(tmp_path / "run").load()
     assert all(np.all(np.isfinite(v)) for v in params.values())
 
 
 def test_learning_reduces_the_validation_loss_below_the_baselines(tmp_path, corpus):
     cfg = small(corpus, steps=150, eval_every=50, lr=1e-2, hidden=32)
     out = train.train(cfg, tmp_path / "run")
-    run = train.Run(tmp_path / "run")
+    run = opening.Run(tmp_path / "run")
     task = run.task()
     baselines = task.baselines()
     assert out.valid_loss < baselines["unigram"] - 0.5 < baselines["uniform"]
-    valid = [r for r in train.Run(tmp_path / "run").records() if r.get("split") == "valid"]
+    valid = [r for r in opening.Run(tmp_path / "run").records() if r.get("split") == "valid"]
     best = min(valid, key=lambda r: r["loss"])                # best.safetensors is the best record's model
     assert (out.best_valid, out.progress.best_step) == (best["loss"], best["step"]) and len(valid) == 3
     net, meta = run.network("best")
@@ -122,7 +122,7 @@ def test_existing_runs_and_resume_errors(tmp_path, corpus):
 def test_word_level(tmp_path, corpus):
     cfg = small(corpus, level="word", steps=6, window=5, batch=2)
     train.train(cfg, tmp_path / "run")
-    vocab = train.Run(tmp_path / "run").vocab()
+    vocab = opening.Run(tmp_path / "run").vocab()
     assert vocab.level == "word" and "<eos>" in vocab.index and "<unk>" in vocab.index
     assert "Citizen:" in vocab.index
 
@@ -155,7 +155,7 @@ def test_sequence_classification_learns_and_resumes(tmp_path):
     cfg = TrainConfig(task="classify", data=data, level="word", cell="gru", hidden=16, layers=1, embedding=8,
                       batch=16, steps=120, eval_every=40, lr=2e-2, dtype="float64")
     out = train.train(cfg, tmp_path / "run")
-    run = train.Run(tmp_path / "run")
+    run = opening.Run(tmp_path / "run")
     task = run.task()
     assert task.labels.labels == ("no", "yes") and run.labels() == task.labels
     net, _ = run.network("last")
@@ -175,7 +175,7 @@ def test_the_seeds_toy_example_as_a_file(tmp_path):
     cfg = TrainConfig(task="classify", data=str(path), valid=str(path), level="word", cell="rnn", hidden=8,
                       layers=1, embedding=0, batch=3, steps=200, eval_every=100, lr=0.05, dtype="float64")
     out = train.train(cfg, tmp_path / "run")
-    run = train.Run(tmp_path / "run")
+    run = opening.Run(tmp_path / "run")
     net, _ = run.network("last")
     assert run.task().evaluate(net.params, net.arch)["accuracy"] == 1.0
     assert out.valid_loss < 0.1
@@ -201,7 +201,7 @@ def test_ctrl_c_saves_and_stops(tmp_path, corpus):
 
     out = train.train(cfg, tmp_path / "run", on_step=press_ctrl_c)
     assert out.status == "interrupted" and out.progress.step == 6
-    assert train.Run(tmp_path / "run").load()[3].step == 6
+    assert opening.Run(tmp_path / "run").load()[3].step == 6
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler      # restored
 
 

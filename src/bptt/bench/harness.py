@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from ..training import tasks, train
+from ..training import building, tasks
 from ..training.config import TrainConfig
 from .runners import LABELS, make_runner
 from .workload import batches
@@ -80,7 +80,7 @@ def _worker(conn, framework, cfg_json, n_windows):
             elif cmd[0] == "rss":
                 conn.send(own_peak_rss_mb())
             elif cmd[0] == "valid":
-                conn.send(runner.valid_loss(task, train.build_network(cfg, task.input_size, task.output_size)))
+                conn.send(runner.valid_loss(task, building.build_network(cfg, task.input_size, task.output_size)))
             else:
                 break
     except Exception as e:                                   # reported by the parent, with the framework named

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from ..model import engine
-from ..training import clipping, train
+from ..training import building, clipping
 
 FRAMEWORKS = ("bptt", "torch", "jax")
 LABELS = {"bptt": "bptt", "torch": "PyTorch", "jax": "JAX"}
@@ -38,8 +38,8 @@ class Ours:
     name = "bptt"
 
     def __init__(self, cfg, task, weights=None):
-        self.net = weights or train.build_network(cfg, task.input_size, task.output_size)
-        self.opt, self.cfg = train.make_optimizer(cfg), cfg
+        self.net = weights or building.build_network(cfg, task.input_size, task.output_size)
+        self.opt, self.cfg = building.make_optimizer(cfg), cfg
         self.state = self.opt.init(self.net.params)
         self.rng = np.random.default_rng(cfg.seed + 2)
         # compiled code: loaded from numba's disk cache, or compiled on a fresh install; timed here
@@ -194,5 +194,5 @@ def available(frameworks, out=print):
 
 def make_runner(framework, cfg, task):
     """A runner of framework on the weights bptt initialises for cfg."""
-    weights = train.build_network(cfg, task.input_size, task.output_size)
+    weights = building.build_network(cfg, task.input_size, task.output_size)
     return RUNNERS[framework](cfg, task, weights)

@@ -142,7 +142,8 @@ def results(metrics, baselines, cfg):
             ("solved" if metrics.get("solved") else "not solved")
     lines = [f"validation ({plural(metrics['tokens'], 'token')} scored):",
              f"{'':10}{'loss (nats)':>12}{'perplexity':>12}" + (f"{'bits/char':>11}" if char else "")]
-    for name, value in (("model", metrics["loss"]), ("unigram", baselines["unigram"]), ("uniform", baselines["uniform"])):
+    rows = (("model", metrics["loss"]), ("unigram", baselines["unigram"]), ("uniform", baselines["uniform"]))
+    for name, value in rows:
         line = f"{name:10}{value:>12.4f}{math.exp(value):>12.2f}"
         lines.append(line + (f"{value / math.log(2):>11.3f}" if char else ""))
     return "\n".join(lines)

@@ -24,9 +24,9 @@ def add_eval(sub):
 
 
 def run_eval(args):
-    from ..training import data, tasks, train
+    from ..training import data, opening, tasks
 
-    run = train.Run(args.run)
+    run = opening.Run(args.run)
     cfg = run.config()
     if cfg.task not in ("lm", "classify"):
         raise ValueError(f"eval: {run.path} was trained on the {cfg.task!r} problem; its test results are in "

@@ -37,10 +37,10 @@ def written_dtype(fmt, asked, net):
 
 def run_export(args):
     from .. import files
-    from ..training import train
+    from ..training import opening
 
     out = files.check_new(args.out, name="--out", asked=" (give a new file)")
-    net, meta = train.Run(args.run).network(args.checkpoint)
+    net, meta = opening.Run(args.run).network(args.checkpoint)
     dtype = written_dtype(args.format, args.dtype, net)
     if args.format == "onnx":
         net.to_onnx(out, dtype=dtype)                           # written as a new file, never over one
@@ -48,7 +48,8 @@ def run_export(args):
         from safetensors.numpy import save
 
         tensors = {name: a.astype(dtype) for name, a in net.torch_state_dict().items()}    # tied: E twice, copied
-        files.write_bytes_atomic(out, save(tensors, metadata={"bptt": f"exported from {args.run}, step {meta['step']}"}),
+        note = {"bptt": f"exported from {args.run}, step {meta['step']}"}
+        files.write_bytes_atomic(out, save(tensors, metadata=note),
                                  replace=False)
     print(f"written: {out} ({args.format}, {dtype}, the {args.checkpoint} checkpoint, step {meta['step']})")
     return 0

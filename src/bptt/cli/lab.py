@@ -144,7 +144,8 @@ def run_task(args):
 
     def show(row):
         acc = f"{row['accuracy']:.3f}" if "accuracy" in row else "-"
-        print(f"{row['cell']:<12}{row['T']:>6}{row['test_loss']:>12.5f}{acc:>10}{row['steps']:>7}{row['seconds']:>9.1f}  "
+        print(f"{row['cell']:<12}{row['T']:>6}{row['test_loss']:>12.5f}{acc:>10}{row['steps']:>7}"
+              f"{row['seconds']:>9.1f}  "
               f"{'solved' if row['solved'] else 'failed'}", flush=True)
 
     try:
@@ -155,7 +156,9 @@ def run_task(args):
               f"same command and --resume", file=sys.stderr, flush=True)
         return 130
     if args.report:
-        print(f"report: {sweep.report(args.out, args.problem, rows)}")
+        from ..lab import sweep_report
+
+        print(f"report: {sweep_report.report(args.out, args.problem, rows)}")
     return 0
 
 
@@ -174,8 +177,8 @@ def add_diagnose(sub):
 
 def run_diagnose(args):
     from ..lab import diagnose
-    from ..training import train
+    from ..training import opening
 
-    path = diagnose.write(train.Run(args.run), args.length, args.out)
+    path = diagnose.write(opening.Run(args.run), args.length, args.out)
     print(f"report: {path}")
     return 0

@@ -54,10 +54,10 @@ def add_sample(sub):
 
 
 def run_sample(args):
-    from ..training import train
+    from ..training import opening
 
     if args.greedy and (args.temperature != 1.0 or args.top_k or args.top_p):
         raise ValueError("--greedy: takes the most likely token; --temperature, --top-k and --top-p do not apply")
-    print_sample(train.Run(args.run), args.prime, args.tokens, args.temperature, args.top_k, args.top_p, args.seed,
-                 args.greedy)
+    print_sample(opening.Run(args.run), args.prime, args.tokens, args.temperature, args.top_k, args.top_p,
+                 args.seed, args.greedy)
     return 0

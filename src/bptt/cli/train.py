@@ -119,36 +119,30 @@ def run_train(args):
 
 
 def settled_config(args):
-    """(RUN_DIR, the options given, the TrainConfig): a resumed run's is its saved config with the
-    given changes."""
-    from ..training import train
-    from ..training.config import TrainConfig
+    """(RUN_DIR, the options given, the Settled config: training.opening.settle's, once): a resumed
+    run's is its saved config with the given changes."""
+    from ..training import opening
 
     out = run_dir(args)
     given = given_options(args)
     try:
-        if args.resume:
-            run = train.Run(out)
-            run.check_resumable()
-            cfg, _ = train.resumed(run.config(), train.absolute(given))
-        else:
-            cfg = TrainConfig(**given)
+        settled = opening.settle(opening.Run(out), given, args.resume)
     except (ValueError, TypeError) as e:
         raise config_error(e) from None
-    if args.sample and cfg.task != "lm":
-        raise ValueError(f"--sample: applies to a language model (--task lm) only; got --task {cfg.task}")
-    return out, given, cfg
+    if args.sample and settled.cfg.task != "lm":
+        raise ValueError(f"--sample: applies to a language model (--task lm) only; got --task {settled.cfg.task}")
+    return out, given, settled
 
 
 def train_on(args, ranks):
-    from ..training import train
+    from ..training import opening, train
 
-    out, given, cfg = ranks.on_root(lambda: settled_config(args))
+    out, given, settled = ranks.on_root(lambda: settled_config(args))
     if ranks.root:
-        display.compiling_notice(cfg)
+        display.compiling_notice(settled.cfg)
     screen = display.TrainDisplay() if ranks.root else None
     try:
-        outcome = train.train(cfg, out, resume=args.resume, on_event=screen,
+        outcome = train.train(settled, out, resume=args.resume, on_event=screen,
                               given={k: given.get(k) for k in ("data", "valid")}, ranks=ranks)
     except (ValueError, TypeError) as e:
         raise config_error(e) from None
@@ -157,12 +151,11 @@ def train_on(args, ranks):
             screen.close()
     if not ranks.root:
         return 0
-    run = train.Run(out)
     p = outcome.progress
     if outcome.status == "interrupted":
         print(f"stopped at step {p.step}; saved. Continue with: bptt train {out} --resume")
         return 130
-    cfg = run.config()
+    cfg = settled.cfg                                         # what config.json holds now
     epochs = screen.epochs(p)
     steps = plural(p.step, "step") + (f" ({epochs})" if epochs else "")
     print(f"\n{steps}, {display.compact(p.tokens)} tokens in {p.elapsed:.0f} s; "
@@ -173,5 +166,5 @@ def train_on(args, ranks):
         print()
         from .sample import print_sample
 
-        print_sample(run, prime=None, tokens=args.sample, temperature=0.8, seed=cfg.seed)
+        print_sample(opening.Run(out), prime=None, tokens=args.sample, temperature=0.8, seed=cfg.seed)
     return 0

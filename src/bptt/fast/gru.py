@@ -111,7 +111,8 @@ def forward(p, xs, state0, mask=None, reset=None, approx=None, threads=None):
     hs, ah_ns = aligned.empty((T, B, H), table.dtype), aligned.empty((T, B, H), table.dtype)
     m, r = rows.masks(mask, reset, T, B)
     rows.run(forward_rows, (table, ids, gates, pack(U, True), np.ascontiguousarray(b_U), np.ascontiguousarray(h0),
-                            hs, ah_ns, m, r, rows.approximate(approx, table.dtype)), rows.blocks(B, threads), forward_blocks)
+                            hs, ah_ns, m, r, rows.approximate(approx, table.dtype)),
+             rows.blocks(B, threads), forward_blocks)
     cache = (xs, state0, hs, gates, ah_ns, mask, reset)
     return hs, (hs[-1].copy(),), cache
 
@@ -125,7 +126,8 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None)
     m, r = rows.masks(mask, reset, T, B)
     rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), pack(U, False),
                              gates, ah_ns, np.ascontiguousarray(h0), hs, m, r, rows.clip(clip_dh, gates.dtype),
-                             rows.trace(dh_trace, gates.dtype), daxs, dahs, dh0), rows.blocks(B, threads), backward_blocks)
+                             rows.trace(dh_trace, gates.dtype), daxs, dahs, dh0),
+             rows.blocks(B, threads), backward_blocks)
     dU = recurrent_grad(dahs, h0, hs, reset, mask=mask)
     db_U = dahs.reshape(T * B, 3 * H).sum(axis=0)
     dW, dxs, db = project_backward(W, xs, daxs, mask)

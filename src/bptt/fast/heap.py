@@ -13,9 +13,10 @@ reuse_freed_memory() fixes both thresholds, which ends the adaptation: allocatio
 (glibc's largest mmap threshold) come from the heap, and up to 256 MiB of freed memory is kept
 for reuse instead of being returned to the kernel. Either engine allocates this way. It changes
 the whole process's allocator, so nothing calls it on import: the first use of the fast engine does
-(model.engine.backend("fast"), so a program with its own loop over Network.loss_and_grads gets what
-the trainer gets), and the trainer (train.train) does for either engine. What it costs: a process
-keeps up to 256 MiB of freed memory instead of returning it to the kernel at once.
+(model.engine.backend("fast"), the one place that decides; the trainer builds its engine before the
+first step, and a program with its own loop over Network.loss_and_grads gets what the trainer
+gets). What it costs: a process keeps up to 256 MiB of freed memory instead of returning it to
+the kernel at once.
 """
 
 import ctypes

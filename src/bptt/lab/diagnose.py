@@ -92,25 +92,39 @@ def write(run, length=None, out=None):
          spectrum_rows),
     ]
     if isinstance(task, tasks.LanguageModel):
-        stream = data.batchify(task.valid, 4)[:min(T, 48) + 1]
-        ks = sorted({k for k in (1, 2, 4, 8, 16, 32, 48) if k < len(stream)} | {len(stream) - 1})
-        rows = diagnostics.truncation_bias(params, arch, stream, ks)
-        sections.append(("The bias of truncated BPTT", figures.truncation(rows, figs / "truncation"),
-                         "Cosine similarity and relative error between the gradient of truncated BPTT that "
-                         "backpropagates k steps and the full gradient, on one validation stretch. At k covering "
-                         "the stretch the two are equal (cosine 1).",
-                         [{k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows]))
+        sections.append(truncation_section(params, arch, task, T, figs))
     flow = training_flow(run)
     if flow:
-        steps = [r["step"] for r in flow]
-        top = np.array([r["flow"][-1] for r in flow])
-        sections.append(("Gradient flow during training", figures.flow_heatmap(steps, top, figs / "flow_heatmap"),
-                         "Each row is one recorded training step; each column a step k of the window; the colour "
-                         "is log10 ||dL/dh_k|| at the top layer. Bright to the left means the gradient reaches the "
-                         "start of the window.",
-                         [{"parameter": k, "gradient norm (last record)": f"{v:.4g}"}
-                          for k, v in flow[-1]["grad_norms"].items()]))
+        sections.append(flow_section(flow, figs))
     intro = (f"Run {run.path}: {cfg.cell} {cfg.layers}x{cfg.hidden}, task {cfg.task}, checkpoint of step "
              f"{meta['step']}.")
     return page.write(out, "bptt diagnose", sections, intro)
+
+
+def truncation_section(params, arch, task, T, figs):
+    """A language model's section on the bias of truncated BPTT, on one validation stretch."""
+    from . import figures
+
+    stream = data.batchify(task.valid, 4)[:min(T, 48) + 1]
+    ks = sorted({k for k in (1, 2, 4, 8, 16, 32, 48) if k < len(stream)} | {len(stream) - 1})
+    rows = diagnostics.truncation_bias(params, arch, stream, ks)
+    return ("The bias of truncated BPTT", figures.truncation(rows, figs / "truncation"),
+            "Cosine similarity and relative error between the gradient of truncated BPTT that "
+            "backpropagates k steps and the full gradient, on one validation stretch. At k covering "
+            "the stretch the two are equal (cosine 1).",
+            [{k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows])
+
+
+def flow_section(flow, figs):
+    """The section on the gradient flow recorded during training (flow: its metrics records)."""
+    from . import figures
+
+    steps = [r["step"] for r in flow]
+    top = np.array([r["flow"][-1] for r in flow])
+    return ("Gradient flow during training", figures.flow_heatmap(steps, top, figs / "flow_heatmap"),
+            "Each row is one recorded training step; each column a step k of the window; the colour "
+            "is log10 ||dL/dh_k|| at the top layer. Bright to the left means the gradient reaches the "
+            "start of the window.",
+            [{"parameter": k, "gradient norm (last record)": f"{v:.4g}"}
+             for k, v in flow[-1]["grad_norms"].items()])
 

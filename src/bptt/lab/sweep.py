@@ -40,12 +40,10 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
-import numpy as np
-
 from .. import files
-from ..version import __version__
 from ..files import FileError
 from ..training import problems, rundir
+from ..version import __version__
 
 VARIANTS = {
     "rnn-tanh": dict(cell="rnn", nonlinearity="tanh"),
@@ -150,7 +148,7 @@ def run(base, problem, lengths, cells, out, on_run=None, jobs=1, executor="proce
     finishes (first, with resume, for the runs that had finished). resume=True finishes the sweep
     in out. SIGINT or SIGTERM stops every run at its next step, saved, and raises Interrupted
     (module docstring)."""
-    from ..training import train
+    from ..training.stopping import StopSignals
 
     on_run = on_run or (lambda r: None)
     cells = check(problem, lengths, cells)
@@ -162,7 +160,7 @@ def run(base, problem, lengths, cells, out, on_run=None, jobs=1, executor="proce
     finished = opened(out, sweep, resume)
     left = unfinished(base, problem, out, todo, finished) if resume else dict.fromkeys(todo, False)
     pool = mpi_pool() if executor == "mpi" else None
-    with train.StopSignals() as signals:
+    with StopSignals() as signals:
         create(out, sweep, finished)
         if on_start is not None:
             on_start()
@@ -270,9 +268,9 @@ def unfinished(base, problem, out, todo, finished):
 def resumption(cfg, path):
     """How the run in path goes on: False (start it), True (resume it) or, when it reached its
     budget, its final validation record."""
-    from ..training import train
+    from ..training import opening
 
-    run = train.Run(path)
+    run = opening.Run(path)
     if not run.exists():
         run.check_fresh("--resume")          # refuses anything but a run killed while it was being created
         return False
@@ -420,80 +418,3 @@ def in_worker(base, problem, cell, T, out, resume):
     if r is None:
         _request.value = 1
     return r
-
-
-def learning_curves(out, rows):
-    """{label: (steps, test losses)} from each run's metrics.jsonl."""
-    from ..training import train
-
-    curves = {}
-    for r in rows:
-        records = train.Run(Path(out) / f"{r['cell']}-T{r['T']}").records()
-        evals = [rec for rec in records if rec.get("split") == "valid"]
-        curves[f"{r['cell']} T={r['T']}"] = ([e["step"] for e in evals], [e["loss"] for e in evals])
-    return curves
-
-
-def report(out, problem, rows):
-    """out/report.html: the success grid, gradient profiles at initialisation, learning curves."""
-    from ..training import train
-    from . import diagnostics, figures, page
-
-    out = Path(out)
-    p = problems.get(problem)
-    results = {}
-    for r in rows:
-        results.setdefault(r["cell"], {})[r["T"]] = r["solved"]
-    success_png = figures.success(results, out / "success", f"{problem}: solved within {rows[0]['steps']} steps")
-
-    T = max(r["T"] for r in rows)
-    profiles = {}
-    for cell in results:
-        run = train.Run(out / f"{cell}-T{T}")
-        cfg = run.config()
-        net = train.build_network(cfg.replace(dtype="float64"), p.input_size, p.output_size)   # as initialised
-        x, y = p.generate(T, 8, np.random.default_rng(0))
-        if p.target == "every":
-            y = y[-1]
-        loss = p.loss
-        profiles[cell] = diagnostics.gradient_norms(net.params, net.arch, x, y, target="last", loss=loss)[-1]
-    flow_png = figures.gradient_norms(profiles, out / "gradient_norms",
-                                      f"{problem}, T={T}: ||dL_T/dh_k|| at initialisation")
-    reach = sorted(((norms[0] / norms[-1], cell) for cell, norms in profiles.items()), reverse=True)
-    reach_text = ", ".join(f"{cell} {ratio:.1e}" for ratio, cell in reach)
-
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.6))
-    cells, lengths = list(results), sorted({r["T"] for r in rows})
-    styles = ["-", "--", ":", "-."]
-    for r, (label, (steps, losses)) in zip(rows, learning_curves(out, rows).items()):
-        ax.semilogy(steps, figures.positive(losses), color=f"C{cells.index(r['cell'])}",
-                    linestyle=styles[lengths.index(r["T"]) % len(styles)], label=label)
-    ax.axhline(p.baseline(T), color="k", linewidth=0.8, label=f"trivial answer (T={T})")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("test loss")
-    ax.set_title(f"{problem}: test loss during training (colour: cell, line style: T)")
-    ax.legend(fontsize=6, ncol=1, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    curves_png = figures.save(fig, out / "learning_curves")
-
-    solved = sorted({r["cell"] for r in rows if r["solved"] and r["T"] == T})
-    failed = sorted({r["cell"] for r in rows if not r["solved"] and r["T"] == T})
-    order = ["cell", "T", "solved", "test_loss", "accuracy", "steps", "seconds"]
-    rows = [{k: r[k] for k in order if k in r} for r in rows]
-    sections = [
-        ("Which cells solve it", success_png,
-         f"Each cell was trained with the same budget for each length T. At T={T}, solved: "
-         f"{', '.join(solved) or 'none'}; failed: {', '.join(failed) or 'none'}. Success means {p.description}.",
-         rows),
-        ("Gradient flow at initialisation", flow_png,
-         "The norm of the gradient of the final loss with respect to each hidden state, against how far "
-         "back that state is, before any training. A line that falls steeply means the loss cannot reach "
-         f"early steps: the vanishing gradient. The fraction of it that reaches the first step: {reach_text}. "
-         "Training changes this: see bptt diagnose on a trained run.", None),
-        ("Learning curves", curves_png,
-         "Test loss as training goes on; the black line is the loss of the trivial answer. A curve that "
-         "stays on it has learned nothing about the long-range dependency.", None),
-    ]
-    return page.write(out / "report.html", f"bptt task {problem}", sections,
-                             intro=f"{problems.__doc__.split(chr(10))[0]} Budget: {rows[0]['steps']} steps per run.")

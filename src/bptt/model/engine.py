@@ -60,7 +60,8 @@ class Backend(NamedTuple):
     folds_embedding: bool
     row_order: object            # lengths (B,) -> an order of the rows to run them in, or None: as given
     scatter_rows: object         # (num_rows, ids (T, B), d (T, B, D)) -> dM (num_rows, D): reference.inputs'
-    frozen: object               # (arrays) -> a context within which they do not change (the fast engine packs them once)
+    frozen: object               # (arrays) -> a context within which they do not change (the fast engine packs
+                                 # them once)
 
 
 @functools.cache

@@ -117,8 +117,10 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None):
 
 def step_jacobian(p, cache, t):
     """d(h_t, c_t)/d(h_{t-1}, c_{t-1}): (B, 2H, 2H), the blocks from (1)-(3):
-        dc/dh = diag(c_{t-1} f(1-f)) U_f + diag(g i(1-i)) U_i + diag(i (1-g^2)) U_g       dc/dc = diag(f)
-        dh/dh = diag(tanh(c_t) o(1-o)) U_o + diag(o (1-tanh^2 c_t)) dc/dh                  dh/dc = diag(o (1-tanh^2 c_t) f)
+        dc/dh = diag(c_{t-1} f(1-f)) U_f + diag(g i(1-i)) U_i + diag(i (1-g^2)) U_g
+        dc/dc = diag(f)
+        dh/dh = diag(tanh(c_t) o(1-o)) U_o + diag(o (1-tanh^2 c_t)) dc/dh
+        dh/dc = diag(o (1-tanh^2 c_t) f)
     the identity on rows past their length, zero on rows reset at t."""
     xs, (h0, c0), hs, cs, tanh_cs, gates, mask, reset = cache
     U, H = p["U"], hs.shape[2]

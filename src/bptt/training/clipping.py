@@ -81,3 +81,18 @@ def clip_value(grads, limit):
         clipped += int(np.count_nonzero(g > limit)) + int(np.count_nonzero(g < -limit))
         np.clip(g, -limit, limit, out=g)
     return clipped
+
+
+def clip(grads, threshold, mode="norm"):
+    """Clip grads in place as a run is configured (--clip threshold, 0: off; --clip-mode): by the global
+    norm, each array's norm ("param") or each entry ("value"). Returns (the global norm before
+    clipping, whether anything changed); a non-finite norm is returned as it is, nothing clipped."""
+    norm = global_norm(grads)
+    if threshold == 0 or not math.isfinite(norm):
+        return norm, False
+    if mode == "norm":
+        clip_global_norm(grads, threshold)
+        return norm, norm > threshold
+    if mode == "param":
+        return norm, any(n > threshold for n in clip_per_parameter(grads, threshold).values())
+    return norm, clip_value(grads, threshold) > 0

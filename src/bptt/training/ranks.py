@@ -4,23 +4,25 @@ Each of the N ranks owns a contiguous group of the batch's B rows (rank r: rows 
 a language model's streams, with the state they carry from window to window), and every rank holds
 the same parameters, optimiser state and dropout generator. One step:
 
-    rank r   loss_r, g_r = BPTT on its rows, each a mean over its n_r targets
-             w_r = n_r / n                       n = Σ_r n_r: every rank reads the whole batch, so knows it
-             buffer = [w_r g_r, w_r loss_r, flags]
-    all      Allreduce(buffer, SUM)              one message per step
-             g = Σ_r w_r g_r                     the gradient of the mean over all n targets
+    rank r   loss_r, g_r = BPTT on its rows, each a mean over its n_r targets    (rows_of_batch)
+             w_r = n_r / n                 n = Σ_r n_r: every rank reads the whole batch,
+                                           so knows it                            (share_of_targets)
+             buffer = [w_r g_r, w_r loss_r, stop]     stop: the rank's reasons to stop   (summed)
+    all      Allreduce(buffer, SUM)        one message per step
+             g = Σ_r w_r g_r               the gradient of the mean over all n targets
 
 so clipping and the optimiser see the numbers one process with the whole batch would see, and the
 parameters agree with its parameters to round-off (tests/training/test_ranks_mpi.py: 1e-10 in float64).
 Dropout masks are drawn for the whole batch on every rank, which keeps the ranks' generators equal,
 and each rank keeps its rows' (engine.dropout_masks).
 
-Rank 0 alone reads and writes the run directory: it opens the run and sends the others what they
-need (config, vocabulary, parameters, optimiser state, carried state, progress); every rank reads
-the training data itself. A checkpoint gathers the carried state of all B streams, so a run resumes
-on any number of ranks that divides B. Validation is shared like training (each rank scores its
-share of the validation streams, the sums are added); rank 0 keeps the best weights and the plateau
-schedule and sends them to the others, so the schedule moves on every rank alike.
+Rank 0 alone reads and writes the run directory: it opens the run (opening.open_on_ranks) and sends
+the others what they need (config, vocabulary, parameters, optimiser state, carried state,
+progress); every rank reads the training data itself. A checkpoint gathers the carried state of
+all B streams, so a run resumes on any number of ranks that divides B. Validation is shared like
+training (each rank scores its share of the validation streams, the sums are added); rank 0 keeps
+the best weights and the plateau schedule and sends them to the others, so the schedule moves on
+every rank alike.
 
 Errors. A failure that every rank meets at the same point (rank 0 could not open the run, another
 rank could not read the data, a full disk at a checkpoint, a diverged loss) is raised on rank 0 as
@@ -32,6 +34,7 @@ and says which process ended and how. Checkpoints are written atomically, so the
 Ranks() (no communicator) is one process: size 1, every collective the identity.
 """
 
+import math
 import os
 
 
@@ -96,6 +99,75 @@ def rows_of(state, rows):
     if state is None:
         return None
     return tuple(s[:, rows] for s in state) if isinstance(state, tuple) else state[:, rows]
+
+
+# the step's arithmetic (numpy and the engine are imported where they are used: world() shares the
+# cores out before numpy's BLAS starts)
+
+def rows_of_batch(batch, rows):
+    """The keyword arguments of engine.loss_and_grads for the rows (a slice) of a batch: its arrays
+    have the rows on axis 1 (T, B, ...), but lengths (B,) and many-to-one targets (B, ...) on axis 0."""
+    on_axis_0 = {"lengths"} | ({"y"} if batch.get("target") == "last" else set())
+
+    def cut(name, a):
+        if a is None or isinstance(a, str):                   # target, loss
+            return a
+        return a[rows] if name in on_axis_0 else a[:, rows]
+
+    return {name: cut(name, a) for name, a in batch.items()}
+
+
+def share_of_targets(batch, mine):
+    """w_r = n_r / n: this rank's targets over the whole batch's, the weight of its mean loss and
+    gradients."""
+    from ..model import engine
+
+    def count(b):
+        T, B = b["x"].shape[:2]
+        return engine.targets_counted(T, B, b.get("target", "every"), b.get("lengths"), b.get("loss_mask"))
+    return count(mine) / count(batch)
+
+
+def summed(ranks, params, r, share, stop, flow):
+    """(loss, grads, flows, stop) of the whole batch, from this rank's engine Result r (None: no
+    rows) and share w_r of the targets: one Allreduce of [w_r g_r..., w_r loss_r, stop, w_r² Σ dh²...].
+    stop: this rank's reasons to stop (numbers, > 0: yes), returned summed over the ranks. flow:
+    (L, T) for a gradient-flow record, else None; flows: per layer, the norm of dL/dh_t over the
+    whole batch at each step t (L lists of T floats)."""
+    import numpy as np
+
+    if ranks.size == 1:
+        return r.loss, r.grads, None if flow is None else flow_norms(flow_squares(r, 1.0), flow), stop
+    ends = np.cumsum([p.size for p in params.values()])      # where each parameter's part ends
+    n, k = int(ends[-1]), len(stop)
+    buffer = np.zeros(n + 1 + k + (0 if flow is None else math.prod(flow)), next(iter(params.values())).dtype)
+    if r is not None:
+        for (name, p), end in zip(params.items(), ends):
+            np.multiply(r.grads[name].reshape(-1), share, out=buffer[end - p.size:end])
+        buffer[n] = share * r.loss
+        if flow is not None:
+            buffer[n + 1 + k:] = flow_squares(r, share)
+    buffer[n + 1:n + 1 + k] = stop
+    ranks.sum(buffer)
+    grads = {name: buffer[end - p.size:end].reshape(p.shape) for (name, p), end in zip(params.items(), ends)}
+    flows = None if flow is None else flow_norms(buffer[n + 1 + k:], flow)
+    return float(buffer[n]), grads, flows, tuple(buffer[n + 1:n + 1 + k].tolist())
+
+
+def flow_squares(r, share):
+    """||w_r dL/dh^l_t||² over the rows, for every layer l and step t (L T,): the rows' part of the
+    flow record (r.dhs, traced), whose sum over the ranks is the whole batch's."""
+    import numpy as np
+
+    return np.concatenate([share ** 2 * (dh.reshape(len(dh), -1).astype(np.float64) ** 2).sum(axis=1)
+                           for dh in r.dhs])
+
+
+def flow_norms(squares, flow):
+    """The flow record from the summed squares: (L, T) norms, as lists of floats."""
+    import numpy as np
+
+    return np.sqrt(squares.astype(np.float64)).reshape(flow).tolist()
 
 
 class Ranks:

@@ -93,8 +93,8 @@ class Busy(FileError):
                          f"{' (pid ' + owner + ')' if owner else ''}; wait for it to end or use another directory")
 
 
-class Run:
-    """The files of one run directory."""
+class Directory:
+    """The files of one run directory (bptt.training.opening.Run adds what is built from them)."""
 
     def __init__(self, path):
         self.path = Path(path)

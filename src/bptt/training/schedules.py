@@ -91,3 +91,13 @@ class Plateau:
         if bad_epochs > self.patience:
             lr, bad_epochs = max(lr * self.factor, self.min_lr), 0
         return {"lr": lr, "best": best, "bad_epochs": bad_epochs}
+
+
+def learning_rate(schedule, lr, step, total, warmup=0, plateau=None):
+    """The learning rate of the update after `step` under a run's schedule: "constant" (lr),
+    "cosine" (cosine_with_warmup over `total` steps) or "plateau" (the Plateau state's lr)."""
+    if schedule == "cosine":
+        return cosine_with_warmup(step, total, lr, warmup)
+    if schedule == "plateau":
+        return plateau["lr"]
+    return lr

@@ -318,7 +318,8 @@ class Synthetic:
         self.test = self.problem.generate(cfg.length, cfg.test_size, np.random.default_rng([cfg.seed, 5]))
 
     def batch(self, index, epoch):
-        x, y = self.problem.generate(self.cfg.length, self.cfg.batch, np.random.default_rng([self.cfg.seed, 4, epoch, index]))
+        rng = np.random.default_rng([self.cfg.seed, 4, epoch, index])
+        x, y = self.problem.generate(self.cfg.length, self.cfg.batch, rng)
         return dict(x=x, y=y, target=self.problem.target, loss=self.problem.loss), x.shape[0] * x.shape[1]
 
     def evaluate(self, params, arch, ranks=None):

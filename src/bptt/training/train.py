@@ -1,247 +1,59 @@
-"""Training with truncated BPTT: set-up (a new run or a resumed one), one update step, the stop
-policy, and the run directory's files (bptt.rundir: what is written when, and what is refused).
+"""The training loop and one step of truncated BPTT, in the order of docs/architecture.md:
 
-A resumed run reloads everything and continues with the same arithmetic, so its parameters equal
-an uninterrupted run's bit for bit. Only the budget (steps, epochs, max_time), the learning rate
-and the clipping threshold may change on resume (config.RESUMABLE); the change is recorded in
-config.json and metrics.jsonl.
+    train(cfg, out)   open the run (bptt.training.opening), loop, release the run
+    loop(t)           step until the budget is spent or a stop is asked for; every log_every steps
+                      a record, every eval_every steps (and on stopping) validation and a checkpoint
+    step(t, stop)     1 the window, 2-5 loss and gradients of this rank's rows (the engine) and
+                      their sum over the ranks (bptt.training.ranks), 6 clipping, 7 the carried
+                      state (from the window's parameters), 8 the optimiser; the record of 9, the
+                      run files (books: metrics.jsonl, validation, checkpoints)
+
+t is a Training, the one object a step reads and moves on. A resumed run reloads everything and
+continues with the same arithmetic, so its parameters equal an uninterrupted run's bit for bit.
 """
 
 import math
-import os
-import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from ..fast import heap
 from ..files import FileError
-from ..model import engine, init
-from ..reference import CELLS
-from . import clipping, data, optim, problems, rundir, schedules, tasks
-from .config import RESUMABLE, TrainConfig
-from .ranks import Ranks, rows_of
-
-FILES = rundir.FILES
+from ..model import engine
+from . import clipping, schedules
+from .building import make_optimizer
+from .config import TrainConfig
+from .opening import Progress, Run, abandon, open_on_ranks, open_run
+from .ranks import Ranks, rows_of_batch, share_of_targets, summed
+from .stopping import Stop, StopSignals, after_step
 
 
 class Diverged(RuntimeError):
-    pass
-
-
-def build_network(cfg, input_size, output_size):
-    from ..model.network import Network
-
-    net = Network(cfg.cell, input_size, cfg.hidden, output_size, num_layers=cfg.layers,
-                  embedding_dim=cfg.embedding or None, nonlinearity=cfg.nonlinearity,
-                  dtype=np.dtype(cfg.dtype), seed=cfg.seed, tie_weights=cfg.tie, skip=cfg.skip,
-                  engine=cfg.engine)
-    init.apply(net.params, net.arch, np.random.default_rng([cfg.seed, 1]), cfg.init, cfg.recurrent_init,
-               cfg.forget_bias, radius=cfg.radius)
-    return net
-
-
-def make_optimizer(cfg):
-    hyper = {"weight_decay": cfg.weight_decay}
-    if cfg.optimizer == "sgd":
-        hyper |= {"momentum": cfg.momentum, "nesterov": cfg.nesterov}
-    elif cfg.optimizer == "rmsprop":
-        hyper |= {"momentum": cfg.momentum}
-    elif cfg.optimizer == "adamw" and cfg.weight_decay == 0:
-        hyper = {}                                            # AdamW's own default decay
-    return optim.make(cfg.optimizer, **hyper)
-
-
-OPTIMIZER_SLOTS = {"sgd": 1, "adagrad": 1, "rmsprop": 2, "adam": 2, "adamw": 2}
-
-
-def memory_needed(cfg, input_size, output_size):
-    """A lower bound of the bytes a training step holds: parameters, gradients and optimiser slots,
-    and the caches of one window (gates and states of every layer, the readout's logits)."""
-    cell = CELLS[cfg.cell]
-    G = cell.GATES
-    H, E, L = cfg.hidden, cfg.embedding, cfg.layers
-    D0 = E or input_size
-    n = (input_size * E + G * H * (D0 + H + 2) + (L - 1) * G * H * (2 * H + 2) + len(cell.EXTRA) * L * H * H
-         + (0 if cfg.tie else output_size * H) + output_size)
-    T = cfg.window if cfg.task == "lm" else cfg.length if cfg.task in problems.PROBLEMS else 1
-    rows = T * cfg.batch
-    per_row = L * (G + 3) * H + 2 * output_size + D0
-    itemsize = np.dtype(cfg.dtype).itemsize
-    return (n * (2 + OPTIMIZER_SLOTS[cfg.optimizer]) + rows * per_row) * itemsize, n
-
-
-def available_memory():
-    """Bytes of memory available (MemAvailable), or the physical memory where /proc is absent."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def check_memory(cfg, input_size, output_size):
-    need, n = memory_needed(cfg, input_size, output_size)
-    have = available_memory()
-    if need > have:
-        raise ValueError(f"--hidden {cfg.hidden}, --layers {cfg.layers}, --embedding {cfg.embedding}, --batch "
-                         f"{cfg.batch}: the run needs at least {need / 2**30:,.1f} GiB ({n:,} parameters, their "
-                         f"gradients and optimiser state, and one window's caches), more than the "
-                         f"{have / 2**30:.1f} GiB of memory available; choose a smaller model or batch")
+    """A non-finite loss or gradient norm; the last good checkpoint is kept."""
 
 
 @dataclass
-class Progress:
-    """Where a run is: everything besides arrays that a checkpoint must restore."""
+class Training:
+    """A run in training: everything loop and step read and move on. net.params and opt_state are
+    updated in place; carried, progress and saved_at move on with each step and checkpoint."""
 
-    step: int = 0
-    epoch: int = 0
-    window: int = 0                  # index of the next batch (TBPTT window) in the epoch
-    tokens: int = 0
-    clipped: int = 0                 # steps on which clipping changed the gradient
-    best_valid: float = math.inf
-    best_step: int = 0
-    elapsed: float = 0.0
-    schedule: dict | None = None     # Plateau state
-    rng: dict | None = None          # the dropout RNG's bit_generator.state
-    sources: dict | None = None      # the data files' fingerprints, as in run.json (rundir.Run.write_marker)
-
-
-class Run(rundir.Run):
-    """A run directory (bptt.rundir) with what is built from it: the config, task and network."""
-
-    def config(self):
-        self.check_directory("RUN_DIR")
-        if not self.path.exists():
-            raise FileError(f"RUN_DIR: {self.path} does not exist")
-        try:
-            return TrainConfig.from_json(self.config_json())
-        except FileError:
-            raise
-        except (ValueError, TypeError) as e:
-            raise FileError(f"{self.file('config.json')}: {e}") from None
-
-    def task(self, cfg=None):
-        """The task of this run, with its saved vocabulary (and labels)."""
-        cfg = cfg or self.config()
-        vocab = self.vocab() if self.file("vocab.json").exists() else None
-        return tasks.make(cfg, vocab, self.labels())
-
-    def load(self):
-        """(params, optimiser state, carried state or None, Progress) of the checkpoint."""
-        params, opt_state, parts, meta = super().load()
-        try:
-            progress = Progress(**meta)
-        except TypeError:
-            raise FileError(f"{self.file('checkpoint.safetensors')}: its metadata is not a bptt training state "
-                            f"(keys {sorted(meta)})") from None
-        return params, opt_state, engine.public_state(parts) if parts else None, progress
-
-    def sizes(self, cfg):
-        """(input_size, output_size) of the run's network, from its saved files alone."""
-        if cfg.task in problems.PROBLEMS:
-            return problems.get(cfg.task).input_size, problems.get(cfg.task).output_size
-        vocab = self.vocab()
-        if cfg.task != "classify":
-            return vocab.size, vocab.size
-        labels = self.labels()
-        if labels is None:
-            raise FileError(f"{self.file('labels.json')}: missing; the classifier's labels are unknown")
-        return vocab.size, labels.size
-
-    def network(self, which="best"):
-        """The run's network with the weights of best.safetensors (or the last checkpoint), and their
-        metadata. Needs only the run directory, not the training data."""
-        cfg = self.config()
-        params, meta = self.load_params(which)
-        net = build_network(cfg, *self.sizes(cfg))
-        net.params = self.matching(net, params, "best.safetensors" if which == "best" and
-                                   self.file("best.safetensors").exists() else "checkpoint.safetensors")
-        return net, meta
-
-    def matching(self, net, params, filename):
-        """The saved params, checked against the network config.json (and vocab.json) describe."""
-        expected = {name: a.shape for name, a in net.params.items()}
-        problems_ = [f"{name} missing" for name in expected if name not in params]
-        problems_ += [f"{name} not expected" for name in params if name not in expected]
-        problems_ += [f"{name} is {tuple(params[name].shape)} there, {expected[name]} by config.json"
-                      for name in expected if name in params and params[name].shape != expected[name]]
-        problems_ += [f"{name} is {params[name].dtype} there, {net.dtype} by config.json"
-                      for name in expected if name in params and params[name].dtype != net.dtype][:1]
-        if problems_:
-            raise FileError(f"{self.file('config.json')} (with vocab.json) does not match {self.file(filename)}: "
-                            f"{'; '.join(problems_[:4])}{' ...' if len(problems_) > 4 else ''}; was one of them "
-                            f"edited or copied from another run?")
-        return {name: params[name] for name in expected}      # the network's order: the same sums
-
-
-def total_steps(cfg, windows_per_epoch):
-    """The step budget: --steps, or --epochs worth of windows (the smaller), or one epoch; None
-    (unbounded) when only --max-time is given."""
-    budgets = [cfg.steps] if cfg.steps is not None else []
-    if cfg.epochs is not None:
-        budgets.append(math.ceil(cfg.epochs * windows_per_epoch))
-    if budgets:
-        return min(budgets)
-    if cfg.max_time is not None:
-        return None
-    return windows_per_epoch
-
-
-def learning_rate(cfg, progress, total):
-    if cfg.schedule == "cosine":
-        return schedules.cosine_with_warmup(progress.step, total, cfg.lr, cfg.warmup)
-    if cfg.schedule == "plateau":
-        return progress.schedule["lr"]
-    return cfg.lr
-
-
-def clip(cfg, grads):
-    """Clip in place as configured; returns (pre-clip global norm, whether anything changed)."""
-    norm = clipping.global_norm(grads)
-    if cfg.clip == 0 or not math.isfinite(norm):
-        return norm, False
-    if cfg.clip_mode == "norm":
-        clipping.clip_global_norm(grads, cfg.clip)
-        return norm, norm > cfg.clip
-    if cfg.clip_mode == "param":
-        norms = clipping.clip_per_parameter(grads, cfg.clip)
-        return norm, any(n > cfg.clip for n in norms.values())
-    return norm, clipping.clip_value(grads, cfg.clip) > 0
-
-
-class StopSignals:
-    """SIGINT (Ctrl-C) and SIGTERM set a flag; the loop stops at the next step boundary, after
-    saving. A second signal stops at once (KeyboardInterrupt): the last checkpoint is intact."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.raised = None
-        self.previous = {}
-
-    def __enter__(self):
-        for s in self.SIGNALS:
-            try:
-                self.previous[s] = signal.signal(s, self.handle)
-            except ValueError:            # not the main thread: leave the signals alone
-                break
-        return self
-
-    def handle(self, signum, frame):
-        if self.raised is not None:
-            raise KeyboardInterrupt
-        self.raised = signal.Signals(signum).name
-
-    def __exit__(self, *exc):
-        for s, previous in self.previous.items():
-            signal.signal(s, previous)
+    run: Run
+    cfg: TrainConfig
+    task: object                 # bptt.training.tasks: batches, evaluation, the carried state's rule
+    net: object                  # bptt.Network
+    opt: object                  # the optimiser (building.make_optimizer)
+    opt_state: dict
+    carried: object              # this rank's rows of the state carried into the next window (None: zeros)
+    progress: Progress
+    total: int | None            # the step budget (opening.total_steps; None: --max-time alone)
+    rng: np.random.Generator     # the dropout masks'
+    ranks: Ranks
+    on_step: Callable | None     # on_step(progress) -> True stops the run
+    emit: Callable               # emit(kind, record): on_event on rank 0, nothing on the others
+    notes: dict                  # for the start record: the data paths as given, a resume's changes
+    saved_at: int = 0            # the step of the last checkpoint
 
 
 class Outcome(NamedTuple):
@@ -256,262 +68,15 @@ class Outcome(NamedTuple):
         return None if self.valid is None else self.valid["loss"]
 
 
-def absolute(given):
-    """given (a dict of config fields) with its data paths made absolute, so that the run can be
-    resumed from any directory."""
-    return given | {name: str(Path(given[name]).absolute()) for name in ("data", "valid") if given.get(name)}
-
-
-def source(cfg, name, given=None):
-    """The fingerprint of data file `name` ("data" or "valid") and the path as the user gave it (None:
-    the run has no such file)."""
-    path = getattr(cfg, name)
-    if path is not None:
-        return {"given": given or path, **rundir.fingerprint(path)}
-    if name == "data" and cfg.task == "lm":
-        return {"given": rundir.SHIPPED, **rundir.shipped_fingerprint(tasks.shipped_text())}
-    return None
-
-
-def data_sources(cfg, given):
-    """{"data" | "valid": fingerprint and given path} of the run's files."""
-    found = {name: source(cfg, name, given.get(name)) for name in ("data", "valid")}
-    return {name: s for name, s in found.items() if s is not None}
-
-
-def check_sources(run, cfg, recorded):
-    """Resume refuses a data file that changed since the run started. recorded: the fingerprints the
-    checkpoint holds (None in a checkpoint written before it held them), else the marker's; the
-    marker is written again from them if it is missing. A run with neither cannot be verified and
-    is refused. Returns {"data" | "valid": the path as the user gave it}."""
-    marker = run.marker()
-    if recorded is None and marker is None:
-        raise FileError(f"--resume: {run.file(rundir.MARKER)} is missing and {run.file('checkpoint.safetensors')} "
-                        f"does not record the training data either, so the data cannot be checked against the "
-                        f"run's; restore {rundir.MARKER}, or start a new run")
-    recorded = recorded if recorded is not None else marker["data"]
-    for name, before in recorded.items():
-        try:
-            after = source(cfg, name)
-        except FileError:                                     # gone, or unreadable
-            after = None
-        if after is None or after["sha256"] != before.get("sha256"):
-            what = before.get("path") or before.get("given")
-            got = "is gone" if after is None else (f"is now {after['bytes']:,} bytes, sha256 {after['sha256'][:12]}")
-            raise FileError(f"--{name}: {what} changed since the run started (it was {before.get('bytes', 0):,} "
-                            f"bytes, sha256 {str(before.get('sha256'))[:12]}; it {got}); restore it, or start a "
-                            f"new run")
-    if marker is None:
-        run.write_marker(recorded)
-    return {name: m.get("given") for name, m in recorded.items()}
-
-
-def resumed(saved, given):
-    """The saved config with the given fields ({name: value}); only config.RESUMABLE ones may differ
-    from the saved values. Returns (config, {name: (old, new)})."""
-    fixed = [name for name, value in given.items() if name not in RESUMABLE and value != getattr(saved, name)]
-    if fixed:
-        name = fixed[0]
-        was = getattr(saved, name)
-        was = "no value, the default," if was is None else repr(was)
-        raise ValueError(f"{name}: cannot change when resuming (the run has {was} got "
-                         f"{given[name]!r}); only {', '.join(RESUMABLE)} may change: start a new run in another "
-                         f"directory to change it")
-    changes = {name: (getattr(saved, name), given[name]) for name in RESUMABLE
-               if name in given and given[name] != getattr(saved, name)}
-    return saved.replace(**{name: new for name, (_, new) in changes.items()}), changes
-
-
-def resumed_config(run, cfg):
-    """The saved config, with the budget, lr or clip of cfg (None: unchanged)."""
-    saved = run.config()
-    return (saved, {}) if cfg is None else resumed(saved, absolute(cfg.to_json()))
-
-
-def resume_task(run, cfg):
-    """The task, its vocabulary (and labels) built again from the training data, which check_sources
-    verified unchanged: a saved vocab.json (labels.json) must equal it, a missing one is saved
-    again. Returns (task, the files rebuilt)."""
-    task = tasks.make(cfg)
-    rebuilt = []
-    for name, what, built in (("vocab.json", "vocabulary", getattr(task, "vocab", None)),
-                              ("labels.json", "label set", getattr(task, "labels", None))):
-        if built is None:
-            continue
-        if not run.file(name).exists():
-            run.write_json(name, built.to_json())
-            rebuilt.append(name)
-        elif (run.vocab() if name == "vocab.json" else run.labels()) != built:
-            raise FileError(f"{run.file(name)}: not the {what} of the run's training data (which is unchanged); "
-                            f"was it edited? Restore it, or delete it and --resume writes it again")
-    return task, rebuilt
-
-
-def open_new(run, cfg, given):
-    """Check everything, then create the run: (created, task, net, optimiser state, progress)."""
-    run.check_fresh()
-    task = tasks.make(cfg)
-    check_memory(cfg, task.input_size, task.output_size)
-    net = build_network(cfg, task.input_size, task.output_size)
-    created = not run.path.exists()
-    run.create()
-    run.lock()
-    try:
-        run.check_fresh()                                       # again, under the lock: another process may
-        run.check_writable()                                    # have made a run here since; its files stay
-    except BaseException:
-        run.release()
-        if created and {p.name for p in run.path.iterdir()} <= {rundir.LOCK}:
-            run.file(rundir.LOCK).unlink(missing_ok=True)
-            run.path.rmdir()
-        raise
-    try:
-        run.remove_temporaries()
-        sources = data_sources(cfg, given)
-        run.write_marker(sources)
-        run.write_json("config.json", cfg.to_json())
-        if hasattr(task, "vocab"):
-            run.write_json("vocab.json", task.vocab.to_json())
-        if cfg.task == "classify":
-            run.write_json("labels.json", task.labels.to_json())
-        progress = Progress(schedule=schedules.Plateau(cfg.lr).init() if cfg.schedule == "plateau" else None,
-                            sources=sources)
-        opt_state = make_optimizer(cfg).init(net.params)
-        run.save(net.params, opt_state, None, progress.__dict__)
-    except BaseException:
-        abandon(run, created)
-        raise
-    return created, task, net, opt_state, progress
-
-
-def abandon(run, created):
-    """A new run that failed before its first step leaves nothing behind."""
-    run.remove_own_files()
-    run.release()
-    run.file(rundir.LOCK).unlink(missing_ok=True)
-    if created:
-        try:
-            run.path.rmdir()
-        except OSError:
-            pass
-
-
-def open_resumed(run, cfg):
-    run.check_resumable()
-    run.lock()
-    run.check_writable()
-    run.remove_temporaries()
-    cfg, changes = resumed_config(run, cfg)
-    params, opt_state, carried, progress = run.load()
-    given = check_sources(run, cfg, progress.sources)
-    progress.sources = progress.sources or run.marker()["data"]
-    task, rebuilt = resume_task(run, cfg)
-    net = build_network(cfg, task.input_size, task.output_size)
-    net.params = run.matching(net, params, "checkpoint.safetensors")
-    if "lr" in changes and progress.schedule is not None:
-        progress.schedule = progress.schedule | {"lr": cfg.lr}      # the plateau schedule restarts from it
-    total = total_steps(cfg, task.steps_per_epoch)
-    out_of_time = cfg.max_time is not None and progress.elapsed >= cfg.max_time
-    if (total is not None and progress.step >= total) or out_of_time:
-        budget = ", ".join(f"{n} {getattr(cfg, n)}" for n in ("steps", "epochs", "max_time") if getattr(cfg, n)) or \
-            f"one epoch ({task.steps_per_epoch} steps)"
-        raise ValueError(f"--resume: the run already reached its budget ({budget}) at step {progress.step}; "
-                         f"give a larger --steps, --epochs or --max-time to continue it")
-    if changes:
-        run.write_json("config.json", cfg.to_json())
-    return cfg, task, net, opt_state, carried, progress, {"changes": changes, "rebuilt": rebuilt, "given": given}
-
-
-class Opened(NamedTuple):
-    """A run ready for its first step (open_run)."""
-
-    created: bool               # its directory was made for it (a new run that fails leaves nothing)
-    cfg: TrainConfig
-    task: object
-    net: object
-    opt_state: dict
-    carried: object             # the state carried into the next window (None: zeros)
-    progress: Progress
-    notes: dict                 # for display: the data paths as given, a resume's changes and rebuilt files
-
-
-def open_run(run, cfg, resume, given):
-    """A new run, or the run in `run` resumed: Opened."""
-    if resume:
-        try:
-            cfg, task, net, opt_state, carried, progress, notes = open_resumed(run, cfg)
-            run.truncate_log(progress.step)
-            if notes["changes"]:
-                run.log({"step": progress.step, "changed": {k: list(v) for k, v in notes["changes"].items()}})
-        except BaseException:
-            run.release()
-            raise
-        return Opened(False, cfg, task, net, opt_state, carried, progress, notes)
-    cfg = TrainConfig(**absolute(cfg.to_json()))
-    created, task, net, opt_state, progress = open_new(run, cfg, given or {})
-    return Opened(created, cfg, task, net, opt_state, None, progress,
-                  {"given": {k: v for k, v in (given or {}).items() if v}})
-
-
-def open_on_ranks(ranks, run, cfg, resume, given):
-    """open_run on rank 0, which sends the others the config, vocabulary, labels, arrays and progress;
-    every rank builds the task from its own copy of the data and takes its rows of the carried state
-    (bptt.training.ranks). A rank that cannot ends the job before the first step, the run as it was."""
-    here = None
-
-    def on_root():
-        nonlocal here
-        here = o = open_run(run, cfg, resume, given)
-        return {"cfg": o.cfg, "vocab": o.task.vocab.to_json() if hasattr(o.task, "vocab") else None,
-                "labels": o.task.labels.to_json() if hasattr(o.task, "labels") else None, "params": o.net.params,
-                "opt_state": o.opt_state, "carried": o.carried, "progress": o.progress,
-                "sources": run.marker()["data"]}
-
-    sent = ranks.on_root(on_root)
-    error = None
-    try:
-        ranks.check_batch(sent["cfg"].batch)
-        if not ranks.root:
-            cfg = sent["cfg"]                                 # rank 0's (a resumed run's saved config)
-            check_copies(cfg, sent["sources"])
-            vocab = None if sent["vocab"] is None else data.Vocab.from_json(sent["vocab"])
-            labels = None if sent["labels"] is None else data.LabelSet.from_json(sent["labels"])
-            task = tasks.make(cfg, vocab, labels)
-            net = build_network(cfg, task.input_size, task.output_size)
-            net.params = sent["params"]
-            here = Opened(False, cfg, task, net, sent["opt_state"], sent["carried"], sent["progress"], {})
-    except Exception as e:                                     # noqa: BLE001 (rank 0 reports it)
-        error = e
-    try:
-        ranks.agree(error)
-    except BaseException:
-        if ranks.root:
-            if not resume and here.progress.step == 0:
-                abandon(run, here.created)
-            run.release()
-        raise
-    return here._replace(carried=rows_of(here.carried, ranks.rows(here.cfg.batch)))
-
-
-def check_copies(cfg, sources):
-    """This rank's data files are rank 0's (sources: their fingerprints in the run's marker): each
-    rank reads its own copy, and a different copy would train on different numbers without a word."""
-    for name, theirs in sources.items():
-        mine = source(cfg, name)
-        if mine["sha256"] != theirs["sha256"]:
-            raise FileError(f"--{name}: this machine's {mine['path'] or 'shipped text'} is not rank 0's ({mine['bytes']:,} "
-                            f"bytes, sha256 {mine['sha256'][:12]} here; {theirs['bytes']:,} bytes, sha256 "
-                            f"{theirs['sha256'][:12]} on rank 0); give every machine the same file")
-
-
 def train(cfg, out, resume=False, on_step=None, on_event=None, given=None, ranks=None):
-    """Train per cfg into run directory out (bptt.rundir says what is written and refused).
+    """Train per cfg into run directory out (bptt.training.rundir says what is written and refused).
 
     resume=True continues the run in out: cfg is None (the saved config) or the saved config with a
-    new budget, lr or clip. on_step(progress) -> True stops the run (as Ctrl-C does: saved,
-    resumable); on_event(kind, record) receives "start", "log" and "eval" records for display.
-    given: the data paths as the user typed them, for display. Raises Diverged on a non-finite
-    loss or gradient, keeping the last good checkpoint.
+    new budget, lr or clip. cfg may also be what opening.settle made of the options (the command
+    line settles them first; they are not resolved again). on_step(progress) -> True stops the run
+    (as Ctrl-C does: saved, resumable); on_event(kind, record) receives "start", "log" and "eval"
+    records for display. given: the data paths as the user typed them, for display. Raises
+    Diverged on a non-finite loss or gradient, keeping the last good checkpoint.
 
     ranks: the ranks of a data-parallel run (bptt.training.ranks.world(); None: this process alone).
     Rank 0 opens and writes the run and calls on_event; the other ranks take rank 0's config (their
@@ -520,10 +85,15 @@ def train(cfg, out, resume=False, on_step=None, on_event=None, given=None, ranks
     ranks = ranks or Ranks()
     run = Run(out)
     emit = on_event if on_event is not None and ranks.root else (lambda kind, record: None)
-    heap.reuse_freed_memory()                     # a step's arrays come back from the heap, not the kernel
     o = open_run(run, cfg, resume, given) if ranks.size == 1 else open_on_ranks(ranks, run, cfg, resume, given)
     try:
-        return loop(run, o.cfg, o.task, o.net, o.opt_state, o.carried, o.progress, on_step, emit, o.notes, ranks)
+        engine.backend(o.net.arch.engine)      # built before the first step (the fast one sets up the heap)
+        rng = np.random.default_rng(o.cfg.seed + 2)
+        if o.progress.rng is not None:
+            rng.bit_generator.state = o.progress.rng
+        opened = {name: value for name, value in o._asdict().items() if name != "created"}
+        return loop(Training(run=run, opt=make_optimizer(o.cfg), rng=rng, ranks=ranks, on_step=on_step, emit=emit,
+                             saved_at=o.progress.step, **opened))
     except Diverged:
         raise
     except BaseException:
@@ -534,196 +104,159 @@ def train(cfg, out, resume=False, on_step=None, on_event=None, given=None, ranks
         run.release()
 
 
-def loop(run, cfg, task, net, opt_state, carried, progress, on_step, emit, notes, ranks):
-    opt = make_optimizer(cfg)
-    total = total_steps(cfg, task.steps_per_epoch)
-    rng = np.random.default_rng(cfg.seed + 2)
-    if progress.rng is not None:
-        rng.bit_generator.state = progress.rng
-    baselines = task.baselines()
-    emit("start", {"step": progress.step, "total": total, "params": sum(p.size for p in net.params.values()),
-                   "config": cfg, "ranks": ranks.size, **notes, **task.describe(), **baselines})
-    saved_at = progress.step
-    log = run.log if ranks.root else (lambda record: None)
-
-    def save():
-        nonlocal saved_at
-        progress.rng = rng.bit_generator.state
-        state = ranks.gather_rows(carried)                     # all B streams' state, on rank 0
-        ranks.on_root(lambda: run.save(net.params, opt_state, state, progress.__dict__))
-        saved_at = progress.step
-
-    status, last_valid = "done", None
-    started = time.perf_counter() - progress.elapsed
-    flags = np.zeros(3)               # this rank's reasons to stop: a signal, on_step, --max-time (rank 0's clock)
-    with StopSignals() as stop, np.errstate(over="ignore", invalid="ignore"):   # divergence is checked below
+def loop(t):
+    """Steps until the budget is spent or a stop is asked for (Stop); validates and saves every
+    eval_every steps and, when it stops early, once more. Returns the Outcome."""
+    baselines = t.task.baselines()
+    t.emit("start", {"step": t.progress.step, "total": t.total, "params": sum(p.size for p in t.net.params.values()),
+                     "config": t.cfg, "ranks": t.ranks.size, **t.notes, **t.task.describe(), **baselines})
+    status, last_valid, stop = "done", None, Stop()
+    started = time.perf_counter() - t.progress.elapsed
+    with StopSignals() as signals, np.errstate(over="ignore", invalid="ignore"):   # divergence is checked in step
         try:
-            while total is None or progress.step < total:
-                carried, record, heard = step(cfg, task, net, opt, opt_state, carried, progress, rng, total,
-                                              saved_at, ranks, flags, log, run)
-                progress.elapsed = time.perf_counter() - started
-                record["elapsed"] = progress.elapsed
-                if progress.step % cfg.log_every == 0 or progress.step == total:
-                    log(record)
-                    emit("log", record)
-                if progress.step % cfg.eval_every == 0 or progress.step == total:
-                    last_valid = validated(ranks, run, cfg, task, net, progress)
-                    emit("eval", last_valid)
-                    save()
-                asked = on_step is not None and on_step(progress)
-                flags[:] = (stop.raised is not None, asked,
-                            ranks.root and cfg.max_time is not None and progress.elapsed >= cfg.max_time)
-                signalled, asked, out_of_time = (flags if ranks.size == 1 else heard) > 0   # with ranks: of the step before
-                if signalled or asked or out_of_time:
-                    status = "time" if out_of_time and not signalled else "interrupted"
-                    if saved_at != progress.step:
-                        if status == "time":
-                            last_valid = validated(ranks, run, cfg, task, net, progress, scheduled=False)
-                            emit("eval", last_valid)
-                        save()
+            while t.total is None or t.progress.step < t.total:
+                record, heard = step(t, stop)
+                t.progress.elapsed = time.perf_counter() - started
+                record["elapsed"] = t.progress.elapsed
+                last_valid = books(t, record) or last_valid
+                stop = after_step(signals, t.on_step, t.progress, t.cfg.max_time if t.ranks.root else None)
+                why = (stop if t.ranks.size == 1 else heard).status()   # with ranks: the step before's, heard by all
+                if why is not None:
+                    status = why
+                    last_valid = books_at_stop(t, status) or last_valid
                     break
         except FileError as e:
-            raise FileError(f"{e}. Training stopped at step {progress.step}; the checkpoint of step {saved_at} is "
-                            f"intact: free some space, then continue with --resume") from None
-    if last_valid is not None and last_valid["step"] != progress.step:
+            raise FileError(f"{e}. Training stopped at step {t.progress.step}; the checkpoint of step {t.saved_at} "
+                            f"is intact: free some space, then continue with --resume") from None
+    if last_valid is not None and last_valid["step"] != t.progress.step:
         last_valid = None                                     # stale: of earlier parameters
     if last_valid is None and status != "interrupted":
-        last_valid = {"step": progress.step, **task.evaluate(net.params, net.arch, ranks)}
-    return Outcome(status, progress, last_valid, progress.best_valid, baselines)
+        last_valid = {"step": t.progress.step, **t.task.evaluate(t.net.params, t.net.arch, t.ranks)}
+    return Outcome(status, t.progress, last_valid, t.progress.best_valid, baselines)
 
 
-def step(cfg, task, net, opt, opt_state, carried, progress, rng, total, saved_at, ranks, flags, log, run):
-    """One update: loss and gradients of the next window (with ranks: of this rank's rows, then
-    summed over the ranks with `flags`), clipping, the optimiser. Returns the state carried into
-    the next window, the step's metrics record and the flags summed over the ranks."""
-    batch, tokens = task.batch(progress.window, progress.epoch)
+def step(t, stop):
+    """One update, with this rank's reasons to stop sent to the others on the way. Returns the
+    step's metrics record and the reasons to stop summed over the ranks."""
+    p, cfg = t.progress, t.cfg
+    batch, tokens = t.task.batch(p.window, p.epoch)                               # 1. data -> window
     tick = time.perf_counter()
-    flow = cfg.flow_every > 0 and (progress.step + 1) % cfg.flow_every == 0
-    B = batch["x"].shape[1]
-    rows = ranks.rows(B)
-    mine = batch if ranks.size == 1 else rows_of_batch(batch, rows)
-    r = None
-    if rows.stop > rows.start:                            # a classifier's last batch may leave a rank no rows
-        r = engine.loss_and_grads(net.params, net.arch, state=carried, **mine, dropout=cfg.dropout, rng=rng,
-                                  dropout_rows=None if ranks.size == 1 else (rows.start, rows.stop, B),
-                                  clip_dh=cfg.clip_dh, trace=flow, recompute_every=cfg.recompute_every)
-    elif cfg.dropout > 0:
-        engine.dropout_masks(net.arch, engine.Batch(batch["x"][:, :0], (), None, None), cfg.dropout, rng,
-                             net.dtype, (0, 0, B))        # the generator moves as on the other ranks
-    share = 1.0 if ranks.size == 1 else share_of_targets(batch, mine)
-    loss, grads, flows, heard = combined(ranks, net.params, r, share, flow, flags, batch["x"].shape[0], cfg.layers)
+    flow = cfg.flow_every > 0 and (p.step + 1) % cfg.flow_every == 0
+    r, rows, share = gradients(t, batch, flow)                                    # 2-5. engine
+    loss, grads, flows, heard = summed(t.ranks, t.net.params, r, share, stop,
+                                       (cfg.layers, batch["x"].shape[0]) if flow else None)
     if flow:                                              # before clipping changes the gradients
-        log({"step": progress.step + 1, "flow": flows,
-             "grad_norms": {k: float(np.linalg.norm(g)) for k, g in grads.items()}})
-    norm, clipped = clip(cfg, grads)
+        log(t, {"step": p.step + 1, "flow": flows,
+                "grad_norms": {k: float(np.linalg.norm(g)) for k, g in grads.items()}})
+    norm, clipped = clipping.clip(grads, cfg.clip, cfg.clip_mode)                 # 6. clipping
     if not (math.isfinite(loss) and math.isfinite(norm)):
-        raise ranks.everywhere(Diverged(divergence_advice(run, cfg, progress, loss, norm, saved_at)))
-    if task.carries_state:
-        carried = task.next_state(net.params, net.arch, progress.window, carried, r.state, rows)
-    following = progress.window + 1
-    if following == task.steps_per_epoch:
+        raise t.ranks.everywhere(Diverged(divergence_advice(t, loss, norm)))
+    if t.task.carries_state:                                                      # 7. carried state
+        t.carried = t.task.next_state(t.net.params, t.net.arch, p.window, t.carried, r.state, rows)
+    following = p.window + 1
+    if following == t.task.steps_per_epoch:
         following = 0
-        progress.epoch += 1
-    lr = learning_rate(cfg, progress, total)
-    opt.step(net.params, grads, opt_state, lr)
-    progress.step += 1
-    progress.window = following
-    progress.tokens += tokens
-    progress.clipped += clipped
-    record = {"step": progress.step, "epoch": progress.epoch, "loss": loss, "lr": lr, "grad_norm": norm,
-              "clipped": clipped, "clipped_fraction": progress.clipped / progress.step,
-              "tokens_per_s": tokens / (time.perf_counter() - tick)}
-    return carried, record, heard
+        p.epoch += 1
+    lr = schedules.learning_rate(cfg.schedule, cfg.lr, p.step, t.total, cfg.warmup, p.schedule)   # 8. optimiser
+    t.opt.step(t.net.params, grads, t.opt_state, lr)
+    p.step += 1
+    p.window = following
+    p.tokens += tokens
+    p.clipped += clipped
+    record = {"step": p.step, "epoch": p.epoch, "loss": loss, "lr": lr, "grad_norm": norm, "clipped": clipped,
+              "clipped_fraction": p.clipped / p.step, "tokens_per_s": tokens / (time.perf_counter() - tick)}
+    return record, Stop(*heard)
 
 
-def rows_of_batch(batch, rows):
-    """The keyword arguments of engine.loss_and_grads for the rows (a slice) of a batch: its arrays
-    have the rows on axis 1 (T, B, ...), but lengths (B,) and many-to-one targets (B, ...) on axis 0."""
-    on_axis_0 = {"lengths"} | ({"y"} if batch.get("target") == "last" else set())
-
-    def cut(name, a):
-        if a is None or isinstance(a, str):                   # target, loss
-            return a
-        return a[rows] if name in on_axis_0 else a[:, rows]
-
-    return {name: cut(name, a) for name, a in batch.items()}
-
-
-def share_of_targets(batch, mine):
-    """This rank's targets over the whole batch's: the weight of its mean loss and gradients."""
-    def count(b):
-        T, B = b["x"].shape[:2]
-        return engine.targets_counted(T, B, b.get("target", "every"), b.get("lengths"), b.get("loss_mask"))
-    return count(mine) / count(batch)
+def gradients(t, batch, flow):
+    """(engine Result, rows, share of the targets) of this rank's rows of the batch; the Result is
+    None when a rank has no rows (a classifier's last batch), its dropout generator moved as on the
+    others. flow: keep dL/dh of every step (trace) for the flow record."""
+    B = batch["x"].shape[1]
+    rows, alone = t.ranks.rows(B), t.ranks.size == 1
+    mine = batch if alone else rows_of_batch(batch, rows)
+    r = None
+    if rows.stop > rows.start:
+        r = engine.loss_and_grads(t.net.params, t.net.arch, state=t.carried, **mine, dropout=t.cfg.dropout,
+                                  rng=t.rng, dropout_rows=None if alone else (rows.start, rows.stop, B),
+                                  clip_dh=t.cfg.clip_dh, trace=flow, recompute_every=t.cfg.recompute_every)
+    elif t.cfg.dropout > 0:
+        engine.dropout_masks(t.net.arch, engine.Batch(batch["x"][:, :0], (), None, None), t.cfg.dropout, t.rng,
+                             t.net.dtype, (0, 0, B))
+    return r, rows, 1.0 if alone else share_of_targets(batch, mine)
 
 
-def combined(ranks, params, r, share, flow, flags, T, L):
-    """(loss, grads, flow, flags) of the whole batch from each rank's Result r (None: no rows) and
-    share of the targets: one Allreduce of [share g_r..., share loss_r, flags, share² Σ dh²...].
-    flow: per layer, the norm of dL/dh_t over the batch at each step t (a list of T floats)."""
-    if ranks.size == 1:
-        return r.loss, r.grads, np.sqrt(flow_squares(r, 1.0, T)).reshape(L, T).tolist() if flow else None, flags
-    sizes = [p.size for p in params.values()]
-    n = sum(sizes)
-    buffer = np.empty(n + 1 + len(flags) + (L * T if flow else 0), next(iter(params.values())).dtype)
-    if r is None:
-        buffer[:] = 0.0
-    else:
-        offset = 0
-        for name, size in zip(params, sizes):
-            np.multiply(r.grads[name].reshape(-1), share, out=buffer[offset:offset + size])
-            offset += size
-        buffer[n] = share * r.loss
-        if flow:
-            buffer[n + 1 + len(flags):] = flow_squares(r, share, T)
-    buffer[n + 1:n + 1 + len(flags)] = flags
-    ranks.sum(buffer)
-    grads, offset = {}, 0
-    for (name, p), size in zip(params.items(), sizes):
-        grads[name] = buffer[offset:offset + size].reshape(p.shape)
-        offset += size
-    flows = np.sqrt(buffer[n + 1 + len(flags):].astype(np.float64)).reshape(L, T).tolist() if flow else None
-    return float(buffer[n]), grads, flows, buffer[n + 1:n + 1 + len(flags)].copy()
-
-
-def flow_squares(r, share, T):
-    """||share dL/dh^l_t||² over the rows, for every layer l and step t (L T,): the rows' part of the
-    flow record (r.dhs, traced), whose sum over the ranks is the whole batch's."""
-    return np.concatenate([share ** 2 * (dh.reshape(T, -1).astype(np.float64) ** 2).sum(axis=1) for dh in r.dhs])
-
-
-def divergence_advice(run, cfg, progress, loss, norm, saved_at):
+def divergence_advice(t, loss, norm):
+    cfg = t.cfg
     clip_hint = f"--clip {cfg.clip / 4:g}" if cfg.clip else "--clip 1"
-    return (f"training diverged at step {progress.step + 1}: loss {loss}, gradient norm {norm}. The last good "
-            f"checkpoint (step {saved_at}) is kept in {run.file('checkpoint.safetensors')}; continue from it with "
-            f"a lower learning rate or stronger clipping: bptt train {run.path} --resume --lr {cfg.lr / 10:g} "
-            f"(or {clip_hint})")
+    return (f"training diverged at step {t.progress.step + 1}: loss {loss}, gradient norm {norm}. The last good "
+            f"checkpoint (step {t.saved_at}) is kept in {t.run.file('checkpoint.safetensors')}; continue from it "
+            f"with a lower learning rate or stronger clipping: bptt train {t.run.path} --resume --lr "
+            f"{cfg.lr / 10:g} (or {clip_hint})")
 
 
-def validated(ranks, run, cfg, task, net, progress, scheduled=True):
+# --- 9. the run files ------------------------------------------------------------------------------
+
+def books(t, record):
+    """After a step: its record every log_every steps; validation and a checkpoint every eval_every
+    steps and after the last. Returns the validation record, if there was one."""
+    if t.progress.step % t.cfg.log_every == 0 or t.progress.step == t.total:
+        log(t, record)
+        t.emit("log", record)
+    if t.progress.step % t.cfg.eval_every == 0 or t.progress.step == t.total:
+        valid = validated(t)
+        t.emit("eval", valid)
+        save(t)
+        return valid
+    return None
+
+
+def books_at_stop(t, status):
+    """Before an early stop: a checkpoint unless the step was just saved; out of time, a validation
+    too (outside the schedule). Returns the validation record, if there was one."""
+    if t.saved_at == t.progress.step:
+        return None
+    valid = None
+    if status == "time":
+        valid = validated(t, scheduled=False)
+        t.emit("eval", valid)
+    save(t)
+    return valid
+
+
+def log(t, record):
+    """One record in metrics.jsonl (rank 0 writes)."""
+    if t.ranks.root:
+        t.run.log(record)
+
+
+def save(t):
+    """checkpoint.safetensors: the parameters, optimiser state, the carried state of all B streams
+    (gathered on rank 0, which writes) and the progress with the dropout generator's state."""
+    t.progress.rng = t.rng.bit_generator.state
+    state = t.ranks.gather_rows(t.carried)
+    t.ranks.on_root(lambda: t.run.save(t.net.params, t.opt_state, state, t.progress.__dict__))
+    t.saved_at = t.progress.step
+
+
+def validated(t, scheduled=True):
     """Validation: every rank scores its share of the validation data (task.evaluate), then rank 0
-    keeps the books (validate); its record, best loss and schedule are sent to every rank."""
-    metrics = task.evaluate(net.params, net.arch, ranks)
+    records it and keeps best.safetensors; its record, best loss and schedule are sent to every
+    rank. Only scheduled validations (every eval_every steps) move the plateau schedule, so that
+    stopping early never changes the arithmetic."""
+    metrics = t.task.evaluate(t.net.params, t.net.arch, t.ranks)
+    p = t.progress
 
     def on_root():
-        record = validate(run, cfg, net, progress, metrics, scheduled)
-        return record, progress.best_valid, progress.best_step, progress.schedule
+        record = {"step": p.step, "split": "valid", **metrics}
+        if record["loss"] < p.best_valid:
+            p.best_valid, p.best_step = record["loss"], p.step
+            t.run.save_best(t.net.params, {"step": p.step, "valid_loss": record["loss"]})
+        if t.cfg.schedule == "plateau" and scheduled:
+            p.schedule = schedules.Plateau(t.cfg.lr).update(p.schedule, record["loss"])
+        record["best"] = p.best_valid
+        t.run.log(record)
+        return record, p.best_valid, p.best_step, p.schedule
 
-    record, progress.best_valid, progress.best_step, progress.schedule = ranks.on_root(on_root)
+    record, p.best_valid, p.best_step, p.schedule = t.ranks.on_root(on_root)
     return record
-
-
-def validate(run, cfg, net, progress, metrics, scheduled=True):
-    """Records the validation metrics; keeps best.safetensors. Only scheduled validations (every
-    eval_every steps) move the plateau schedule, so stopping early never changes the arithmetic."""
-    record = {"step": progress.step, "split": "valid", **metrics}
-    loss = record["loss"]
-    if loss < progress.best_valid:
-        progress.best_valid, progress.best_step = loss, progress.step
-        run.save_best(net.params, {"step": progress.step, "valid_loss": loss})
-    if cfg.schedule == "plateau" and scheduled:
-        progress.schedule = schedules.Plateau(cfg.lr).update(progress.schedule, loss)
-    record["best"] = progress.best_valid
-    run.log(record)
-    return record
-

@@ -2,7 +2,8 @@
 with the two things one does with a language model, scoring a text and sampling a continuation.
 
     run = bptt.load("runs/shakespeare")              # the best checkpoint; checkpoint="last": the latest
-    run.score("ROMEO:\\nIs the day so young?\\n")     # {"loss": nats per token, "perplexity", "bits_per_char", "tokens"}
+    run.score("ROMEO:\\nIs the day so young?\\n")     # {"loss": nats/token, "perplexity", "bits_per_char",
+                                                     #  "tokens", "streams"}
     run.sample("ROMEO:", 200, seed=1, temperature=0.8)
     run.network.forward(run.vocab.encode(list("ROMEO"))[:, None])     # anything Network does
 """
@@ -12,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import checks
-from . import data, generate, tasks, train
+from . import data, generate, opening, tasks
 
 
 class Trained(NamedTuple):
@@ -62,7 +63,7 @@ def load(run_dir, checkpoint="best"):
     the run directory."""
     if checkpoint not in ("best", "last"):
         raise ValueError(f"checkpoint: expected 'best' or 'last', got {checkpoint!r}")
-    run = train.Run(run_dir)
+    run = opening.Run(run_dir)
     cfg = run.config()
     net, meta = run.network(checkpoint)
     vocab = run.vocab() if run.file("vocab.json").exists() else None
