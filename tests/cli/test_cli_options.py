@@ -149,7 +149,10 @@ def test_item19_cell_names_are_one_vocabulary(tmp_path, text, capsys):
     parser = build_parser()
     train_cells = set(parser._subparsers._group_actions[0].choices["train"]._option_string_actions["--cell"].choices)
     assert set(gradcheck.CELL_NAMES) <= train_cells
-    assert {"rnn-tanh", "rnn-relu", "rnn-sigmoid", "skip-tanh", "gru", "lstm"} == set(sweep.VARIANTS)
+    assert {"rnn-tanh", "irnn", "rnn-sigmoid", "skip-tanh", "gru", "lstm"} == set(sweep.VARIANTS)
+    assert {cell for cell, _ in sweep.VARIANTS.values()} <= train_cells
+    assert sweep.variant("rnn-relu") == {"cell": "rnn", "nonlinearity": "relu"}     # what bptt train's rnn-relu is
+    assert sweep.variant("irnn") == {"cell": "rnn", "nonlinearity": "relu", "recurrent_init": "identity"}
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(["train", "--out", str(a), "--data", text, "--steps", "2", "--cell", "rnn-relu", *SMALL]) == 0
     assert main(["train", "--out", str(b), "--data", text, "--steps", "2", "--cell", "rnn", "--nonlinearity", "relu",

@@ -87,6 +87,7 @@ def engines_text(asked, cases):
 
 def add_task(sub):
     from ..lab import sweep
+    from ..reference import FORMS
     from ..training import problems
 
     p = parser_for(sub, "task", "train cells on a long-range problem over a sweep of lengths",
@@ -94,15 +95,17 @@ def add_task(sub):
                    "budget, and report which solve it. Problems: "
                    + "; ".join(f"{k}: solved when {v.description}" for k, v in problems.PROBLEMS.items())
                    + ". Cells (each with its paper's initialisation): " + ", ".join(sweep.VARIANTS)
-                   + "; rnn-relu is the IRNN (identity recurrent weights), lstm has forget-gate bias 1, skip-tanh "
+                   + "; irnn is rnn-relu with identity recurrent weights, lstm has forget-gate bias 1, skip-tanh "
                      "reaches 8 steps back. Ctrl-C or SIGTERM stops every run at its next step, saved; --resume "
                      "finishes the sweep.")
     p.add_argument("problem", choices=tuple(problems.PROBLEMS), help="the long-range problem")
     p.add_argument("--lengths", type=POSITIVE_INT, nargs="+", default=[50, 100, 200], metavar="T",
                    help="sequence lengths T to train at (default: 50 100 200)")
-    p.add_argument("--cells", nargs="+", default=list(sweep.VARIANTS), choices=(*sweep.VARIANTS, *sweep.ALIASES),
-                   metavar="CELL", help=f"cells to train: {', '.join(sweep.VARIANTS)} (default: all); "
-                                        f"{sweep.ALIASES_TEXT}")
+    choices = tuple(dict.fromkeys((*sweep.VARIANTS, *FORMS, *sweep.ALIASES)))
+    p.add_argument("--cells", nargs="+", default=list(sweep.VARIANTS), choices=choices, metavar="CELL",
+                   help=f"cells to train: {', '.join(sweep.VARIANTS)} (default: all), each with its paper's "
+                        f"initialisation, or any cell of bptt train ({', '.join(FORMS)}) with PyTorch's; "
+                        f"{sweep.ALIASES_TEXT}")
     p.add_argument("--steps", type=POSITIVE_INT, default=2000, help="step budget of each run (default: 2000)")
     p.add_argument("--hidden", type=POSITIVE_INT, default=64, help="hidden units (default: 64)")
     p.add_argument("--batch", type=POSITIVE_INT, default=32, help="sequences per step (default: 32)")

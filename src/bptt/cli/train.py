@@ -8,9 +8,6 @@ from . import display
 from .display import plural
 from .options import NONNEGATIVE_INT, flag, parser_for
 
-CELL_FORMS = ("rnn", "gru", "lstm", "skip", "rnn-tanh", "rnn-relu", "rnn-sigmoid", "skip-tanh", "skip-relu",
-              "skip-sigmoid")
-
 
 def default_text(f):
     """" (default: X)" for a field whose default is a value; None and flags say it in their help."""
@@ -24,6 +21,7 @@ def default_text(f):
 
 def add_config_options(p):
     """One option per TrainConfig field: its help, choices and default come from the field."""
+    from ..reference import FORMS
     from ..training.config import TrainConfig
 
     for f in dataclasses.fields(TrainConfig):
@@ -33,7 +31,7 @@ def add_config_options(p):
             continue
         kind = next(t for t in typing.get_args(f.type) or (f.type,) if t is not type(None))
         kind = {"int": int, "float": float, "str": str}.get(kind, kind)
-        choices = CELL_FORMS if f.name == "cell" else f.metadata["choices"]
+        choices = FORMS if f.name == "cell" else f.metadata["choices"]
         p.add_argument(flag(f.name), type=kind, choices=choices, default=None, help=help,
                        metavar=None if choices else f.name.upper())
 
@@ -71,18 +69,19 @@ def run_dir(args):
 
 def given_options(args):
     """The config fields given on the command line (not None), as TrainConfig values."""
+    from ..reference import form
     from ..training.config import TrainConfig
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
              if getattr(args, f.name) is not None}
     if "separator" in given:                                  # --separator '\n\n' means two line breaks
         given["separator"] = given["separator"].replace("\\n", "\n").replace("\\t", "\t")
-    cell = given.get("cell", "")
-    if "-" in cell:                                           # --cell rnn-relu: the cell and its nonlinearity
-        base, nonlinearity = cell.split("-")
-        if given.get("nonlinearity", nonlinearity) != nonlinearity:
-            raise ValueError(f"--nonlinearity: {given['nonlinearity']} disagrees with --cell {cell}")
-        given["cell"], given["nonlinearity"] = base, nonlinearity
+    if "cell" in given:                                       # --cell rnn-relu: the cell and its nonlinearity
+        base, nonlinearity = form(given["cell"])
+        if nonlinearity is not None:
+            if given.get("nonlinearity", nonlinearity) != nonlinearity:
+                raise ValueError(f"--nonlinearity: {given['nonlinearity']} disagrees with --cell {given['cell']}")
+            given["cell"], given["nonlinearity"] = base, nonlinearity
     return given
 
 

@@ -17,8 +17,9 @@ import numpy as np
 from ..model import engine
 from ..model.network import Network
 from ..model.torch_names import torch_name
+from ..reference import form
 
-CELL_NAMES = ("rnn-tanh", "rnn-relu", "rnn-sigmoid", "gru", "lstm", "skip-tanh")
+CELL_NAMES = ("rnn-tanh", "rnn-relu", "rnn-sigmoid", "gru", "lstm", "skip-tanh")   # checked, of reference.FORMS
 INPUT_KINDS = ("onehot", "embedding", "float")
 
 
@@ -53,7 +54,7 @@ class Case:
         engine has no form of the cell (the skip RNN has no compiled one)."""
         if self.engine == "numpy":
             return "numpy"
-        return self.engine if self.cell.partition("-")[0] in engine.backend(self.engine).cells else "numpy"
+        return self.engine if form(self.cell)[0] in engine.ENGINE_CELLS[self.engine] else "numpy"
 
     def label(self):
         """The case in words; the engine that ran it (ran_on) unless the reference was asked for."""
@@ -89,7 +90,7 @@ def training_cases():
 
 def shape(case):
     """The keyword arguments of the case's Network (and Arch) besides dtype and seed."""
-    cell, _, nonlinearity = case.cell.partition("-")
+    cell, nonlinearity = form(case.cell)
     return dict(cell=cell, input_size=case.V, hidden_size=case.H, output_size=case.K, num_layers=case.num_layers,
                 embedding_dim=case.E if case.inputs == "embedding" else None, nonlinearity=nonlinearity or "tanh",
                 tie_weights=case.tied, skip=case.skip, engine=case.ran_on)

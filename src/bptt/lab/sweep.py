@@ -5,13 +5,15 @@ The cells compared are the seeds' and their remedies:
 
     rnn-tanh      Elman RNN, tanh, PyTorch's default initialisation
     rnn-sigmoid   Elman RNN, sigmoid (slope at most 1/4: the seeds' vanishing example)
-    rnn-relu      ReLU RNN with the identity recurrent initialisation: the IRNN (Le et al. 2015)
+    irnn          ReLU RNN (rnn-relu) with the identity recurrent initialisation (Le et al. 2015)
     gru           GRU (PyTorch's formulation)
     lstm          LSTM with forget-gate bias 1 (Jozefowicz et al. 2015)
     skip-tanh     tanh RNN with a second recurrent connection 8 steps back (the seeds' skip RNN)
 
-The names are the cell names of gradcheck and train (`--cell rnn-relu`); each comes with the
-initialisation its paper recommends. "irnn" and "skip-rnn", their former names, are still accepted.
+Each is a cell name of bptt train (bptt.reference.FORMS: the equations) with the initialisation
+its paper recommends; any other name of FORMS (rnn-relu, skip-sigmoid, ...) is that cell with
+PyTorch's default initialisation, as bptt train trains it. "skip-rnn", a former name of skip-tanh,
+is still accepted.
 
 A sweep's directory (--out):
 
@@ -42,19 +44,28 @@ from pathlib import Path
 
 from .. import files
 from ..files import FileError
+from ..reference import FORMS, form
 from ..training import problems, rundir
 from ..version import __version__
 
-VARIANTS = {
-    "rnn-tanh": dict(cell="rnn", nonlinearity="tanh"),
-    "rnn-sigmoid": dict(cell="rnn", nonlinearity="sigmoid"),
-    "rnn-relu": dict(cell="rnn", nonlinearity="relu", recurrent_init="identity"),
-    "gru": dict(cell="gru"),
-    "lstm": dict(cell="lstm", forget_bias=1.0),
-    "skip-tanh": dict(cell="skip", nonlinearity="tanh", skip=8),
+VARIANTS = {                               # name: (the cell, bptt.reference.FORMS, and its initialisation)
+    "rnn-tanh": ("rnn-tanh", {}),
+    "rnn-sigmoid": ("rnn-sigmoid", {}),
+    "irnn": ("rnn-relu", {"recurrent_init": "identity"}),
+    "gru": ("gru", {}),
+    "lstm": ("lstm", {"forget_bias": 1.0}),
+    "skip-tanh": ("skip-tanh", {"skip": 8}),
 }
-ALIASES = {"irnn": "rnn-relu", "skip-rnn": "skip-tanh"}
-ALIASES_TEXT = "irnn and skip-rnn: former names of rnn-relu and skip-tanh"
+ALIASES = {"skip-rnn": "skip-tanh"}
+ALIASES_TEXT = "skip-rnn: former name of skip-tanh"
+
+
+def variant(name):
+    """The TrainConfig fields of a sweep's cell: a VARIANTS name, or any other name of FORMS with
+    PyTorch's default initialisation."""
+    cell, nonlinearity = form(VARIANTS[name][0] if name in VARIANTS else name)
+    extras = VARIANTS[name][1] if name in VARIANTS else {}
+    return {"cell": cell, "nonlinearity": nonlinearity or "tanh", **extras}
 
 SWEEP = "sweep.json"
 FORMAT = "bptt sweep"
@@ -80,7 +91,7 @@ def run_name(cell, T):
 
 def run_config(base, problem, cell, T):
     """The TrainConfig of the (cell, T) run: the base with the problem, T and the cell's variant."""
-    return base.replace(task=problem, length=int(T), embedding=0, **VARIANTS[cell])
+    return base.replace(task=problem, length=int(T), embedding=0, **variant(cell))
 
 
 def one_run(base, problem, cell, T, out, resume=False, stop=None):
@@ -111,9 +122,10 @@ def check(problem, lengths, cells):
     for T in lengths:
         problems.check_length(problem, T, "--lengths")
     cells = [ALIASES.get(c, c) for c in cells]
-    unknown = sorted(set(cells) - set(VARIANTS))
+    unknown = sorted(set(cells) - set(VARIANTS) - set(FORMS))
     if unknown:
-        raise ValueError(f"cells: unknown {unknown}; expected some of {', '.join(VARIANTS)} ({ALIASES_TEXT})")
+        raise ValueError(f"cells: unknown {unknown}; expected some of {', '.join(VARIANTS)}, or a cell of bptt train "
+                         f"({', '.join(FORMS)}) ({ALIASES_TEXT})")
     return cells
 
 

@@ -23,5 +23,20 @@ backward writes dL/dh_t (the total gradient reaching h_t) into dh_trace (T, B, H
 """
 
 from . import gru, lstm, rnn, skip
+from .activations import NONLINEARITIES
 
 CELLS = {"rnn": rnn, "gru": gru, "lstm": lstm, "skip": skip}
+
+# A cell's name on the command line and in the lab: the cell ("gru"), or a cell that takes a
+# nonlinearity with it ("rnn-relu": the Elman RNN with ReLU). One meaning everywhere: the name says
+# the equations, never an initialisation (bptt task's IRNN is "irnn", rnn-relu with U = I).
+FORMS = (*CELLS, *(f"{name}-{f}" for name, cell in CELLS.items() if "nonlinearity" in cell.OPTIONS
+                   for f in NONLINEARITIES))
+
+
+def form(name):
+    """(cell, nonlinearity or None) of a name of FORMS: "rnn-relu" -> ("rnn", "relu"), "gru" -> ("gru", None)."""
+    if name not in FORMS:
+        raise ValueError(f"cell: expected one of {', '.join(FORMS)}; got {name!r}")
+    cell, _, nonlinearity = name.partition("-")
+    return cell, nonlinearity or None

@@ -17,7 +17,7 @@ Guarantees:
 - bptt starts a run only in a new or empty directory, and continues (--resume) only its own run,
   recognised by run.json; anything else is refused with a list of what is there.
 - One process at a time trains in a run directory (the lock); a second is refused.
-- Every file but metrics.jsonl is replaced atomically (bptt.checkpoint); an append to
+- Every file but metrics.jsonl is replaced atomically (bptt.files); an append to
   metrics.jsonl that fails is cut back, and a torn last line (a crash mid-append) is dropped on
   resume. Any other unreadable line is an error naming the file and line.
 - Temporaries left by a killed writer (.NAME.*.tmp, for NAME one of the files above) are removed
@@ -64,7 +64,7 @@ def shipped_fingerprint(text):
 
 
 def is_temporary(name):
-    """Whether name is a temporary of an atomic write of one of the run's files (bptt.checkpoint)."""
+    """Whether name is a temporary of an atomic write of one of the run's files (bptt.files)."""
     return any(fnmatch.fnmatchcase(name, files.TEMPORARY.format(name=own)) for own in (*FILES, MARKER))
 
 
