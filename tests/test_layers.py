@@ -41,11 +41,17 @@ def imports(path, text=None):
                 target = node.module or ""
             if target == "bptt":                     # from .. import checks (a module), or __version__ (the face)
                 found |= {f"bptt.{a.name}" if a.name in RANK else "bptt" for a in node.names}
-            elif target.startswith("bptt."):
-                found.add(target)
+            elif target.startswith("bptt."):             # from . import bench: the module bptt.cli.bench
+                found |= {f"{target}.{a.name}" if is_module(f"{target}.{a.name}") else target for a in node.names}
         elif isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name == "bptt" or a.name.startswith("bptt.")}
     return found
+
+
+def is_module(name):
+    """Whether bptt.x.y names a module or package of src/bptt."""
+    path = SRC.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 MODULES = sorted(p for p in SRC.rglob("*.py") if p.parent != SRC or p.stem in ("checks", "files", "version"))
@@ -68,8 +74,49 @@ def test_the_check_sees_upward_imports():
     """The reading above can fail: imports inside a function, relative and absolute, are seen."""
     engine = SRC / "model" / "engine.py"
     late = engine.read_text() + "\n\ndef _late():\n    from ..training import train\n    import bptt.cli.app\n"
-    assert {"bptt.training", "bptt.cli.app"} <= imports(engine, late)
+    assert {"bptt.training.train", "bptt.cli.app"} <= imports(engine, late)
     assert imports(SRC / "reference" / "rnn.py", "from .. import checks\nfrom . import activations\n") == \
-        {"bptt.checks", "bptt.reference"}
+        {"bptt.checks", "bptt.reference.activations"}
     assert imports(SRC / "training" / "rundir.py", "from .. import __version__, files\n") == {"bptt", "bptt.files"}
     assert imports(SRC / "lab" / "sweep.py", "import bptt\n") == {"bptt"}
+
+
+def module_name(path):
+    """bptt.training.train for src/bptt/training/train.py (a package's __init__.py: the package)."""
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def cycle(graph):
+    """A list of modules that import each other in a circle (graph: {module: imported modules}), or None."""
+    state = {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt, path + [nxt])):
+                return found
+        state[node] = "done"
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node, [node])):
+            return found
+    return None
+
+
+@pytest.mark.parametrize("layer_name", sorted(RANK))
+def test_no_import_cycle_inside_a_layer(layer_name):
+    """Inside a layer the modules import one another in one direction only (every import statement,
+    those inside functions too): the command line's app -> train -> app.report circle was one."""
+    paths = [p for p in MODULES if (p.stem if p.parent == SRC else p.relative_to(SRC).parts[0]) == layer_name]
+    names = {module_name(p) for p in paths}
+    graph = {module_name(p): {t for t in imports(p) if t in names and t != module_name(p)} for p in paths}
+    assert cycle(graph) is None, f"{layer_name}: {' -> '.join(cycle(graph))} import each other in a circle"
+
+
+def test_the_cycle_check_can_fail():
+    assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None

@@ -11,7 +11,8 @@ from bptt.bench import harness, runners, tables
 from bptt.cli import main
 from bptt.training.config import TrainConfig
 
-TINY = ["--hidden", "16", "--batch", "4", "--window", "8", "--steps", "2", "--repeats", "1", "--warmup", "1"]
+TINY = ["--hidden", "16", "--layers", "1", "--batch", "4", "--window", "8", "--steps", "2", "--repeats", "1",
+        "--warmup", "1"]
 
 
 def test_flops_per_step_by_hand():
@@ -57,7 +58,8 @@ def test_bench_on_a_word_level_text_with_dropout_and_sgd(tmp_path, capsys):
 
     text = tmp_path / "words.txt"
     text.write_text("the cat sat on the mat and the rat ran to the cat\n" * 40)
-    options = ["--data", str(text), "--level", "word", "--max-vocab", "6", "--hidden", "8", "--embedding", "4",
+    options = ["--data", str(text), "--level", "word", "--max-vocab", "6", "--hidden", "8", "--layers", "1",
+               "--embedding", "4",
                "--batch", "4", "--window", "5", "--dropout", "0.1", "--optimizer", "sgd", "--lr", "0.5", "--clip", "1"]
     assert main(["bench", *options, "--steps", "2", "--repeats", "1", "--warmup", "1", "--no-rss",
                  "--frameworks", "bptt"]) == 0
@@ -92,7 +94,7 @@ def test_bench_classifies_a_labelled_file_as_pytorch_packed_sequences_do(tmp_pat
     data = tmp_path / "labelled.tsv"
     data.write_text("".join(lines))
     loss = two_step_rows(["--task", "classify", "--data", str(data), "--level", "word", "--hidden", "8",
-                          "--embedding", "4", "--batch", "8"], capsys, "lstm-h8-b8-e4-word-classify")
+                          "--layers", "1", "--embedding", "4", "--batch", "8"], capsys, "lstm-h8-b8-e4-word-classify")
     assert abs(loss[0] - loss[1]) < 1e-4                        # the same computation from the same weights
     assert main(["bench", "--task", "classify"]) == 2
     assert "error: --task: 'classify' needs --data" in capsys.readouterr().err
@@ -132,9 +134,9 @@ def test_missing_framework_is_skipped_with_a_message(monkeypatch, capsys):
 
 def test_bad_arguments(capsys):
     assert main(["bench", "--hidden", "0"]) == 2
-    assert "error: --hidden: expected a positive int, got '0'" in capsys.readouterr().err
+    assert "error: --hidden: expected a positive int, got 0" in capsys.readouterr().err     # TrainConfig's words
     assert main(["bench", "--embedding", "-1"]) == 2
-    assert "error: --embedding: expected an int >= 0, got '-1'" in capsys.readouterr().err
+    assert "error: --embedding: expected an int >= 0, got -1" in capsys.readouterr().err
     assert main(["bench", "--window", "100000000", "--frameworks", "bptt"]) == 2
     assert "error: --window: expected fewer than" in capsys.readouterr().err
     assert main(["bench", "--data", "/no/such/words.txt", "--level", "word", "--frameworks", "bptt"]) == 2
@@ -174,8 +176,8 @@ def test_bench_command_measures_lengths_into_a_new_markdown_file(tmp_path, capsy
     """--lengths and --markdown (what benchmarks/speed.py passes on): the table, then the file; an
     existing file is refused and left as it was; --configs and a shape option together are refused."""
     out = tmp_path / "length.md"
-    argv = ["bench", "--hidden", "8", "--batch", "2", "--lengths", "4", "8", "--steps", "1", "--warmup", "0",
-            "--frameworks", "bptt", "--no-rss", "--markdown", str(out)]
+    argv = ["bench", "--hidden", "8", "--layers", "1", "--batch", "2", "--lengths", "4", "8", "--steps", "1",
+            "--warmup", "0", "--frameworks", "bptt", "--no-rss", "--markdown", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert [line.split()[1] for line in printed.splitlines() if line.startswith("lstm-h8-b2")] == ["4", "8"]

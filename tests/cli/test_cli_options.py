@@ -231,3 +231,22 @@ def test_item20_accuracy_is_shown_alike_in_train_and_eval(tmp_path, capsys):
     assert re.search(r"valid loss \d\.\d{4}  accuracy \d+\.\d%", err), err
     assert main(["eval", str(run), "--data", str(data)]) == 0
     assert re.search(r"loss \d\.\d{4}  accuracy \d+\.\d%", capsys.readouterr().out)
+
+
+def test_bench_and_train_describe_the_options_of_a_run_alike():
+    """bptt bench's options of a run (issue 22: they were typed again, with their own defaults) are
+    built from TrainConfig's fields as bptt train's are: the same help, default and type; bench's
+    choices are the subset its runners implement."""
+    from bptt.cli import bench as bench_cli
+    from bptt.cli.app import build_parser
+
+    subs = build_parser()._subparsers._group_actions[0].choices
+    train = {a.dest: a for a in subs["train"]._actions}
+    bench = {a.dest: a for a in subs["bench"]._actions}
+    fields = (*bench_cli.SHAPE, *bench_cli.WORKLOAD)
+    assert {"cell", "hidden", "layers", "embedding", "batch", "window", "data", "level", "lr", "clip"} <= set(fields)
+    for name in fields:
+        t, b = train[name], bench[name]
+        assert (b.help, b.default, b.type, b.option_strings) == (t.help, t.default, t.type, t.option_strings), name
+        assert set(b.choices or ()) <= set(t.choices or ()), name
+    assert "(default: 2)" in bench["layers"].help                 # bptt train's default model, measured by default

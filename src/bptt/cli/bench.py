@@ -6,19 +6,20 @@ vocabulary, a labelled file to classify, dropout, SGD."""
 import functools
 from pathlib import Path
 
-from .options import NONNEGATIVE, NONNEGATIVE_INT, POSITIVE, POSITIVE_INT, flag, parser_for
-from .train import config_error
+from .options import NONNEGATIVE_INT, POSITIVE_INT, add_config_options, config_error, flag, parser_for
 
-SHAPE = {"cell": "lstm", "hidden": 256, "layers": 1, "batch": 32, "window": 64, "embedding": 64}   # the defaults
-WORKLOAD = ("data", "valid", "level", "max_vocab", "task", "dropout", "optimizer", "lr", "clip")   # TrainConfig's
+SHAPE = ("cell", "hidden", "layers", "batch", "window", "embedding")                  # TrainConfig's fields, as
+WORKLOAD = ("data", "valid", "valid_fraction", "level", "max_vocab", "task", "dropout", "optimizer", "lr",
+            "clip")                                                                    # bptt train has
 
 
 def add_bench(sub):
-    from ..bench import CONFIGS
+    from ..bench.workload import BENCH_CELLS, BENCH_OPTIMIZERS, BENCH_TASKS, CONFIGS
 
     p = parser_for(sub, "bench", "training speed and memory against PyTorch and JAX on your configuration",
-                   "Train a character language model on Tiny Shakespeare (Adam lr 2e-3, global-norm clipping at 5, "
-                   "float32), or your own workload (--data FILE, --level word, --max-vocab N, --task classify, "
+                   "Train the model bptt train would train with the same options (by default its character LSTM "
+                   "2 x 256 on Tiny Shakespeare, Adam lr 2e-3, global-norm clipping at 5, float32), or your own "
+                   "workload (--data FILE, --level word, --max-vocab N, --task classify, "
                    "--dropout, --optimizer), with bptt, PyTorch and JAX from the same weights, timed in "
                    "alternation, and print tokens/s, ms/step, GFLOP/s, MFU, the validation loss of each after the "
                    "same steps and its peak resident memory (each framework runs in a worker process of its own). "
@@ -26,25 +27,8 @@ def add_bench(sub):
                    "classification, and is skipped for them, with a message.")
     p.add_argument("--configs", nargs="+", metavar="NAME", choices=(*CONFIGS, "all"),
                    help=f"named configurations instead of --cell ... --embedding: {', '.join(CONFIGS)}, or all")
-    p.add_argument("--cell", choices=("rnn", "gru", "lstm"), help="recurrent cell (default: lstm)")
-    p.add_argument("--hidden", type=POSITIVE_INT, help="hidden units per layer, H (default: 256)")
-    p.add_argument("--layers", type=POSITIVE_INT, help="stacked layers, L (default: 1)")
-    p.add_argument("--batch", type=POSITIVE_INT, help="parallel streams, B (default: 32)")
-    p.add_argument("--window", type=POSITIVE_INT, help="steps per window, T (default: 64)")
-    p.add_argument("--embedding", type=NONNEGATIVE_INT, help="embedding size, 0: one-hot (default: 64)")
-    p.add_argument("--data", metavar="FILE", help="train on this UTF-8 text (a .tsv/.csv of text<TAB>label with "
-                   "--task classify) instead of Tiny Shakespeare; validation on its last 10%% unless --valid")
-    p.add_argument("--valid", metavar="FILE", help="validate on this file instead of the last part of --data")
-    p.add_argument("--level", choices=("char", "word"), help="tokens: characters or words (default: char)")
-    p.add_argument("--max-vocab", type=POSITIVE_INT, metavar="N",
-                   help="keep the N most frequent tokens, <unk> for the rest (default: all)")
-    p.add_argument("--task", choices=("lm", "classify"),
-                   help="lm: next-token prediction on windows (default); classify: one label per text of --data, "
-                        "variable lengths, the loss at each text's last step")
-    p.add_argument("--dropout", type=NONNEGATIVE, help="non-recurrent dropout probability (default: 0)")
-    p.add_argument("--optimizer", choices=("adam", "sgd"), help="adam or plain sgd (default: adam)")
-    p.add_argument("--lr", type=POSITIVE, help="learning rate (default: 2e-3)")
-    p.add_argument("--clip", type=NONNEGATIVE, help="global-norm clipping threshold, 0: off (default: 5)")
+    add_config_options(p, (*SHAPE, *WORKLOAD), {"cell": BENCH_CELLS, "task": BENCH_TASKS,
+                                                 "optimizer": BENCH_OPTIMIZERS})
     p.add_argument("--lengths", type=POSITIVE_INT, nargs="+", metavar="T",
                    help="instead of the speed table: ms per step and peak memory as the window T grows")
     p.add_argument("--steps", type=POSITIVE_INT, help="timed steps per repeat (default: 20; 5 with --lengths)")
@@ -74,8 +58,8 @@ def configurations(args):
                              f"(give one or the other)")
         names = list(bench.CONFIGS) if "all" in args.configs else list(dict.fromkeys(args.configs))
         return [bench.config(name, **workload) for name in names]
-    shape = {name: getattr(args, name) if name in given else default for name, default in SHAPE.items()}
-    return [bench.config(TrainConfig(**(bench.BASE | shape | workload)))]
+    shape = {name: getattr(args, name) for name in given}
+    return [bench.config(TrainConfig(**(shape | workload)))]     # bptt train's defaults for the rest
 
 
 def run_bench(args):

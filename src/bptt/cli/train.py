@@ -1,39 +1,11 @@
 """bptt train: its options are TrainConfig's fields (help, choices and default from each field)."""
 
 import dataclasses
-import typing
 from pathlib import Path
 
 from . import display
 from .display import plural
-from .options import NONNEGATIVE_INT, flag, parser_for
-
-
-def default_text(f):
-    """" (default: X)" for a field whose default is a value; None and flags say it in their help."""
-    shown = f.metadata["shown"]
-    if shown is None:
-        if f.default is None or isinstance(f.default, bool):
-            return ""
-        shown = f"{f.default:g}" if isinstance(f.default, float) else f.default
-    return f" (default: {shown})" if shown != "" else ""
-
-
-def add_config_options(p):
-    """One option per TrainConfig field: its help, choices and default come from the field."""
-    from ..reference import FORMS
-    from ..training.config import TrainConfig
-
-    for f in dataclasses.fields(TrainConfig):
-        help = f.metadata["help"] + default_text(f)
-        if f.type == "bool" or isinstance(f.default, bool):
-            p.add_argument(flag(f.name), action="store_true", default=None, help=help)
-            continue
-        kind = next(t for t in typing.get_args(f.type) or (f.type,) if t is not type(None))
-        kind = {"int": int, "float": float, "str": str}.get(kind, kind)
-        choices = FORMS if f.name == "cell" else f.metadata["choices"]
-        p.add_argument(flag(f.name), type=kind, choices=choices, default=None, help=help,
-                       metavar=None if choices else f.name.upper())
+from .options import NONNEGATIVE_INT, add_config_options, config_error, flag, parser_for
 
 
 def add_train(sub):
@@ -85,17 +57,6 @@ def given_options(args):
     return given
 
 
-def config_error(e):
-    """A ValueError or TypeError about a config field, with the field shown as its option."""
-    from ..training.config import TrainConfig
-
-    text = str(e)
-    name = text.split(":", 1)[0]
-    if name in {f.name for f in dataclasses.fields(TrainConfig)}:
-        return type(e)(flag(name) + text[len(name):])
-    return e
-
-
 def run_train(args):
     """bptt train; under mpiexec -n N (N > 1) every rank runs this (bptt.training.ranks): rank 0
     checks the options and prints, the others follow it quietly. An error only one rank meets is
@@ -112,7 +73,7 @@ def run_train(args):
     except BaseException as e:
         if ranks.agreed(e):
             raise
-        from .app import report
+        from .errors import report
 
         ranks.abort(report(e, f"rank {ranks.rank}: "))
 
