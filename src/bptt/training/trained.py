@@ -23,12 +23,6 @@ class Trained(NamedTuple):
     config: object           # the run's TrainConfig
     step: int                # the training step of the weights
 
-    def tokens(self, text):
-        """The ids of text as the run reads it: characters, or words with <eos> at each line end."""
-        if self.vocab is None:
-            raise ValueError(f"text: the run learned the {self.config.task!r} problem, which reads no text")
-        return self.vocab.encode(data.tokenize(text, self.config.level))
-
     def score(self, text, streams=1):
         """The language model's cross-entropy on text, every token after the first predicted from
         the ones before it, as bptt eval reports it (tasks.score_text): {"loss": nats per token,
