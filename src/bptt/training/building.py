@@ -3,6 +3,7 @@ memory a training step of them needs, checked before a run starts (a model too l
 machine is refused with its size, not killed by the kernel an hour later).
 """
 
+import dataclasses
 import math
 import os
 
@@ -25,10 +26,8 @@ def build_network(cfg, input_size, output_size):
     and --radius say (the same weights for the same config, on any number of ranks)."""
     from ..model.network import Network
 
-    net = Network(cfg.cell, input_size, cfg.hidden, output_size, num_layers=cfg.layers,
-                  embedding_dim=cfg.embedding or None, nonlinearity=cfg.nonlinearity,
-                  dtype=np.dtype(cfg.dtype), seed=cfg.seed, tie_weights=cfg.tie, skip=cfg.skip,
-                  engine=cfg.engine)
+    shape = dataclasses.asdict(arch(cfg, input_size, output_size))      # Network's arguments are Arch's fields
+    net = Network(**shape, dtype=np.dtype(cfg.dtype), seed=cfg.seed)
     init.apply(net.params, net.arch, np.random.default_rng([cfg.seed, 1]), cfg.init, cfg.recurrent_init,
                cfg.forget_bias, radius=cfg.radius)
     return net

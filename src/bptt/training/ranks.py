@@ -140,7 +140,8 @@ def summed(ranks, params, r, share, stop, flow):
         return r.loss, r.grads, None if flow is None else flow_norms(flow_squares(r, 1.0), flow), stop
     ends = np.cumsum([p.size for p in params.values()])      # where each parameter's part ends
     n, k = int(ends[-1]), len(stop)
-    buffer = np.zeros(n + 1 + k + (0 if flow is None else math.prod(flow)), next(iter(params.values())).dtype)
+    size, dtype = n + 1 + k + (0 if flow is None else math.prod(flow)), next(iter(params.values())).dtype
+    buffer = np.zeros(size, dtype) if r is None else np.empty(size, dtype)     # a rank with rows writes every entry
     if r is not None:
         for (name, p), end in zip(params.items(), ends):
             np.multiply(r.grads[name].reshape(-1), share, out=buffer[end - p.size:end])
