@@ -128,8 +128,11 @@ def kill_at_random(proc, run, rng, timing, mode, before, step):
     if alive:
         proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=120)
+    # the process may exit on its own between poll() and the signal: then the kill did not land
+    # (a zombie still accepts the signal), and the run is judged by its own exit code
+    killed = alive and proc.returncode == -signal.SIGKILL
     return {"mode": mode, "from_step": step, "delay": round(delay, 3),
-            "at": round(time.perf_counter() - started, 3), "killed": alive, "rc": proc.returncode}
+            "at": round(time.perf_counter() - started, 3), "killed": killed, "rc": proc.returncode}
 
 
 @pytest.mark.parametrize("seed", sorted(CASES))
@@ -162,7 +165,6 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
         event["to_step"] = checkpoint_step(run)
         history.append(event)
         if event["killed"]:
-            assert event["rc"] == -signal.SIGKILL, history
             argv = resume
             continue
         if event["rc"] == 0:
