@@ -207,12 +207,18 @@ def targets(y, target, loss, T, B, K, dtype, mask):
 
 
 def state(s, parts, L, B, H, dtype):
-    """s: None, an (L, B, H) array (one part) or a tuple of them (h, c). Returns the tuple."""
-    shape = (L, B, H)
-    expected = (f"an array of shape (L, B, H) = {shape}" if len(parts) == 1 else
-                f"a tuple ({', '.join(parts)}) of arrays of shape (L, B, H) = {shape}")
+    """s: None, an (L, B, H) array (one part) or a tuple of them (h, c). Returns the tuple. H: the
+    size of every part, or a tuple of each part's (an LSTM with projections: h (L, B, P), c (L, B, H));
+    L counts the layers' directions (2 L for a bidirectional network)."""
+    sizes = H if isinstance(H, tuple) else (H,) * len(parts)
+    shapes = [(L, B, size) for size in sizes]
+    if len(set(sizes)) == 1:
+        expected = (f"an array of shape (L, B, H) = {shapes[0]}" if len(parts) == 1 else
+                    f"a tuple ({', '.join(parts)}) of arrays of shape (L, B, H) = {shapes[0]}")
+    else:
+        expected = f"a tuple ({', '.join(parts)}) of arrays of shapes {', '.join(map(str, shapes))}"
     if s is None:
-        return tuple(np.zeros(shape, dtype) for _ in parts)
+        return tuple(np.zeros(shape, dtype) for shape in shapes)
     if len(parts) == 1:
         if isinstance(s, tuple | list):
             raise TypeError(f"state: expected {expected}, got a {type(s).__name__} of {len(s)}")
@@ -220,7 +226,7 @@ def state(s, parts, L, B, H, dtype):
     elif not isinstance(s, tuple | list) or len(s) != len(parts):
         raise TypeError(f"state: expected {expected}, got {type(s).__name__}")
     out = []
-    for name, part in zip(parts, s, strict=True):
+    for name, part, shape in zip(parts, s, shapes, strict=True):
         label = f"state {name}" if len(parts) > 1 else "state"
         a = array(label, part)
         if a.dtype.kind != "f" or a.shape != shape:

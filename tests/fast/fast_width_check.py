@@ -61,13 +61,15 @@ def checks():
     import test_fast_readout
     import test_packed
 
-    matrix = {id(case) for case in test_fast.MATRIX}
+    matrix = {id(case) for case in test_fast.MATRIX + test_fast.OPTIONS}
 
     def one_per_shape(case):
         """Of the gradient-check matrix, the cases with one layer, an initial state and lengths: every
-        cell x input kind x target x loss (the GEMM paths; the other flags change no kernel). All
-        the training cases (resets, loss masks, dropout, tied embeddings)."""
-        return id(case) not in matrix or (case.num_layers == 1 and case.with_state and case.with_lengths)
+        cell x input kind x target x loss (the GEMM paths; the other flags change no kernel); the same
+        of the bidirectional ones, and the learned initial state's many-to-one cases. All the training
+        cases (resets, loss masks, dropout, tied embeddings)."""
+        one = case.num_layers == 1 and case.with_state and case.with_lengths
+        return id(case) not in matrix or one or (case.learn_init and case.target == "last")
 
     plan = [
         (test_packed, "test_tile_equals_reference", None),

@@ -51,9 +51,12 @@ def assert_same(ref, got, tol=ROUND_OFF):
 
 MATRIX = [c for c in gradcheck.all_cases() if not c.cell.startswith("skip")]
 TRAINING = [c for c in gradcheck.training_cases() if not c.cell.startswith("skip")]
+OPTIONS = [c for c in (*gradcheck.bidirectional_cases(), *gradcheck.initial_state_cases())
+           if not c.cell.startswith("skip")]
+EVERY = MATRIX + TRAINING + OPTIONS
 
 
-@pytest.mark.parametrize("case", MATRIX + TRAINING, ids=[c.label().replace(" ", "-") for c in MATRIX + TRAINING])
+@pytest.mark.parametrize("case", EVERY, ids=[c.label().replace(" ", "-") for c in EVERY])
 def test_float64_equals_reference(case):
     ref, got = both_engines(case, dropout=case.dropout, rng=7 if case.dropout else None)
     assert_same(ref, got)

@@ -1,6 +1,7 @@
 """Every analytic gradient against float64 central finite differences, over the whole matrix:
 cell x 1 and 3 layers x one-hot / embedding / float input x target every / last x cross-entropy / mse
-x with and without initial state x with and without lengths. Norm-relative error below 1e-7."""
+x with and without initial state x with and without lengths, and the layer options over every cell:
+bidirectional (with and without lengths), a learned initial state. Norm-relative error below 1e-7."""
 
 import numpy as np
 import pytest
@@ -8,14 +9,15 @@ import pytest
 from bptt.lab import gradcheck
 from bptt.reference import lstm
 
-CASES = list(gradcheck.all_cases()) + list(gradcheck.training_cases())
+CASES = (list(gradcheck.all_cases()) + list(gradcheck.training_cases()) + list(gradcheck.bidirectional_cases())
+         + list(gradcheck.initial_state_cases()))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.label().replace(" ", "-") for c in CASES])
 def test_finite_differences(case):
     errors = gradcheck.against_finite_differences(case)
     net = gradcheck.network(case)
-    expected = set(net.params) | set(gradcheck.state_labels(net.arch))
+    expected = set(net.params) | (set() if case.learn_init else set(gradcheck.state_labels(net.arch)))
     expected |= {"x"} if case.inputs == "float" else set()
     assert set(errors) == expected
     bad = {name: e for name, e in errors.items() if not e < 1e-7}

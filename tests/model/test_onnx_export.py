@@ -45,6 +45,37 @@ def test_onnx_runtime_equals_forward(tmp_path, cell, nonlinearity, layers, input
         assert all(np.abs(part).max() > 1e-3 for part in (final if lstm else (final,)))   # the states carry something
 
 
+@pytest.mark.parametrize("cell, nonlinearity", CELLS)
+@pytest.mark.parametrize("layers", [1, 2])
+def test_bidirectional_onnx_equals_forward(tmp_path, cell, nonlinearity, layers):
+    """direction="bidirectional", both directions' weights stacked; h_n (2 L, B, H) in PyTorch's order."""
+    V, H, K = 11, 8, 9
+    net = bptt.Network(cell, V, H, K, layers, 5, nonlinearity=nonlinearity, dtype=np.float32, seed=layers,
+                       bidirectional=True)
+    path = tmp_path / "model.onnx"
+    net.to_onnx(path)
+    session = ort.InferenceSession(str(path))
+    lstm = cell == "lstm"
+    for T, B in SHAPES:
+        rng = np.random.default_rng(T * 10 + B)
+        x = rng.integers(0, V, (T, B))
+        parts = tuple((0.5 * rng.standard_normal((2 * layers, B, H))).astype(np.float32) for _ in range(1 + lstm))
+        state = parts if lstm else parts[0]
+        z, final = net.forward(x, state)
+        out = onnx_outputs(session, x.astype(np.int64), state, lstm)
+        assert out[0].shape == z.shape and np.max(np.abs(out[0] - z)) < 1e-5
+        for got, want in zip(out[1:], final if lstm else (final,), strict=True):
+            assert got.shape == want.shape and np.max(np.abs(got - want)) < 1e-5
+
+
+def test_projection_and_learned_state_refused(tmp_path):
+    with pytest.raises(ValueError, match="proj_size: ONNX's LSTM operator has no projection"):
+        bptt.Network("lstm", 5, 4, 5, proj_size=2).to_onnx(tmp_path / "p.onnx")
+    with pytest.raises(ValueError, match="learn_init_state: the ONNX graph takes the initial state"):
+        bptt.Network("gru", 5, 4, 5, learn_init_state=True).to_onnx(tmp_path / "i.onnx")
+    assert not list(tmp_path.iterdir())
+
+
 def test_tied_embeddings_and_refusals(tmp_path):
     net = bptt.Network("lstm", 10, 6, 10, embedding_dim=6, tie_weights=True, dtype=np.float32)
     net.to_onnx(tmp_path / "tied.onnx")

@@ -89,7 +89,8 @@ class Torch:
         if "lengths" in batch:
             packed = t.nn.utils.rnn.pack_padded_sequence(xs, t.as_tensor(batch["lengths"]), enforce_sorted=False)
             _, state = m.rnn(packed, state)
-            h = (state[0] if isinstance(state, tuple) else state)[-1]          # h_n of the top layer
+            h_n = state[0] if isinstance(state, tuple) else state              # h_n: (L D, B, H)
+            h = t.cat([h_n[-2], h_n[-1]], dim=1) if m.arch.bidirectional else h_n[-1]    # the top layer's
         else:
             h, state = m.rnn(xs, state)
         h = t.nn.functional.dropout(h, p) if p else h

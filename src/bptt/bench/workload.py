@@ -56,6 +56,7 @@ def label(cfg):
                                               ("e", cfg.embedding, 64)) if v != default]
     extra += [cfg.level] * (cfg.level != "char") + [cfg.task] * (cfg.task != "lm")
     extra += [f"d{cfg.dropout:g}"] * (cfg.dropout > 0) + [cfg.optimizer] * (cfg.optimizer != "adam")
+    extra += ["bidirectional"] * cfg.bidirectional
     return "-".join([cfg.cell, f"h{cfg.hidden}", *extra])
 
 

@@ -39,6 +39,9 @@ class Case:
     dropout: float = 0.0            # non-recurrent dropout, the same masks in every evaluation
     tied: bool = False              # readout tied to the embedding (inputs="embedding"; E = H, K = V)
     skip: int | None = None         # skip RNN: how far back S reaches (None: 2)
+    bidirectional: bool = False     # every layer also runs backwards in time
+    learn_init: bool = False        # the initial state is a parameter (used when no state is given)
+    proj: int | None = None         # LSTM with projections: proj_size
     T: int = 5
     B: int = 3
     V: int = 5                      # vocabulary (ids) or features (floats)
@@ -61,7 +64,9 @@ class Case:
         parts = [self.cell, f"L{self.num_layers}", self.inputs, self.target, self.loss]
         parts += ["state"] * self.with_state + ["lengths"] * self.with_lengths
         parts += ["reset"] * self.with_reset + ["loss_mask"] * self.with_loss_mask + ["tied"] * self.tied
-        parts += [f"dropout{self.dropout:g}"] * (self.dropout > 0) + [self.ran_on] * (self.engine != "numpy")
+        parts += [f"dropout{self.dropout:g}"] * (self.dropout > 0) + ["bidirectional"] * self.bidirectional
+        parts += ["learn_init"] * self.learn_init + [f"proj{self.proj}"] * (self.proj is not None)
+        parts += [self.ran_on] * (self.engine != "numpy")
         return " ".join(parts)
 
 
@@ -88,12 +93,30 @@ def training_cases():
     yield Case("skip-tanh", 2, "onehot", skip=3, with_reset=True, with_loss_mask=True, T=8)
 
 
+def bidirectional_cases():
+    """Every cell bidirectional, 1 and 2 layers, each input form, a target per step and many-to-one,
+    with and without lengths (PyTorch's packed sequences), an initial state given in half of them."""
+    for i, (cell, layers, inputs, target, lengths) in enumerate(itertools.product(
+            CELL_NAMES, (1, 2), INPUT_KINDS, ("every", "last"), (False, True))):
+        yield Case(cell, layers, inputs, target, "mse" if i % 5 == 4 else "cross_entropy", with_state=i % 2 == 1,
+                   with_lengths=lengths, bidirectional=True)
+
+
+def initial_state_cases():
+    """A learned initial state, for every cell, one and two directions, many-to-one with lengths and
+    a target per step; and dropout with it."""
+    for cell, bidirectional, target in itertools.product(CELL_NAMES, (False, True), ("every", "last")):
+        yield Case(cell, 2, "embedding", target, with_lengths=True, learn_init=True, bidirectional=bidirectional)
+    yield Case("lstm", 2, "float", "last", "mse", dropout=0.3, learn_init=True, bidirectional=True)
+
+
 def shape(case):
     """The keyword arguments of the case's Network (and Arch) besides dtype and seed."""
     cell, nonlinearity = form(case.cell)
     return dict(cell=cell, input_size=case.V, hidden_size=case.H, output_size=case.K, num_layers=case.num_layers,
                 embedding_dim=case.E if case.inputs == "embedding" else None, nonlinearity=nonlinearity or "tanh",
-                tie_weights=case.tied, skip=case.skip, engine=case.ran_on)
+                tie_weights=case.tied, skip=case.skip, engine=case.ran_on, bidirectional=case.bidirectional,
+                proj_size=case.proj, learn_init_state=case.learn_init)
 
 
 def architecture(case):
@@ -107,7 +130,7 @@ def network(case, dtype=np.float64):
 def problem(case, dtype=np.float64):
     """Random inputs for case: dict(x, y, state, target, loss, lengths) for loss_and_grads."""
     rng = np.random.default_rng(case.seed + 1000)
-    T, B, L, H, K = case.T, case.B, case.num_layers, case.H, case.K
+    T, B, L, K = case.T, case.B, case.num_layers, case.K
     if case.inputs == "float":
         x = rng.standard_normal((T, B, case.V)).astype(dtype)
     else:
@@ -119,7 +142,8 @@ def problem(case, dtype=np.float64):
         y = rng.standard_normal(lead + (K,)).astype(dtype)
     state = None
     if case.with_state:
-        parts = [0.5 * rng.standard_normal((L, B, H)).astype(dtype) for _ in network(case).arch.state_names]
+        arch = architecture(case)
+        parts = [0.5 * rng.standard_normal((L * arch.directions, B, size)).astype(dtype) for size in arch.state_sizes]
         state = tuple(parts) if len(parts) > 1 else parts[0]
     lengths = None
     if case.with_lengths:
@@ -193,8 +217,9 @@ def against_finite_differences(case, eps=None, tick=None):
     eps = step_size(case.cell) if eps is None else eps
     net = network(case)
     kw = problem(case)
-    if kw["state"] is None:                         # zeros passed explicitly, to differentiate them
-        zeros = tuple(np.zeros((case.num_layers, case.B, case.H)) for _ in net.arch.state_names)
+    arch = net.arch
+    if kw["state"] is None and not case.learn_init:     # zeros passed explicitly, to differentiate them
+        zeros = tuple(np.zeros((case.num_layers * arch.directions, case.B, size)) for size in arch.state_sizes)
         kw["state"] = zeros if len(zeros) > 1 else zeros[0]
     dropout = dict(dropout=case.dropout, rng=case.seed + 2000) if case.dropout else {}
     r = engine.loss_and_grads(net.params, net.arch, **kw, **dropout)
@@ -202,7 +227,8 @@ def against_finite_differences(case, eps=None, tick=None):
     def f():
         return engine.loss_value(net.params, net.arch, **kw, **dropout)
 
-    above = layers_above(net, kw, f) if not (dropout or case.tied) else {}
+    plain = not (dropout or case.tied or case.bidirectional or case.learn_init or case.proj)
+    above = layers_above(net, kw, f) if plain else {}
     floor = resolution(eps)
     errors = {}
     for name, a in net.params.items():
@@ -220,7 +246,7 @@ def param_layer(name, num_layers):
     """The lowest layer a parameter acts in: k for l{k}.*, the top layer for the readout's V and c,
     0 for the embedding E."""
     if name.startswith("l"):
-        return int(name[1:name.index(".")])
+        return int(name[1:name.index(".")].removesuffix("_reverse"))
     return num_layers - 1 if name in ("V", "c") else 0
 
 
@@ -288,7 +314,7 @@ def fd_entries(case):
     arch = architecture(case)
     params = sum(math.prod(shape) for shape in arch.param_shapes().values())
     x = case.T * case.B * case.V if case.inputs == "float" else 0
-    return params + x + len(state_labels(arch)) * case.num_layers * case.B * case.H
+    return params + x + case.num_layers * arch.directions * case.B * sum(arch.state_sizes)
 
 
 def fd_cost(case):

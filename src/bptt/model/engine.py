@@ -27,7 +27,19 @@ returned and passed back, nothing is stored.
     l{k}.b   (G H,)       input-side bias        (PyTorch's bias_ih)
     l{k}.b_U (G H,)       recurrent-side bias    (PyTorch's bias_hh)
     l{k}.S   (H, H)       skip RNN only: the weights reaching s steps back
-    V        (K, H)       readout weights (absent with tied embeddings);  c (K,) readout bias
+    l{k}.R   (P, H)       LSTM with projections only (proj_size P): h_t = R (o_t * tanh(c_t))
+    l{k}_reverse.*        bidirectional only: the same for the direction that runs backwards in time
+    init.h   (L D, H)     learn_init_state only: the initial state, for every row (init.c for the LSTM)
+    V        (K, D H)     readout weights (absent with tied embeddings);  c (K,) readout bias
+
+H is the width of a layer's output h (proj_size P with projections) and D the number of directions
+(2 when bidirectional). A bidirectional layer l+1 reads [h_fwd; h_bwd] (D H); its state parts are
+(L D, B, H), layer k's forward direction at k D, its reverse at k D + 1 (PyTorch's layout).
+
+Bidirectional (Schuster & Paliwal 1997): the reverse direction runs the same cell on each row's steps
+in reverse order, from the row's own last step (its length) back to step 0, and its outputs are put
+back in the original order before they are concatenated. With many-to-one targets the readout reads
+[h_fwd at the row's last step; h_bwd at step 0]: the two final states (PyTorch's h_n).
 """
 
 import contextlib
@@ -102,6 +114,9 @@ class Arch:
     skip: int | None = None          # cell="skip": how far back S reaches (default 2)
     engine: str | None = None        # "fast": compiled time loops (bptt.fast); "numpy": the reference cells;
                                      # None: "fast", or "numpy" for the skip RNN (it has no compiled version)
+    bidirectional: bool = False      # each layer runs forwards and backwards in time, outputs concatenated
+    proj_size: int | None = None     # cell="lstm": h_t = R (o_t * tanh(c_t)) of size P < hidden_size
+    learn_init_state: bool = False   # the initial state is a parameter (init.h, init.c), trained
 
     def __post_init__(self):
         checks.one_of("cell", self.cell, tuple(CELLS))
@@ -124,9 +139,21 @@ class Arch:
             self._store(name, checks.positive_int(name, getattr(self, name)))
         if self.embedding_dim is not None:
             self._store("embedding_dim", checks.positive_int("embedding_dim", self.embedding_dim))
-        self._store("tie_weights", checks.flag("tie_weights", self.tie_weights))
-        if self.tie_weights and (self.embedding_dim != self.hidden_size or self.output_size != self.input_size):
-            raise ValueError(f"tie_weights: needs embedding_dim == hidden_size and output_size == input_size "
+        for name in ("tie_weights", "bidirectional", "learn_init_state"):
+            self._store(name, checks.flag(name, getattr(self, name)))
+        if self.proj_size is not None:
+            if self.cell != "lstm":
+                raise ValueError(f"proj_size: applies to cell='lstm' only, got proj_size={self.proj_size} with "
+                                 f"cell={self.cell!r}")
+            self._store("proj_size", checks.positive_int("proj_size", self.proj_size))
+            if self.proj_size >= self.hidden_size:
+                raise ValueError(f"proj_size: expected a size below hidden_size={self.hidden_size} (as PyTorch's), "
+                                 f"got {self.proj_size}")
+        if self.tie_weights and (self.embedding_dim != self.width or self.output_size != self.input_size):
+            size = "hidden_size" if self.width == self.hidden_size else (
+                f"the readout's input size {self.width} ({'2 directions x ' * self.bidirectional}"
+                f"{'proj_size' if self.proj_size else 'hidden_size'})")
+            raise ValueError(f"tie_weights: needs embedding_dim == {size} and output_size == input_size "
                              f"(the readout reuses E); got embedding_dim={self.embedding_dim}, "
                              f"hidden_size={self.hidden_size}, input_size={self.input_size}, "
                              f"output_size={self.output_size}")
@@ -167,23 +194,55 @@ class Arch:
         """The parts of a layer's state: ("h",), ("h", "c") for the LSTM, the last s h's for the skip RNN."""
         return self.spec.state_names(**self.options)
 
+    @property
+    def directions(self):
+        """D: 2 for a bidirectional network (forwards, then backwards in time), else 1."""
+        return 2 if self.bidirectional else 1
+
+    @property
+    def out_size(self):
+        """The size of one direction's output h_t: proj_size with projections, else hidden_size."""
+        return self.proj_size or self.hidden_size
+
+    @property
+    def width(self):
+        """The size of a layer's output, the next layer's and the readout's input: D out_size."""
+        return self.directions * self.out_size
+
+    @property
+    def state_sizes(self):
+        """The size of each state part (state_names): out_size for h (h_{t-1}, ... for the skip RNN),
+        hidden_size for the LSTM's cell state c."""
+        return tuple(self.hidden_size if name == "c" else self.out_size for name in self.state_names)
+
     def layer_input_size(self, k):
         if k > 0:
-            return self.hidden_size
+            return self.width
         return self.embedding_dim or self.input_size
 
+    def layer_names(self, k):
+        """The prefixes of layer k's parameters, one per direction: l{k}, and l{k}_reverse."""
+        return (f"l{k}", f"l{k}_reverse")[:self.directions]
+
     def param_shapes(self):
-        G, H = self.spec.GATES * self.hidden_size, self.hidden_size
+        G, H, P = self.spec.GATES * self.hidden_size, self.hidden_size, self.out_size
         shapes = {}
         if self.embedding_dim:
             shapes["E"] = (self.input_size, self.embedding_dim)
         for k in range(self.num_layers):
-            shapes |= {f"l{k}.W": (G, self.layer_input_size(k)), f"l{k}.U": (G, H),
-                       f"l{k}.b": (G,), f"l{k}.b_U": (G,)}
-            shapes |= {f"l{k}.{name}": (H, H) for name in self.spec.EXTRA}     # the skip RNN's S
+            for name in self.layer_names(k):
+                shapes |= {f"{name}.W": (G, self.layer_input_size(k)), f"{name}.U": (G, P),
+                           f"{name}.b": (G,), f"{name}.b_U": (G,)}
+                shapes |= {f"{name}.{extra}": (H, H) for extra in self.spec.EXTRA}     # the skip RNN's S
+                if self.proj_size:
+                    shapes[f"{name}.R"] = (P, H)
         if not self.tie_weights:
-            shapes["V"] = (self.output_size, H)
-        return shapes | {"c": (self.output_size,)}
+            shapes["V"] = (self.output_size, self.width)
+        shapes["c"] = (self.output_size,)
+        if self.learn_init_state:
+            rows = self.num_layers * self.directions
+            shapes |= {f"init.{name}": (rows, size) for name, size in zip(self.state_names, self.state_sizes)}
+        return shapes
 
 
 class Result(NamedTuple):
@@ -196,17 +255,22 @@ class Result(NamedTuple):
 
 
 def init_params(arch, rng, dtype):
-    """PyTorch's defaults: nn.Embedding N(0, 1); cells uniform(±1/sqrt(H)); nn.Linear uniform(±1/sqrt(H))."""
+    """PyTorch's defaults: nn.Embedding N(0, 1); cells uniform(±1/sqrt(hidden_size)) (the projection
+    R too); nn.Linear uniform(±1/sqrt(its input size)). A learned initial state starts at zero."""
     params = {}
     if arch.embedding_dim:
         params["E"] = rng.standard_normal((arch.input_size, arch.embedding_dim)).astype(dtype)
+    projection = {"proj_size": arch.proj_size} if arch.proj_size else {}
     for k in range(arch.num_layers):
-        p = arch.spec.init_params(rng, arch.layer_input_size(k), arch.hidden_size, dtype)   # the same on both engines
-        params |= {f"l{k}.{name}": a for name, a in p.items()}
-    bound = 1.0 / np.sqrt(arch.hidden_size)
+        for name in arch.layer_names(k):
+            p = arch.spec.init_params(rng, arch.layer_input_size(k), arch.hidden_size, dtype, **projection)
+            params |= {f"{name}.{symbol}": a for symbol, a in p.items()}
+    bound = 1.0 / np.sqrt(arch.width)
     if not arch.tie_weights:
-        params["V"] = rng.uniform(-bound, bound, (arch.output_size, arch.hidden_size)).astype(dtype)
+        params["V"] = rng.uniform(-bound, bound, (arch.output_size, arch.width)).astype(dtype)
     params["c"] = rng.uniform(-bound, bound, (arch.output_size,)).astype(dtype)
+    shapes = arch.param_shapes()
+    params |= {name: np.zeros(shapes[name], dtype) for name in shapes if name.startswith("init.")}
     return params
 
 
@@ -246,8 +310,10 @@ def readout_log_likelihood(params, arch, h, y):
     return np.take_along_axis(losses.log_softmax(z), y[:, None], axis=1)[:, 0], z.argmax(axis=1)
 
 
-def layer(params, k):
-    prefix = f"l{k}."
+def layer(params, k, reverse=False):
+    """Layer k's parameters without their prefix ({"W", "U", ...}): its forward direction's, or with
+    reverse=True its reverse direction's (bidirectional)."""
+    prefix = f"l{k}_reverse." if reverse else f"l{k}."
     return {name[len(prefix):]: a for name, a in params.items() if name.startswith(prefix)}
 
 
@@ -259,6 +325,8 @@ class Batch(NamedTuple):
     mask: np.ndarray | None         # (T, B, 1) True on real steps (lengths)
     reset: np.ndarray | None        # (T, B, 1) True where a row starts from a zero state
     order: np.ndarray | None = None  # the rows above are the caller's rows in this order (None: as given)
+    learned: bool = False           # the initial state is the parameters init.* (learn_init_state, no state given)
+    flip: np.ndarray | None = None  # bidirectional with lengths: the reversal of each row's steps (reversal_index)
 
 
 def prepare(params, arch, x, state, lengths, reset=None):
@@ -272,13 +340,49 @@ def prepare(params, arch, x, state, lengths, reset=None):
     x, T, B = checks.inputs(x, arch.input_size, arch.embedding_dim is not None, dtype)
     mask = checks.lengths_mask(lengths, T, B)
     x = checks.valid_inputs(x, arch.input_size, mask)
-    parts = checks.state(state, arch.state_names, arch.num_layers, B, arch.hidden_size, dtype)
-    reset = None if reset is None else checks.bool_mask("reset", reset, T, B)[:, :, None]
+    learned = state is None and arch.learn_init_state
+    if learned:                                   # every row starts from the learned state: (L D, B, size) each
+        parts = tuple(np.repeat(params[f"init.{name}"][:, None], B, axis=1) for name in arch.state_names)
+    else:
+        parts = checks.state(state, arch.state_names, arch.num_layers * arch.directions, B, arch.state_sizes, dtype)
+    if reset is not None:
+        reset = checks.bool_mask("reset", reset, T, B)[:, :, None]
+        refuse_reset(arch, learned)
     order = None if mask is None else arch.backend.row_order(mask[:, :, 0].sum(axis=0))
-    if order is None:
-        return Batch(x, parts, mask, reset)
-    return Batch(x[:, order], tuple(s[:, order] for s in parts), mask[:, order],
-                 None if reset is None else reset[:, order], order)
+    if order is not None:
+        x, parts, mask = x[:, order], tuple(s[:, order] for s in parts), mask[:, order]
+        reset = None if reset is None else reset[:, order]
+    flip = None if mask is None or not arch.bidirectional else reversal_index(mask[:, :, 0].sum(axis=0), T)
+    return Batch(x, parts, mask, reset, order, learned, flip)
+
+
+def refuse_reset(arch, learned):
+    """A reset mask (rows restarting from a zero state inside the window: document boundaries of a
+    language model) has no meaning for a bidirectional network, and would bypass a learned state."""
+    if arch.bidirectional:
+        raise ValueError("reset: a bidirectional network reads each whole sequence both ways; rows cannot restart "
+                         "inside it (give each sequence its own row, with lengths)")
+    if learned:
+        raise ValueError("reset: rows would restart from zeros, not from the learned initial state "
+                         "(learn_init_state); give each sequence its own row, with lengths")
+
+
+def reversal_index(lengths, T):
+    """(T, B) int: the step of row b that the reverse direction reads at its step t: lengths[b] - 1 - t
+    while t < lengths[b], then t itself (the padding stays where it is, so the reverse direction holds
+    its state there as the forward one does). Its own inverse."""
+    t = np.arange(T)[:, None]
+    return np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+
+
+def reversed_in_time(a, flip):
+    """a (T, B, ...) (or Embedded inputs, their ids) with each row's steps in reverse order: the whole
+    window (flip None) or each row's first lengths[b] steps (flip: reversal_index)."""
+    if isinstance(a, Embedded):
+        return Embedded(a.E, reversed_in_time(a.ids, flip))
+    if flip is None:
+        return np.ascontiguousarray(a[::-1])
+    return np.take_along_axis(a, flip.reshape(flip.shape + (1,) * (a.ndim - 2)), axis=0)
 
 
 def restore(batch, a):
@@ -315,7 +419,7 @@ def dropout_masks(arch, batch, p, rng, dtype, rows=None):
                              f"stop - start = {B} (the batch's rows), got {rows!r}")
         drawn, keep = rows[2], slice(rows[0], rows[1])
     sizes = [None if batch.x.ndim == 2 and not arch.embedding_dim else arch.layer_input_size(0)]
-    sizes += [arch.hidden_size] * arch.num_layers
+    sizes += [arch.width] * arch.num_layers
     masks = [None if n is None else ((rng.random((T, drawn, n))[:, keep] >= p) / (1 - p)).astype(dtype)
              for n in sizes]
     if batch.order is not None:                   # drawn for the caller's rows, whatever order they run in
@@ -333,9 +437,11 @@ def folds_embedding(arch, drops, x):
             and arch.input_size <= x.shape[0] * x.shape[1])
 
 
-def forward_layers(params, arch, batch, drops, inputs=None):
-    """Embedding and L layers. Returns the readout's input (T, B, H), the final state parts, caches.
-    inputs: None, or a list that receives each layer's input, bottom first."""
+def forward_layers(params, arch, batch, drops, inputs=None, states=None):
+    """Embedding and L layers. Returns the readout's input (T, B, D H), the final state parts
+    (L D, B, ...), and the caches (L D of them: layer k's directions at k D, k D + 1).
+    inputs: None, or a list that receives each layer's input, bottom first. states: None, or a list
+    that receives each layer's and direction's state parts at every step (step_states)."""
     x = batch.x
     if folds_embedding(arch, drops, x):
         xs = Embedded(params["E"], x)
@@ -345,37 +451,59 @@ def forward_layers(params, arch, batch, drops, inputs=None):
     for k in range(arch.num_layers):
         if drops[k] is not None:
             xs = xs * drops[k]
-        state0 = tuple(s[k] for s in batch.state)
         if inputs is not None:
             inputs.append(xs)
-        xs, state_T, cache = arch.module.forward(layer(params, k), xs, state0, batch.mask, batch.reset,
-                                                 **arch.options)
-        final.append(state_T)
-        caches.append(cache)
+        outputs = []
+        for d in range(arch.directions):
+            state0 = tuple(s[k * arch.directions + d] for s in batch.state)
+            xs_d = reversed_in_time(xs, batch.flip) if d else xs              # the reverse direction's order
+            hs, state_T, cache = arch.module.forward(layer(params, k, reverse=d == 1), xs_d, state0, batch.mask,
+                                                     batch.reset, **arch.options)
+            outputs.append(reversed_in_time(hs, batch.flip) if d else hs)     # back in the original order
+            if states is not None:
+                states.append(tuple(reversed_in_time(a, batch.flip) if d else a for a in step_states(arch, hs, cache)))
+            final.append(state_T)
+            caches.append(cache)
+        xs = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=-1)    # [h_fwd; h_bwd]
     if drops[-1] is not None:
         xs = xs * drops[-1]
     return xs, tuple(np.stack(s) for s in zip(*final)), caches
 
 
-def backward_layers(params, arch, x, dhs, caches, drops, clip_dh=None, traces=None, dstate_T=None):
-    """From dL/d(readout input) (T, B, H) down the stack. Returns (grads, dx, dstate0 parts).
-    traces: None, or one (T, B, H) array per layer to receive dL/dh^l_t. dstate_T: None (zeros), or
-    the gradient arriving at the final state, parts of (L, B, H) (a later segment's dstate0)."""
-    grads, dstate0 = {}, []
+def backward_layers(params, arch, x, dhs, caches, drops, clip_dh=None, traces=None, dstate_T=None, flip=None):
+    """From dL/d(readout input) (T, B, D H) down the stack. Returns (grads, dx, dstate0 parts).
+    traces: None, or one (T, B, D H) array per layer to receive dL/dh^l_t. dstate_T: None (zeros), or
+    the gradient arriving at the final state, parts of (L D, B, ...) (a later segment's dstate0).
+    flip: the batch's reversal_index (bidirectional with lengths)."""
+    grads, dstate0 = {}, [None] * (arch.num_layers * arch.directions)
     if drops[-1] is not None:
         dhs = dhs * drops[-1]
+    folded = folds_embedding(arch, drops, x)
+    W = arch.out_size
     for k in reversed(range(arch.num_layers)):
-        if dstate_T is None:
-            d_final = tuple(np.zeros_like(dhs[0]) for _ in arch.state_names)
-        else:
-            d_final = tuple(s[k] for s in dstate_T)
-        dhs, ds0, g = arch.module.backward(layer(params, k), dhs, d_final, caches[k], clip_dh,
-                                           None if traces is None else traces[k])
+        d_input = None
+        for d in reversed(range(arch.directions)):
+            i = k * arch.directions + d
+            dhs_d = dhs if arch.directions == 1 else np.ascontiguousarray(dhs[..., d * W:(d + 1) * W])
+            if d:
+                dhs_d = reversed_in_time(dhs_d, flip)
+            if dstate_T is None:
+                d_final = tuple(np.zeros((dhs.shape[1], size), dhs.dtype) for size in arch.state_sizes)
+            else:
+                d_final = tuple(s[i] for s in dstate_T)
+            trace = None if traces is None else traces[k] if arch.directions == 1 else np.empty_like(dhs_d)
+            dxs, dstate0[i], g = arch.module.backward(layer(params, k, reverse=d == 1), dhs_d, d_final, caches[i],
+                                                      clip_dh, trace)
+            if d and dxs is not None and not (k == 0 and folded):    # dE (V, D) has no time axis
+                dxs = reversed_in_time(dxs, flip)
+            d_input = dxs if d_input is None else d_input + dxs
+            if trace is not None and arch.directions == 2:
+                traces[k][..., d * W:(d + 1) * W] = reversed_in_time(trace, flip) if d else trace
+            grads |= {f"{arch.layer_names(k)[d]}.{name}": a for name, a in g.items()}
+        dhs = d_input
         if drops[k] is not None:
             dhs = dhs * drops[k]
-        grads |= {f"l{k}.{name}": a for name, a in g.items()}
-        dstate0.insert(0, ds0)
-    if folds_embedding(arch, drops, x):
+    if folded:
         grads["E"], dhs = dhs, None                                  # layer 0 gave dE (V, D) itself
     elif arch.embedding_dim:
         grads["E"] = arch.backend.scatter_rows(arch.input_size, x, dhs)
@@ -383,15 +511,37 @@ def backward_layers(params, arch, x, dhs, caches, drops, clip_dh=None, traces=No
     return grads, dhs, tuple(np.stack(s) for s in zip(*dstate0))
 
 
+def step_states(arch, hs, cache):
+    """A layer's state parts at every step, (T, B, size) each: h_t, and c_t for the LSTM (its cache's
+    cs, the same in both engines' caches)."""
+    return (hs, cache[3]) if "c" in arch.state_names else (hs,)
+
+
 def public_state(parts):
     return parts[0] if len(parts) == 1 else parts
 
 
-def logits(params, arch, x, state=None, lengths=None, reset=None):
-    """z_t for every step: (T, B, K), and the final state. No cache is kept."""
+def logits(params, arch, x, state=None, lengths=None, reset=None, return_states=False):
+    """z_t for every step: (T, B, K), and the final state. No cache is kept. return_states: also the
+    state of every layer at every step, {"h": (L D, T, B, H)} and "c" for the LSTM (layer k's forward
+    direction at k D, its reverse at k D + 1, as in the final state); a row past its length holds
+    its state, as the cells do (the reverse direction there holds its final state)."""
     batch = prepare(params, arch, x, state, lengths, reset)
-    hs, final, _ = forward_layers(params, arch, batch, [None] * (arch.num_layers + 1))
-    return restore(batch, readout(params, arch, hs)), public_state(restore(batch, final))
+    states = [] if return_states else None
+    hs, final, _ = forward_layers(params, arch, batch, [None] * (arch.num_layers + 1), states=states)
+    out = restore(batch, readout(params, arch, hs)), public_state(restore(batch, final))
+    if not return_states:
+        return out
+    per_step = {name: np.stack([restore(batch, a) for a in parts]) for name, parts in zip(("h", "c"), zip(*states))}
+    return (*out, per_step)
+
+
+def last_logits(params, arch, x, state=None, lengths=None):
+    """The many-to-one readout z (B, K) of every row, from what it holds at its last step (last_step:
+    both final states for a bidirectional network), as loss_and_grads(target="last") reads it."""
+    batch = prepare(params, arch, x, state, lengths)
+    hs, _, _ = forward_layers(params, arch, batch, [None] * (arch.num_layers + 1))
+    return restore(batch, readout(params, arch, last_step(hs, arch.directions))[None])[0]
 
 
 def evaluating(params, arch):
@@ -417,7 +567,7 @@ def score(params, arch, x, y, state=None, target="every", lengths=None, reset=No
     batch, y, _ = prepare_loss(params, arch, x, y, state, target, "cross_entropy", lengths, reset, None)
     hs, final, _ = forward_layers(params, arch, batch, [None] * (arch.num_layers + 1))
     if target == "last":
-        h = hs[-1]                                    # each row's own last state (held past its length)
+        h = last_step(hs, arch.directions)            # each row's own last state (held past its length)
     elif batch.mask is None:
         h = hs.reshape(-1, hs.shape[-1])
     else:
@@ -463,20 +613,32 @@ def position_weights(T, B, mask, loss_mask):
     return counted / n
 
 
-def readout_rows(hs, target, mask, loss_mask):
-    """The readout inputs that carry a target, (N, H), and their weights w (N,) in the mean."""
+def last_step(hs, directions):
+    """What a many-to-one readout reads, (B, D H): each row's state at its last step (held there past
+    its length), and for a bidirectional network the reverse direction's at step 0, where it ends:
+    [h_fwd at the last step; h_bwd at step 0], the final states (PyTorch's h_n)."""
+    if directions == 1:
+        return hs[-1]
+    W = hs.shape[-1] // 2
+    return np.concatenate([hs[-1, :, :W], hs[0, :, W:]], axis=1)
+
+
+def readout_rows(hs, target, mask, loss_mask, directions=1):
+    """The readout inputs that carry a target, (N, D H), and their weights w (N,) in the mean."""
     T, B, H = hs.shape
     if target == "last":
-        return hs[-1], np.full(B, 1.0 / B, hs.dtype)             # N = B: each row's own last step
+        return last_step(hs, directions), np.full(B, 1.0 / B, hs.dtype)     # N = B: each row's own last step
     return hs.reshape(T * B, H), position_weights(T, B, mask, loss_mask).reshape(-1).astype(hs.dtype)
 
 
-def steps_gradient(dh, hs, target):
-    """dL/dh_t from the readout for every t (T, B, H), given dh of the rows readout_rows chose."""
+def steps_gradient(dh, hs, target, directions=1):
+    """dL/dh_t from the readout for every t (T, B, D H), given dh of the rows readout_rows chose."""
     if target == "every":
         return dh.reshape(hs.shape)
     dhs = np.zeros_like(hs)
-    dhs[-1] = dh
+    W = hs.shape[-1] // directions
+    dhs[-1, :, :W] = dh[:, :W]                    # last_step's backward: h_fwd at the last step,
+    dhs[0, :, W:] = dh[:, W:]                     # h_bwd at step 0
     return dhs
 
 
@@ -504,7 +666,7 @@ def loss_value(params, arch, x, y, state=None, target="every", loss="cross_entro
     batch, y, loss_mask = prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask)
     drops = dropout_masks(arch, batch, dropout, rng, params["c"].dtype, dropout_rows)
     hs, _, _ = forward_layers(params, arch, batch, drops)
-    h, w = readout_rows(hs, target, batch.mask, loss_mask)
+    h, w = readout_rows(hs, target, batch.mask, loss_mask, arch.directions)
     return losses.apply(loss, readout(params, arch, h), y, w)[0]
 
 
@@ -524,17 +686,31 @@ def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_e
     batch, y, loss_mask = prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask, clip_dh)
     drops = dropout_masks(arch, batch, dropout, rng, params["c"].dtype, dropout_rows)
     T, B = batch.x.shape[:2]
-    traces = [np.empty((T, B, arch.hidden_size), params["c"].dtype) for _ in range(arch.num_layers)] if trace else None
+    traces = [np.empty((T, B, arch.width), params["c"].dtype) for _ in range(arch.num_layers)] if trace else None
     if recompute_every is not None:
         every = checks.positive_int("recompute_every", recompute_every)
+        if arch.bidirectional:
+            raise ValueError("recompute_every: recomputes the window in segments from its start, which a "
+                             "bidirectional network's reverse direction does not have; leave it unset")
         return recompute(params, arch, batch, y, target, loss, loss_mask, drops, clip_dh, traces, every)
 
     hs, final, caches = forward_layers(params, arch, batch, drops)
-    h, w = readout_rows(hs, target, batch.mask, loss_mask)
-    value, dV, dc, dh = readout_loss(params, arch, h, y, w, loss)    # (1), (1b) dh (N, H)
-    dhs = steps_gradient(dh, hs, target)
-    grads, dx, dstate0 = backward_layers(params, arch, batch.x, dhs, caches, drops, clip_dh, traces)
-    return finished(batch, value, with_readout(params, grads, dV, dc), final, dx, dstate0, traces)
+    h, w = readout_rows(hs, target, batch.mask, loss_mask, arch.directions)
+    value, dV, dc, dh = readout_loss(params, arch, h, y, w, loss)    # (1), (1b) dh (N, D H)
+    dhs = steps_gradient(dh, hs, target, arch.directions)
+    grads, dx, dstate0 = backward_layers(params, arch, batch.x, dhs, caches, drops, clip_dh, traces,
+                                         flip=batch.flip)
+    grads = with_readout(params, with_initial_state(params, arch, batch, grads, dstate0), dV, dc)
+    return finished(batch, value, grads, final, dx, dstate0, traces)
+
+
+def with_initial_state(params, arch, batch, grads, dstate0):
+    """The layers' gradients and, with learn_init_state, the initial state's: the sum of dstate0 over
+    the rows that started from it, (L D, size) per part; zero when the caller gave the state."""
+    for name, ds0 in zip(arch.state_names, dstate0, strict=True):
+        if f"init.{name}" in params:
+            grads[f"init.{name}"] = ds0.sum(axis=1) if batch.learned else np.zeros_like(params[f"init.{name}"])
+    return grads
 
 
 def finished(batch, value, grads, final, dx, dstate0, traces):
@@ -567,7 +743,7 @@ def recompute(params, arch, batch, y, target, loss, loss_mask, drops, clip_dh, t
         return None if m is None else m[a:b]
 
     def part(a, b, state):
-        return (Batch(batch.x[a:b], state, cut(batch.mask, a, b), cut(batch.reset, a, b), batch.order),
+        return (Batch(batch.x[a:b], state, cut(batch.mask, a, b), cut(batch.reset, a, b), batch.order, batch.learned),
                 [cut(m, a, b) for m in drops])
 
     w = None
@@ -595,7 +771,8 @@ def recompute(params, arch, batch, y, target, loss, loss_mask, drops, clip_dh, t
         grads = g if grads is None else {k: grads[k] + g[k] for k in grads}
         if dx is not None:
             dx[a:b] = dx_seg
-    return finished(batch, value, with_readout(params, grads, dV, dc), final, dx, carried, traces)
+    grads = with_readout(params, with_initial_state(params, arch, batch, grads, carried), dV, dc)
+    return finished(batch, value, grads, final, dx, carried, traces)
 
 
 def segment_loss(params, arch, hs, y, w, loss, target, span, last):
@@ -607,7 +784,7 @@ def segment_loss(params, arch, hs, y, w, loss, target, span, last):
         h, y_seg, w_seg = hs.reshape(-1, hs.shape[-1]), y[a:b].reshape((-1,) + y.shape[2:]), w[a:b].reshape(-1)
     elif last:
         B = hs.shape[1]
-        h, y_seg, w_seg = hs[-1], y, np.full(B, 1.0 / B, params["c"].dtype)
+        h, y_seg, w_seg = hs[-1], y, np.full(B, 1.0 / B, params["c"].dtype)     # one direction (not bidirectional)
     else:
         return 0.0, 0.0, 0.0, np.zeros_like(hs)
     v, dV, dc, dh = readout_loss(params, arch, h, y_seg, w_seg, loss)

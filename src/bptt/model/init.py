@@ -35,15 +35,19 @@ def apply(params, arch, rng, weights="default", recurrent="default", forget_bias
     if forget_bias is not None and "f" not in arch.spec.GATE_NAMES:
         raise ValueError(f"forget_bias: applies to a cell with a forget gate (cell='lstm') only, got "
                          f"cell={arch.cell!r}")
+    if arch.proj_size and (recurrent in ("orthogonal", "identity") or radius is not None):
+        raise ValueError(f"{'radius' if radius is not None else 'recurrent'}: needs square gate blocks of U; with "
+                         f"proj_size={arch.proj_size} each is {arch.hidden_size} x {arch.proj_size} (use 'default' "
+                         f"or 'xavier')")
     H, G = arch.hidden_size, arch.spec.GATES
-    for k in range(arch.num_layers):
-        W, U, b, b_U = (params[f"l{k}.{name}"] for name in ("W", "U", "b", "b_U"))
+    for name in (name for k in range(arch.num_layers) for name in arch.layer_names(k)):   # each direction
+        W, U, b, b_U = (params[f"{name}.{symbol}"] for symbol in ("W", "U", "b", "b_U"))
         dtype = W.dtype
         if weights == "xavier":
             bound = np.sqrt(6.0 / (W.shape[1] + H))
             W[...] = rng.uniform(-bound, bound, W.shape)
         if recurrent == "xavier":
-            bound = np.sqrt(6.0 / (2 * H))
+            bound = np.sqrt(6.0 / (U.shape[1] + H))            # fan in: H, or P with projections
             U[...] = rng.uniform(-bound, bound, U.shape)
         elif recurrent == "orthogonal":
             U[...] = np.concatenate([orthogonal(rng, H, dtype) for _ in range(G)])

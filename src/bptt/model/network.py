@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import checks
 from . import engine as engine_
-from . import onnx_export, saved, torch_names
+from . import onnx_export, saved, streaming, torch_names
 
 
 class Network:
@@ -18,14 +18,23 @@ class Network:
     plain NumPy, which the fast engine is tested against); the same equations and results. None
     (the default): "fast", and "numpy" for the skip RNN, which has no compiled version
     (engine="fast" with cell="skip" is a ValueError).
+    bidirectional: every layer also runs backwards in time and the next layer (and the readout) reads
+    [h_fwd; h_bwd], as PyTorch's bidirectional=True; its parameters are l{k}_reverse.*, its state
+    (2 L, B, H). For whole sequences (many-to-one, or a target per step of a given sequence): not for
+    a language model, whose targets are the inputs' future.
+    proj_size (cell="lstm"): LSTM with projections, h_t = R (o_t * tanh(c_t)) of size proj_size
+    (PyTorch's proj_size, R its weight_hr); the state is (h (L, B, P), c (L, B, H)).
+    learn_init_state: the initial state is a parameter, init.h (and init.c), (L D, H) each, trained
+    with the rest; used whenever no state is given (it starts at zero).
     The sizes, num_layers, embedding_dim, skip and seed are ints, NumPy's too (kept as plain ints, so
     the network saves and exports); a float such as 5.0, or a bool, is a TypeError naming the argument.
     """
 
     def __init__(self, cell, input_size, hidden_size, output_size, num_layers=1, embedding_dim=None,
-                 nonlinearity="tanh", dtype=np.float64, seed=0, tie_weights=False, skip=None, engine=None):
+                 nonlinearity="tanh", dtype=np.float64, seed=0, tie_weights=False, skip=None, engine=None,
+                 bidirectional=False, proj_size=None, learn_init_state=False):
         self.arch = engine_.Arch(cell, input_size, hidden_size, output_size, num_layers, embedding_dim,
-                                 nonlinearity, tie_weights, skip, engine)
+                                 nonlinearity, tie_weights, skip, engine, bidirectional, proj_size, learn_init_state)
         self.dtype = checks.float_dtype(dtype)
         if isinstance(seed, np.random.Generator):
             rng = seed
@@ -37,7 +46,10 @@ class Network:
         a = self.arch
         return (f"Network(cell={a.cell!r}, input_size={a.input_size}, hidden_size={a.hidden_size}, "
                 f"output_size={a.output_size}, num_layers={a.num_layers}, embedding_dim={a.embedding_dim}, "
-                f"nonlinearity={a.nonlinearity!r}, dtype=np.{self.dtype})")
+                f"nonlinearity={a.nonlinearity!r}"
+                + "".join(f", {name}={getattr(a, name)!r}"
+                          for name in ("bidirectional", "proj_size", "learn_init_state") if getattr(a, name))
+                + f", dtype=np.{self.dtype})")
 
     def checked_params(self):
         """self.params, checked (checks.params) against the architecture and against self.dtype: a
@@ -45,9 +57,31 @@ class Network:
         checks.params(self.params, self.arch.param_shapes(), self.dtype)
         return self.params
 
-    def forward(self, x, state=None, lengths=None):
-        """Logits (T, B, K) for every step and the final state; no cache is kept."""
-        return engine_.logits(self.checked_params(), self.arch, x, state, lengths)
+    def forward(self, x, state=None, lengths=None, return_states=False):
+        """Logits (T, B, K) for every step and the final state; no cache is kept. return_states=True:
+        also what every layer holds at every step, {"h": (L D, T, B, H), "c": ... for the LSTM}
+        (engine.logits)."""
+        return engine_.logits(self.checked_params(), self.arch, x, state, lengths, return_states=return_states)
+
+    def stepper(self, threads=None):
+        """A Stepper (bptt.model.streaming) for this network: the weights packed once for many calls of
+        its step(x_t, state) -> (logits_t, state), one token (or a short window) of many streams at a
+        time. A context manager: while it is open the parameter arrays are read-only (an in-place
+        update raises), parameters replaced since a step are packed again before the next one, and
+        close() makes them writeable again.
+
+            with net.stepper() as s:
+                z_t, state = s.step(x_t, state)      # x_t (B,) ids -> z_t (B, K)
+        """
+        return streaming.Stepper(lambda: self.params, self.arch, threads, self.dtype)
+
+    def step(self, x_t, state=None):
+        """(logits, state) of one step x_t (B,) of ids or (B, D) of floats: logits (B, K); or of a short
+        window (T, B) / (T, B, D): logits (T, B, K). state as forward takes and returns it (None: zeros).
+        The same numbers as forward over the same tokens. It packs the weights for this call alone:
+        for a loop of steps, open net.stepper() once and call its step."""
+        with self.stepper() as stepper:
+            return stepper.step(x_t, state)
 
     def score(self, x, y, state=None, target="every", lengths=None, reset=None):
         """Forward only: Score(total, count, correct, state), total = -sum of log p(y) in nats over

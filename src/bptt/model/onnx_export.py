@@ -2,18 +2,22 @@
 runtimes people deploy with (the `onnx` package builds it; optional: pip install "bptt[onnx]").
 
     inputs   x      (T, B) int64 token ids, or (T, B, D) float features; T and B dynamic
-             h0     (L, B, H) the initial state (zeros to start);  c0 (L, B, H) for the LSTM
-    outputs  logits (T, B, K);  h_n (L, B, H);  c_n (L, B, H) for the LSTM
+             h0     (L D, B, H) the initial state (zeros to start);  c0 (L D, B, H) for the LSTM
+    outputs  logits (T, B, K);  h_n (L D, B, H);  c_n (L D, B, H) for the LSTM
 
     x -> Gather(E, x) (embedding) | OneHot(x, V) (one-hot ids) | x (features)
       -> per layer k: RNN / GRU / LSTM with W, R, B from l{k}.W, l{k}.U, (l{k}.b, l{k}.b_U) and the
-         layer's slice of h0 (c0); its Y (T, 1, B, H) squeezed to the next layer's input
+         layer's slice of h0 (c0); its Y (T, D, B, H) made (T, B, D H), the next layer's input
+         (bidirectional: direction="bidirectional", both directions' weights stacked, D = 2; the
+         reverse direction runs over the whole window, as bptt's does without lengths)
       -> logits = Y V^T + c (MatMul, Add);  h_n, c_n = the layers' Y_h, Y_c concatenated
 
 The gate orders differ: bptt (PyTorch) stacks i, f, g, o for the LSTM and r, z, n for the GRU;
 ONNX wants i, o, f, c and z, r, h, so W, R and both biases are re-stacked block by block. bptt's
 GRU is PyTorch's (the reset gate after the recurrent product, b_Un inside it): ONNX's
-linear_before_reset=1. The skip RNN has no ONNX operator and is refused.
+linear_before_reset=1. The skip RNN has no ONNX operator and is refused; so are an LSTM with
+projections (ONNX's LSTM has no projection) and a learned initial state (use net.params["init.h"]
+as h0 in the runtime: it is not exported as a default).
 
 The graph is float32 by default, whatever the network's dtype (bptt's default is float64): ONNX
 Runtime runs RNN, GRU, LSTM and a float OneHot in float32 only, so a float64 graph is valid ONNX
@@ -56,7 +60,14 @@ def graph(net, inputs="ids", dtype=np.float32):
         raise ValueError("inputs: 'features' applies to a network without an embedding (it reads token ids)")
     if arch.cell not in OPERATOR:
         raise ValueError(f"cell: ONNX has no operator for the {arch.cell!r} cell; export rnn, gru or lstm")
-    H, L = arch.hidden_size, arch.num_layers
+    if arch.proj_size:
+        raise ValueError(f"proj_size: ONNX's LSTM operator has no projection (h_t = R (o_t * tanh(c_t))); a network "
+                         f"with proj_size={arch.proj_size} cannot be exported with it")
+    if arch.learn_init_state:
+        raise ValueError("learn_init_state: the ONNX graph takes the initial state as its inputs h0 (c0); export "
+                         "cannot make the learned one their default (feed net.params['init.h'], broadcast over the "
+                         "batch, as h0)")
+    H, L = arch.hidden_size, arch.num_layers * arch.directions
     elem = helper.np_dtype_to_tensor_dtype(dtype)
     g = Parts()
     x = input_nodes(g, arch, p, inputs, elem)
@@ -64,7 +75,7 @@ def graph(net, inputs="ids", dtype=np.float32):
     g.const("axis0", np.array([0]))
     g.const("axis1", np.array([1]))
     layer_in, finals = "inputs", []
-    for k in range(L):
+    for k in range(arch.num_layers):
         layer_in, final = layer_nodes(g, arch, p, k, layer_in, states)
         finals.append(final)
     g.node("MatMul", [layer_in, g.const("V_T", np.ascontiguousarray(engine.readout_weights(p).T))], ["z"])
@@ -117,22 +128,30 @@ def input_nodes(g, arch, p, inputs, elem):
 
 def layer_nodes(g, arch, p, k, layer_in, states):
     """Layer k: ONNX's RNN / GRU / LSTM on layer_in from its slice of h0 (and c0), with W, R and B
-    re-stacked in ONNX's gate order. Returns (its output (T, B, H), its final h (and c) (1, B, H))."""
-    H = arch.hidden_size
-    W, U, b, b_U = (p[f"l{k}.{n}"] for n in ("W", "U", "b", "b_U"))
-    weights = [g.const(f"W{k}", reorder(W, arch.cell, H)[None]), g.const(f"R{k}", reorder(U, arch.cell, H)[None]),
-               g.const(f"B{k}", np.concatenate([reorder(b, arch.cell, H), reorder(b_U, arch.cell, H)])[None])]
-    starts, ends = g.const(f"k{k}", np.array([k])), g.const(f"k{k}_end", np.array([k + 1]))
+    re-stacked in ONNX's gate order, one slice per direction. Returns (its output (T, B, D H), its
+    final h (and c) (D, B, H))."""
+    H, D = arch.hidden_size, arch.directions
+
+    def stacked(symbol):                            # (D, ...): each direction's, in ONNX's gate order
+        return np.stack([reorder(p[f"{name}.{symbol}"], arch.cell, H) for name in arch.layer_names(k)])
+
+    weights = [g.const(f"W{k}", stacked("W")), g.const(f"R{k}", stacked("U")),
+               g.const(f"B{k}", np.concatenate([stacked("b"), stacked("b_U")], axis=1))]
+    starts, ends = g.const(f"k{k}", np.array([k * D])), g.const(f"k{k}_end", np.array([(k + 1) * D]))
     for s in states:
         g.node("Slice", [s, starts, ends, "axis0"], [f"{s}_l{k}"])
     finals = [f"Y_h{k}"] + ([f"Y_c{k}"] if arch.cell == "lstm" else [])
-    attrs = {"hidden_size": H}
+    attrs = {"hidden_size": H} | ({"direction": "bidirectional"} if D == 2 else {})
     if arch.cell == "gru":
         attrs["linear_before_reset"] = 1
     if arch.cell == "rnn":
-        attrs["activations"] = [ACTIVATION[arch.nonlinearity]]
+        attrs["activations"] = [ACTIVATION[arch.nonlinearity]] * D          # one per direction
     g.node(OPERATOR[arch.cell], [layer_in, *weights, "", *[f"{s}_l{k}" for s in states]], [f"Y{k}", *finals], **attrs)
-    g.node("Squeeze", [f"Y{k}", "axis1"], [f"layer{k}"])
+    if D == 1:
+        g.node("Squeeze", [f"Y{k}", "axis1"], [f"layer{k}"])
+        return f"layer{k}", finals
+    g.node("Transpose", [f"Y{k}"], [f"Y{k}_T"], perm=[0, 2, 1, 3])            # (T, B, D, H)
+    g.node("Reshape", [f"Y{k}_T", g.const(f"TBDH{k}", np.array([0, 0, -1]))], [f"layer{k}"])   # [h_fwd; h_bwd]
     return f"layer{k}", finals
 
 

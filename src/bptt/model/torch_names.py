@@ -2,8 +2,10 @@
 
     class Model(nn.Module):
         embedding = nn.Embedding(V, E)                       # only with embedding_dim = E
-        rnn = nn.RNN / nn.GRU / nn.LSTM(D, H, num_layers=L)  # D = E, or V for one-hot inputs
-        head = nn.Linear(H, K)
+        rnn = nn.RNN / nn.GRU / nn.LSTM(D, H, num_layers=L)  # D = E, or V for one-hot inputs;
+                                                             # bidirectional=, proj_size= as the network's
+        head = nn.Linear(D H, K)                             # D = 2 when bidirectional
+        init_h = nn.Parameter(L D, H)                        # with learn_init_state (init_c too for the LSTM)
 
 The layouts are PyTorch's (W is weight_ih_l{k} as it is, gates in PyTorch's order), so moving a
 model either way copies arrays and never transposes. With tied embeddings the readout has no V of
@@ -18,10 +20,14 @@ import numpy as np
 
 from ..checks import array, describe
 
-PER_LAYER = {"W": "weight_ih", "U": "weight_hh", "b": "bias_ih", "b_U": "bias_hh", "S": "weight_skip"}
+PER_LAYER = {"W": "weight_ih", "U": "weight_hh", "b": "bias_ih", "b_U": "bias_hh", "S": "weight_skip",
+             "R": "weight_hr"}
 
 
 def torch_name(name):
+    """PyTorch's name of a parameter: l{k}_reverse.W is rnn.weight_ih_l{k}_reverse (bidirectional), l{k}.R
+    rnn.weight_hr_l{k} (proj_size). A learned initial state, init.h (init.c), has no name in PyTorch's
+    modules: it is init_h (init_c), an nn.Parameter (L D, H) of the model, expanded over the batch."""
     if name == "E":
         return "embedding.weight"
     if name == "V":
@@ -29,6 +35,8 @@ def torch_name(name):
     if name == "c":
         return "head.bias"
     layer, symbol = name.split(".")
+    if layer == "init":
+        return f"init_{symbol}"
     return f"rnn.{PER_LAYER[symbol]}_l{layer[1:]}"
 
 
