@@ -33,9 +33,10 @@ def _layer_caches(params, arch, x, state=None, lengths=None, reset=None):
 
 
 def products(params, arch, x, state=None, lengths=None, reset=None, layer=0):
-    """Yields (k, ds_T/ds_k) for k = T-1, ..., 0, one (B, S, S) float64 array at a time."""
+    """Yields (k, ds_T/ds_k) for k = T-1, ..., 0, one (B, S, S) float64 array at a time. A
+    bidirectional network: the layer's forward direction (the reverse one runs the other way)."""
     caches, callers = _layer_caches(params, arch, x, state, lengths, reset)
-    p, cache = engine.layer(params, layer), caches[layer]
+    p, cache = engine.layer(params, layer), caches[layer * arch.directions]
     P = None
     for k in reversed(range(len(x))):
         J = arch.module.step_jacobian(p, cache, k).astype(np.float64)
@@ -46,7 +47,7 @@ def products(params, arch, x, state=None, lengths=None, reset=None, layer=0):
 def jacobian_products(params, arch, x, state=None, lengths=None, reset=None, layer=0):
     """ds_T/ds_k for k = 0..T (k = T: the identity), of one layer: (T+1, B, S, S), float64.
     Memory grows as T B S^2: for large models use jacobian_singular_values, which keeps one."""
-    S = arch.hidden_size * len(arch.state_names)
+    S = sum(arch.state_sizes)
     out = np.empty((len(x) + 1, len(x[0]), S, S))
     out[-1] = np.eye(S)
     for k, P in products(params, arch, x, state, lengths, reset, layer):
@@ -57,7 +58,7 @@ def jacobian_products(params, arch, x, state=None, lengths=None, reset=None, lay
 def jacobian_singular_values(params, arch, x, state=None, lengths=None, reset=None):
     """Singular values of dh_T/dh_k (the h block of ds_T/ds_k), for every layer and k = 0..T.
     Returns a list (one per layer) of (T+1, B, H) arrays, each row in descending order."""
-    H, T = arch.hidden_size, len(x)
+    H, T = arch.out_size, len(x)
     out = []
     for layer in range(arch.num_layers):
         sv = np.ones((T + 1, len(x[0]), H))                            # k = T: the identity
@@ -70,12 +71,14 @@ def jacobian_singular_values(params, arch, x, state=None, lengths=None, reset=No
 def gradient_norms(params, arch, x, y, state=None, target="last", loss="cross_entropy", lengths=None):
     """||dL/dh^l_k|| (2-norm over the batch and the units) for every layer l and step k = 0..T,
     k = 0 being the initial state. With target="last", L is the loss at the end alone, and the
-    profile shows how much of it reaches each earlier step. Returns (L, T+1), float64."""
+    profile shows how much of it reaches each earlier step. Returns (L, T+1), float64. (A
+    bidirectional layer: both directions' dL/dh_k together.)"""
     r = engine.loss_and_grads(params, arch, x, y, state, target, loss, lengths, trace=True)
-    dh0 = r.dstate0[0] if isinstance(r.dstate0, tuple) else r.dstate0           # (L, B, H)
+    dh0 = r.dstate0[0] if isinstance(r.dstate0, tuple) else r.dstate0           # (L D, B, H)
     norms = np.empty((arch.num_layers, len(x) + 1))
+    D = arch.directions
     for layer, dh in enumerate(r.dhs):
-        norms[layer, 0] = np.linalg.norm(dh0[layer])
+        norms[layer, 0] = np.linalg.norm(dh0[layer * D:(layer + 1) * D])
         norms[layer, 1:] = np.linalg.norm(dh.reshape(len(x), -1).astype(np.float64), axis=1)
     return norms
 
@@ -86,10 +89,13 @@ def spectrum(params, arch):
     "singular_values"}, ...], ...}."""
     gates = arch.module.GATE_NAMES
     H = arch.hidden_size
+    if arch.proj_size:
+        raise ValueError(f"proj_size: the gate blocks of U are {H} x {arch.proj_size}, not square; their eigenvalues "
+                         f"are undefined (the step's Jacobian is, see jacobian_singular_values)")
     out = {}
-    for layer in range(arch.num_layers):
-        U = params[f"l{layer}.U"].astype(np.float64)
-        out[f"l{layer}.U"] = [{"gate": g,
+    for name in (name for layer in range(arch.num_layers) for name in arch.layer_names(layer)):
+        U = params[f"{name}.U"].astype(np.float64)
+        out[f"{name}.U"] = [{"gate": g,
                                 "spectral_radius": float(np.abs(np.linalg.eigvals(U[j * H:(j + 1) * H])).max()),
                                 "singular_values": np.linalg.svd(U[j * H:(j + 1) * H], compute_uv=False)}
                                for j, g in enumerate(gates)]

@@ -1,0 +1,58 @@
+"""bptt train --bidirectional and --learn-init-state from the command line: a classifier and a
+long-range problem train, resume exactly, load with bptt.load; the language model refuses them."""
+
+import numpy as np
+import pytest
+
+import bptt
+from bptt.cli import main
+from bptt.files import load_arrays
+
+LINES = ["good fine nice", "bad awful poor", "nice good", "poor bad bad", "fine", "awful"] * 8
+
+
+@pytest.fixture
+def labelled(tmp_path):
+    path = tmp_path / "reviews.tsv"
+    path.write_text("".join(f"{text}\t{'pos' if i % 2 == 0 else 'neg'}\n" for i, text in enumerate(LINES)))
+    return path
+
+
+def train(*argv):
+    return main(["train", "--hidden", "8", "--layers", "2", "--embedding", "4", "--batch", "4", "--eval-every", "5",
+                 "--log-every", "5", "--dtype", "float64", *argv])
+
+
+def test_bidirectional_classifier_trains_resumes_and_loads(tmp_path, labelled, capsys):
+    options = ["--task", "classify", "--data", str(labelled), "--level", "word", "--bidirectional",
+               "--learn-init-state", "--cell", "gru"]
+    whole, part = str(tmp_path / "whole"), str(tmp_path / "part")
+    assert train("--out", whole, "--steps", "20", *options) == 0
+    said = capsys.readouterr()
+    assert "training a bidirectional gru 2x8 classifier" in said.out + said.err
+    assert train("--out", part, "--steps", "10", *options) == 0
+    assert main(["train", "--out", part, "--resume", "--steps", "20"]) == 0
+    a, meta_a = load_arrays(f"{whole}/checkpoint.safetensors")
+    b, meta_b = load_arrays(f"{part}/checkpoint.safetensors")
+    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    run = bptt.load(whole)
+    assert run.network.arch.bidirectional and run.network.arch.learn_init_state
+    assert np.any(run.network.params["init.h"])                     # trained away from zero
+    assert "l1_reverse.U" in run.network.params
+    assert main(["eval", whole, "--data", str(labelled)]) == 0
+
+
+def test_bidirectional_long_range_problem(tmp_path, capsys):
+    run = str(tmp_path / "r")
+    assert train("--out", run, "--task", "adding", "--length", "12", "--test-size", "16", "--embedding", "0",
+                 "--steps", "5", "--bidirectional", "--learn-init-state") == 0
+    net = bptt.load(run).network
+    assert net.arch.bidirectional and net.params["V"].shape == (1, 16)
+
+
+@pytest.mark.parametrize("flag", ["--bidirectional", "--learn-init-state"])
+def test_a_language_model_refuses_them(tmp_path, flag, capsys):
+    assert train("--out", str(tmp_path / "r"), flag) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {flag}: applies to whole sequences") and "task='lm'" in err
+    assert not (tmp_path / "r").exists()
