@@ -84,6 +84,10 @@ class TrainDisplay:
         else:
             self.write(f"training {cell} {c.layers}x{c.hidden} ({params}) on the "
                        f"{c.task} problem, T = {c.length}, batch {c.batch}; trivial answer {r['trivial']:.4f}")
+        if r.get("embedding"):
+            from ..training.pretrained import header
+
+            self.write(header(r["embedding"]))
         if r.get("ranks", 1) > 1:
             self.write(f"data-parallel on {r['ranks']} MPI ranks, {c.batch // r['ranks']} rows of each batch per rank")
         for name in r.get("rebuilt") or ():

@@ -1,4 +1,5 @@
-"""What a TrainConfig builds: the network (initialised as configured), its optimiser, and the
+"""What a TrainConfig builds: the network (initialised as configured, E from pretrained vectors
+for a new run with --embedding-init), its optimiser and what it trains (not a frozen E), and the
 memory a training step of them needs, checked before a run starts (a model too large for the
 machine is refused with its size, not killed by the kernel an hour later).
 """
@@ -6,11 +7,12 @@ machine is refused with its size, not killed by the kernel an hour later).
 import dataclasses
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 
 from ..model import engine, init
-from . import optim, problems
+from . import optim, pretrained, problems
 
 OPTIMIZER_SLOTS = {"sgd": 1, "adagrad": 1, "rmsprop": 2, "adam": 2, "adamw": 2}   # arrays per parameter
 
@@ -18,7 +20,8 @@ OPTIMIZER_SLOTS = {"sgd": 1, "adagrad": 1, "rmsprop": 2, "adam": 2, "adamw": 2} 
 def arch(cfg, input_size, output_size):
     """The Arch (the network's shape) that cfg describes for these input and output sizes."""
     return engine.Arch(cfg.cell, input_size, cfg.hidden, output_size, cfg.layers, cfg.embedding or None,
-                       cfg.nonlinearity, cfg.tie, cfg.skip, cfg.engine)
+                       cfg.nonlinearity, cfg.tie, cfg.skip, cfg.engine, bidirectional=cfg.bidirectional,
+                       learn_init_state=cfg.learn_init_state)
 
 
 def build_network(cfg, input_size, output_size):
@@ -31,6 +34,29 @@ def build_network(cfg, input_size, output_size):
     init.apply(net.params, net.arch, np.random.default_rng([cfg.seed, 1]), cfg.init, cfg.recurrent_init,
                cfg.forget_bias, radius=cfg.radius)
     return net
+
+
+def pretrained_embedding(cfg, vocab, params):
+    """E (params["E"], as build_network drew it) of a new run, in place, from the --embedding-init
+    file (bptt.training.pretrained: the vocabulary's tokens found take their vectors, the others are
+    scaled to them). Read once, when the run starts: a resumed run takes E from its checkpoint.
+    Returns the note the header shows (pretrained.header; None: neither option given)."""
+    if cfg.embedding_init is None:
+        return {"file": None, "frozen": True} if cfg.freeze_embedding else None
+    try:
+        vectors = pretrained.read(cfg.embedding_init, vocab.tokens, cfg.embedding, params["E"].dtype)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"embedding_init: {e}") from None
+    sigma = pretrained.place(params["E"], vectors)
+    return {"file": Path(cfg.embedding_init).name, "found": vectors.count, "tokens": vocab.size,
+            "level": vocab.level, "lowercased": vectors.lowercased, "sigma": sigma, "frozen": cfg.freeze_embedding}
+
+
+def trainable(cfg, arrays):
+    """arrays (the parameters, or their gradients) that the optimiser updates: all but a frozen E
+    (--freeze-embedding), which thus has no optimiser state, no weight decay and no part in
+    clipping's norm, as a torch parameter with requires_grad=False."""
+    return {k: a for k, a in arrays.items() if k != "E"} if cfg.freeze_embedding else arrays
 
 
 def make_optimizer(cfg):
@@ -54,7 +80,7 @@ def memory_needed(cfg, input_size, output_size):
     H, L, G = cfg.hidden, cfg.layers, shape.spec.GATES
     T = cfg.window if cfg.task == "lm" else cfg.length if cfg.task in problems.PROBLEMS else 1
     rows = T * cfg.batch
-    per_row = L * (G + 3) * H + 2 * output_size + shape.layer_input_size(0)
+    per_row = L * shape.directions * (G + 3) * H + 2 * output_size + shape.layer_input_size(0)
     itemsize = np.dtype(cfg.dtype).itemsize
     return (n * (2 + OPTIMIZER_SLOTS[cfg.optimizer]) + rows * per_row) * itemsize, n
 

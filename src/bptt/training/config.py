@@ -39,6 +39,7 @@ def option(default, help, choices=None, shown=None, applies=None, where=None):
 
 LM = ("task", lambda task: task == "lm")
 PROBLEM = ("task", lambda task: task in PROBLEMS)
+WHOLE = ("task", lambda task: task != "lm")      # each example a whole sequence, its state started afresh
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,21 @@ class TrainConfig:
     tie: bool = option(False, "tie the readout to the embedding (needs --embedding equal to --hidden)",
                        applies=("task", lambda v: v != "classify"), where="a model whose outputs are its inputs "
                        "(not --task classify)")
+    embedding_init: str | None = option(None, "a file of pretrained word vectors to initialise the embedding from: "
+                                        "GloVe's or word2vec's text format (word v1 ... vD per line); tokens it "
+                                        "lacks stay random, scaled to its vectors; --embedding, if given, must be "
+                                        "their size D, and is D if left out",
+                                        applies=("task", lambda v: v in ("lm", "classify")),
+                                        where="a vocabulary's tokens (--task lm or classify)")
+    freeze_embedding: bool = option(False, "keep the embedding E as initialised (by --embedding-init or at random): "
+                                    "no update, no weight decay (not with --tie)")
+    bidirectional: bool = option(False, "each layer also reads every sequence backwards; the next layer and the "
+                                 "readout read [h_fwd; h_bwd] (Schuster & Paliwal 1997)", applies=WHOLE,
+                                 where="whole sequences (--task classify or a long-range problem; a language model "
+                                 "would read the future it predicts)")
+    learn_init_state: bool = option(False, "learn the initial state h_0 (and c_0) of every layer, as parameters",
+                                    applies=WHOLE, where="whole sequences (--task classify or a long-range problem; "
+                                    "a language model carries its state from window to window)")
     dropout: float = option(0.0, "non-recurrent dropout on the embedding, between layers and before the readout")
     init: str = option("default", "input-weight initialisation", ("default", "xavier"))
     recurrent_init: str = option("default", "recurrent-weight initialisation (identity: IRNN, Le et al. 2015)",
@@ -147,11 +163,11 @@ class TrainConfig:
         finite("clip", self.clip, "a threshold >= 0 (0: off)", lambda v: v >= 0)
         if self.forget_bias is not None:
             finite("forget_bias", self.forget_bias, "a finite number", lambda v: True)
-        for name in ("data", "valid", "separator"):
+        for name in ("data", "valid", "separator", "embedding_init"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise ValueError(f"{name}: expected a non-empty string, got {value!r}")
-        for name in ("tie", "nesterov"):
+        for name in ("tie", "nesterov", "freeze_embedding", "bidirectional", "learn_init_state"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name}: expected True or False, got {getattr(self, name)!r}")
         for f in dataclasses.fields(self):
@@ -169,6 +185,7 @@ class TrainConfig:
             raise ValueError(f"backprop: expected k2 >= window (k1) = {self.window}, got {self.backprop}")
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov: needs a momentum > 0 (give --momentum, e.g. 0.9)")
+        check_embedding_options(self)
         if self.tie and self.embedding != self.hidden:
             raise ValueError(f"tie: needs embedding == hidden (the readout reuses the embedding), "
                              f"got embedding={self.embedding} and hidden={self.hidden}")
@@ -198,3 +215,15 @@ class TrainConfig:
 def finite(name, value, what, ok):
     """A real option's check (checks.real) that also refuses nan and +-inf."""
     checks.real(name, value, what, lambda v: math.isfinite(v) and ok(v))
+
+
+def check_embedding_options(cfg):
+    """--embedding-init and --freeze-embedding need an embedding E; a frozen E cannot be the readout too."""
+    for name in ("embedding_init", "freeze_embedding"):
+        if getattr(cfg, name) not in (None, False) and not cfg.embedding:
+            raise ValueError(f"{name}: needs an embedding E; --embedding 0 means one-hot inputs, which have none: give "
+                             f"--embedding > 0" + (" or leave it out (the vectors' size)" if name == "embedding_init"
+                                                   else ""))
+    if cfg.freeze_embedding and cfg.tie:
+        raise ValueError("freeze_embedding: with --tie, E is also the readout, which would never be trained; "
+                         "drop --tie or --freeze-embedding")

@@ -11,6 +11,10 @@ A new run is checked (directory, data, memory) before anything is written, and o
 before its first step leaves nothing behind (abandon). A resumed run takes its saved config (only
 config.RESUMABLE fields may change), verifies that its data files are the ones it started with, and
 reloads everything, so it continues with the same arithmetic as if it had never stopped.
+
+Pretrained vectors (--embedding-init) are read when a new run starts, into E; their file's size and
+SHA-256 are recorded with the data's (run.json, "embedding_init") for the user to see which vectors
+were used, but a resume neither reads nor verifies the file: E comes from the checkpoint.
 """
 
 import math
@@ -20,7 +24,7 @@ from typing import NamedTuple
 
 from ..files import FileError
 from ..model import engine
-from . import building, data, problems, rundir, schedules, tasks
+from . import building, data, pretrained, problems, rundir, schedules, tasks
 from .config import RESUMABLE, TrainConfig
 from .ranks import rows_of
 
@@ -126,7 +130,7 @@ def settle(run, fields, resume):
     reads, once: the command line settles the options first, to check them before training starts,
     and opens the run with what this returns."""
     if not resume:
-        return Settled(TrainConfig(**absolute(TrainConfig(**fields).to_json())), {})
+        return Settled(TrainConfig(**absolute(TrainConfig(**sized_by_vectors(fields)).to_json())), {})
     run.check_resumable()
     saved = run.config()
     return Settled(saved, {}) if fields is None else Settled(*resumed(saved, absolute(fields)))
@@ -151,7 +155,20 @@ def resumed(saved, given):
 def absolute(given):
     """given (a dict of config fields) with its data paths made absolute, so that the run can be
     resumed from any directory."""
-    return given | {name: str(Path(given[name]).absolute()) for name in ("data", "valid") if given.get(name)}
+    return given | {name: str(Path(given[name]).absolute()) for name in ("data", "valid", "embedding_init")
+                    if given.get(name)}
+
+
+def sized_by_vectors(fields):
+    """fields with the embedding's size that of the --embedding-init vectors when --embedding is not
+    among them (one that is must equal it: building.pretrained_embedding checks)."""
+    path = fields.get("embedding_init")
+    if not path or not isinstance(path, str) or "embedding" in fields:
+        return fields
+    try:
+        return fields | {"embedding": pretrained.dimension(str(Path(path).absolute()))}
+    except ValueError as e:
+        raise ValueError(f"embedding_init: {e}") from None
 
 
 def total_steps(cfg, windows_per_epoch):
@@ -181,8 +198,9 @@ def source(cfg, name, given=None):
 
 
 def data_sources(cfg, given):
-    """{"data" | "valid": fingerprint and given path} of the run's files."""
-    found = {name: source(cfg, name, given.get(name)) for name in ("data", "valid")}
+    """{"data" | "valid" | "embedding_init": fingerprint and given path} of the run's files (the
+    vectors' recorded only: a resume does not read them, see check_sources)."""
+    found = {name: source(cfg, name, given.get(name)) for name in ("data", "valid", "embedding_init")}
     return {name: s for name, s in found.items() if s is not None}
 
 
@@ -190,14 +208,15 @@ def check_sources(run, cfg, recorded):
     """Resume refuses a data file that changed since the run started. recorded: the fingerprints the
     checkpoint holds (None in a checkpoint written before it held them), else the marker's; the
     marker is written again from them if it is missing. A run with neither cannot be verified and
-    is refused. Returns {"data" | "valid": the path as the user gave it}."""
+    is refused; the --embedding-init vectors are not checked (E is in the checkpoint). Returns
+    {"data" | "valid": the path as the user gave it}."""
     marker = run.marker()
     if recorded is None and marker is None:
         raise FileError(f"--resume: {run.file(rundir.MARKER)} is missing and {run.file('checkpoint.safetensors')} "
                         f"does not record the training data either, so the data cannot be checked against the "
                         f"run's; restore {rundir.MARKER}, or start a new run")
     recorded = recorded if recorded is not None else marker["data"]
-    for name, before in recorded.items():
+    for name, before in data_files(recorded).items():
         try:
             after = source(cfg, name)
         except FileError:                                     # gone, or unreadable
@@ -210,13 +229,19 @@ def check_sources(run, cfg, recorded):
                             f"new run")
     if marker is None:
         run.write_marker(recorded)
-    return {name: m.get("given") for name, m in recorded.items()}
+    return {name: m.get("given") for name, m in data_files(recorded).items()}
+
+
+def data_files(sources):
+    """The fingerprints of the data files among sources: not the --embedding-init vectors', which
+    only rank 0 reads, when a run starts."""
+    return {name: s for name, s in sources.items() if name != "embedding_init"}
 
 
 def check_copies(cfg, sources):
     """This rank's data files are rank 0's (sources: their fingerprints in the run's marker): each
     rank reads its own copy, and a different copy would train on different numbers without a word."""
-    for name, theirs in sources.items():
+    for name, theirs in data_files(sources).items():
         mine = source(cfg, name)
         if mine["sha256"] != theirs["sha256"]:
             raise FileError(f"--{name}: this machine's {mine['path'] or 'shipped text'} is not rank 0's "
@@ -256,7 +281,8 @@ class Opened(NamedTuple):
     carried: object             # the state carried into the next window (None: zeros)
     progress: Progress
     total: int | None           # the step budget (total_steps; None: --max-time alone)
-    notes: dict                 # for display: the data paths as given, a resume's changes and rebuilt files
+    notes: dict                 # for display: the data paths as given, a resume's changes and rebuilt files,
+                                # a new run's E (building.pretrained_embedding)
 
 
 def open_run(run, cfg, resume, given):
@@ -283,6 +309,7 @@ def open_new(run, cfg, given):
     task = tasks.make(cfg)
     building.check_memory(cfg, task.input_size, task.output_size)
     net = building.build_network(cfg, task.input_size, task.output_size)
+    embedding = building.pretrained_embedding(cfg, getattr(task, "vocab", None), net.params)
     created = create(run)
     try:
         run.remove_temporaries()
@@ -295,13 +322,13 @@ def open_new(run, cfg, given):
             run.write_json("labels.json", task.labels.to_json())
         progress = Progress(schedule=schedules.Plateau(cfg.lr).init() if cfg.schedule == "plateau" else None,
                             sources=sources)
-        opt_state = building.make_optimizer(cfg).init(net.params)
+        opt_state = building.make_optimizer(cfg).init(building.trainable(cfg, net.params))
         run.save(net.params, opt_state, None, progress.__dict__)
     except BaseException:
         abandon(run, created)
         raise
-    return Opened(created, cfg, task, net, opt_state, None, progress, total_steps(cfg, task.steps_per_epoch),
-                  {"given": {k: v for k, v in given.items() if v}})
+    notes = {"given": {k: v for k, v in given.items() if v}} | ({"embedding": embedding} if embedding else {})
+    return Opened(created, cfg, task, net, opt_state, None, progress, total_steps(cfg, task.steps_per_epoch), notes)
 
 
 def create(run):

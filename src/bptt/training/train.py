@@ -23,7 +23,7 @@ import numpy as np
 from ..files import FileError
 from ..model import engine
 from . import clipping, schedules
-from .building import make_optimizer
+from .building import make_optimizer, trainable
 from .config import TrainConfig
 from .opening import Progress, Run, abandon, open_on_ranks, open_run
 from .ranks import Ranks, rows_of_batch, share_of_targets, summed
@@ -143,8 +143,9 @@ def step(t, stop):
     tick = time.perf_counter()
     flow = cfg.flow_every > 0 and (p.step + 1) % cfg.flow_every == 0
     r, rows, share = gradients(t, batch, flow)                                    # 2-5. engine
-    loss, grads, flows, heard = summed(t.ranks, t.net.params, r, share, stop,
+    loss, grads, flows, heard = summed(t.ranks, trainable(cfg, t.net.params), r, share, stop,
                                        (cfg.layers, batch["x"].shape[0]) if flow else None)
+    grads = trainable(cfg, grads)                         # a frozen E's gradient is not used
     if flow:                                              # before clipping changes the gradients
         log(t, {"step": p.step + 1, "flow": flows,
                 "grad_norms": {k: float(np.linalg.norm(g)) for k, g in grads.items()}})
@@ -158,7 +159,7 @@ def step(t, stop):
         following = 0
         p.epoch += 1
     lr = schedules.learning_rate(cfg.schedule, cfg.lr, p.step, t.total, cfg.warmup, p.schedule)   # 8. optimiser
-    t.opt.step(t.net.params, grads, t.opt_state, lr)
+    t.opt.step(trainable(cfg, t.net.params), grads, t.opt_state, lr)
     p.step += 1
     p.window = following
     p.tokens += tokens
