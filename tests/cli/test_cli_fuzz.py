@@ -148,7 +148,8 @@ BASE = {
 }
 OMITTABLE = {"layers", "embedding", "batch", "window", "eval_batch"}   # cheap enough at their defaults on tiny data
 RESUME_OPTIONS = {"steps", "epochs", "max_time", "lr", "clip", "sample"}
-NEVER = {"train": {"resume", "out", "run"}, "gradcheck": {"all", "no_torch", "cell"}, "task": {"out", "jobs"},
+NEVER = {"sample": {"interactive"},     # reads stdin: a real job's inherited terminal would wait for a line
+         "train": {"resume", "out", "run"}, "gradcheck": {"all", "no_torch", "cell"}, "task": {"out", "jobs"},
          "diagnose": {"out"}, "export": {"out"}}
 MPI_NOTE = re.compile(r"note: bptt \w+ runs on MPI rank 0 alone \(only bptt train is data-parallel\); the other rank "
                       r"has nothing to do")

@@ -1,6 +1,7 @@
 """bptt.load(RUN_DIR): a run made by `bptt train`, from Python: its network (best or last
 checkpoint), vocabulary and config; score() equals the engine's cross-entropy on the text, sample()
-equals generate.sample with the same seed; classifiers and bad arguments are refused by name."""
+equals generate.sample with the same seed (and beam search's), a session continues one text;
+classifiers and bad arguments are refused by name."""
 
 import numpy as np
 import pytest
@@ -72,5 +73,32 @@ def test_bad_arguments_and_classifiers_are_refused(run_dir, tmp_path):
     assert cls.labels.size == 2 and cls.labels.decode([0, 1]) == ["no", "yes"]
     with pytest.raises(ValueError, match="score: the run holds a 'classify' model"):
         cls.score("the cat sat")
+    with pytest.raises(ValueError, match="session: the run holds a 'classify' model; session needs a language model"):
+        cls.session()
     assert engine.score(cls.network.params, cls.network.arch, cls.vocab.encode(list("the cat"))[:, None],
                         np.array([1]), target="last").count == 1
+
+
+def test_beam_search_and_a_session_from_a_run(run_dir):
+    """sample(beam=K) is generate's beam search read as text, beam=1 the greedy text; a session's
+    second prompt continues the first's text as one sample of all of it would, with the seed's
+    random numbers where the first left them; stop_at_line_end ends the text at its first line end."""
+    run = bptt.load(run_dir)
+    net, vocab = run.network, run.vocab
+    ids = generate.sample(net.params, net.arch, vocab.encode(list("ROMEO:")), 25, None, beam=4)
+    assert run.sample("ROMEO:", 25, beam=4) == "".join(vocab.decode(ids))
+    assert run.sample("ROMEO:", 40, beam=1) == run.sample("ROMEO:", 40, greedy=True)
+    session = run.session(seed=5, temperature=0.8)
+    a = session.sample("ROMEO:\n", 30)
+    b = session.sample("JULIET:\n", 30)
+    assert session.text == "ROMEO:\n" + a + "JULIET:\n" + b
+    rng = np.random.default_rng(5)
+    rng.random(30)
+    once = generate.sample(net.params, net.arch, vocab.encode(list("ROMEO:\n" + a + "JULIET:\n")), 30, rng, 0.8)
+    assert b == "".join(vocab.decode(once))
+    line = run.sample("ROMEO:\n", 300, seed=2, stop_at_line_end=True)
+    assert line.endswith("\n") and line.count("\n") == 1
+    assert run.sample("ROMEO:\n", 300, seed=2).startswith(line)
+    with pytest.raises(ValueError, match="beam: searches for the most likely continuation, drawing nothing; "
+                                         "temperature does not apply"):
+        run.session(beam=2, temperature=0.5)

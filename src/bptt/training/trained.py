@@ -5,6 +5,11 @@ with the two things one does with a language model, scoring a text and sampling 
     run.score("ROMEO:\\nIs the day so young?\\n")     # {"loss": nats/token, "perplexity", "bits_per_char",
                                                      #  "tokens", "streams"}
     run.sample("ROMEO:", 200, seed=1, temperature=0.8)
+    run.sample("ROMEO:", 200, beam=4)                # the most likely continuation beam search finds
+    chat = run.session(seed=1, stop_at_line_end=True)
+    chat.sample("ROMEO:\\n", 100)                     # a text that goes on: the state is kept between
+    chat.sample("JULIET:\\n", 100)                    # prompts, the text so far never run again;
+    chat.text                                        # all of it, prompts and continuations
     run.network.forward(run.vocab.encode(list("ROMEO"))[:, None])     # anything Network does
 """
 
@@ -13,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import checks
-from . import data, generate, opening, tasks
+from . import generate, opening, tasks
 
 
 class Trained(NamedTuple):
@@ -33,18 +38,31 @@ class Trained(NamedTuple):
         net = self.network
         return tasks.score_text(net.params, net.arch, text, self.config, self.vocab, "text", streams)
 
-    def sample(self, prime, length, seed=0, temperature=1.0, top_k=None, top_p=None):
-        """length tokens drawn after prime (a text), as the text that continues it (as bptt sample
+    def sample(self, prime, length, seed=0, temperature=1.0, top_k=None, top_p=None, greedy=False, beam=None,
+               length_penalty=None, stop_at_line_end=False):
+        """At most length tokens after prime (a text), as the text that continues it (as bptt sample
         prints it): characters as they are; words set apart by spaces, <eos> a line end, a prime's
-        last line continued unless it ends with one. The same seed gives the same text."""
+        last line continued unless it ends with one. The same seed gives the same text. The
+        options are generate.Decoding's: sampled from softmax(z / temperature), cut to top_k or
+        top_p; greedy, the most likely token; beam=K, beam search (K continuations kept at each
+        step; beam=1 is greedy), finished ones ranked by log p / ((5 + n) / 6)^length_penalty;
+        stop_at_line_end, the text ends with the first line end drawn (fewer tokens then)."""
         self.language_model("sample")
-        ids, prime = generate.prime_ids(self.vocab, prime, self.config.level)
-        net = self.network
+        return self.session(seed, temperature, top_k, top_p, greedy, beam, length_penalty,
+                            stop_at_line_end).sample(prime, length)
+
+    def session(self, seed=0, temperature=1.0, top_k=None, top_p=None, greedy=False, beam=None,
+                length_penalty=None, stop_at_line_end=False):
+        """A generate.Session: session.sample(prompt, length) continues the text so far (the state
+        kept, nothing run twice) after prompt, with sample()'s options; session.text is all of it.
+        The first prompt is read as sample() reads its prime; a later one is its tokens alone.
+        Prompt A then prompt B gives what one sample() of A + A's continuation + B gives, the seed's
+        random numbers taken up where A's continuation left them."""
+        self.language_model("session")
         rng = np.random.default_rng(checks.positive_int("seed", seed, minimum=0))
-        drawn = generate.sample(net.params, net.arch, ids, length, rng, temperature, top_k,
-                                top_p)
-        text = data.Detokenizer(self.config.level, after=prime)
-        return "".join(text.next(token) for token in self.vocab.decode(drawn))
+        decoding = generate.Decoding(temperature, top_k, top_p, greedy, beam, length_penalty, stop_at_line_end)
+        net = self.network
+        return generate.Session(net.params, net.arch, decoding, rng, self.vocab)
 
     def language_model(self, what):
         if self.config.task != "lm":
