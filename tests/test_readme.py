@@ -24,6 +24,16 @@ def test_readme_python_examples_run():
     assert "rnn.weight_hh_l1" in scope["torch_grads"]
 
 
+def test_readme_layer_options_example_runs():
+    (example,) = [b for b in blocks() if "bidirectional=True" in b]
+    scope = {}
+    exec(compile(example, "README.md", "exec"), scope)
+    assert scope["h_n"].shape == (4, 8, 48) and scope["c_n"].shape == (4, 8, 64)
+    assert scope["states"]["h"].shape == (4, 40, 8, 48) and scope["states"]["c"].shape == (4, 40, 8, 64)
+    assert scope["grads"]["init.h"].shape == (4, 48) and np.any(scope["grads"]["init.h"])
+    assert scope["logits"].shape == (40, 8, 3) and abs(scope["loss"] - np.log(3)) < 0.2
+
+
 def test_readme_load_example_runs_on_a_trained_run(tmp_path, monkeypatch, capsys):
     """bptt.load on a run made by `bptt train` (a small one), scoring, sampling, save and load, and
     the ONNX export run in ONNX Runtime."""
@@ -33,7 +43,7 @@ def test_readme_load_example_runs_on_a_trained_run(tmp_path, monkeypatch, capsys
     assert main(["train", "runs/shakespeare", "--steps", "20", "--hidden", "16", "--layers", "1",
                  "--embedding", "8", "--eval-every", "10"]) == 0
     capsys.readouterr()
-    (example,) = [b for b in blocks() if "bptt.load(" in b]
+    (example,) = [b for b in blocks() if "bptt.load(" in b and "session(" not in b]
     scope = {}
     exec(compile(example, "README.md", "exec"), scope)
     out = capsys.readouterr().out.splitlines()
@@ -44,6 +54,14 @@ def test_readme_load_example_runs_on_a_trained_run(tmp_path, monkeypatch, capsys
     assert scope["ids"].tolist() == run.vocab.encode(list("ROMEO:")).tolist()
     z, (h, _) = net.forward(scope["ids"][:, None])
     assert np.max(np.abs(scope["logits"] - z)) < 1e-5 and np.max(np.abs(scope["h_n"] - h)) < 1e-5
+
+    (example,) = [b for b in blocks() if "run.session(" in b]
+    scope = {}
+    exec(compile(example, "README.md", "exec"), scope)
+    chat = scope["chat"]
+    assert chat.text == "ROMEO:\n" + scope["romeo"] + "JULIET:\n" + scope["juliet"]
+    for part in (scope["romeo"], scope["juliet"]):
+        assert part.endswith("\n") or len(part) == 200
 
 
 def readme_command(start):

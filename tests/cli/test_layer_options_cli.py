@@ -56,3 +56,22 @@ def test_a_language_model_refuses_them(tmp_path, flag, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"error: {flag}: applies to whole sequences") and "task='lm'" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_projected_lstm_language_model_trains_resumes_and_loads(tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text("ROMEO:\nBut soft, what light through yonder window breaks?\n\n" * 20)
+    options = ["--data", str(text), "--proj-size", "5", "--window", "6", "--batch", "3", "--tie"]
+    whole, part = str(tmp_path / "whole"), str(tmp_path / "part")
+    assert train("--out", whole, "--steps", "12", "--embedding", "5", *options) == 0
+    said = capsys.readouterr()
+    assert "training lstm 2x8 projected to 5" in said.out + said.err
+    assert train("--out", part, "--steps", "6", "--embedding", "5", *options) == 0
+    assert main(["train", "--out", part, "--resume", "--steps", "12"]) == 0
+    a, _ = load_arrays(f"{whole}/checkpoint.safetensors")
+    b, _ = load_arrays(f"{part}/checkpoint.safetensors")
+    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    net = bptt.load(whole).network
+    assert net.params["l1.R"].shape == (5, 8) and net.params["l1.U"].shape == (32, 5)
+    assert "rnn.weight_hr_l1" in net.torch_state_dict()
+    assert main(["sample", whole, "--tokens", "5"]) == 0

@@ -58,6 +58,7 @@ def checks():
     if HERE not in sys.path:
         sys.path.insert(0, HERE)
     import test_fast
+    import test_fast_projection
     import test_fast_readout
     import test_packed
 
@@ -91,6 +92,10 @@ def checks():
         (test_fast, "test_float32_near_float64_reference", None),
         (test_fast, "test_float64_equals_reference", one_per_shape),
         (test_fast, "test_clip_dh_and_trace_equal_reference", None),
+        (test_fast_projection, "test_float64_equals_reference", None),
+        (test_fast_projection, "test_float32_near_float64_reference", None),
+        (test_fast_projection, "test_caches_are_interchangeable", None),
+        (test_fast_projection, "test_frozen_weights_and_a_misfit_r", None),
     ]
     out = []
     for module, name, keep in plan:

@@ -51,7 +51,8 @@ def assert_same(ref, got, tol=ROUND_OFF):
 
 MATRIX = [c for c in gradcheck.all_cases() if not c.cell.startswith("skip")]
 TRAINING = [c for c in gradcheck.training_cases() if not c.cell.startswith("skip")]
-OPTIONS = [c for c in (*gradcheck.bidirectional_cases(), *gradcheck.initial_state_cases())
+OPTIONS = [c for c in (*gradcheck.bidirectional_cases(), *gradcheck.initial_state_cases(),
+                       *gradcheck.projection_cases())
            if not c.cell.startswith("skip")]
 EVERY = MATRIX + TRAINING + OPTIONS
 

@@ -13,7 +13,8 @@ from bptt.lab import gradcheck
 # the matrix, and the layer options where PyTorch has the layer: bidirectional (packed with lengths,
 # padded without) for every cell (nn.RNN, nn.GRU, nn.LSTM; the sigmoid and skip RNNs as autograd loops),
 # and a learned initial state (an nn.Parameter expanded over the batch)
-CASES = list(gradcheck.all_cases()) + list(gradcheck.bidirectional_cases()) + list(gradcheck.initial_state_cases())
+CASES = (list(gradcheck.all_cases()) + list(gradcheck.bidirectional_cases()) + list(gradcheck.initial_state_cases())
+         + list(gradcheck.projection_cases()))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.label().replace(" ", "-") for c in CASES])

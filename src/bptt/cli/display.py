@@ -59,9 +59,10 @@ class TrainDisplay:
         source = given.get("data") or c.data or "Tiny Shakespeare (shipped with bptt)"
         cell = f"{c.cell}-{c.nonlinearity}" if c.cell in ("rnn", "skip") else c.cell
         cell = "bidirectional " * c.bidirectional + cell
+        size = f"{c.layers}x{c.hidden}" + (f" projected to {c.proj_size}" if c.proj_size else "")
         params = f"{compact(r['params'])} parameters" + ", the initial state learned" * c.learn_init_state
         if c.task == "lm":
-            self.write(f"training {cell} {c.layers}x{c.hidden} ({params}) on {source}, "
+            self.write(f"training {cell} {size} ({params}) on {source}, "
                        f"{c.level} level: {compact(r['train_tokens'])} train / {compact(r['valid_tokens'])} valid "
                        f"tokens, vocabulary {r['vocab']:,}")
             k1, k2 = r["tbptt"]
@@ -74,7 +75,7 @@ class TrainDisplay:
             self.write(f"loss at initialisation should be about ln {r['vocab']} = {r['uniform']:.3f} nats; "
                        f"unigram baseline {r['unigram']:.3f}")
         elif c.task == "classify":
-            self.write(f"training a {cell} {c.layers}x{c.hidden} classifier ({params}) on "
+            self.write(f"training a {cell} {size} classifier ({params}) on "
                        f"{source}: {r['train_examples']:,} train / {r['valid_examples']:,} valid examples, "
                        f"{r['labels']} labels, vocabulary {r['vocab']:,}; full BPTT over each sequence")
             if r.get("header"):
@@ -82,7 +83,7 @@ class TrainDisplay:
             self.write(f"loss at initialisation should be about ln {r['labels']} = {r['uniform']:.3f} nats; "
                        f"class prior {r['prior']:.3f}, majority accuracy {r['majority_accuracy']:.1%}")
         else:
-            self.write(f"training {cell} {c.layers}x{c.hidden} ({params}) on the "
+            self.write(f"training {cell} {size} ({params}) on the "
                        f"{c.task} problem, T = {c.length}, batch {c.batch}; trivial answer {r['trivial']:.4f}")
         if r.get("embedding"):
             from ..training.pretrained import header

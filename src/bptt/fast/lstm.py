@@ -7,20 +7,74 @@ Per step, one GEMM and one fused pass over the gates:
     backward  (4b)-(1b) in one loop writing da_t, then dh_next = da_t U  (packed GEMM)
 dW, dU, db stay outside the loop as single GEMMs over all T*B rows (window.py). U arrives packed
 once per window (packed.pack): U^T for the forward GEMM, U for the backward one.
+
+With a projection (p holds R, (P, H)) the kernels *_projected run instead, with one more packed
+GEMM per step each way:
+    forward   (1)-(3) row by row into m_t, then h_t = m_t R^T  (3', packed GEMM), then (4)
+    backward  dL/dh_t row by row (4b), then dm_t = dh_t R  (3'b, packed GEMM), then (3b)-(1b) as above
+and dR = sum_t dh_t^T m_t after the loop, one GEMM over all T*B rows (matmul.py). The rows of the
+gate arithmetic (gates_row, gates_row_backward) are the same code in both pairs of kernels.
 """
 
 import numpy as np
 from numba import njit, prange
 
 # the cell's declarations and the functions that need no compiling: the reference's
-from ..reference.lstm import EXTRA, GATE_NAMES, GATES, OPTIONS, init_params, state_names, step_jacobian  # noqa: F401
+from ..reference.lstm import (  # noqa: F401
+    EXTRA,
+    GATE_NAMES,
+    GATES,
+    OPTIONS,
+    PROJECTION,
+    init_params,
+    init_projection,
+    projection,
+    state_names,
+    step_jacobian,
+)
 from . import aligned, rows
 from .common import incoming, live_rows, previous_rows
+from .matmul import matmul
 from .nonlinear import ONE, ZERO, sigmoid, tanh
 from .packed import gemm, pack
 from .window import input_table, project_backward, recurrent_grad
 
-JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
+FASTMATH = {"contract", "arcp", "nsz", "reassoc"}
+JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": FASTMATH}
+ROW = {"inline": "always", "error_model": "numpy", "fastmath": FASTMATH}      # inlined into the kernels
+
+
+@njit(**ROW)
+def gates_row(ar, x, cp, c_t, tc_t, m_t, approx):
+    """(1)-(3) on one row: ar (4H) holds U h_{t-1} and becomes i, f, g, o; x (4H) is W x_t + b + b_U,
+    cp c_{t-1} (H); writes c_t, tanh(c_t) and m_t = o_t * tanh(c_t) (h_t itself without a projection)."""
+    H = cp.size
+    for j in range(2 * H):
+        ar[j] = sigmoid(x[j] + ar[j], approx)              # (1) i, f
+    for j in range(H):                                     # (not range(2H, 3H): that one stays scalar)
+        ar[2 * H + j] = tanh(x[2 * H + j] + ar[2 * H + j], approx)              # (1) g
+    for j in range(H):
+        ar[3 * H + j] = sigmoid(x[3 * H + j] + ar[3 * H + j], approx)           # (1) o
+    for j in range(H):
+        c_t[j] = ar[H + j] * cp[j] + ar[j] * ar[2 * H + j]          # (2)
+        tc_t[j] = tanh(c_t[j], approx)
+        m_t[j] = ar[3 * H + j] * tc_t[j]                   # (3)
+
+
+@njit(**ROW)
+def gates_row_backward(dm, g_t, tc, dc, c_prev, da):
+    """(3b)-(1b) on one row: dm (H) = dL/dm_t (dL/dh_t without a projection), g_t (4H) the gates, tc
+    tanh(c_t), dc (H) dc_next, replaced by the next one down; writes da (4H) = dL/da_t."""
+    H = dc.size
+    for j in range(H):
+        i, f, g, o = g_t[j], g_t[H + j], g_t[2 * H + j], g_t[3 * H + j]
+        do = dm[j] * tc[j]                                 # (3b)
+        dc_t = dc[j] + dm[j] * o * (ONE - tc[j] * tc[j])   # (3b)
+        da[j] = dc_t * g * i * (ONE - i)                   # (2b), (1b) di
+        da[H + j] = dc_t * c_prev[j] * f * (ONE - f)       # (2b), (1b) df
+        da[2 * H + j] = dc_t * i * (ONE - g * g)           # (2b), (1b) dg
+        da[3 * H + j] = do * o * (ONE - o)                 # (1b) do
+        dc[j] = dc_t * f                                   # (2b) dc_next
 
 
 @njit(**JIT)
@@ -42,18 +96,7 @@ def forward_rows(table, ids, gates, U_T, h0, c0, hs, cs, tanh_cs, mask, reset, a
                 hs[t, row] = h_prev[r]
                 tanh_cs[t, row] = ZERO
                 continue
-            x = table[ids[t, row]]                         # (1) W x_t + b + b_U
-            for j in range(2 * H):
-                ar[j] = sigmoid(x[j] + ar[j], approx)      # (1) i, f
-            for j in range(H):                             # (not range(2H, 3H): that one stays scalar)
-                ar[2 * H + j] = tanh(x[2 * H + j] + ar[2 * H + j], approx)          # (1) g
-            for j in range(H):
-                ar[3 * H + j] = sigmoid(x[3 * H + j] + ar[3 * H + j], approx)       # (1) o
-            h_t, c_t, tc_t, cp = hs[t, row], cs[t, row], tanh_cs[t, row], c_prev[r]
-            for j in range(H):
-                c_t[j] = ar[H + j] * cp[j] + ar[j] * ar[2 * H + j]      # (2)
-                tc_t[j] = tanh(c_t[j], approx)
-                h_t[j] = ar[3 * H + j] * tc_t[j]           # (3)
+            gates_row(ar, table[ids[t, row]], c_prev[r], cs[t, row], tanh_cs[t, row], hs[t, row], approx)   # (1)-(3)
 
 
 @njit(**JIT)
@@ -75,18 +118,74 @@ def backward_rows(dhs, dh_T, dc_T, U, gates, c0, cs, tanh_cs, mask, reset, clip,
                 da[:] = ZERO
                 dh_held[r] = dh
                 continue
-            g_t, tc, dc = gates[t, row], tanh_cs[t, row], dc_next[r]
             c_prev = zeros if reset[t, row] else (c0[row] if t == 0 else cs[t - 1, row])
-            for j in range(H):
-                i, f, g, o = g_t[j], g_t[H + j], g_t[2 * H + j], g_t[3 * H + j]
-                do = dh[j] * tc[j]                         # (3b)
-                dc_t = dc[j] + dh[j] * o * (ONE - tc[j] * tc[j])          # (3b)
-                da[j] = dc_t * g * i * (ONE - i)           # (2b), (1b) di
-                da[H + j] = dc_t * c_prev[j] * f * (ONE - f)               # (2b), (1b) df
-                da[2 * H + j] = dc_t * i * (ONE - g * g)   # (2b), (1b) dg
-                da[3 * H + j] = do * o * (ONE - o)         # (1b) do
-                dc[j] = dc_t * f                           # (2b) dc_next
+            gates_row_backward(dh, gates[t, row], tanh_cs[t, row], dc_next[r], c_prev, da)     # (3b)-(1b)
         live = live_rows(mask[t, b0:b1])
+        gemm(das[t, b0:b0 + live], U, dh_next[:live], 0.0)  # (1b) dh_next = da_t U; the rest is held below
+        for r in range(n):
+            row = b0 + r
+            if reset[t, row]:                              # (0b)
+                dh_next[r], dc_next[r] = 0, 0
+            elif not mask[t, row]:
+                dh_next[r] = dh_held[r]                    # (4b) da_t = 0 on this row
+    dh0[b0:b1], dc0[b0:b1] = dh_next, dc_next
+
+
+@njit(**JIT)
+def forward_rows_projected(table, ids, gates, U_T, R_T, h0, c0, hs, cs, tanh_cs, ms, mask, reset, approx, b0, b1):
+    """forward_rows with the projection (3'): ms (T, B, H) receives m_t, hs (T, B, P) h_t = m_t R^T.
+    R_T = pack(R, True)."""
+    T, H, P = gates.shape[0], cs.shape[2], hs.shape[2]
+    hw = np.zeros((b1 - b0, P), gates.dtype)               # h_{t-1}, c_{t-1} with reset rows zeroed
+    cw = np.zeros((b1 - b0, H), gates.dtype)
+    for t in range(T):
+        h_prev = previous_rows(h0[b0:b1] if t == 0 else hs[t - 1, b0:b1], reset[t, b0:b1], hw)    # (0)
+        c_prev = previous_rows(c0[b0:b1] if t == 0 else cs[t - 1, b0:b1], reset[t, b0:b1], cw)
+        a, live = gates[t, b0:b1], live_rows(mask[t, b0:b1])
+        gemm(h_prev[:live], U_T, a[:live], 0.0)            # (1) U h_{t-1}, the rows still running
+        for r in range(b1 - b0):
+            ar, row = a[r], b0 + r
+            if not mask[t, row]:                           # (4) ended: c is held (h below), no gates
+                ar[:] = ZERO
+                cs[t, row] = c_prev[r]
+                tanh_cs[t, row] = ZERO
+                ms[t, row] = ZERO
+                continue
+            gates_row(ar, table[ids[t, row]], c_prev[r], cs[t, row], tanh_cs[t, row], ms[t, row], approx)   # (1)-(3)
+        gemm(ms[t, b0:b0 + live], R_T, hs[t, b0:b0 + live], 0.0)     # (3') h_t = R m_t
+        for r in range(b1 - b0):
+            if not mask[t, b0 + r]:
+                hs[t, b0 + r] = h_prev[r]                  # (4) after the GEMM, which wrote 0 on rows < live
+
+
+@njit(**JIT)
+def backward_rows_projected(dhs, dh_T, dc_T, U, R, gates, c0, cs, tanh_cs, mask, reset, clip, trace, das, dh_cells,
+                            dh0, dc0, b0, b1):
+    """backward_rows with the projection: dh_cells (T, B, P) receives dL/dh_t after (4b) (0 on rows
+    that have ended), for dR; dm_t = dh_t R with R packed (pack(R, False))."""
+    T, H, P = gates.shape[0], cs.shape[2], dhs.shape[2]
+    n = b1 - b0
+    dh_next, dc_next = dh_T[b0:b1].copy(), dc_T[b0:b1].copy()
+    dh_held = np.zeros((n, P), gates.dtype)
+    dm, zeros = np.zeros((n, H), gates.dtype), np.zeros(H, gates.dtype)
+    for t in range(T - 1, -1, -1):
+        for r in range(n):
+            row = b0 + r
+            dh = dh_cells[t, row]
+            incoming(dh, dhs[t, row], dh_next[r], clip, trace, t, row)
+            if not mask[t, row]:                           # (4b) dh_t and dc_t pass to step t-1 unchanged
+                dh_held[r] = dh
+                dh[:] = ZERO
+        live = live_rows(mask[t, b0:b1])
+        gemm(dh_cells[t, b0:b0 + live], R, dm[:live], 0.0)            # (3'b) dm_t = dh_t R
+        for r in range(n):
+            row = b0 + r
+            da = das[t, row]
+            if not mask[t, row]:
+                da[:] = ZERO
+                continue
+            c_prev = zeros if reset[t, row] else (c0[row] if t == 0 else cs[t - 1, row])
+            gates_row_backward(dm[r], gates[t, row], tanh_cs[t, row], dc_next[r], c_prev, da)   # (3b)-(1b)
         gemm(das[t, b0:b0 + live], U, dh_next[:live], 0.0)  # (1b) dh_next = da_t U; the rest is held below
         for r in range(n):
             row = b0 + r
@@ -111,31 +210,66 @@ def backward_blocks(args, blocks):
         backward_rows(*args, blocks[i, 0], blocks[i, 1])
 
 
+@njit(**rows.PARALLEL)
+def forward_blocks_projected(args, blocks):
+    """forward_rows_projected(*args, b0, b1) for every block of rows, one per thread (rows.run)."""
+    for i in prange(blocks.shape[0]):
+        forward_rows_projected(*args, blocks[i, 0], blocks[i, 1])
+
+
+@njit(**rows.PARALLEL)
+def backward_blocks_projected(args, blocks):
+    """backward_rows_projected(*args, b0, b1) for every block of rows, one per thread (rows.run)."""
+    for i in prange(blocks.shape[0]):
+        backward_rows_projected(*args, blocks[i, 0], blocks[i, 1])
+
+
 def forward(p, xs, state0, mask=None, reset=None, approx=None, threads=None):
     W, U, b, b_U = p["W"], p["U"], p["b"], p["b_U"]
     h0, c0 = (np.ascontiguousarray(s) for s in state0)
     table, ids = input_table(W, b, xs, b_U, mask)          # (1) W x_t + b + b_U = table[ids_t], both biases once
-    (T, B), H = ids.shape, U.shape[1]
+    (T, B), H, S = ids.shape, U.shape[0] // GATES, U.shape[1]           # S: the width of h, P with a projection
+    R = projection(p, H)
     gates = aligned.empty((T, B, 4 * H), table.dtype)
-    hs, cs, tanh_cs = (aligned.empty((T, B, H), table.dtype) for _ in range(3))
+    hs = aligned.empty((T, B, S), table.dtype)
+    cs, tanh_cs = (aligned.empty((T, B, H), table.dtype) for _ in range(2))
     m, r = rows.masks(mask, reset, T, B)
-    rows.run(forward_rows, (table, ids, gates, pack(U, True), h0, c0, hs, cs, tanh_cs, m, r,
-                            rows.approximate(approx, table.dtype)), rows.blocks(B, threads), forward_blocks)
-    cache = (xs, state0, hs, cs, tanh_cs, gates, mask, reset)
+    approx = rows.approximate(approx, table.dtype)
+    if R is None:
+        ms = None
+        rows.run(forward_rows, (table, ids, gates, pack(U, True), h0, c0, hs, cs, tanh_cs, m, r, approx),
+                 rows.blocks(B, threads), forward_blocks)
+    else:
+        ms = aligned.empty((T, B, H), table.dtype)         # m_t of (3)
+        rows.run(forward_rows_projected, (table, ids, gates, pack(U, True), pack(R, True), h0, c0, hs, cs, tanh_cs, ms,
+                                          m, r, approx),
+                 rows.blocks(B, threads), forward_blocks_projected)
+    cache = (xs, state0, hs, cs, tanh_cs, gates, mask, reset, ms)
     return hs, (hs[-1].copy(), cs[-1].copy()), cache
 
 
 def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None):
     W, U = p["W"], p["U"]
-    xs, (h0, c0), hs, cs, tanh_cs, gates, mask, reset = cache
-    T, B, H = hs.shape
+    xs, (h0, c0), hs, cs, tanh_cs, gates, mask, reset, ms = cache
+    T, B, H = cs.shape
+    R = projection(p, H)
     das = aligned.empty_like(gates)                        # (T, B, 4H): dL/da_t
-    dh0, dc0 = aligned.empty_like(hs[0]), aligned.empty_like(hs[0])
+    dh0, dc0 = aligned.empty_like(hs[0]), aligned.empty_like(cs[0])
     m, r = rows.masks(mask, reset, T, B)
-    rows.run(backward_rows, (np.ascontiguousarray(dhs), *(np.ascontiguousarray(d) for d in dstate_T),
-                             pack(U, False), gates, np.ascontiguousarray(c0), cs, tanh_cs, m, r,
-                             rows.clip(clip_dh, gates.dtype), rows.trace(dh_trace, gates.dtype), das, dh0, dc0),
-             rows.blocks(B, threads), backward_blocks)
+    dh_T, dc_T = (np.ascontiguousarray(d) for d in dstate_T)
+    shared = (gates, np.ascontiguousarray(c0), cs, tanh_cs, m, r, rows.clip(clip_dh, gates.dtype),
+              rows.trace(dh_trace, gates.dtype), das)
+    if R is None:
+        rows.run(backward_rows, (np.ascontiguousarray(dhs), dh_T, dc_T, pack(U, False), *shared, dh0, dc0),
+                 rows.blocks(B, threads), backward_blocks)
+    else:
+        dh_cells = aligned.empty_like(hs)                  # (T, B, P): dL/dh_t after (4b), for dR
+        rows.run(backward_rows_projected, (np.ascontiguousarray(dhs), dh_T, dc_T, pack(U, False),
+                                           pack(R, False), *shared, dh_cells, dh0, dc0),
+                 rows.blocks(B, threads), backward_blocks_projected)
     dU = recurrent_grad(das, h0, hs, reset, mask=mask)
     dW, dxs, db = project_backward(W, xs, das, mask)
-    return dxs, (dh0, dc0), {"W": dW, "U": dU, "b": db, "b_U": db.copy()}
+    grads = {"W": dW, "U": dU, "b": db, "b_U": db.copy()}
+    if R is not None:
+        grads[PROJECTION] = matmul(dh_cells.reshape(T * B, -1).T, np.ascontiguousarray(ms).reshape(T * B, H))  # (3'b)
+    return dxs, (dh0, dc0), grads

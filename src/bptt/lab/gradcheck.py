@@ -102,6 +102,17 @@ def bidirectional_cases():
                    with_lengths=lengths, bidirectional=True)
 
 
+def projection_cases():
+    """The LSTM with projections (proj_size P = 3 < H = 4): one and two layers, each input form, a
+    target per step and many-to-one, with and without lengths, one and two directions, an initial
+    state given in half of them; and with a learned initial state."""
+    for i, (layers, inputs, target, lengths, bidirectional) in enumerate(itertools.product(
+            (1, 2), INPUT_KINDS, ("every", "last"), (False, True), (False, True))):
+        yield Case("lstm", layers, inputs, target, "mse" if i % 5 == 4 else "cross_entropy", with_state=i % 2 == 1,
+                   with_lengths=lengths, bidirectional=bidirectional, proj=3)
+    yield Case("lstm", 2, "embedding", "last", with_lengths=True, learn_init=True, bidirectional=True, proj=2)
+
+
 def initial_state_cases():
     """A learned initial state, for every cell, one and two directions, many-to-one with lengths and
     a target per step; and dropout with it."""

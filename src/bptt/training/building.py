@@ -21,7 +21,7 @@ def arch(cfg, input_size, output_size):
     """The Arch (the network's shape) that cfg describes for these input and output sizes."""
     return engine.Arch(cfg.cell, input_size, cfg.hidden, output_size, cfg.layers, cfg.embedding or None,
                        cfg.nonlinearity, cfg.tie, cfg.skip, cfg.engine, bidirectional=cfg.bidirectional,
-                       learn_init_state=cfg.learn_init_state)
+                       proj_size=cfg.proj_size, learn_init_state=cfg.learn_init_state)
 
 
 def build_network(cfg, input_size, output_size):

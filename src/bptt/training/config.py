@@ -84,6 +84,9 @@ class TrainConfig:
                                         where="a vocabulary's tokens (--task lm or classify)")
     freeze_embedding: bool = option(False, "keep the embedding E as initialised (by --embedding-init or at random): "
                                     "no update, no weight decay (not with --tie)")
+    proj_size: int | None = option(None, "LSTM with projections: h_t = R (o_t * tanh(c_t)) of this size, below "
+                                   "--hidden (PyTorch's proj_size)", applies=("cell", lambda v: v == "lstm"),
+                                   where="--cell lstm")
     bidirectional: bool = option(False, "each layer also reads every sequence backwards; the next layer and the "
                                  "readout read [h_fwd; h_bwd] (Schuster & Paliwal 1997)", applies=WHOLE,
                                  where="whole sequences (--task classify or a long-range problem; a language model "
@@ -150,7 +153,8 @@ class TrainConfig:
             checks.positive_int(name, getattr(self, name), minimum=1)
         for name in ("embedding", "seed", "warmup", "flow_every"):
             checks.positive_int(name, getattr(self, name), minimum=0)
-        for name, low in (("max_vocab", 2), ("skip", 2), ("backprop", 1), ("recompute_every", 1), ("steps", 1)):
+        for name, low in (("proj_size", 1), ("max_vocab", 2), ("skip", 2), ("backprop", 1), ("recompute_every", 1),
+                          ("steps", 1)):
             if getattr(self, name) is not None:
                 checks.positive_int(name, getattr(self, name), minimum=low)
         for name in ("lr", "epochs", "max_time", "radius", "clip_dh"):
@@ -186,11 +190,25 @@ class TrainConfig:
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov: needs a momentum > 0 (give --momentum, e.g. 0.9)")
         check_embedding_options(self)
-        if self.tie and self.embedding != self.hidden:
-            raise ValueError(f"tie: needs embedding == hidden (the readout reuses the embedding), "
-                             f"got embedding={self.embedding} and hidden={self.hidden}")
+        if self.tie and self.embedding != (self.proj_size or self.hidden):
+            size = f"proj_size={self.proj_size}" if self.proj_size else f"hidden={self.hidden}"
+            raise ValueError(f"tie: needs embedding == {'proj_size' if self.proj_size else 'hidden'} (the readout "
+                             f"reuses the embedding), got embedding={self.embedding} and {size}")
+        self.check_projection()
         if self.max_time is not None and self.steps is None and self.epochs is None and self.schedule == "cosine":
             raise ValueError("schedule: 'cosine' needs a known length; give --steps or --epochs with --max-time")
+
+    def check_projection(self):
+        """--proj-size: below --hidden (PyTorch's rule); U's gate blocks are then H x P, not square, so
+        the initialisers that need square blocks do not apply."""
+        if self.proj_size is None:
+            return
+        if self.proj_size >= self.hidden:
+            raise ValueError(f"proj_size: expected a size below --hidden {self.hidden}, got {self.proj_size}")
+        if self.recurrent_init in ("orthogonal", "identity") or self.radius is not None:
+            name = "radius" if self.radius is not None else "recurrent_init"
+            raise ValueError(f"{name}: needs square gate blocks of U; with --proj-size {self.proj_size} each is "
+                             f"{self.hidden} x {self.proj_size} (use --recurrent-init default or xavier)")
 
     @property
     def k2(self):
