@@ -19,6 +19,8 @@ and its declarations, which the rest of bptt reads instead of testing a cell's n
     state_names(**options)  the parts of the state: ("h",), ("h", "c"), or the skip RNN's last s h's
 
 States are tuples of (B, H) arrays: (h,) for rnn and gru, (h, c) for lstm; S = H * len(state_names).
+The LSTM with projections (its p holds PROJECTION = "R", (P, H)) has h (B, P) and c (B, H), S = P + H,
+and its cache ends with m_t = o_t * tanh(c_t) (T, B, H) (None without R).
 backward writes dL/dh_t (the total gradient reaching h_t) into dh_trace (T, B, H) when given.
 """
 

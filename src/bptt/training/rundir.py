@@ -214,7 +214,8 @@ class Directory:
     # --- the marker and the data it was trained on ---------------------------------------------
 
     def write_marker(self, sources):
-        """sources: {"data" | "valid": {"given": str, "path", "bytes", "sha256"}}."""
+        """sources: {"data" | "valid" | "embedding_init": {"given": str, "path", "bytes", "sha256"}}: the
+        data files (verified on --resume) and the pretrained vectors (recorded, not verified)."""
         files.write_json_atomic(self.file(MARKER), {"format": "bptt run", "version": 1,
                                                          "written_by": f"bptt {__version__}", "data": sources})
 
