@@ -24,6 +24,15 @@ def test_readme_python_examples_run():
     assert "rnn.weight_hh_l1" in scope["torch_grads"]
 
 
+def test_readme_streaming_example_runs():
+    (example,) = [b for b in blocks() if "net.stepper()" in b]
+    scope = {}
+    exec(compile(example, "README.md", "exec"), scope)
+    assert scope["z_t"].shape == (4, 65) and scope["z_window"].shape == (3, 4, 65)
+    assert all(p.shape == (2, 4, 128) for p in scope["state"])
+    assert all(a.flags.writeable for a in scope["net"].params.values())     # released by the with block
+
+
 def test_readme_layer_options_example_runs():
     (example,) = [b for b in blocks() if "bidirectional=True" in b]
     scope = {}

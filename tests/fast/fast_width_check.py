@@ -55,12 +55,14 @@ def cases(fn, keep=None):
 def checks():
     """[(name, function, kwargs)]: every check the script runs, in order. Imports the test modules
     (and so bptt.fast): call it after the width is fixed."""
-    if HERE not in sys.path:
-        sys.path.insert(0, HERE)
+    for folder in (HERE, os.path.join(os.path.dirname(HERE), "model")):     # the streaming tests sit in tests/model
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
     import test_fast
     import test_fast_projection
     import test_fast_readout
     import test_packed
+    import test_streaming
 
     matrix = {id(case) for case in test_fast.MATRIX + test_fast.OPTIONS}
 
@@ -96,6 +98,8 @@ def checks():
         (test_fast_projection, "test_float32_near_float64_reference", None),
         (test_fast_projection, "test_caches_are_interchangeable", None),
         (test_fast_projection, "test_frozen_weights_and_a_misfit_r", None),
+        (test_streaming, "test_short_windows_equal_one_forward_and_none_is_zeros", None),
+        (test_streaming, "test_tied_embeddings_and_both_engines_agree", None),
     ]
     out = []
     for module, name, keep in plan:
