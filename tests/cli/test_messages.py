@@ -40,7 +40,7 @@ def test_item9_the_cache_check_knows_every_cached_module():
     assert bptt.fast.stale_modules() == []
     cache = Path(bptt.fast.__file__).parent / "__pycache__"
     cached = {p.name.split(".")[0] for p in cache.glob("*.nbi")}
-    assert cached == {*bptt.fast.CACHED, "rnn", "gru", "lstm"}
+    assert cached - set(bptt.fast.ON_REQUEST) == {*bptt.fast.CACHED, "rnn", "gru", "lstm"}
     assert bptt.fast.stale_modules(("skip",)) == []                # no compiled skip RNN: nothing to compile
 
 
