@@ -68,12 +68,29 @@ def test_bidirectional_onnx_equals_forward(tmp_path, cell, nonlinearity, layers)
             assert got.shape == want.shape and np.max(np.abs(got - want)) < 1e-5
 
 
-def test_projection_and_learned_state_refused(tmp_path):
+def test_projection_refused(tmp_path):
     with pytest.raises(ValueError, match="proj_size: ONNX's LSTM operator has no projection"):
         bptt.Network("lstm", 5, 4, 5, proj_size=2).to_onnx(tmp_path / "p.onnx")
-    with pytest.raises(ValueError, match="learn_init_state: the ONNX graph takes the initial state"):
-        bptt.Network("gru", 5, 4, 5, learn_init_state=True).to_onnx(tmp_path / "i.onnx")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_learned_initial_state_is_in_the_graph(tmp_path, cell):
+    """h0 (c0) is init.h (init.c) expanded over x's batch: the graph takes x alone."""
+    net = bptt.Network(cell, 11, 8, 9, 2, 5, dtype=np.float32, bidirectional=True, learn_init_state=True, seed=4)
+    rng = np.random.default_rng(0)
+    for name in [n for n in net.params if n.startswith("init.")]:
+        net.params[name][...] = rng.standard_normal(net.params[name].shape)
+    net.to_onnx(tmp_path / "i.onnx")
+    session = ort.InferenceSession(str(tmp_path / "i.onnx"))
+    assert [i.name for i in session.get_inputs()] == ["x"]
+    for T, B in SHAPES:
+        x = rng.integers(0, 11, (T, B))
+        z, final = net.forward(x)
+        out = session.run(None, {"x": x.astype(np.int64)})
+        assert np.max(np.abs(out[0] - z)) < 1e-5
+        for got, want in zip(out[1:], final if cell == "lstm" else (final,), strict=True):
+            assert np.max(np.abs(got - want)) < 1e-5
 
 
 def test_tied_embeddings_and_refusals(tmp_path):

@@ -15,9 +15,9 @@ runtimes people deploy with (the `onnx` package builds it; optional: pip install
 The gate orders differ: bptt (PyTorch) stacks i, f, g, o for the LSTM and r, z, n for the GRU;
 ONNX wants i, o, f, c and z, r, h, so W, R and both biases are re-stacked block by block. bptt's
 GRU is PyTorch's (the reset gate after the recurrent product, b_Un inside it): ONNX's
-linear_before_reset=1. The skip RNN has no ONNX operator and is refused; so are an LSTM with
-projections (ONNX's LSTM has no projection) and a learned initial state (use net.params["init.h"]
-as h0 in the runtime: it is not exported as a default).
+linear_before_reset=1. The skip RNN has no ONNX operator and is refused; so is an LSTM with
+projections (ONNX's LSTM has no projection). A learned initial state is part of the graph: h0 (c0)
+is init.h (init.c) expanded over x's batch, and the graph has no h0 (c0) input.
 
 The graph is float32 by default, whatever the network's dtype (bptt's default is float64): ONNX
 Runtime runs RNN, GRU, LSTM and a float OneHot in float32 only, so a float64 graph is valid ONNX
@@ -63,15 +63,13 @@ def graph(net, inputs="ids", dtype=np.float32):
     if arch.proj_size:
         raise ValueError(f"proj_size: ONNX's LSTM operator has no projection (h_t = R (o_t * tanh(c_t))); a network "
                          f"with proj_size={arch.proj_size} cannot be exported with it")
-    if arch.learn_init_state:
-        raise ValueError("learn_init_state: the ONNX graph takes the initial state as its inputs h0 (c0); export "
-                         "cannot make the learned one their default (feed net.params['init.h'], broadcast over the "
-                         "batch, as h0)")
     H, L = arch.hidden_size, arch.num_layers * arch.directions
     elem = helper.np_dtype_to_tensor_dtype(dtype)
     g = Parts()
     x = input_nodes(g, arch, p, inputs, elem)
     states = ["h0", "c0"] if arch.cell == "lstm" else ["h0"]
+    if arch.learn_init_state:                     # h0 (c0) from the learned state, no inputs of their own
+        learned_state(g, p, states)
     g.const("axis0", np.array([0]))
     g.const("axis1", np.array([1]))
     layer_in, finals = "inputs", []
@@ -84,11 +82,24 @@ def graph(net, inputs="ids", dtype=np.float32):
     for i, out in enumerate(["h_n", "c_n"][:len(states)]):
         g.node("Concat", [final[i] for final in finals], [out], axis=0)
         outputs.append(helper.make_tensor_value_info(out, elem, [L, "B", H]))
-    graph_inputs = [x] + [helper.make_tensor_value_info(s, elem, [L, "B", H]) for s in states]
+    graph_inputs = [x] + [helper.make_tensor_value_info(s, elem, [L, "B", H]) for s in states
+                          if not arch.learn_init_state]
     model = helper.make_model(helper.make_graph(g.nodes, "bptt", graph_inputs, outputs, g.inits),
                               opset_imports=[helper.make_opsetid("", OPSET)], producer_name="bptt")
     onnx.checker.check_model(model)
     return model
+
+
+def learned_state(g, p, states):
+    """h0 (and c0), (L D, B, H): the learned initial state init.h (init.c), (L D, H), expanded over
+    the batch B of x (its axis 1)."""
+    g.node("Shape", ["x"], ["x_shape"])
+    g.node("Gather", ["x_shape", g.const("axis1_index", np.array([1]))], ["batch"])
+    for s in states:
+        init = p[f"init.{s[0]}"]                                  # h0 -> init.h, c0 -> init.c
+        rows, size = g.const(f"{s}_rows", np.array([init.shape[0]])), g.const(f"{s}_size", np.array([init.shape[1]]))
+        g.node("Concat", [rows, "batch", size], [f"{s}_shape"], axis=0)
+        g.node("Expand", [g.const(f"init_{s[0]}", init[:, None, :]), f"{s}_shape"], [s])
 
 
 class Parts:
