@@ -14,7 +14,7 @@ import numpy as np
 from ..model import engine, init
 from . import optim, pretrained, problems
 
-OPTIMIZER_SLOTS = {"sgd": 1, "adagrad": 1, "rmsprop": 2, "adam": 2, "adamw": 2}   # arrays per parameter
+OPTIMIZER_SLOTS = {"sgd": 1, "adagrad": 1, "rmsprop": 2, "adam": 2, "adamw": 2, "nt-asgd": 1}   # arrays per parameter
 
 
 def arch(cfg, input_size, output_size):
@@ -59,6 +59,9 @@ def trainable(cfg, arrays):
     return {k: a for k, a in arrays.items() if k != "E"} if cfg.freeze_embedding else arrays
 
 
+NONMONO = 5                 # NT-ASGD's n without --nonmono: AWD-LSTM's
+
+
 def make_optimizer(cfg):
     """The optimiser of cfg with the hyperparameters that apply to it (optim.make)."""
     hyper = {"weight_decay": cfg.weight_decay}
@@ -68,6 +71,8 @@ def make_optimizer(cfg):
         hyper |= {"momentum": cfg.momentum}
     elif cfg.optimizer == "adamw" and cfg.weight_decay == 0:
         hyper = {}                                            # AdamW's own default decay
+    elif cfg.optimizer == "nt-asgd":
+        return optim.NTASGD(weight_decay=cfg.weight_decay, nonmono=cfg.nonmono or NONMONO)
     return optim.make(cfg.optimizer, **hyper)
 
 

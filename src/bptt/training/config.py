@@ -18,7 +18,7 @@ PROBLEMS = tuple(problems.PROBLEMS)
 TASKS = ("lm", "classify", *PROBLEMS)
 CELLS = tuple(REFERENCE_CELLS)
 NONLINEARITIES = ("tanh", "relu", "sigmoid")
-OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw", "nt-asgd")
 
 # What may change when a run is resumed: its budget, and the learning rate and clipping threshold
 # (to continue a diverged run more gently). Everything else is fixed by the checkpoint.
@@ -114,13 +114,18 @@ class TrainConfig:
                                          "others in the backward pass: O(sqrt(T)) memory for about a third more "
                                          "time")
     # optimisation
-    optimizer: str = option("adam", "optimiser", OPTIMIZERS)
+    optimizer: str = option("adam", "optimiser (nt-asgd: SGD that averages its weights from the first "
+                            "validation that does not improve, see --nonmono; Merity et al. 2017)", OPTIMIZERS)
     lr: float = option(2e-3, "learning rate")
     momentum: float = option(0.0, "momentum", applies=("optimizer", lambda v: v in ("sgd", "rmsprop")),
                              where="--optimizer sgd or rmsprop")
     nesterov: bool = option(False, "Nesterov momentum", applies=("optimizer", lambda v: v == "sgd"),
                             where="--optimizer sgd")
-    weight_decay: float = option(0.0, "weight decay (L2 for sgd/adagrad/rmsprop/adam, decoupled for adamw)")
+    nonmono: int | None = option(None, "NT-ASGD's n: start averaging the weights at the first validation worse "
+                                 "than the best of those more than n validations before it (default: 5, as "
+                                 "AWD-LSTM)", applies=("optimizer", lambda v: v == "nt-asgd"),
+                                 where="--optimizer nt-asgd")
+    weight_decay: float = option(0.0, "weight decay (L2 for sgd/adagrad/rmsprop/adam/nt-asgd, decoupled for adamw)")
     schedule: str = option("constant", "learning-rate schedule: constant, plateau (/4 when validation stops "
                            "improving), cosine", ("constant", "plateau", "cosine"))
     warmup: int = option(0, "linear warm-up steps", applies=("schedule", lambda v: v == "cosine"),
@@ -154,7 +159,7 @@ class TrainConfig:
         for name in ("embedding", "seed", "warmup", "flow_every"):
             checks.positive_int(name, getattr(self, name), minimum=0)
         for name, low in (("proj_size", 1), ("max_vocab", 2), ("skip", 2), ("backprop", 1), ("recompute_every", 1),
-                          ("steps", 1)):
+                          ("steps", 1), ("nonmono", 1)):
             if getattr(self, name) is not None:
                 checks.positive_int(name, getattr(self, name), minimum=low)
         for name in ("lr", "epochs", "max_time", "radius", "clip_dh"):

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 from ..files import FileError
 from ..model import engine
-from . import building, data, pretrained, problems, rundir, schedules, tasks
+from . import building, data, optim, pretrained, problems, rundir, schedules, tasks
 from .config import RESUMABLE, TrainConfig
 from .ranks import rows_of
 
@@ -90,13 +90,18 @@ class Run(rundir.Directory):
         return vocab.size, labels.size
 
     def network(self, which="best"):
-        """The run's network with the weights of best.safetensors (or the last checkpoint), and their
-        metadata. Needs only the run directory, not the training data."""
+        """The run's network with the weights of best.safetensors (or the last checkpoint: with
+        NT-ASGD, its average once averaging has begun, as validation read them), and their metadata.
+        Needs only the run directory, not the training data."""
         cfg = self.config()
-        params, meta = self.load_params(which)
+        best = which == "best" and self.file("best.safetensors").exists()
+        if best:
+            params, meta = self.load_params(which)
+        else:
+            params, opt_state, _, meta = super().load()
+            params = optim.averaged(params, opt_state)
         net = building.build_network(cfg, *self.sizes(cfg))
-        net.params = self.matching(net, params, "best.safetensors" if which == "best" and
-                                   self.file("best.safetensors").exists() else "checkpoint.safetensors")
+        net.params = self.matching(net, params, "best.safetensors" if best else "checkpoint.safetensors")
         return net, meta
 
     def matching(self, net, params, filename):

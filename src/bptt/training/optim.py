@@ -307,6 +307,90 @@ class AdamW(Adam):
     decoupled = True
 
 
+@dataclass(frozen=True)
+class NTASGD:
+    """Non-monotonically triggered ASGD (Merity, Keskar & Socher 2017, Algorithm 1): SGD, and from
+    the step T at which a validation check finds no improvement, the running average of the
+    iterates as well (the weights validation, best.safetensors and bptt.load read; training goes
+    on from the iterate p):
+
+        g_k = ∇ + λ p_{k-1}
+        p_k = p_{k-1} - lr g_k                          every step, as SGD (no momentum)
+        trigger at the check after step T whose loss v_c is worse than the best of the checks more
+                than n before it (v_0 .. v_{c-1}: the earlier checks' losses, n = nonmono):
+                c > n and v_c > min(v_0, ..., v_{c-n-1})
+                (AWD-LSTM's main.py: len(best_val_loss) > nonmono and val_loss > min(best_val_loss[:-nonmono]))
+        ax_T = p_T
+        ax_k = ax_{k-1} + (p_k - ax_{k-1}) μ_k,   μ_k = 1 / (k - T + 1),  so ax_k = (p_T + ... + p_k) / (k - T + 1)
+
+    torch.optim.ASGD(t0=0, lambd=0), which AWD-LSTM makes at the trigger, computes the same p_k and
+    ax_k = ax_{k-1} + (p_k - ax_{k-1}) μ with its μ = 1 / max(1, j - 1) at its j-th step: its first
+    two steps copy the iterate, so its average starts at p_{T+2}; ours includes p_T and p_{T+1}, as
+    Algorithm 1's ax = (1 / (k - T + 1)) Σ_{i=T}^{k} w_i.
+
+    State: "step"; "ax/<name>" (slot, zeros until T); "average_from" (1,) int64: T, or -1 before the
+    trigger; "valid_losses" (c,) float64: the losses of the checks up to the trigger (validated).
+    """
+
+    weight_decay: float = 0.0
+    nonmono: int = 5
+
+    def __post_init__(self):
+        _hyper(self, "weight_decay")
+        object.__setattr__(self, "nonmono", checks.positive_int("nonmono", self.nonmono, minimum=1))
+
+    def init(self, params):
+        state = _init(params, {"ax": 0.0})
+        return state | {"average_from": np.full(1, -1, np.int64), "valid_losses": np.zeros(0, np.float64)}
+
+    def step(self, params, grads, state, lr):
+        T = _averaging(state)
+        slots = {k: v for k, v in state.items() if k not in ("average_from", "valid_losses")}
+        lr, k = _begin(params, grads, slots, lr, ("ax",))
+        for name, p in params.items():
+            p -= lr * _with_weight_decay(grads[name], p, self.weight_decay)   # p_k = p_{k-1} - lr g_k
+            if T >= 0:
+                ax = state[f"ax/{name}"]
+                ax += (p - ax) * (1.0 / (k - T + 1))            # ax_k = ax_{k-1} + (p_k - ax_{k-1}) μ_k
+
+    def validated(self, params, state, loss):
+        """Record the loss of the check after step state["step"] (a float); when it triggers, the
+        average starts from params (ax_T = p_T). Returns whether averaging started now."""
+        if _averaging(state) >= 0:
+            return False
+        loss = real("loss", loss, "a float", lambda x: True)
+        losses = [float(v) for v in state["valid_losses"]]
+        start = len(losses) > self.nonmono and loss > min(losses[:-self.nonmono])
+        state["valid_losses"] = np.append(state["valid_losses"], loss)
+        if start:
+            for name, p in params.items():
+                np.copyto(state[f"ax/{name}"], p)                # ax_T = p_T
+            state["average_from"][0] = state["step"][0]
+        return start
+
+
+def _averaging(state):
+    """T of NT-ASGD's state (-1: not yet averaging), checked."""
+    T = state.get("average_from") if isinstance(state, Mapping) else None
+    if not isinstance(T, np.ndarray) or T.shape != (1,) or T.dtype.kind not in "iu":
+        raise ValueError(f"state['average_from']: expected an int array of shape (1,) made by NTASGD.init, got "
+                         f"{checks.describe(T)}")
+    losses = state.get("valid_losses")
+    if not isinstance(losses, np.ndarray) or losses.ndim != 1 or losses.dtype != np.float64:
+        raise ValueError(f"state['valid_losses']: expected a float64 array of shape (checks,) made by NTASGD.init, "
+                         f"got {checks.describe(losses)}")
+    return int(T[0])
+
+
+def averaged(params, state):
+    """The weights to evaluate: params with each array NT-ASGD averages replaced by its average ax
+    once averaging has begun (state["average_from"] >= 0); params itself for other optimisers'
+    states (and a frozen E, which has no ax, stays)."""
+    T = state.get("average_from")
+    if T is None or T[0] < 0:
+        return params
+    return params | {k: state[f"ax/{k}"] for k in params if f"ax/{k}" in state}
+
 def make(name, **hyper):
     """make("adam", betas=(0.9, 0.98)) -> Adam(betas=(0.9, 0.98)); defaults are torch.optim's."""
     classes = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..files import FileError
 from ..model import engine
-from . import clipping, schedules
+from . import clipping, optim, schedules
 from .building import make_optimizer, trainable
 from .config import TrainConfig
 from .opening import Progress, Run, abandon, open_on_ranks, open_run
@@ -131,7 +131,7 @@ def loop(t):
     if last_valid is not None and last_valid["step"] != t.progress.step:
         last_valid = None                                     # stale: of earlier parameters
     if last_valid is None and status != "interrupted":
-        last_valid = {"step": t.progress.step, **t.task.evaluate(t.net.params, t.net.arch, t.ranks)}
+        last_valid = {"step": t.progress.step, **t.task.evaluate(evaluated(t), t.net.arch, t.ranks)}
     return Outcome(status, t.progress, last_valid, t.progress.best_valid, baselines)
 
 
@@ -244,15 +244,17 @@ def validated(t, scheduled=True):
     """Validation: every rank scores its share of the validation data (task.evaluate), then rank 0
     records it and keeps best.safetensors; its record, best loss and schedule are sent to every
     rank. Only scheduled validations (every eval_every steps) move the plateau schedule, so that
-    stopping early never changes the arithmetic."""
-    metrics = t.task.evaluate(t.net.params, t.net.arch, t.ranks)
+    stopping early never changes the arithmetic; the same holds for NT-ASGD's trigger (averaging).
+    The weights validated and kept are NT-ASGD's average once it has begun (evaluated)."""
+    weights = evaluated(t)
+    metrics = t.task.evaluate(weights, t.net.arch, t.ranks)
     p = t.progress
 
     def on_root():
         record = {"step": p.step, "split": "valid", **metrics}
         if record["loss"] < p.best_valid:
             p.best_valid, p.best_step = record["loss"], p.step
-            t.run.save_best(t.net.params, {"step": p.step, "valid_loss": record["loss"]})
+            t.run.save_best(weights, {"step": p.step, "valid_loss": record["loss"]})
         if t.cfg.schedule == "plateau" and scheduled:
             p.schedule = schedules.Plateau(t.cfg.lr).update(p.schedule, record["loss"])
         record["best"] = p.best_valid
@@ -260,4 +262,19 @@ def validated(t, scheduled=True):
         return record, p.best_valid, p.best_step, p.schedule
 
     record, p.best_valid, p.best_step, p.schedule = t.ranks.on_root(on_root)
+    if scheduled:
+        averaging(t, record["loss"])
     return record
+
+
+def averaging(t, loss):
+    """NT-ASGD's trigger, on every rank, fed a scheduled validation's loss: when it fires, averaging
+    starts from this step's weights, and metrics.jsonl says so ({"step": T, "averaging_from": T})."""
+    if isinstance(t.opt, optim.NTASGD) and t.opt.validated(trainable(t.cfg, t.net.params), t.opt_state, loss):
+        log(t, {"step": t.progress.step, "averaging_from": t.progress.step})
+
+
+def evaluated(t):
+    """The weights that validation reads and best.safetensors keeps: NT-ASGD's average ax once it has
+    begun (training goes on from the iterate), else the parameters."""
+    return t.net.params | optim.averaged(trainable(t.cfg, t.net.params), t.opt_state)
