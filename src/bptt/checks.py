@@ -120,7 +120,8 @@ def params(p, shapes, dtype=None):
         if not floats:
             raise TypeError(f"params: expected float32 or float64 arrays, got {', '.join(map(str, counts))}; "
                             f"cast them with .astype(np.float64)")
-        dtype = max(floats, key=lambda d: (counts[d], d == p["c"].dtype))
+        last = p[list(shapes)[-1]].dtype                       # ties go to the last parameter's (the readout's)
+        dtype = max(floats, key=lambda d: (counts[d], d == last))
     if len(counts) > 1 or dtype not in counts:
         like = "like the other parameters" if dtype in counts else "(the network's dtype)"
         bad = [f"params[{name!r}]: expected {dtype} {like}, got {p[name].dtype}" for name in shapes

@@ -1,6 +1,8 @@
 """bptt train --bidirectional and --learn-init-state from the command line: a classifier and a
 long-range problem train, resume exactly, load with bptt.load; the language model refuses them."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -75,3 +77,42 @@ def test_projected_lstm_language_model_trains_resumes_and_loads(tmp_path, capsys
     assert net.params["l1.R"].shape == (5, 8) and net.params["l1.U"].shape == (32, 5)
     assert "rnn.weight_hr_l1" in net.torch_state_dict()
     assert main(["sample", whole, "--tokens", "5"]) == 0
+
+
+def test_adaptive_softmax_language_model(tmp_path, capsys):
+    """--adaptive-softmax: the vocabulary most frequent first, the readout PyTorch's
+    AdaptiveLogSoftmaxWithLoss; it trains, resumes exactly, evaluates and samples."""
+    text = tmp_path / "words.txt"
+    text.write_text("the cat sat on the mat and the dog sat on the log\nthe end of the tale\n" * 30)
+    options = ["--data", str(text), "--level", "word", "--adaptive-softmax", "3,8", "--div-value", "2", "--window", "6",
+               "--batch", "3"]
+    whole, part = str(tmp_path / "whole"), str(tmp_path / "part")
+    assert train("--out", whole, "--steps", "12", *options) == 0
+    assert train("--out", part, "--steps", "6", *options) == 0
+    assert main(["train", "--out", part, "--resume", "--steps", "12"]) == 0
+    a, _ = load_arrays(f"{whole}/checkpoint.safetensors")
+    b, _ = load_arrays(f"{part}/checkpoint.safetensors")
+    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    run = bptt.load(whole)
+    assert run.vocab.tokens[0] == "the" and run.network.arch.cutoffs == (3, 8)
+    assert "head.tail.1.1.weight" in run.network.torch_state_dict()
+    capsys.readouterr()
+    assert main(["eval", whole, "--data", str(text), "--json"]) == 0
+    assert main(["sample", whole, "--tokens", "5"]) == 0
+    assert train("--out", str(tmp_path / "big"), *options[:4], "--adaptive-softmax", "3,50") == 2
+    assert "--adaptive-softmax: the cutoffs must be below the vocabulary's size, 13" in capsys.readouterr().err
+
+
+def test_a_frequency_vocabulary_out_of_order_is_named(tmp_path, capsys):
+    text = tmp_path / "words.txt"
+    text.write_text("the cat sat on the mat and the dog sat on the log\n" * 20)
+    run = str(tmp_path / "r")
+    assert train("--out", run, "--data", str(text), "--level", "word", "--adaptive-softmax", "3", "--steps", "2",
+                 "--window", "6", "--batch", "3") == 0
+    vocab = json.loads((tmp_path / "r" / "vocab.json").read_text())
+    vocab["tokens"][0], vocab["tokens"][1] = vocab["tokens"][1], vocab["tokens"][0]
+    (tmp_path / "r" / "vocab.json").write_text(json.dumps(vocab))
+    capsys.readouterr()
+    assert main(["eval", run, "--data", str(text)]) == 2
+    err = capsys.readouterr().err
+    assert "vocab.json" in err and "expected the most frequent first" in err and "(entries 1 and 2)" in err

@@ -52,7 +52,7 @@ def assert_same(ref, got, tol=ROUND_OFF):
 MATRIX = [c for c in gradcheck.all_cases() if not c.cell.startswith("skip")]
 TRAINING = [c for c in gradcheck.training_cases() if not c.cell.startswith("skip")]
 OPTIONS = [c for c in (*gradcheck.bidirectional_cases(), *gradcheck.initial_state_cases(),
-                       *gradcheck.projection_cases())
+                       *gradcheck.projection_cases(), *gradcheck.adaptive_cases())
            if not c.cell.startswith("skip")]
 EVERY = MATRIX + TRAINING + OPTIONS
 
@@ -60,6 +60,17 @@ EVERY = MATRIX + TRAINING + OPTIONS
 @pytest.mark.parametrize("case", EVERY, ids=[c.label().replace(" ", "-") for c in EVERY])
 def test_float64_equals_reference(case):
     ref, got = both_engines(case, dropout=case.dropout, rng=7 if case.dropout else None)
+    assert_same(ref, got)
+
+
+AWD = [c for c in gradcheck.awd_cases() if not c.cell.startswith("skip")]
+
+
+@pytest.mark.parametrize("case", AWD, ids=[c.label().replace(" ", "-") for c in AWD])
+def test_regularisers_equal_reference(case):
+    """AWD-LSTM's options (the same masks: an int seed; the fast engine runs rows sorted by length
+    and folds the embedding under dropout_embedding alone)."""
+    ref, got = both_engines(case, **case.training(seed=7))
     assert_same(ref, got)
 
 

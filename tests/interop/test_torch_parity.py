@@ -14,7 +14,8 @@ from bptt.lab import gradcheck
 # padded without) for every cell (nn.RNN, nn.GRU, nn.LSTM; the sigmoid and skip RNNs as autograd loops),
 # and a learned initial state (an nn.Parameter expanded over the batch)
 CASES = (list(gradcheck.all_cases()) + list(gradcheck.bidirectional_cases()) + list(gradcheck.initial_state_cases())
-         + list(gradcheck.projection_cases()))
+         + list(gradcheck.projection_cases())
+         + [c for c in gradcheck.adaptive_cases() if not (c.with_reset or c.with_loss_mask)])
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.label().replace(" ", "-") for c in CASES])

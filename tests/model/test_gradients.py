@@ -10,7 +10,8 @@ from bptt.lab import gradcheck
 from bptt.reference import lstm
 
 CASES = (list(gradcheck.all_cases()) + list(gradcheck.training_cases()) + list(gradcheck.bidirectional_cases())
-         + list(gradcheck.initial_state_cases()) + list(gradcheck.projection_cases()))
+         + list(gradcheck.initial_state_cases()) + list(gradcheck.projection_cases())
+         + list(gradcheck.adaptive_cases()) + list(gradcheck.awd_cases()))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.label().replace(" ", "-") for c in CASES])

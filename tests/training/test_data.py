@@ -136,6 +136,12 @@ def test_vocab_json_round_trip():
     ({"level": "char", "tokens": []}, "vocab: expected at least one entry"),
     ({"level": "char", "tokens": ["b", "a"]}, "vocab: expected sorted, unique entries; 'b' comes before 'a'"),
     ({"level": "char", "tokens": ["a", "a"]}, "vocab: expected sorted, unique entries; 'a' appears twice"),
+    ({"level": "char", "tokens": ["a", "b", "a"], "counts": [3, 2, 1]},
+     "vocab: expected unique entries; 'a' appears twice (entries 0 and 2)"),
+    ({"level": "char", "tokens": ["a", "b"], "counts": [1, 2]},
+     "vocab: expected the most frequent first (ties sorted); 'a' (1) comes before 'b' (2) (entries 0 and 1)"),
+    ({"level": "char", "tokens": ["b", "a"], "counts": [2, 2]}, "vocab: expected the most frequent first"),
+    ({"level": "char", "tokens": ["a", "b"], "counts": [2]}, "vocab: expected 'counts' to be 2 ints"),
     ({"level": "char", "tokens": ["a", 1]}, "vocab: expected strings, got 1 (int)"),
     ({"level": "char", "tokens": ["ab"]}, "vocab: expected single characters for level='char', got 'ab'"),
     ({"level": "word", "tokens": ["<eos>", "cat"]}, "vocab: a word vocabulary must hold '<eos>' and '<unk>'; "
@@ -146,6 +152,16 @@ def test_vocab_from_json_rejects_malformed(d, message):
     with pytest.raises(ValueError) as e:
         Vocab.from_json(d)
     assert str(e.value).startswith(message)
+
+
+def test_vocab_by_frequency():
+    """The adaptive softmax's order: the most frequent first, ties alphabetically; <unk> counts the
+    words left out; the order is kept through JSON."""
+    words = "b a b c b a <eos> d e".split() + ["<eos>"] * 2
+    v = build_vocab(words, "word", max_size=4, by_frequency=True)
+    assert v.tokens == ("<eos>", "<unk>", "b", "a")        # <eos>, <unk> (c, d, e), b: 3 each; a 2
+    assert v.counts == (3, 3, 3, 2) and Vocab.from_json(v.to_json()) == v
+    assert build_vocab(list("abbccc"), "char", by_frequency=True).tokens == ("c", "b", "a")
 
 
 def test_unigram_logprobs_add_one():

@@ -31,6 +31,8 @@ def unsupported(framework, cfg):
         return "the JAX reference has no lengths (classification)"
     if cfg.dropout:
         return "the JAX reference has no dropout"
+    if cfg.adaptive_softmax:
+        return "the JAX reference has no adaptive softmax"
     return None
 
 
@@ -94,7 +96,11 @@ class Torch:
         else:
             h, state = m.rnn(xs, state)
         h = t.nn.functional.dropout(h, p) if p else h
-        loss = t.nn.functional.cross_entropy(m.head(h).reshape(-1, self.K), t.as_tensor(batch["y"]).reshape(-1))
+        y = t.as_tensor(batch["y"]).reshape(-1)
+        if m.arch.cutoffs:                                   # AdaptiveLogSoftmaxWithLoss: its mean loss
+            loss = m.head(h.reshape(y.shape[0], -1), y).loss
+        else:
+            loss = t.nn.functional.cross_entropy(m.head(h).reshape(-1, self.K), y)
         self.opt.zero_grad()
         loss.backward()
         if self.cfg.clip:

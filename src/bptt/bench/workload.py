@@ -56,7 +56,7 @@ def label(cfg):
                                               ("e", cfg.embedding, 64)) if v != default]
     extra += [cfg.level] * (cfg.level != "char") + [cfg.task] * (cfg.task != "lm")
     extra += [f"d{cfg.dropout:g}"] * (cfg.dropout > 0) + [cfg.optimizer] * (cfg.optimizer != "adam")
-    extra += ["bidirectional"] * cfg.bidirectional
+    extra += ["bidirectional"] * cfg.bidirectional + [f"adaptive{cfg.adaptive_softmax}"] * bool(cfg.adaptive_softmax)
     return "-".join([cfg.cell, f"h{cfg.hidden}", *extra])
 
 
@@ -66,8 +66,12 @@ def flops_per_step(cfg, V, K=None, tokens=None, readouts=None):
         per layer and token   2 G H (D + H)      G = 1 (rnn), 3 (gru), 4 (lstm); D = input size of
                                                  the layer (the embedding E, or V one-hot, for the
                                                  first; H above it)
-        readout               2 H K              per token with a target (K = V for a language model)
+        readout               2 H K              per token with a target (K = V for a language model);
+                                                 the adaptive softmax: its head 2 H (c_1 + n) and every
+                                                 tail 2 h_i (H + s_i), an upper bound (a tail runs on
+                                                 the tokens of its cluster alone)
         step                  3 (tokens x the layers' sum + readouts x the readout)
+    A bidirectional network counts each layer twice, the layers above the first reading 2 H.
 
     A language model's step has tokens = readouts = B T; a classifier's has the real tokens of its
     sequences (padding costs nothing, as in a packed sequence) and one readout per sequence.
@@ -78,9 +82,16 @@ def flops_per_step(cfg, V, K=None, tokens=None, readouts=None):
     K = V if K is None else K
     tokens = cfg.batch * cfg.window if tokens is None else tokens
     readouts = tokens if readouts is None else readouts
-    layers = sum(2 * G * cfg.hidden * ((cfg.embedding or V) if k == 0 else cfg.hidden) + 2 * G * cfg.hidden ** 2
-                 for k in range(cfg.layers))
-    return 3 * (tokens * layers + readouts * 2 * cfg.hidden * K)
+    D = 2 if cfg.bidirectional else 1
+    layers = D * sum(2 * G * cfg.hidden * ((cfg.embedding or V) if k == 0 else D * cfg.hidden)
+                     + 2 * G * cfg.hidden ** 2 for k in range(cfg.layers))
+    width = D * cfg.hidden
+    readout = 2 * width * K
+    if cfg.cutoffs:
+        bounds = (*cfg.cutoffs, K)
+        tails = [(int(width // cfg.div_value ** i), bounds[i] - bounds[i - 1]) for i in range(1, len(bounds))]
+        readout = 2 * width * (cfg.cutoffs[0] + len(cfg.cutoffs)) + sum(2 * h * (width + s) for h, s in tails)
+    return 3 * (tokens * layers + readouts * readout)
 
 
 def batches(task, cfg, n, seed=0):

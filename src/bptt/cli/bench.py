@@ -8,9 +8,9 @@ from pathlib import Path
 
 from .options import NONNEGATIVE_INT, POSITIVE_INT, add_config_options, config_error, flag, parser_for
 
-SHAPE = ("cell", "hidden", "layers", "batch", "window", "embedding", "bidirectional")   # TrainConfig's fields, as
+SHAPE = ("cell", "hidden", "layers", "batch", "window", "embedding", "bidirectional")   # TrainConfig's fields,
 WORKLOAD = ("data", "valid", "valid_fraction", "level", "max_vocab", "task", "dropout", "optimizer", "lr",
-            "clip")                                                                    # bptt train has
+            "clip", "adaptive_softmax", "div_value")                         # bptt train has
 
 
 def add_bench(sub):

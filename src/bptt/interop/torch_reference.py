@@ -98,7 +98,11 @@ class Model(nn.Module):
         else:
             self.rnn = nn.LSTM(D, arch.hidden_size, arch.num_layers, bidirectional=arch.bidirectional,
                                proj_size=arch.proj_size or 0)
-        self.head = nn.Linear(arch.width, arch.output_size)
+        if arch.cutoffs:
+            self.head = nn.AdaptiveLogSoftmaxWithLoss(arch.width, arch.output_size, list(arch.cutoffs),
+                                                      div_value=arch.div_value, head_bias=arch.head_bias)
+        else:
+            self.head = nn.Linear(arch.width, arch.output_size)
         if arch.tie_weights:
             self.head.weight = self.embedding.weight
         rows = arch.num_layers * arch.directions
@@ -117,7 +121,7 @@ class Model(nn.Module):
         if self.arch.embedding_dim:
             xs = self.embedding(x)
         elif not x.is_floating_point():
-            xs = F.one_hot(x, self.arch.input_size).to(self.head.weight.dtype)
+            xs = F.one_hot(x, self.arch.input_size).to(next(self.rnn.parameters()).dtype)
         else:
             xs = x
         if isinstance(self.rnn, LoopRNN):
@@ -146,7 +150,7 @@ def random_state_dict(arch, dtype, seed):
 
 def loss_and_grads(model, x, y, state=None, target="every", loss="cross_entropy", lengths=None):
     """Returns (loss, grads by PyTorch name, final state, dx or None, dstate0) as NumPy arrays."""
-    arch, dtype = model.arch, model.head.weight.dtype
+    arch, dtype = model.arch, next(model.rnn.parameters()).dtype
     model.zero_grad()
     x_t = torch.as_tensor(x).clone()
     if x_t.is_floating_point():
@@ -170,20 +174,23 @@ def loss_and_grads(model, x, y, state=None, target="every", loss="cross_entropy"
     hs, final = model(x_t, s0 if n_parts > 1 else s0[0], n)
     if target == "every":
         keep = torch.ones(T, B, dtype=torch.bool) if n is None else torch.arange(T)[:, None] < n[None, :]
-        z, y_t = model.head(hs[keep]), torch.as_tensor(np.asarray(y))[keep]
+        h, y_t = hs[keep], torch.as_tensor(np.asarray(y))[keep]
     elif arch.bidirectional:                     # as a PyTorch user reads it: the top layer's h_n, both directions
         h_n = final[0] if isinstance(final, tuple) else final          # (h_n, c_n), or the skip RNN's newest first
-        z, y_t = model.head(torch.cat([h_n[-2], h_n[-1]], dim=1)), torch.as_tensor(np.asarray(y))
+        h, y_t = torch.cat([h_n[-2], h_n[-1]], dim=1), torch.as_tensor(np.asarray(y))
     else:
         last = (torch.full((B,), T - 1) if n is None else n - 1).long()
-        z, y_t = model.head(hs[last, torch.arange(B)]), torch.as_tensor(np.asarray(y))
-    if loss == "cross_entropy":
-        value = F.cross_entropy(z, y_t.long())
+        h, y_t = hs[last, torch.arange(B)], torch.as_tensor(np.asarray(y))
+    if arch.cutoffs:                             # AdaptiveLogSoftmaxWithLoss: its mean loss over the rows
+        value = model.head(h, y_t.long()).loss
+    elif loss == "cross_entropy":
+        value = F.cross_entropy(model.head(h), y_t.long())
     else:
-        value = F.mse_loss(z, y_t.to(dtype))
+        value = F.mse_loss(model.head(h), y_t.to(dtype))
     value.backward()
 
-    grads = {k: p.grad.detach().numpy().copy() for k, p in model.named_parameters()}
+    grads = {k: np.zeros(tuple(p.shape)) if p.grad is None else p.grad.detach().numpy().copy()     # None: a
+             for k, p in model.named_parameters()}            # cluster of the adaptive softmax with no target
     finals = final if isinstance(final, tuple) else (final,)
     finals = tuple(f.detach().numpy().copy() for f in finals)
     dstate0 = tuple(s.grad.detach().numpy().copy() for s in s0)

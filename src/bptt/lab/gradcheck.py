@@ -14,13 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..model import engine
+from ..model import engine, regularisers
 from ..model.network import Network
 from ..model.torch_names import torch_name
 from ..reference import form
 
 CELL_NAMES = ("rnn-tanh", "rnn-relu", "rnn-sigmoid", "gru", "lstm", "skip-tanh")   # checked, of reference.FORMS
 INPUT_KINDS = ("onehot", "embedding", "float")
+REGULARISERS = regularisers.Options._fields     # AWD-LSTM's options of loss_and_grads, each a Case field
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,19 @@ class Case:
     with_reset: bool = False        # rows restart from a zero state at random steps
     with_loss_mask: bool = False    # only some positions carry a target (as in TBPTT(k1, k2))
     dropout: float = 0.0            # non-recurrent dropout, the same masks in every evaluation
+    weight_drop: float = 0.0        # AWD-LSTM's regularisers (model/regularisers.py), the same masks in every
+    dropout_input: float = 0.0      # evaluation: DropConnect on U; locked dropout on layer 0's input, between
+    dropout_hidden: float = 0.0     # layers and on the readout's input; whole rows of E; AR (alpha) and TAR (beta)
+    dropout_output: float = 0.0
+    dropout_embedding: float = 0.0
+    alpha: float = 0.0
+    beta: float = 0.0
     tied: bool = False              # readout tied to the embedding (inputs="embedding"; E = H, K = V)
     skip: int | None = None         # skip RNN: how far back S reaches (None: 2)
     bidirectional: bool = False     # every layer also runs backwards in time
     learn_init: bool = False        # the initial state is a parameter (used when no state is given)
     proj: int | None = None         # LSTM with projections: proj_size
+    cutoffs: tuple | None = None    # the adaptive softmax's cutoffs instead of the full readout (div_value 2)
     T: int = 5
     B: int = 3
     V: int = 5                      # vocabulary (ids) or features (floats)
@@ -59,13 +68,26 @@ class Case:
             return "numpy"
         return self.engine if form(self.cell)[0] in engine.ENGINE_CELLS[self.engine] else "numpy"
 
+    @property
+    def regularise(self):
+        """The AWD-LSTM options the case sets (above 0), as loss_and_grads takes them."""
+        return {name: getattr(self, name) for name in REGULARISERS if getattr(self, name) > 0}
+
+    def training(self, seed=None):
+        """loss_and_grads' keyword arguments for the case's dropout and regularisers, with an int seed
+        (seed + 2000 by default) so that every evaluation draws the same masks; {} when none is set."""
+        given = ({"dropout": self.dropout} if self.dropout else {}) | self.regularise
+        return given | {"rng": self.seed + 2000 if seed is None else seed} if given else {}
+
     def label(self):
         """The case in words; the engine that ran it (ran_on) unless the reference was asked for."""
         parts = [self.cell, f"L{self.num_layers}", self.inputs, self.target, self.loss]
         parts += ["state"] * self.with_state + ["lengths"] * self.with_lengths
         parts += ["reset"] * self.with_reset + ["loss_mask"] * self.with_loss_mask + ["tied"] * self.tied
         parts += [f"dropout{self.dropout:g}"] * (self.dropout > 0) + ["bidirectional"] * self.bidirectional
+        parts += [f"{name}{value:g}" for name, value in self.regularise.items()]
         parts += ["learn_init"] * self.learn_init + [f"proj{self.proj}"] * (self.proj is not None)
+        parts += [f"adaptive{'-'.join(map(str, self.cutoffs))}"] if self.cutoffs else []
         parts += [self.ran_on] * (self.engine != "numpy")
         return " ".join(parts)
 
@@ -113,6 +135,41 @@ def projection_cases():
     yield Case("lstm", 2, "embedding", "last", with_lengths=True, learn_init=True, bidirectional=True, proj=2)
 
 
+def adaptive_cases():
+    """The adaptive softmax as the readout (K = 10 classes: a shortlist of 3 and clusters [3, 6), [6, 10),
+    tails of H // 2 and H // 4 units): every cell, each input form, a target per step and many-to-one,
+    with and without lengths; bidirectional and projected; three clusters with resets and a loss mask."""
+    for i, (cell, inputs, target, lengths) in enumerate(itertools.product(
+            CELL_NAMES, INPUT_KINDS, ("every", "last"), (False, True))):
+        yield Case(cell, 1 + i % 2, inputs, target, with_state=i % 3 == 0, with_lengths=lengths, K=10, cutoffs=(3, 6))
+    yield Case("lstm", 2, "embedding", "last", with_lengths=True, bidirectional=True, proj=3, K=10, cutoffs=(4,))
+    yield Case("gru", 2, "embedding", with_reset=True, with_loss_mask=True, K=10, H=8, cutoffs=(2, 5, 8), T=7)
+
+
+AWD_ALL = dict(weight_drop=0.3, dropout_input=0.25, dropout_hidden=0.3, dropout_output=0.4, dropout_embedding=0.3,
+               alpha=2.0, beta=1.0)
+
+
+def awd_cases():
+    """AWD-LSTM's regularisers (model/regularisers.py), masks fixed by an int seed: for the LSTM, the
+    GRU and the tanh RNN, 2 layers, each alone (with lengths, resets, a given state in some) and all
+    together with tied embeddings; with per-step dropout beside the weight drop; bidirectional,
+    projected and skip networks with weight drop and AR/TAR."""
+    for cell in ("lstm", "gru", "rnn-tanh"):
+        yield Case(cell, 2, "embedding", weight_drop=0.4, with_lengths=True)
+        yield Case(cell, 2, "float", dropout_input=0.3, dropout_hidden=0.4, dropout_output=0.5, with_state=True)
+        yield Case(cell, 2, "embedding", dropout_embedding=0.4, with_reset=True)
+        yield Case(cell, 2, "embedding", alpha=2.0, with_lengths=True)
+        yield Case(cell, 2, "onehot", beta=1.0, with_reset=True, with_state=True)
+        yield Case(cell, 2, "embedding", "last", alpha=2.0, beta=1.0, dropout_output=0.4, with_lengths=True)
+        yield Case(cell, 2, "embedding", dropout=0.3, weight_drop=0.3, dropout_embedding=0.3, V=20)
+        yield Case(cell, 2, "embedding", tied=True, E=4, H=4, K=5, with_lengths=True, with_state=True, **AWD_ALL)
+    yield Case("lstm", 2, "embedding", "last", with_lengths=True, bidirectional=True, weight_drop=0.3,
+               dropout_output=0.3, alpha=1.0, beta=1.0)
+    yield Case("lstm", 2, "float", "last", "mse", proj=3, weight_drop=0.3, dropout_hidden=0.3, beta=1.0)
+    yield Case("skip-tanh", 2, "embedding", skip=3, weight_drop=0.3, alpha=1.0, beta=1.0, T=7)
+
+
 def initial_state_cases():
     """A learned initial state, for every cell, one and two directions, many-to-one with lengths and
     a target per step; and dropout with it."""
@@ -127,7 +184,8 @@ def shape(case):
     return dict(cell=cell, input_size=case.V, hidden_size=case.H, output_size=case.K, num_layers=case.num_layers,
                 embedding_dim=case.E if case.inputs == "embedding" else None, nonlinearity=nonlinearity or "tanh",
                 tie_weights=case.tied, skip=case.skip, engine=case.ran_on, bidirectional=case.bidirectional,
-                proj_size=case.proj, learn_init_state=case.learn_init)
+                proj_size=case.proj, learn_init_state=case.learn_init, cutoffs=case.cutoffs,
+                div_value=2.0 if case.cutoffs else 4.0)
 
 
 def architecture(case):
@@ -232,13 +290,13 @@ def against_finite_differences(case, eps=None, tick=None):
     if kw["state"] is None and not case.learn_init:     # zeros passed explicitly, to differentiate them
         zeros = tuple(np.zeros((case.num_layers * arch.directions, case.B, size)) for size in arch.state_sizes)
         kw["state"] = zeros if len(zeros) > 1 else zeros[0]
-    dropout = dict(dropout=case.dropout, rng=case.seed + 2000) if case.dropout else {}
+    dropout = case.training()
     r = engine.loss_and_grads(net.params, net.arch, **kw, **dropout)
 
     def f():
         return engine.loss_value(net.params, net.arch, **kw, **dropout)
 
-    plain = not (dropout or case.tied or case.bidirectional or case.learn_init or case.proj)
+    plain = not (dropout or case.tied or case.bidirectional or case.learn_init or case.proj or case.cutoffs)
     above = layers_above(net, kw, f) if plain else {}
     floor = resolution(eps)
     errors = {}

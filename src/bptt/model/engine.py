@@ -50,9 +50,10 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import checks, fast
-from ..reference import CELLS, losses
+from ..reference import CELLS, adaptive, losses
 from ..reference.activations import NONLINEARITIES
 from ..reference.inputs import Embedded, gather_rows, scatter_rows
+from . import regularisers
 
 ENGINES = ("fast", "numpy")
 ENGINE_CELLS = {"fast": fast.CELL_NAMES, "numpy": tuple(CELLS)}    # by name: knowing them loads no engine
@@ -117,6 +118,11 @@ class Arch:
     bidirectional: bool = False      # each layer runs forwards and backwards in time, outputs concatenated
     proj_size: int | None = None     # cell="lstm": h_t = R (o_t * tanh(c_t)) of size P < hidden_size
     learn_init_state: bool = False   # the initial state is a parameter (init.h, init.c), trained
+    cutoffs: tuple | None = None     # the adaptive softmax's cutoffs c_1 < ... < c_n < output_size, instead
+                                     # of the full readout V, c (reference.adaptive; PyTorch's
+                                     # AdaptiveLogSoftmaxWithLoss); None: the full readout
+    div_value: float = 4.0           # the adaptive softmax: tail i projects to width // div_value**i units
+    head_bias: bool = False          # the adaptive softmax: a bias on its head (PyTorch's head_bias)
 
     def __post_init__(self):
         checks.one_of("cell", self.cell, tuple(CELLS))
@@ -149,6 +155,7 @@ class Arch:
             if self.proj_size >= self.hidden_size:
                 raise ValueError(f"proj_size: expected a size below hidden_size={self.hidden_size} (as PyTorch's), "
                                  f"got {self.proj_size}")
+        self._check_adaptive()
         if self.tie_weights and (self.embedding_dim != self.width or self.output_size != self.input_size):
             size = "hidden_size" if self.width == self.hidden_size else (
                 f"the readout's input size {self.width} ({'2 directions x ' * self.bidirectional}"
@@ -157,6 +164,21 @@ class Arch:
                              f"(the readout reuses E); got embedding_dim={self.embedding_dim}, "
                              f"hidden_size={self.hidden_size}, input_size={self.input_size}, "
                              f"output_size={self.output_size}")
+
+    def _check_adaptive(self):
+        """cutoffs, div_value, head_bias: the adaptive softmax's layout (reference.adaptive.check_layout),
+        the cutoffs kept as a tuple of plain ints; not with a tied readout (E is no adaptive softmax)."""
+        self._store("head_bias", checks.flag("head_bias", self.head_bias))
+        if self.cutoffs is None:
+            if self.div_value != 4.0 or self.head_bias:
+                raise ValueError("div_value, head_bias: apply to the adaptive softmax only (give cutoffs)")
+            return
+        layout = adaptive.check_layout(self.width, self.output_size, self.cutoffs, self.div_value, self.head_bias)
+        self._store("cutoffs", tuple(int(c) for c in layout.cutoffs))
+        self._store("div_value", float(self.div_value))
+        if self.tie_weights:
+            raise ValueError("tie_weights: the readout is the adaptive softmax (cutoffs), which has no matrix to "
+                             "share with the embedding; leave tie_weights False or cutoffs None")
 
     def _store(self, name, value):
         """Set a field of this frozen Arch to its checked value: a plain int or bool whatever NumPy type
@@ -236,9 +258,13 @@ class Arch:
                 shapes |= {f"{name}.{extra}": (H, H) for extra in self.spec.EXTRA}     # the skip RNN's S
                 if self.proj_size:
                     shapes[f"{name}.R"] = (P, H)
-        if not self.tie_weights:
-            shapes["V"] = (self.output_size, self.width)
-        shapes["c"] = (self.output_size,)
+        if self.cutoffs:
+            shapes |= adaptive.param_shapes(self.width, self.output_size, self.cutoffs, self.div_value,
+                                            self.head_bias)
+        else:
+            if not self.tie_weights:
+                shapes["V"] = (self.output_size, self.width)
+            shapes["c"] = (self.output_size,)
         if self.learn_init_state:
             rows = self.num_layers * self.directions
             shapes |= {f"init.{name}": (rows, size) for name, size in zip(self.state_names, self.state_sizes)}
@@ -266,20 +292,40 @@ def init_params(arch, rng, dtype):
             p = arch.spec.init_params(rng, arch.layer_input_size(k), arch.hidden_size, dtype, **projection)
             params |= {f"{name}.{symbol}": a for symbol, a in p.items()}
     bound = 1.0 / np.sqrt(arch.width)
-    if not arch.tie_weights:
-        params["V"] = rng.uniform(-bound, bound, (arch.output_size, arch.width)).astype(dtype)
-    params["c"] = rng.uniform(-bound, bound, (arch.output_size,)).astype(dtype)
+    if arch.cutoffs:
+        params |= adaptive.init_params(rng, arch.width, arch.output_size, arch.cutoffs, arch.div_value,
+                                       arch.head_bias, dtype)
+    else:
+        if not arch.tie_weights:
+            params["V"] = rng.uniform(-bound, bound, (arch.output_size, arch.width)).astype(dtype)
+        params["c"] = rng.uniform(-bound, bound, (arch.output_size,)).astype(dtype)
     shapes = arch.param_shapes()
     params |= {name: np.zeros(shapes[name], dtype) for name in shapes if name.startswith("init.")}
     return params
+
+
+def param_dtype(params):
+    """The parameters' one dtype (checks.params has checked that they share it)."""
+    return next(iter(params.values())).dtype
 
 
 def readout_weights(params):
     return params["V"] if "V" in params else params["E"]
 
 
+def adaptive_params(params, arch):
+    """The adaptive softmax's parameters of params (head.V, tail1.P, ...), as reference.adaptive takes them."""
+    return {name: params[name] for name in adaptive.param_shapes(arch.width, arch.output_size, arch.cutoffs,
+                                                                  arch.div_value, arch.head_bias)}
+
+
 def readout(params, arch, h):
-    """(1) z = V h + c for every row of h (..., H) -> (..., K), with the engine's product."""
+    """(1) z = V h + c for every row of h (..., H) -> (..., K), with the engine's product. With the
+    adaptive softmax: its exact log-probabilities log p(k) for every class (reference.adaptive.log_probs),
+    which a softmax (sampling, the loss) turns back into the same distribution."""
+    if arch.cutoffs:
+        logp = adaptive.log_probs(adaptive_params(params, arch), h.reshape(-1, h.shape[-1]))
+        return logp.reshape(h.shape[:-1] + logp.shape[-1:])
     z = arch.matmul(h.reshape(-1, h.shape[-1]), readout_weights(params).T) + params["c"]
     return z.reshape(h.shape[:-1] + z.shape[-1:])
 
@@ -291,18 +337,25 @@ def readout_backward(params, arch, h, dz):
 
 def readout_loss(params, arch, h, y, w, loss):
     """(1), the loss and (1b) for the readout rows h (N, H) with targets y and weights w:
-    (L, dV, dc, dh). The fast engine fuses them for cross-entropy (bptt.fast.readout)."""
+    (L, the readout's gradients {"V": dV, "c": dc} (or the adaptive softmax's), dh). The fast engine
+    fuses the full readout with cross-entropy (bptt.fast.readout)."""
+    if arch.cutoffs:
+        return adaptive.loss_and_grads(adaptive_params(params, arch), h, y, w)     # (A1)-(A7), (A1b)-(A5b)
     fused = arch.backend.cross_entropy
     if fused is not None and loss == "cross_entropy":
-        return fused(h, readout_weights(params), params["c"], y, w)
-    value, dz = losses.apply(loss, readout(params, arch, h), y, w)
-    return (value, *readout_backward(params, arch, h, dz))
+        value, dV, dc, dh = fused(h, readout_weights(params), params["c"], y, w)
+    else:
+        value, dz = losses.apply(loss, readout(params, arch, h), y, w)
+        dV, dc, dh = readout_backward(params, arch, h, dz)
+    return value, {"V": dV, "c": dc}, dh
 
 
 def readout_log_likelihood(params, arch, h, y):
     """(1) and the log-softmax, forward only, for the rows h (N, H) with class ids y (N,):
     (log p(y_n) (N,) float64, the argmax class (N,)). The fast engine fuses them (bptt.fast.readout)
     and keeps nothing of the size of the logits; the reference computes z and log_softmax in float64."""
+    if arch.cutoffs:
+        return adaptive.log_likelihood(adaptive_params(params, arch), h, y)
     fused = arch.backend.log_likelihood
     if fused is not None:
         return fused(h, readout_weights(params), params["c"], y)
@@ -405,19 +458,9 @@ def dropout_masks(arch, batch, p, rng, dtype, rows=None):
         raise ValueError(f"dropout: expected a probability in [0, 1), got {p}")
     if p == 0:
         return [None] * (arch.num_layers + 1)
-    if isinstance(rng, int) and not isinstance(rng, bool):
-        rng = np.random.default_rng(rng)
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng: expected a np.random.Generator (or an int seed) when dropout > 0, "
-                        f"got {type(rng).__name__}")
+    rng = regularisers.generator(rng, "dropout")
     T, B = batch.x.shape[:2]
-    drawn, keep = B, slice(None)
-    if rows is not None:
-        if not (isinstance(rows, tuple) and len(rows) == 3 and all(isinstance(v, int) for v in rows)
-                and 0 <= rows[0] <= rows[1] <= rows[2] and rows[1] - rows[0] == B):
-            raise ValueError(f"dropout_rows: expected (start, stop, of), ints with 0 <= start <= stop <= of and "
-                             f"stop - start = {B} (the batch's rows), got {rows!r}")
-        drawn, keep = rows[2], slice(rows[0], rows[1])
+    drawn, keep = regularisers.rows_drawn(rows, B)
     sizes = [None if batch.x.ndim == 2 and not arch.embedding_dim else arch.layer_input_size(0)]
     sizes += [arch.width] * arch.num_layers
     masks = [None if n is None else ((rng.random((T, drawn, n))[:, keep] >= p) / (1 - p)).astype(dtype)
@@ -425,6 +468,20 @@ def dropout_masks(arch, batch, p, rng, dtype, rows=None):
     if batch.order is not None:                   # drawn for the caller's rows, whatever order they run in
         masks = [None if m is None else m[:, batch.order] for m in masks]
     return masks
+
+
+def training_masks(arch, batch, dtype, dropout, rng, rows, opts):
+    """Every random mask of a call (regularisers.Masks), from one generator: the per-step dropout
+    masks, then AWD-LSTM's (regularisers.draw, in the order its docstring gives). A locked rate
+    (dropout_input, dropout_hidden, dropout_output) replaces the per-step dropout, so both at once
+    are refused."""
+    if dropout > 0 and opts.locked:
+        raise ValueError(f"dropout: per-step dropout ({dropout}) and locked dropout (dropout_input, dropout_hidden, "
+                         f"dropout_output) apply to the same inputs; give one of the two")
+    if not opts.masked:
+        return regularisers.Masks(dropout_masks(arch, batch, dropout, rng, dtype, rows), {})
+    rng = regularisers.generator(rng, next(name for name in regularisers.RATES if getattr(opts, name) > 0))
+    return regularisers.draw(arch, batch, opts, rng, dtype, rows, dropout_masks(arch, batch, dropout, rng, dtype, rows))
 
 
 def folds_embedding(arch, drops, x):
@@ -645,6 +702,9 @@ def steps_gradient(dh, hs, target, directions=1):
 def prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask, clip_dh=None):
     checks.one_of("target", target, checks.TARGETS)
     checks.one_of("loss", loss, losses.LOSSES)
+    if arch.cutoffs and loss != "cross_entropy":
+        raise ValueError(f"loss: the adaptive softmax (cutoffs) is a distribution over classes, trained by "
+                         f"cross_entropy; got loss={loss!r} (use the full readout, cutoffs=None)")
     if clip_dh is not None and not clip_dh > 0:
         raise ValueError(f"clip_dh: expected a positive number or None, got {clip_dh}")
     batch = prepare(params, arch, x, state, lengths, reset)
@@ -653,7 +713,7 @@ def prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_m
         if target != "every":
             raise ValueError(f"loss_mask: applies to target='every' only, got target={target!r}")
         loss_mask = checks.bool_mask("loss_mask", loss_mask, T, B)
-    y = checks.targets(y, target, loss, T, B, arch.output_size, params["c"].dtype, restore(batch, batch.mask))
+    y = checks.targets(y, target, loss, T, B, arch.output_size, param_dtype(params), restore(batch, batch.mask))
     if batch.order is not None:                   # the targets of the rows in the order they run in
         y = y[batch.order] if target == "last" else y.reshape((T, B) + y.shape[1:])[:, batch.order].reshape(y.shape)
         loss_mask = None if loss_mask is None else loss_mask[:, batch.order]
@@ -661,19 +721,28 @@ def prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_m
 
 
 def loss_value(params, arch, x, y, state=None, target="every", loss="cross_entropy", lengths=None, *,
-               reset=None, loss_mask=None, dropout=0.0, rng=None, dropout_rows=None):
-    """The loss alone (for finite differences and evaluation): forward, readout, loss."""
+               reset=None, loss_mask=None, dropout=0.0, rng=None, dropout_rows=None, **regularise):
+    """The loss alone (for finite differences and evaluation): forward, readout, loss (and AR, TAR)."""
     batch, y, loss_mask = prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask)
-    drops = dropout_masks(arch, batch, dropout, rng, params["c"].dtype, dropout_rows)
-    hs, _, _ = forward_layers(params, arch, batch, drops)
-    h, w = readout_rows(hs, target, batch.mask, loss_mask, arch.directions)
-    return losses.apply(loss, readout(params, arch, h), y, w)[0]
+    opts = regularisers.options(**regularise)
+    masks = training_masks(arch, batch, param_dtype(params), dropout, rng, dropout_rows, opts)
+    hs, _, _ = forward_layers(regularisers.dropped_weights(params, masks.weights), arch, batch,
+                              masks.drops[:-1] + [None])                # the top layer's output before dropout
+    dropped = hs if masks.drops[-1] is None else hs * masks.drops[-1]
+    h, w = readout_rows(dropped, target, batch.mask, loss_mask, arch.directions)
+    penalty = regularisers.activation_value(hs, masks.drops[-1], opts)                  # AR, TAR
+    return penalty + losses.apply(loss, readout(params, arch, h), y, w)[0]
 
 
 def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_entropy", lengths=None, *,
                    reset=None, loss_mask=None, dropout=0.0, rng=None, dropout_rows=None, clip_dh=None,
-                   trace=False, recompute_every=None):
+                   trace=False, recompute_every=None, **regularise):
     """Loss, gradients of every parameter, of the float inputs and of the initial state, by BPTT.
+
+    regularise: AWD-LSTM's options (regularisers.Options, each 0 by default, masks from rng):
+    weight_drop (DropConnect on every U), dropout_input, dropout_hidden, dropout_output (locked
+    dropout: one mask per row for the window, in place of the per-step dropout), dropout_embedding
+    (whole rows of E), alpha (AR) and beta (TAR), both added to the loss returned.
 
     reset (T, B) bool: rows that start from a zero state at a step. loss_mask (T, B) bool: positions
     whose target counts (target="every"). dropout with rng: non-recurrent dropout (dropout_rows: the
@@ -684,23 +753,32 @@ def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_e
     gradients in O(T/k + k) memory, with every option above.
     """
     batch, y, loss_mask = prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask, clip_dh)
-    drops = dropout_masks(arch, batch, dropout, rng, params["c"].dtype, dropout_rows)
+    opts = regularisers.options(**regularise)
+    masks = training_masks(arch, batch, param_dtype(params), dropout, rng, dropout_rows, opts)
+    run, drops = regularisers.dropped_weights(params, masks.weights), masks.drops[:-1] + [None]
     T, B = batch.x.shape[:2]
-    traces = [np.empty((T, B, arch.width), params["c"].dtype) for _ in range(arch.num_layers)] if trace else None
+    traces = [np.empty((T, B, arch.width), param_dtype(params)) for _ in range(arch.num_layers)] if trace else None
     if recompute_every is not None:
         every = checks.positive_int("recompute_every", recompute_every)
         if arch.bidirectional:
             raise ValueError("recompute_every: recomputes the window in segments from its start, which a "
                              "bidirectional network's reverse direction does not have; leave it unset")
-        return recompute(params, arch, batch, y, target, loss, loss_mask, drops, clip_dh, traces, every)
+        if opts.alpha > 0 or opts.beta > 0:
+            raise ValueError("recompute_every: AR and TAR (alpha, beta) read the whole window's output; "
+                             "leave recompute_every unset, or alpha and beta at 0")
+        return recompute(params, arch, batch, y, target, loss, loss_mask, masks, clip_dh, traces, every)
 
-    hs, final, caches = forward_layers(params, arch, batch, drops)
-    h, w = readout_rows(hs, target, batch.mask, loss_mask, arch.directions)
-    value, dV, dc, dh = readout_loss(params, arch, h, y, w, loss)    # (1), (1b) dh (N, D H)
-    dhs = steps_gradient(dh, hs, target, arch.directions)
-    grads, dx, dstate0 = backward_layers(params, arch, batch.x, dhs, caches, drops, clip_dh, traces,
+    hs, final, caches = forward_layers(run, arch, batch, drops)      # the top layer's output before dropout
+    dropped = hs if masks.drops[-1] is None else hs * masks.drops[-1]
+    h, w = readout_rows(dropped, target, batch.mask, loss_mask, arch.directions)
+    value, readout_grads, dh = readout_loss(params, arch, h, y, w, loss)    # (1), (1b) dh (N, D H)
+    dhs = steps_gradient(dh, dropped, target, arch.directions)
+    value += regularisers.activation_value(hs, masks.drops[-1], opts)                     # AR, TAR
+    dhs = regularisers.activation_backward(hs, masks.drops[-1], opts, dhs)                # and dropout's backward
+    grads, dx, dstate0 = backward_layers(run, arch, batch.x, dhs, caches, drops, clip_dh, traces,
                                          flip=batch.flip)
-    grads = with_readout(params, with_initial_state(params, arch, batch, grads, dstate0), dV, dc)
+    grads = regularisers.weights_backward(grads, masks.weights)
+    grads = with_readout(params, with_initial_state(params, arch, batch, grads, dstate0), readout_grads)
     return finished(batch, value, grads, final, dx, dstate0, traces)
 
 
@@ -720,7 +798,7 @@ def finished(batch, value, grads, final, dx, dstate0, traces):
                   public_state(restore(batch, dstate0)), traces)
 
 
-def recompute(params, arch, batch, y, target, loss, loss_mask, drops, clip_dh, traces, every):
+def recompute(params, arch, batch, y, target, loss, loss_mask, masks, clip_dh, traces, every):
     """BPTT in O(sqrt(T)) memory: gradient checkpointing through time (Chen et al. 2016; Gruslys et
     al. 2016 for RNNs). The T steps are cut into segments of `every` steps:
 
@@ -736,11 +814,12 @@ def recompute(params, arch, batch, y, target, loss, loss_mask, drops, clip_dh, t
     the recomputed forward sees the same masks; traces are written segment by segment.
     """
     T, B = batch.x.shape[:2]
-    c = params["c"]
+    dtype = param_dtype(params)
     segments = [(a, min(a + every, T)) for a in range(0, T, every)]
+    drops, run = masks.drops, regularisers.dropped_weights(params, masks.weights)     # the layers' weights
 
     def cut(m, a, b):
-        return None if m is None else m[a:b]
+        return m if m is None or m.shape[0] == 1 else m[a:b]          # a locked mask (1, B, n) is every step's
 
     def part(a, b, state):
         return (Batch(batch.x[a:b], state, cut(batch.mask, a, b), cut(batch.reset, a, b), batch.order, batch.learned),
@@ -748,55 +827,59 @@ def recompute(params, arch, batch, y, target, loss, loss_mask, drops, clip_dh, t
 
     w = None
     if target == "every":                       # each position's weight in the mean over the window (T, B)
-        w = position_weights(T, B, batch.mask, loss_mask).astype(c.dtype)
+        w = position_weights(T, B, batch.mask, loss_mask).astype(dtype)
         y = y.reshape((T, B) + y.shape[1:])
 
     boundaries = [batch.state]                  # the state before each segment
     for a, b in segments[:-1]:
-        boundaries.append(forward_layers(params, arch, *part(a, b, boundaries[-1]))[1])
+        boundaries.append(forward_layers(run, arch, *part(a, b, boundaries[-1]))[1])
 
-    value, grads, carried, final = 0.0, None, None, None
-    dV, dc = np.zeros_like(readout_weights(params)), np.zeros_like(c)
-    dx = np.empty(batch.x.shape, c.dtype) if batch.x.ndim == 3 else None
+    value, grads, carried, final, readout_grads = 0.0, None, None, None, None
+    dx = np.empty(batch.x.shape, dtype) if batch.x.ndim == 3 else None
     for i in reversed(range(len(segments))):
         a, b = segments[i]
         seg, seg_drops = part(a, b, boundaries[i])
-        hs, state_b, caches = forward_layers(params, arch, seg, seg_drops)      # again, with caches
+        hs, state_b, caches = forward_layers(run, arch, seg, seg_drops)      # again, with caches
         final = state_b if final is None else final
-        v, dV_seg, dc_seg, dhs = segment_loss(params, arch, hs, y, w, loss, target, (a, b), i == len(segments) - 1)
-        value, dV, dc = value + v, dV + dV_seg, dc + dc_seg
+        v, seg_grads, dhs = segment_loss(params, arch, hs, y, w, loss, target, (a, b), i == len(segments) - 1)
+        value += v
+        if seg_grads is not None:
+            readout_grads = seg_grads if readout_grads is None else {k: readout_grads[k] + seg_grads[k]
+                                                                      for k in readout_grads}
         seg_traces = None if traces is None else [t[a:b] for t in traces]
-        g, dx_seg, carried = backward_layers(params, arch, seg.x, dhs, caches, seg_drops, clip_dh, seg_traces,
+        g, dx_seg, carried = backward_layers(run, arch, seg.x, dhs, caches, seg_drops, clip_dh, seg_traces,
                                              dstate_T=carried)
         grads = g if grads is None else {k: grads[k] + g[k] for k in grads}
         if dx is not None:
             dx[a:b] = dx_seg
-    grads = with_readout(params, with_initial_state(params, arch, batch, grads, carried), dV, dc)
+    grads = regularisers.weights_backward(grads, masks.weights)
+    grads = with_readout(params, with_initial_state(params, arch, batch, grads, carried), readout_grads)
     return finished(batch, value, grads, final, dx, carried, traces)
 
 
 def segment_loss(params, arch, hs, y, w, loss, target, span, last):
-    """A segment's share of the loss and its gradients (recompute): (value, dV, dc, dL/dh_t for its
-    steps (k, B, H)). target="every": its positions (a, b) = span of y (T, B, ...), weighted by w
-    (T, B); many-to-one: the loss at the last step of the last segment, none before it."""
+    """A segment's share of the loss and its gradients (recompute): (value, the readout's gradients
+    (None: the segment has no target), dL/dh_t for its steps (k, B, H)). target="every": its positions
+    (a, b) = span of y (T, B, ...), weighted by w (T, B); many-to-one: the loss at the last step of the
+    last segment, none before it."""
     a, b = span
     if target == "every":
         h, y_seg, w_seg = hs.reshape(-1, hs.shape[-1]), y[a:b].reshape((-1,) + y.shape[2:]), w[a:b].reshape(-1)
     elif last:
         B = hs.shape[1]
-        h, y_seg, w_seg = hs[-1], y, np.full(B, 1.0 / B, params["c"].dtype)     # one direction (not bidirectional)
+        h, y_seg, w_seg = hs[-1], y, np.full(B, 1.0 / B, param_dtype(params))     # one direction (not bidirectional)
     else:
-        return 0.0, 0.0, 0.0, np.zeros_like(hs)
-    v, dV, dc, dh = readout_loss(params, arch, h, y_seg, w_seg, loss)
-    return v, dV, dc, steps_gradient(dh, hs, target)
+        return 0.0, None, np.zeros_like(hs)
+    v, readout_grads, dh = readout_loss(params, arch, h, y_seg, w_seg, loss)
+    return v, readout_grads, steps_gradient(dh, hs, target)
 
 
-def with_readout(params, grads, dV, dc):
-    """The layers' gradients completed with the readout's, ordered as params. With tied embeddings
-    the readout's dV belongs to E, which is both ends of the network."""
-    grads = grads | {"c": dc}
-    if "V" in params:
-        grads["V"] = dV
-    else:
-        grads["E"] = grads["E"] + dV
+def with_readout(params, grads, readout_grads):
+    """The layers' gradients completed with the readout's ({"V", "c"}, or the adaptive softmax's),
+    ordered as params. With tied embeddings the readout's dV belongs to E, which is both ends of the
+    network."""
+    readout_grads = dict(readout_grads)
+    if "E" in grads and "V" in readout_grads and "V" not in params:
+        grads = grads | {"E": grads["E"] + readout_grads.pop("V")}
+    grads = grads | readout_grads
     return {name: grads[name] for name in params}

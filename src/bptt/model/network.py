@@ -26,15 +26,21 @@ class Network:
     (PyTorch's proj_size, R its weight_hr); the state is (h (L, B, P), c (L, B, H)).
     learn_init_state: the initial state is a parameter, init.h (and init.c), (L D, H) each, trained
     with the rest; used whenever no state is given (it starts at zero).
+    cutoffs: the adaptive softmax (Grave et al. 2017, PyTorch's AdaptiveLogSoftmaxWithLoss) instead
+    of the full readout V, c: a head over the classes below cutoffs[0] and one token per cluster,
+    cluster i's tail projected to width // div_value**i units (head_bias: a bias on the head). Its
+    "logits" are exact log-probabilities log p(k); cross_entropy only (reference/adaptive.py).
     The sizes, num_layers, embedding_dim, skip and seed are ints, NumPy's too (kept as plain ints, so
     the network saves and exports); a float such as 5.0, or a bool, is a TypeError naming the argument.
     """
 
     def __init__(self, cell, input_size, hidden_size, output_size, num_layers=1, embedding_dim=None,
                  nonlinearity="tanh", dtype=np.float64, seed=0, tie_weights=False, skip=None, engine=None,
-                 bidirectional=False, proj_size=None, learn_init_state=False):
+                 bidirectional=False, proj_size=None, learn_init_state=False, cutoffs=None, div_value=4.0,
+                 head_bias=False):
         self.arch = engine_.Arch(cell, input_size, hidden_size, output_size, num_layers, embedding_dim,
-                                 nonlinearity, tie_weights, skip, engine, bidirectional, proj_size, learn_init_state)
+                                 nonlinearity, tie_weights, skip, engine, bidirectional, proj_size, learn_init_state,
+                                 cutoffs, div_value, head_bias)
         self.dtype = checks.float_dtype(dtype)
         if isinstance(seed, np.random.Generator):
             rng = seed
@@ -48,7 +54,8 @@ class Network:
                 f"output_size={a.output_size}, num_layers={a.num_layers}, embedding_dim={a.embedding_dim}, "
                 f"nonlinearity={a.nonlinearity!r}"
                 + "".join(f", {name}={getattr(a, name)!r}"
-                          for name in ("bidirectional", "proj_size", "learn_init_state") if getattr(a, name))
+                          for name in ("bidirectional", "proj_size", "learn_init_state", "cutoffs")
+                          if getattr(a, name))
                 + f", dtype=np.{self.dtype})")
 
     def checked_params(self):

@@ -60,6 +60,9 @@ def graph(net, inputs="ids", dtype=np.float32):
         raise ValueError("inputs: 'features' applies to a network without an embedding (it reads token ids)")
     if arch.cell not in OPERATOR:
         raise ValueError(f"cell: ONNX has no operator for the {arch.cell!r} cell; export rnn, gru or lstm")
+    if arch.cutoffs:
+        raise ValueError("cutoffs: the adaptive softmax has no ONNX export yet; export a network with the full "
+                         "readout")
     if arch.proj_size:
         raise ValueError(f"proj_size: ONNX's LSTM operator has no projection (h_t = R (o_t * tanh(c_t))); a network "
                          f"with proj_size={arch.proj_size} cannot be exported with it")

@@ -56,7 +56,7 @@ class Stepper:
         self.threads = None if threads is None else checks.positive_int("threads", threads)
         self._source = params if callable(params) else (lambda: params)
         self._dtype = dtype
-        self._compiled = arch.engine == "fast"       # else the reference, engine.logits
+        self._compiled = arch.engine == "fast" and not arch.cutoffs     # else the reference, engine.logits
         self._held, self._arrays, self._weights, self._release = None, (), {}, None
         self._blocks = {}                     # (B, kind) -> the blocks of rows of a step (fast.stepping.row_blocks)
         self._none = {}                       # dtype -> the empty ids and floats that stand for no input of a kind

@@ -4,7 +4,10 @@
         embedding = nn.Embedding(V, E)                       # only with embedding_dim = E
         rnn = nn.RNN / nn.GRU / nn.LSTM(D, H, num_layers=L)  # D = E, or V for one-hot inputs;
                                                              # bidirectional=, proj_size= as the network's
-        head = nn.Linear(D H, K)                             # D = 2 when bidirectional
+        head = nn.Linear(D H, K)                             # D = 2 when bidirectional; with cutoffs
+                                                             # nn.AdaptiveLogSoftmaxWithLoss(D H, K, cutoffs,
+                                                             # div_value, head_bias): head.head.weight,
+                                                             # head.tail.{i-1}.0.weight (P_i), .1.weight (V_i)
         init_h = nn.Parameter(L D, H)                        # with learn_init_state (init_c too for the LSTM)
 
 The layouts are PyTorch's (W is weight_ih_l{k} as it is, gates in PyTorch's order), so moving a
@@ -35,6 +38,10 @@ def torch_name(name):
     if name == "c":
         return "head.bias"
     layer, symbol = name.split(".")
+    if layer == "head":                                       # the adaptive softmax: head = AdaptiveLogSoftmaxWithLoss
+        return {"V": "head.head.weight", "c": "head.head.bias"}[symbol]
+    if layer.startswith("tail"):
+        return f"head.tail.{int(layer[4:]) - 1}.{ {'P': 0, 'V': 1}[symbol]}.weight"
     if layer == "init":
         return f"init_{symbol}"
     return f"rnn.{PER_LAYER[symbol]}_l{layer[1:]}"
@@ -67,7 +74,7 @@ def to_torch(arrays, shapes):
                                     f"PyTorch's names already" for name in shapes}
         raise mismatched_keys("arrays", arrays, list(shapes), what, theirs)
     sd = {torch_name(name): a for name, a in arrays.items()}
-    if "V" not in arrays and "E" in arrays:
+    if "V" not in arrays and "c" in arrays and "E" in arrays:
         sd["head.weight"] = arrays["E"]                      # tied
     return sd
 
@@ -88,7 +95,7 @@ def from_torch(sd, shapes, dtype):
     if not isinstance(sd, dict):
         raise TypeError(f"state_dict: expected a dict of arrays named as PyTorch names them, got {type(sd).__name__}")
     names = {torch_name(name): name for name in shapes}
-    tied = "V" not in shapes
+    tied = "V" not in shapes and "c" in shapes              # no V of its own (not an adaptive softmax): tied
     expected = list(names) + (["head.weight"] if tied else [])
     if sd.keys() != set(expected):
         ours = {name: f"{name!r} is bptt's name for {torch_name(name)!r}: bptt-named arrays go in net.params"

@@ -19,9 +19,13 @@ OPTIMIZER_SLOTS = {"sgd": 1, "adagrad": 1, "rmsprop": 2, "adam": 2, "adamw": 2, 
 
 def arch(cfg, input_size, output_size):
     """The Arch (the network's shape) that cfg describes for these input and output sizes."""
+    if cfg.cutoffs and cfg.cutoffs[-1] >= output_size:
+        raise ValueError(f"--adaptive-softmax: the cutoffs must be below the vocabulary's size, {output_size:,}; "
+                         f"got {cfg.adaptive_softmax}")
     return engine.Arch(cfg.cell, input_size, cfg.hidden, output_size, cfg.layers, cfg.embedding or None,
                        cfg.nonlinearity, cfg.tie, cfg.skip, cfg.engine, bidirectional=cfg.bidirectional,
-                       proj_size=cfg.proj_size, learn_init_state=cfg.learn_init_state)
+                       proj_size=cfg.proj_size, learn_init_state=cfg.learn_init_state, cutoffs=cfg.cutoffs,
+                       div_value=cfg.div_value if cfg.cutoffs else 4.0)
 
 
 def build_network(cfg, input_size, output_size):

@@ -87,6 +87,12 @@ class TrainConfig:
     proj_size: int | None = option(None, "LSTM with projections: h_t = R (o_t * tanh(c_t)) of this size, below "
                                    "--hidden (PyTorch's proj_size)", applies=("cell", lambda v: v == "lstm"),
                                    where="--cell lstm")
+    adaptive_softmax: str | None = option(None, "the adaptive softmax (Grave et al. 2017) instead of the full "
+                                          "readout: its cutoffs, e.g. 2000,10000 (the vocabulary is in frequency "
+                                          "order, so the shortlist holds the most frequent words)", applies=LM,
+                                          where="--task lm")
+    div_value: float = option(4.0, "the adaptive softmax: cluster i's tail projects to hidden // div_value^i units",
+                              applies=("adaptive_softmax", lambda v: v is not None), where="--adaptive-softmax")
     bidirectional: bool = option(False, "each layer also reads every sequence backwards; the next layer and the "
                                  "readout read [h_fwd; h_bwd] (Schuster & Paliwal 1997)", applies=WHOLE,
                                  where="whole sequences (--task classify or a long-range problem; a language model "
@@ -170,8 +176,7 @@ class TrainConfig:
         finite("momentum", self.momentum, "a number in [0, 1)", lambda v: 0 <= v < 1)
         finite("weight_decay", self.weight_decay, "a number >= 0", lambda v: v >= 0)
         finite("clip", self.clip, "a threshold >= 0 (0: off)", lambda v: v >= 0)
-        if self.forget_bias is not None:
-            finite("forget_bias", self.forget_bias, "a finite number", lambda v: True)
+        self.check_initialisers()
         for name in ("data", "valid", "separator", "embedding_init"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
@@ -200,8 +205,22 @@ class TrainConfig:
             raise ValueError(f"tie: needs embedding == {'proj_size' if self.proj_size else 'hidden'} (the readout "
                              f"reuses the embedding), got embedding={self.embedding} and {size}")
         self.check_projection()
+        if self.adaptive_softmax is not None:
+            self.cutoffs                                           # noqa: B018  parsed now: its errors come first
+            if self.tie:
+                raise ValueError("tie: the readout is the adaptive softmax (--adaptive-softmax), which has no "
+                                 "matrix to share with the embedding; leave --tie out")
+            finite("div_value", self.div_value, "a number > 1", lambda v: v > 1)
         if self.max_time is not None and self.steps is None and self.epochs is None and self.schedule == "cosine":
             raise ValueError("schedule: 'cosine' needs a known length; give --steps or --epochs with --max-time")
+
+    def check_initialisers(self):
+        """--forget-bias and --radius in a range where they mean something: sigmoid(±40) is 0 or 1
+        already, and a larger value only overflows the weights' float32."""
+        if self.forget_bias is not None:
+            finite("forget_bias", self.forget_bias, "a number in [-1e4, 1e4]", lambda v: abs(v) <= 1e4)
+        if self.radius is not None:
+            finite("radius", self.radius, "a positive number up to 1e4", lambda v: v <= 1e4)
 
     def check_projection(self):
         """--proj-size: below --hidden (PyTorch's rule); U's gate blocks are then H x P, not square, so
@@ -214,6 +233,21 @@ class TrainConfig:
             name = "radius" if self.radius is not None else "recurrent_init"
             raise ValueError(f"{name}: needs square gate blocks of U; with --proj-size {self.proj_size} each is "
                              f"{self.hidden} x {self.proj_size} (use --recurrent-init default or xavier)")
+
+    @property
+    def cutoffs(self):
+        """--adaptive-softmax as a tuple of ints (None: the full readout); the vocabulary's size is
+        checked when the network is built."""
+        if self.adaptive_softmax is None:
+            return None
+        try:
+            cutoffs = tuple(int(c) for c in self.adaptive_softmax.split(","))
+        except (AttributeError, ValueError):
+            cutoffs = ()
+        if not cutoffs or any(c <= 0 for c in cutoffs) or list(cutoffs) != sorted(set(cutoffs)):
+            raise ValueError(f"adaptive_softmax: expected increasing positive ints separated by commas, e.g. "
+                             f"2000,10000; got {self.adaptive_softmax!r}")
+        return cutoffs
 
     @property
     def k2(self):

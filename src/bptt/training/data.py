@@ -13,7 +13,8 @@ Labeled examples (sequence classification, many-to-one)
     No header row; blank lines are skipped; the label is stripped of surrounding spaces.
 
 Vocabulary JSON   {"level": "char" | "word", "tokens": [sorted, unique tokens]}; a token's id is its
-                  position. Word vocabularies always hold "<eos>" and "<unk>".
+                  position. Word vocabularies always hold "<eos>" and "<unk>". For the adaptive
+                  softmax, the most frequent first and "counts": [each token's count] beside them.
 Label set JSON    {"labels": [sorted, unique labels]}; a label's id is its position.
 
 Shapes: N tokens in a corpus, B parallel streams (batch), T time steps in a window. Everything that
@@ -117,12 +118,20 @@ def _ids(name, ids, n):
     return a.astype(np.int64, copy=False)
 
 
-def _sorted_unique(what, items):
+def _sorted_unique(what, items, ordered=True):
+    """items: strings, at least one, each once; ordered: in sorted order too (a label set)."""
     if not items:
         raise ValueError(f"{what}: expected at least one entry, got none")
     if not all(isinstance(s, str) for s in items):
         bad = next(s for s in items if not isinstance(s, str))
         raise ValueError(f"{what}: expected strings, got {bad!r} ({type(bad).__name__})")
+    if not ordered:
+        seen = {}
+        for i, s in enumerate(items):
+            if s in seen:
+                raise ValueError(f"{what}: expected unique entries; {s!r} appears twice (entries {seen[s]} and {i})")
+            seen[s] = i
+        return
     for i, (a, b) in enumerate(zip(items, items[1:])):
         if not a < b:
             problem = "appears twice" if a == b else f"comes before {b!r}"
@@ -148,10 +157,12 @@ class Numbered:
 
 @dataclass(frozen=True)
 class Vocab(Numbered):
-    """The training tokens in sorted order; a token's id is its position in `tokens`."""
+    """The training tokens in sorted order (or the most frequent first, for the adaptive softmax:
+    build_vocab); a token's id is its position in `tokens`."""
 
     tokens: tuple[str, ...]
     level: str
+    counts: tuple[int, ...] | None = None     # by frequency: each token's count in the training text
 
     @property
     def names(self):
@@ -160,7 +171,10 @@ class Vocab(Numbered):
     def __post_init__(self):
         object.__setattr__(self, "tokens", tuple(self.tokens))
         one_of("level", self.level, LEVELS)
-        _sorted_unique("vocab", self.tokens)
+        _sorted_unique("vocab", self.tokens, ordered=self.counts is None)
+        if self.counts is not None:
+            object.__setattr__(self, "counts", tuple(self.counts))
+            _by_frequency(self.tokens, self.counts)
         if self.level == "char":
             bad = [t for t in self.tokens if len(t) != 1]
             if bad:
@@ -191,23 +205,37 @@ class Vocab(Numbered):
         return [self.tokens[i] for i in _ids("ids", ids, self.size)]
 
     def to_json(self):
-        return {"level": self.level, "tokens": list(self.tokens)}
+        counts = {} if self.counts is None else {"counts": list(self.counts)}
+        return {"level": self.level, "tokens": list(self.tokens)} | counts
 
     @classmethod
     def from_json(cls, d):
         """The inverse of to_json; ValueError if d is not a vocabulary that to_json could have written."""
-        if not isinstance(d, dict) or set(d) != {"level", "tokens"}:
+        if not isinstance(d, dict) or set(d) - {"counts"} != {"level", "tokens"}:
             got = f"keys {sorted(d)}" if isinstance(d, dict) else type(d).__name__
             raise ValueError(f"vocab: expected a dict with keys 'level' and 'tokens', got {got}")
         if not isinstance(d["tokens"], list):
             raise ValueError(f"vocab: expected 'tokens' to be a list of strings, got {type(d['tokens']).__name__}")
         if d["level"] not in LEVELS:
             raise ValueError(f"vocab: expected 'level' to be one of 'char', 'word'; got {d['level']!r}")
-        return cls(tuple(d["tokens"]), d["level"])
+        return cls(tuple(d["tokens"]), d["level"], None if d.get("counts") is None else tuple(d["counts"]))
 
 
-def build_vocab(tokens, level, max_size=None):
-    """The vocabulary of the training tokens, sorted.
+def _by_frequency(tokens, counts):
+    """A vocabulary numbered most frequent first (the adaptive softmax's): counts (ints, one per token)
+    non-increasing, equal counts in sorted order; else a ValueError naming the entries out of order."""
+    if len(counts) != len(tokens) or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0
+                                             for c in counts):
+        raise ValueError(f"vocab: expected 'counts' to be {len(tokens)} ints >= 0, one per token")
+    for i in range(len(tokens) - 1):
+        if (-counts[i], tokens[i]) > (-counts[i + 1], tokens[i + 1]):
+            raise ValueError(f"vocab: expected the most frequent first (ties sorted); {tokens[i]!r} ({counts[i]}) "
+                             f"comes before {tokens[i + 1]!r} ({counts[i + 1]}) (entries {i} and {i + 1})")
+
+
+def build_vocab(tokens, level, max_size=None, by_frequency=False):
+    """The vocabulary of the training tokens, sorted (by_frequency: the most frequent first, ties
+    alphabetically, as the adaptive softmax's shortlist and clusters need them).
 
     Word level: "<eos>" and "<unk>" are always in it; with max_size, only the max_size - 2 most frequent
     other words are kept (ties broken alphabetically), so size <= max_size. Char level keeps every character.
@@ -219,11 +247,19 @@ def build_vocab(tokens, level, max_size=None):
     if level == "char":
         if max_size is not None:
             raise ValueError(f"max_size: applies to level='word' only; got {max_size!r} with level='char'")
+        if by_frequency:
+            tokens = sorted(counts, key=lambda c: (-counts[c], c))
+            return Vocab(tuple(tokens), level, tuple(counts[c] for c in tokens))
         return Vocab(tuple(sorted(counts)), level)
     words = sorted(set(counts) - {EOS, UNK}, key=lambda w: (-counts[w], w))
     if max_size is not None:
         words = words[:positive_int("max_size", max_size, minimum=2) - 2]
-    return Vocab(tuple(sorted([*words, EOS, UNK])), level)
+    kept = [*words, EOS, UNK]
+    if by_frequency:                       # <unk> counts the words left out as well as its own occurrences
+        count = counts | {UNK: counts[UNK] + sum(counts[w] for w in set(counts) - set(kept))}
+        kept = sorted(kept, key=lambda w: (-count[w], w))
+        return Vocab(tuple(kept), level, tuple(count[w] for w in kept))
+    return Vocab(tuple(sorted(kept)), level)
 
 
 def unigram_logprobs(ids, vocab_size):

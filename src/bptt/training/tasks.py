@@ -201,7 +201,8 @@ class LanguageModel:
         self.cfg = cfg
         if not train_tokens:
             raise ValueError(f"--data: {cfg.data or 'the text'} has no tokens to train on")
-        self.vocab = vocab or data.build_vocab(train_tokens, cfg.level, cfg.max_vocab)
+        self.vocab = vocab or data.build_vocab(train_tokens, cfg.level, cfg.max_vocab,
+                                               by_frequency=cfg.adaptive_softmax is not None)
         self.train = encode_text(self.vocab, train_tokens, train_text, f"--data {cfg.data}")   # (N,)
         valid_source = f"--valid {cfg.valid}" if cfg.valid else f"--data {cfg.data} (its validation part)"
         self.valid = encode_text(self.vocab, valid_tokens, valid_text, valid_source)
