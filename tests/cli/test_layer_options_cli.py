@@ -116,3 +116,22 @@ def test_a_frequency_vocabulary_out_of_order_is_named(tmp_path, capsys):
     assert main(["eval", run, "--data", str(text)]) == 2
     err = capsys.readouterr().err
     assert "vocab.json" in err and "expected the most frequent first" in err and "(entries 1 and 2)" in err
+
+
+def test_awd_regularisers_train_and_resume_exactly(tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text("ROMEO:\nBut soft, what light through yonder window breaks?\n\n" * 20)
+    options = ["--data", str(text), "--window", "6", "--batch", "3", "--weight-drop", "0.5", "--dropout-input", "0.4",
+               "--dropout-hidden", "0.3", "--dropout-output", "0.4", "--dropout-embedding", "0.1", "--alpha", "2",
+               "--beta", "1"]
+    whole, part = str(tmp_path / "whole"), str(tmp_path / "part")
+    assert train("--out", whole, "--steps", "12", *options) == 0
+    assert train("--out", part, "--steps", "6", *options) == 0
+    assert main(["train", "--out", part, "--resume", "--steps", "12"]) == 0
+    a, _ = load_arrays(f"{whole}/checkpoint.safetensors")
+    b, _ = load_arrays(f"{part}/checkpoint.safetensors")
+    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    plain = str(tmp_path / "plain")
+    assert train("--out", plain, "--steps", "12", *options[:6]) == 0
+    c, _ = load_arrays(f"{plain}/checkpoint.safetensors")
+    assert not np.array_equal(a["param/l0.U"], c["param/l0.U"])            # they change training

@@ -122,6 +122,25 @@ def test_classification_on_two_ranks_equals_one_process(data, tmp_path):
                                                        rel=1e-10)
 
 
+AWD = ["--weight-drop", "0.3", "--dropout-input", "0.2", "--dropout-hidden", "0.2", "--dropout-output", "0.3",
+       "--dropout-embedding", "0.1", "--alpha", "2", "--beta", "1"]
+
+
+@pytest.mark.parametrize("task", ["lm", "classify"])
+def test_awd_regularisers_on_two_ranks_equal_one_process(data, tmp_path, task):
+    """Weight drop (one mask for the whole batch), locked masks drawn for the whole batch, embedding
+    dropout, AR and TAR: 2 ranks equal 1 process; a classifier's rank with no rows moves its generator
+    as the other does."""
+    if task == "lm":
+        args = ["--data", data / "text.txt", *[a for a in LM if a not in ("--dropout", "0.2")], *AWD, "--steps", 12]
+    else:
+        args = ["--data", data / "reviews.tsv", *[a for a in CLASSIFY if a not in ("--dropout", "0.1")], *AWD,
+                "--steps", 12]
+    trained(["train", tmp_path / "one", *args])
+    trained(["train", tmp_path / "two", *args], ranks=2)
+    assert_same(tmp_path / "two", tmp_path / "one")
+
+
 @pytest.mark.parametrize("first, then", [(2, None), (None, 2)])
 def test_resume_on_another_number_of_ranks_continues_exactly(data, lm_one, tmp_path, first, then):
     run = tmp_path / "run"

@@ -101,6 +101,16 @@ class TrainConfig:
                                     applies=WHOLE, where="whole sequences (--task classify or a long-range problem; "
                                     "a language model carries its state from window to window)")
     dropout: float = option(0.0, "non-recurrent dropout on the embedding, between layers and before the readout")
+    # AWD-LSTM's regularisers (Merity et al. 2017; its main.py's values in brackets)
+    weight_drop: float = option(0.0, "DropConnect on every recurrent matrix U, one mask a window [0.5]")
+    dropout_input: float = option(0.0, "locked dropout on the embedding's output: one mask per stream and window "
+                                  "[0.65]")
+    dropout_hidden: float = option(0.0, "locked dropout between layers [0.3]")
+    dropout_output: float = option(0.0, "locked dropout before the readout [0.4]")
+    dropout_embedding: float = option(0.0, "drop whole words of the embedding for a window [0.1]")
+    alpha: float = option(0.0, "AR: alpha * mean of the squared (dropped) output of the last layer, added to the "
+                          "loss [2]")
+    beta: float = option(0.0, "TAR: beta * mean of its squared change from step to step, added to the loss [1]")
     init: str = option("default", "input-weight initialisation", ("default", "xavier"))
     recurrent_init: str = option("default", "recurrent-weight initialisation (identity: IRNN, Le et al. 2015)",
                                  ("default", "xavier", "orthogonal", "identity"))
@@ -173,6 +183,7 @@ class TrainConfig:
                 finite(name, getattr(self, name), "a positive number", lambda v: v > 0)
         finite("valid_fraction", self.valid_fraction, "a number in (0, 1)", lambda v: 0 < v < 1)
         finite("dropout", self.dropout, "a probability in [0, 1)", lambda v: 0 <= v < 1)
+        self.check_regularisers()
         finite("momentum", self.momentum, "a number in [0, 1)", lambda v: 0 <= v < 1)
         finite("weight_decay", self.weight_decay, "a number >= 0", lambda v: v >= 0)
         finite("clip", self.clip, "a threshold >= 0 (0: off)", lambda v: v >= 0)
@@ -213,6 +224,27 @@ class TrainConfig:
             finite("div_value", self.div_value, "a number > 1", lambda v: v > 1)
         if self.max_time is not None and self.steps is None and self.epochs is None and self.schedule == "cosine":
             raise ValueError("schedule: 'cosine' needs a known length; give --steps or --epochs with --max-time")
+
+    def check_regularisers(self):
+        """AWD-LSTM's options: rates in [0, 1), alpha and beta >= 0; the locked rates replace --dropout
+        (the same inputs); the embedding's need an embedding."""
+        for name in ("weight_drop", "dropout_input", "dropout_hidden", "dropout_output", "dropout_embedding"):
+            finite(name, getattr(self, name), "a probability in [0, 1)", lambda v: 0 <= v < 1)
+        for name in ("alpha", "beta"):
+            finite(name, getattr(self, name), "a number >= 0", lambda v: v >= 0)
+        locked = [n for n in ("dropout_input", "dropout_hidden", "dropout_output") if getattr(self, n) > 0]
+        if locked and self.dropout > 0:
+            raise ValueError(f"dropout: per-step dropout and locked dropout (--{locked[0].replace('_', '-')}) apply to "
+                             f"the same inputs; give one of the two")
+        if self.embedding == 0 and (self.dropout_input > 0 or self.dropout_embedding > 0):
+            name = "dropout_input" if self.dropout_input > 0 else "dropout_embedding"
+            raise ValueError(f"{name}: applies to an embedding; one-hot inputs (--embedding 0) have none")
+
+    def awd(self):
+        """The regularisers' keyword arguments of engine.loss_and_grads (those set)."""
+        names = ("weight_drop", "dropout_input", "dropout_hidden", "dropout_output", "dropout_embedding", "alpha",
+                 "beta")
+        return {name: getattr(self, name) for name in names if getattr(self, name) > 0}
 
     def check_initialisers(self):
         """--forget-bias and --radius in a range where they mean something: sigmoid(±40) is 0 or 1

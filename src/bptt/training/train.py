@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..files import FileError
-from ..model import engine
+from ..model import engine, regularisers
 from . import clipping, optim, schedules
 from .building import make_optimizer, trainable
 from .config import TrainConfig
@@ -180,10 +180,11 @@ def gradients(t, batch, flow):
     if rows.stop > rows.start:
         r = engine.loss_and_grads(t.net.params, t.net.arch, state=t.carried, **mine, dropout=t.cfg.dropout,
                                   rng=t.rng, dropout_rows=None if alone else (rows.start, rows.stop, B),
-                                  clip_dh=t.cfg.clip_dh, trace=flow, recompute_every=t.cfg.recompute_every)
-    elif t.cfg.dropout > 0:
-        engine.dropout_masks(t.net.arch, engine.Batch(batch["x"][:, :0], (), None, None), t.cfg.dropout, t.rng,
-                             t.net.dtype, (0, 0, B))
+                                  clip_dh=t.cfg.clip_dh, trace=flow, recompute_every=t.cfg.recompute_every,
+                                  **t.cfg.awd())
+    elif t.cfg.dropout > 0 or t.cfg.awd():                  # no rows here: the generator moves as on the others
+        engine.training_masks(t.net.arch, engine.Batch(batch["x"][:, :0], (), None, None), t.net.dtype,
+                              t.cfg.dropout, t.rng, (0, 0, B), regularisers.options(**t.cfg.awd()))
     return r, rows, 1.0 if alone else share_of_targets(batch, mine)
 
 
