@@ -1,6 +1,7 @@
 """bptt train: its options are TrainConfig's fields (help, choices and default from each field)."""
 
 import dataclasses
+import sys
 from pathlib import Path
 
 from . import display
@@ -21,6 +22,10 @@ def add_train(sub):
     p.add_argument("--resume", action="store_true",
                    help="continue the run in RUN_DIR with its saved config; " + ", ".join(map(flag, RESUMABLE))
                         + " may change (a budget counts all steps, before and after)")
+    p.add_argument("--recipe", choices=("awd-lstm", "awd-lstm-paper"), default=None,
+                   help="fill in the options of a named recipe (those given on the command line win): awd-lstm, "
+                        "AWD-LSTM's word-level recipe scaled to a 2-core CPU (3 x 256); awd-lstm-paper, at the "
+                        "paper's sizes (docs/training.md)")
     p.add_argument("--sample", type=NONNEGATIVE_INT, default=0, metavar="N",
                    help="print N sampled tokens at the end (default: 0)")
     add_config_options(p)
@@ -85,6 +90,15 @@ def settled_config(args):
 
     out = run_dir(args)
     given = given_options(args)
+    if args.recipe is not None:
+        if args.resume:
+            raise ValueError("--recipe: a resumed run keeps its saved options; leave --recipe out with --resume")
+        from ..training import recipes
+
+        given, used = recipes.apply(args.recipe, given)
+        print(f"recipe {args.recipe}: " + " ".join(f"{flag(k)}" if v is True else f"{flag(k)} {v:g}"
+                                                    if isinstance(v, float) else f"{flag(k)} {v}"
+                                                    for k, v in used.items()), file=sys.stderr)
     try:
         settled = opening.settle(opening.Run(out), given, args.resume)
     except (ValueError, TypeError) as e:

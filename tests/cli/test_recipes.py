@@ -1,0 +1,36 @@
+"""bptt train --recipe: a named set of options, the command line's own winning; config.json holds the
+values as if they had been typed; the paper-sized recipe builds the network it describes."""
+
+import json
+
+import numpy as np
+
+from bptt.cli import main
+from bptt.training import building, recipes
+from bptt.training.config import TrainConfig
+
+
+def test_awd_lstm_fills_what_is_not_given(tmp_path, capsys):
+    text = tmp_path / "words.txt"
+    text.write_text("the cat sat on the mat and the dog sat on the log\n" * 40)
+    run = tmp_path / "run"
+    assert main(["train", str(run), "--recipe", "awd-lstm", "--data", str(text), "--hidden", "16", "--embedding", "16",
+                 "--window", "8", "--steps", "3", "--eval-every", "3"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("recipe awd-lstm: --level word --cell lstm --optimizer nt-asgd --lr 30 --clip 0.25 ")
+    assert "--hidden" not in err.splitlines()[0] and "--window" not in err.splitlines()[0]
+    cfg = json.loads((run / "config.json").read_text())
+    expected = recipes.RECIPES["awd-lstm"] | {"hidden": 16, "embedding": 16, "window": 8}
+    assert {k: cfg[k] for k in expected} == expected
+    assert main(["train", str(run), "--resume", "--recipe", "awd-lstm"]) == 2
+    assert "--recipe: a resumed run keeps its saved options" in capsys.readouterr().err
+
+
+def test_the_paper_recipe_builds_its_network():
+    cfg = TrainConfig(**recipes.RECIPES["awd-lstm-paper"])
+    shape = building.arch(cfg, 10000, 10000)
+    assert (shape.hidden_size, shape.proj_size, shape.embedding_dim, shape.num_layers) == (1150, 400, 400, 3)
+    assert shape.tie_weights and shape.param_shapes()["l0.U"] == (4600, 400)
+    need, n = building.memory_needed(cfg, 10000, 10000)
+    assert 10e6 < n < 30e6 and need > 0                         # the paper's PTB model has 24M
+    assert np.isfinite(need)
