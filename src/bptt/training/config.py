@@ -126,6 +126,10 @@ class TrainConfig:
     window: int = option(64, "k1 of TBPTT(k1, k2): steps between updates", applies=LM, where="--task lm")
     backprop: int | None = option(None, "k2 of TBPTT(k1, k2): steps backpropagated (default: --window)",
                                   applies=LM, where="--task lm")
+    variable_window: bool = option(False, "AWD-LSTM's variable-length windows (Merity et al. 2017, 4.1): each "
+                                   "step's length is drawn, int(N(k, 5)) and at least 5 with k = --window (k/2 one "
+                                   "time in 20), the windows tile the streams and that step's lr is scaled by "
+                                   "length / --window", applies=LM, where="--task lm")
     recompute_every: int | None = option(None, "keep the caches of this many steps at a time and recompute the "
                                          "others in the backward pass: O(sqrt(T)) memory for about a third more "
                                          "time")
@@ -192,7 +196,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise ValueError(f"{name}: expected a non-empty string, got {value!r}")
-        for name in ("tie", "nesterov", "freeze_embedding", "bidirectional", "learn_init_state"):
+        for name in ("tie", "nesterov", "freeze_embedding", "bidirectional", "learn_init_state", "variable_window"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name}: expected True or False, got {getattr(self, name)!r}")
         for f in dataclasses.fields(self):
@@ -206,8 +210,7 @@ class TrainConfig:
             problems.check_length(self.task, self.length)
         if self.task == "classify" and self.data is None:
             raise ValueError("task: 'classify' needs --data (a .tsv or .csv of text<TAB>label)")
-        if self.backprop is not None and self.backprop < self.window:
-            raise ValueError(f"backprop: expected k2 >= window (k1) = {self.window}, got {self.backprop}")
+        self.check_windows()
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov: needs a momentum > 0 (give --momentum, e.g. 0.9)")
         check_embedding_options(self)
@@ -245,6 +248,15 @@ class TrainConfig:
         names = ("weight_drop", "dropout_input", "dropout_hidden", "dropout_output", "dropout_embedding", "alpha",
                  "beta")
         return {name: getattr(self, name) for name in names if getattr(self, name) > 0}
+
+    def check_windows(self):
+        """TBPTT(k1, k2) needs k2 >= k1; --variable-window's windows are backpropagated whole (k2 = k1,
+        as AWD-LSTM: a k2 - k1 overlap of a drawn length has no meaning there), so --backprop is refused."""
+        if self.backprop is not None and self.backprop < self.window:
+            raise ValueError(f"backprop: expected k2 >= window (k1) = {self.window}, got {self.backprop}")
+        if self.variable_window and self.backprop not in (None, self.window):
+            raise ValueError(f"backprop: --variable-window draws each window's length and backpropagates that "
+                             f"window whole (k2 = k1, as AWD-LSTM); leave --backprop {self.backprop} out")
 
     def check_initialisers(self):
         """--forget-bias and --radius in a range where they mean something: sigmoid(±40) is 0 or 1

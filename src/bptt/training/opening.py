@@ -176,17 +176,23 @@ def sized_by_vectors(fields):
         raise ValueError(f"embedding_init: {e}") from None
 
 
-def total_steps(cfg, windows_per_epoch):
+def total_steps(cfg, task):
     """The step budget: --steps, or --epochs worth of windows (the smaller), or one epoch; None
-    (unbounded) when only --max-time is given."""
+    (unbounded) when only --max-time is given. With --variable-window each epoch has its own number
+    of windows (task.epoch_steps): --epochs E is the steps of the whole epochs before E and the
+    fraction of the next rounded up, so a whole E ends exactly at an epoch's end."""
     budgets = [cfg.steps] if cfg.steps is not None else []
-    if cfg.epochs is not None:
-        budgets.append(math.ceil(cfg.epochs * windows_per_epoch))
+    if cfg.epochs is not None and cfg.variable_window:
+        whole = math.floor(cfg.epochs)
+        budgets.append(sum(task.epoch_steps(e) for e in range(whole)) +
+                       math.ceil((cfg.epochs - whole) * task.epoch_steps(whole)))
+    elif cfg.epochs is not None:
+        budgets.append(math.ceil(cfg.epochs * task.steps_per_epoch))
     if budgets:
         return min(budgets)
     if cfg.max_time is not None:
         return None
-    return windows_per_epoch
+    return task.steps_per_epoch
 
 
 # --- the data a run trains on ---------------------------------------------------------------------
@@ -333,7 +339,7 @@ def open_new(run, cfg, given):
         abandon(run, created)
         raise
     notes = {"given": {k: v for k, v in given.items() if v}} | ({"embedding": embedding} if embedding else {})
-    return Opened(created, cfg, task, net, opt_state, None, progress, total_steps(cfg, task.steps_per_epoch), notes)
+    return Opened(created, cfg, task, net, opt_state, None, progress, total_steps(cfg, task), notes)
 
 
 def create(run):
@@ -381,7 +387,7 @@ def open_resumed(run, cfg, changes):
     net.params = run.matching(net, params, "checkpoint.safetensors")
     if "lr" in changes and progress.schedule is not None:
         progress.schedule = progress.schedule | {"lr": cfg.lr}      # the plateau schedule restarts from it
-    total = total_steps(cfg, task.steps_per_epoch)
+    total = total_steps(cfg, task)
     out_of_time = cfg.max_time is not None and progress.elapsed >= cfg.max_time
     if (total is not None and progress.step >= total) or out_of_time:
         budget = ", ".join(f"{n} {getattr(cfg, n)}" for n in ("steps", "epochs", "max_time") if getattr(cfg, n)) or \
@@ -438,4 +444,4 @@ def opened_from(sent):
     net = building.build_network(cfg, task.input_size, task.output_size)
     net.params = sent["params"]
     return Opened(False, cfg, task, net, sent["opt_state"], sent["carried"], sent["progress"],
-                  total_steps(cfg, task.steps_per_epoch), {})
+                  total_steps(cfg, task), {})

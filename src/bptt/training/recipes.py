@@ -6,8 +6,8 @@ does not give (what is given wins), and config.json records the values, as if th
                     paper's 1150) with the embedding tied to the readout, a window of 70, batch 20,
                     SGD at lr 30 switching to averaging (NT-ASGD), clipping at 0.25, weight decay
                     1.2e-6, weight drop 0.5 on U, locked dropout 0.4 / 0.25 / 0.4 (input, between
-                    layers, output), embedding dropout 0.1, AR 2 and TAR 1 -- the paper's PTB values
-                    for everything but the sizes.
+                    layers, output), embedding dropout 0.1, AR 2 and TAR 1, windows of variable length
+                    around 70 -- the paper's PTB values for everything but the sizes.
     awd-lstm-paper  the same at the paper's sizes: embedding 400, 3 LSTM layers of 1150, batch 80. The
                     paper's last layer has 400 units so that the readout can share the embedding; here
                     every layer has 1150 cells projected to 400 (proj_size), the nearest uniform stack
@@ -19,7 +19,8 @@ Sizes at 2 cores: a step of the paper's model is about 30x the work of awd-lstm'
 
 AWD_LSTM = {"level": "word", "cell": "lstm", "optimizer": "nt-asgd", "lr": 30.0, "clip": 0.25, "window": 70,
             "weight_decay": 1.2e-6, "weight_drop": 0.5, "dropout_input": 0.4, "dropout_hidden": 0.25,
-            "dropout_output": 0.4, "dropout_embedding": 0.1, "alpha": 2.0, "beta": 1.0, "tie": True}
+            "dropout_output": 0.4, "dropout_embedding": 0.1, "alpha": 2.0, "beta": 1.0, "tie": True,
+            "variable_window": True}
 
 RECIPES = {
     "awd-lstm": AWD_LSTM | {"layers": 3, "hidden": 256, "embedding": 256, "batch": 20},

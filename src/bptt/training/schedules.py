@@ -101,3 +101,11 @@ def learning_rate(schedule, lr, step, total, warmup=0, plateau=None):
     if schedule == "plateau":
         return plateau["lr"]
     return lr
+
+
+def window_scaled(lr, length, k1):
+    """The lr of one step of AWD-LSTM's variable-length BPTT (its main.py: `lr2 * seq_len / args.bptt`),
+    lr * length / k1, for that step only: a window's loss is a mean over its steps, so a longer window
+    weighs in proportion. length is the drawn one, even where the stream's end cuts the window (as
+    main.py)."""
+    return lr * length / k1

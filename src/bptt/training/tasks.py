@@ -187,6 +187,33 @@ def documents(text, level, separator):
     return tokens, np.array(starts, dtype=bool)
 
 
+def draw_length(rng, k1):
+    """One window length of AWD-LSTM's variable-length BPTT (Merity et al. 2017, 4.1), its main.py's
+    two lines with k1 = args.bptt (--window):
+
+        bptt    = k1 if u < 0.95 else k1 / 2        u ~ U[0, 1)      one window in 20 about halved
+        seq_len = max(5, int(n))                    n ~ N(bptt, 5²)  int() truncates toward zero
+
+    rng: np.random.Generator, u drawn before n (as main.py draws them)."""
+    bptt = k1 if rng.random() < 0.95 else k1 / 2.0
+    return max(5, int(rng.normal(bptt, 5)))
+
+
+def variable_windows(N, k1, rng):
+    """Windows of drawn lengths (draw_length) tiling a stream of N steps (inputs 0..N-2): each starts
+    where the previous stopped, the last is cut at the stream's end (main.py's get_batch), so every
+    (input, target) pair is in exactly one. main.py's loop also stops one step early (`i < N - 1 - 1`),
+    dropping a last window of one step; here that step is trained on. Returns (windows, the drawn
+    lengths: the last may exceed its window's)."""
+    ws, drawn, p = [], [], 0
+    while p < N - 1:
+        length = draw_length(rng, k1)
+        ws.append(tbptt.Window(p, p, min(p + length, N - 1)))
+        drawn.append(length)
+        p += length
+    return ws, drawn
+
+
 class LanguageModel:
     carries_state = True
 
@@ -216,22 +243,43 @@ class LanguageModel:
         self.stream = data.batchify(self.train, cfg.batch)                # (N / B, B)
         self.starts = None if train_starts is None else data.batchify(train_starts, cfg.batch).astype(bool)
         self.windows = tbptt.windows(len(self.stream), cfg.window, cfg.k2)
+        self.drawn = (None, self.windows, None)             # (epoch, its windows, their drawn lengths)
         self.input_size = self.output_size = self.vocab.size
-        self.steps_per_epoch = len(self.windows)
+        self.steps_per_epoch = self.epoch_steps(0)            # --variable-window: the first epoch's
+
+    def epoch_windows(self, epoch):
+        """(windows, drawn lengths or None) of an epoch. --variable-window: drawn (variable_windows)
+        from a generator seeded by (--seed, 6, epoch), so every rank draws the same, and a resumed run
+        draws them again from its checkpoint's epoch; the window index there is the position in the
+        stream. Else the fixed TBPTT(k1, k2) windows, the same every epoch."""
+        if not self.cfg.variable_window:
+            return self.windows, None
+        if self.drawn[0] != epoch:
+            rng = np.random.default_rng([self.cfg.seed, 6, epoch])
+            self.drawn = (epoch, *variable_windows(len(self.stream), self.cfg.window, rng))
+        return self.drawn[1:]
+
+    def epoch_steps(self, epoch):
+        return len(self.epoch_windows(epoch)[0])
+
+    def window_length(self, index, epoch):
+        """--variable-window: the length drawn for window `index` of `epoch` (its lr is scaled by it)."""
+        return self.epoch_windows(epoch)[1][index]
 
     def batch(self, index, epoch):
-        x, y, loss_mask, reset = tbptt.window_batch(self.stream, self.windows[index], self.starts)
-        w = self.windows[index]
+        w = self.epoch_windows(epoch)[0][index]
+        x, y, loss_mask, reset = tbptt.window_batch(self.stream, w, self.starts)
         return dict(x=x, y=y, loss_mask=loss_mask, reset=reset), (w.stop - w.loss_from) * self.cfg.batch
 
-    def next_state(self, params, arch, index, state, state_T, rows=slice(None)):
-        """The state carried into window index + 1 (None: the epoch ends, start from zeros), of the
-        streams `rows` (a rank's, in data-parallel training; all by default)."""
-        if index + 1 == len(self.windows):
+    def next_state(self, params, arch, index, state, state_T, rows=slice(None), epoch=0):
+        """The state carried into window index + 1 of `epoch` (None: the epoch ends, start from
+        zeros), of the streams `rows` (a rank's, in data-parallel training; all by default)."""
+        windows = self.epoch_windows(epoch)[0]
+        if index + 1 == len(windows):
             return None
         starts = None if self.starts is None else self.starts[:, rows]
-        return tbptt.next_start_state(params, arch, self.stream[:, rows], self.windows[index],
-                                      self.windows[index + 1], state, state_T, starts)
+        return tbptt.next_start_state(params, arch, self.stream[:, rows], windows[index], windows[index + 1], state,
+                                      state_T, starts)
 
     def evaluate(self, params, arch, ranks=None):
         return lm_evaluate(params, arch, self.valid, self.cfg, self.valid_starts, ranks)
@@ -280,6 +328,9 @@ class Classification:
         self.input_size, self.output_size = self.vocab.size, self.labels.size
         self.steps_per_epoch = math.ceil(len(self.train) / cfg.batch)
 
+    def epoch_steps(self, epoch):
+        return self.steps_per_epoch
+
     def order(self, epoch):
         return np.random.default_rng([self.cfg.seed, 3, epoch]).permutation(len(self.train))
 
@@ -317,6 +368,9 @@ class Synthetic:
                              f"cannot look up; give --embedding 0")
         self.input_size, self.output_size = self.problem.input_size, self.problem.output_size
         self.test = self.problem.generate(cfg.length, cfg.test_size, np.random.default_rng([cfg.seed, 5]))
+
+    def epoch_steps(self, epoch):
+        return self.steps_per_epoch
 
     def batch(self, index, epoch):
         rng = np.random.default_rng([self.cfg.seed, 4, epoch, index])

@@ -153,19 +153,23 @@ def step(t, stop):
     if not (math.isfinite(loss) and math.isfinite(norm)):
         raise t.ranks.everywhere(Diverged(divergence_advice(t, loss, norm)))
     if t.task.carries_state:                                                      # 7. carried state
-        t.carried = t.task.next_state(t.net.params, t.net.arch, p.window, t.carried, r.state, rows)
+        t.carried = t.task.next_state(t.net.params, t.net.arch, p.window, t.carried, r.state, rows, p.epoch)
+    lr = schedules.learning_rate(cfg.schedule, cfg.lr, p.step, t.total, cfg.warmup, p.schedule)   # 8. optimiser
+    extra = {}
+    if cfg.variable_window:                           # AWD-LSTM: this step's lr scaled by its drawn length
+        extra["window_length"] = t.task.window_length(p.window, p.epoch)
+        lr = schedules.window_scaled(lr, extra["window_length"], cfg.window)
     following = p.window + 1
-    if following == t.task.steps_per_epoch:
+    if following == t.task.epoch_steps(p.epoch):
         following = 0
         p.epoch += 1
-    lr = schedules.learning_rate(cfg.schedule, cfg.lr, p.step, t.total, cfg.warmup, p.schedule)   # 8. optimiser
     t.opt.step(trainable(cfg, t.net.params), grads, t.opt_state, lr)
     p.step += 1
     p.window = following
     p.tokens += tokens
     p.clipped += clipped
     record = {"step": p.step, "epoch": p.epoch, "loss": loss, "lr": lr, "grad_norm": norm, "clipped": clipped,
-              "clipped_fraction": p.clipped / p.step, "tokens_per_s": tokens / (time.perf_counter() - tick)}
+              "clipped_fraction": p.clipped / p.step, "tokens_per_s": tokens / (time.perf_counter() - tick), **extra}
     return record, Stop(*heard)
 
 
