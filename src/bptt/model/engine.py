@@ -75,6 +75,8 @@ class Backend(NamedTuple):
     scatter_rows: object         # (num_rows, ids (T, B), d (T, B, D)) -> dM (num_rows, D): reference.inputs'
     frozen: object               # (arrays) -> a context within which they do not change (the fast engine packs
                                  # them once)
+    adaptive: object = None      # the adaptive softmax's loss_and_grads, log_likelihood and log_probs with
+                                 # reference.adaptive's signatures (bptt.fast.adaptive), or None: reference.adaptive
 
 
 @functools.cache
@@ -87,6 +89,7 @@ def backend(name):
     if name == "numpy":
         return Backend("numpy", CELLS, np.matmul, None, None, False, lambda lengths: None, scatter_rows,
                        lambda arrays: contextlib.nullcontext())
+    from ..fast import adaptive as fast_adaptive
     from ..fast import heap
     from ..fast.matmul import matmul
     from ..fast.packed import frozen
@@ -95,7 +98,8 @@ def backend(name):
     from ..fast.window import scatter
 
     heap.reuse_freed_memory()        # once per process: a step's arrays come back from the heap (fast/heap.py)
-    return Backend("fast", fast.CELLS, matmul, cross_entropy, log_likelihood, True, by_length, scatter, frozen)
+    return Backend("fast", fast.CELLS, matmul, cross_entropy, log_likelihood, True, by_length, scatter, frozen,
+                   fast_adaptive)
 
 
 @dataclass(frozen=True)
@@ -319,12 +323,17 @@ def adaptive_params(params, arch):
                                                                   arch.div_value, arch.head_bias)}
 
 
+def adaptive_math(arch):
+    """The engine's adaptive softmax (bptt.fast.adaptive on the fast engine), else reference.adaptive."""
+    return arch.backend.adaptive or adaptive
+
+
 def readout(params, arch, h):
     """(1) z = V h + c for every row of h (..., H) -> (..., K), with the engine's product. With the
     adaptive softmax: its exact log-probabilities log p(k) for every class (reference.adaptive.log_probs),
     which a softmax (sampling, the loss) turns back into the same distribution."""
     if arch.cutoffs:
-        logp = adaptive.log_probs(adaptive_params(params, arch), h.reshape(-1, h.shape[-1]))
+        logp = adaptive_math(arch).log_probs(adaptive_params(params, arch), h.reshape(-1, h.shape[-1]))
         return logp.reshape(h.shape[:-1] + logp.shape[-1:])
     z = arch.matmul(h.reshape(-1, h.shape[-1]), readout_weights(params).T) + params["c"]
     return z.reshape(h.shape[:-1] + z.shape[-1:])
@@ -340,7 +349,7 @@ def readout_loss(params, arch, h, y, w, loss):
     (L, the readout's gradients {"V": dV, "c": dc} (or the adaptive softmax's), dh). The fast engine
     fuses the full readout with cross-entropy (bptt.fast.readout)."""
     if arch.cutoffs:
-        return adaptive.loss_and_grads(adaptive_params(params, arch), h, y, w)     # (A1)-(A7), (A1b)-(A5b)
+        return adaptive_math(arch).loss_and_grads(adaptive_params(params, arch), h, y, w)   # (A1)-(A7), (A1b)-(A5b)
     fused = arch.backend.cross_entropy
     if fused is not None and loss == "cross_entropy":
         value, dV, dc, dh = fused(h, readout_weights(params), params["c"], y, w)
@@ -355,7 +364,7 @@ def readout_log_likelihood(params, arch, h, y):
     (log p(y_n) (N,) float64, the argmax class (N,)). The fast engine fuses them (bptt.fast.readout)
     and keeps nothing of the size of the logits; the reference computes z and log_softmax in float64."""
     if arch.cutoffs:
-        return adaptive.log_likelihood(adaptive_params(params, arch), h, y)
+        return adaptive_math(arch).log_likelihood(adaptive_params(params, arch), h, y)
     fused = arch.backend.log_likelihood
     if fused is not None:
         return fused(h, readout_weights(params), params["c"], y)
