@@ -275,7 +275,7 @@ def torch_run(cfg, task):
     torch.manual_seed(cfg.seed)
     plateau = schedules.Plateau(cfg.lr)
     schedule, tokens, rows = plateau.init(), window_tokens(task), []
-    total = opening.total_steps(cfg, task.steps_per_epoch)
+    total = opening.total_steps(cfg, task)
     for epoch, steps in enumerate(epoch_budgets(total, task.steps_per_epoch), 1):
         start = time.perf_counter()
         torch_train_epoch(model, stream, cfg, schedule["lr"], steps)
@@ -333,7 +333,7 @@ def main(argv=None):
         baselines = task.baselines()
         print(f"word-level Tiny Shakespeare: {task.train.size:,} train / {task.valid.size:,} valid tokens, "
               f"vocabulary {task.vocab.size:,}; {task.steps_per_epoch} steps per epoch, "
-              f"{opening.total_steps(cfg, task.steps_per_epoch)} in all; dropout {cfg.dropout:g}")
+              f"{opening.total_steps(cfg, task)} in all; dropout {cfg.dropout:g}")
         print(f"uniform perplexity {math.exp(baselines['uniform']):,.1f}, unigram perplexity "
               f"{math.exp(baselines['unigram']):.1f}")
         print(" ".join(f"{title:{align}}" for _, title, align, _ in COLUMNS))

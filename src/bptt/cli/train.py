@@ -89,23 +89,33 @@ def settled_config(args):
     from ..training import opening
 
     out = run_dir(args)
-    given = given_options(args)
-    if args.recipe is not None:
-        if args.resume:
-            raise ValueError("--recipe: a resumed run keeps its saved options; leave --recipe out with --resume")
-        from ..training import recipes
-
-        given, used = recipes.apply(args.recipe, given)
-        print(f"recipe {args.recipe}: " + " ".join(f"{flag(k)}" if v is True else f"{flag(k)} {v:g}"
-                                                    if isinstance(v, float) else f"{flag(k)} {v}"
-                                                    for k, v in used.items()), file=sys.stderr)
+    given, used = with_recipe(args, given_options(args))
     try:
         settled = opening.settle(opening.Run(out), given, args.resume)
     except (ValueError, TypeError) as e:
         raise config_error(e) from None
+    if used:                                                  # the options settled: say what the recipe gave
+        print(f"recipe {args.recipe}: " + " ".join(f"{flag(k)}" if v is True else f"{flag(k)} {v:g}"
+                                                    if isinstance(v, float) else f"{flag(k)} {v}"
+                                                    for k, v in used.items()), file=sys.stderr)
     if args.sample and settled.cfg.task != "lm":
         raise ValueError(f"--sample: applies to a language model (--task lm) only; got --task {settled.cfg.task}")
     return out, given, settled
+
+
+def with_recipe(args, given):
+    """(the options given, completed by --recipe's; the recipe's values used): a recipe is a language
+    model's, for a new run."""
+    if args.recipe is None:
+        return given, {}
+    if args.resume:
+        raise ValueError("--recipe: a resumed run keeps its saved options; leave --recipe out with --resume")
+    if given.get("task", "lm") != "lm":
+        raise ValueError(f"--recipe: {args.recipe} is a recipe for a word-level language model (--task lm); got "
+                         f"--task {given['task']}")
+    from ..training import recipes
+
+    return recipes.apply(args.recipe, given)
 
 
 def train_on(args, ranks):
