@@ -25,18 +25,25 @@ def train(*argv):
                  "--log-every", "5", "--dtype", "float64", *argv])
 
 
+def resumed_equals_whole(tmp_path, options, steps=12):
+    """A run of `steps` steps, and one stopped at half of them and resumed: the same checkpoint, bit
+    for bit. Returns the whole run's directory."""
+    whole, part = str(tmp_path / "whole"), str(tmp_path / "part")
+    assert train("--out", whole, "--steps", str(steps), *options) == 0
+    assert train("--out", part, "--steps", str(steps // 2), *options) == 0
+    assert main(["train", "--out", part, "--resume", "--steps", str(steps)]) == 0
+    a, _ = load_arrays(f"{whole}/checkpoint.safetensors")
+    b, _ = load_arrays(f"{part}/checkpoint.safetensors")
+    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    return whole
+
+
 def test_bidirectional_classifier_trains_resumes_and_loads(tmp_path, labelled, capsys):
     options = ["--task", "classify", "--data", str(labelled), "--level", "word", "--bidirectional",
                "--learn-init-state", "--cell", "gru"]
-    whole, part = str(tmp_path / "whole"), str(tmp_path / "part")
-    assert train("--out", whole, "--steps", "20", *options) == 0
+    whole = resumed_equals_whole(tmp_path, options, steps=20)
     said = capsys.readouterr()
     assert "training a bidirectional gru 2x8 classifier" in said.out + said.err
-    assert train("--out", part, "--steps", "10", *options) == 0
-    assert main(["train", "--out", part, "--resume", "--steps", "20"]) == 0
-    a, meta_a = load_arrays(f"{whole}/checkpoint.safetensors")
-    b, meta_b = load_arrays(f"{part}/checkpoint.safetensors")
-    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
     run = bptt.load(whole)
     assert run.network.arch.bidirectional and run.network.arch.learn_init_state
     assert np.any(run.network.params["init.h"])                     # trained away from zero
@@ -64,15 +71,9 @@ def test_projected_lstm_language_model_trains_resumes_and_loads(tmp_path, capsys
     text = tmp_path / "text.txt"
     text.write_text("ROMEO:\nBut soft, what light through yonder window breaks?\n\n" * 20)
     options = ["--data", str(text), "--proj-size", "5", "--window", "6", "--batch", "3", "--tie"]
-    whole, part = str(tmp_path / "whole"), str(tmp_path / "part")
-    assert train("--out", whole, "--steps", "12", "--embedding", "5", *options) == 0
+    whole = resumed_equals_whole(tmp_path, ["--embedding", "5", *options])
     said = capsys.readouterr()
     assert "training lstm 2x8 projected to 5" in said.out + said.err
-    assert train("--out", part, "--steps", "6", "--embedding", "5", *options) == 0
-    assert main(["train", "--out", part, "--resume", "--steps", "12"]) == 0
-    a, _ = load_arrays(f"{whole}/checkpoint.safetensors")
-    b, _ = load_arrays(f"{part}/checkpoint.safetensors")
-    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
     net = bptt.load(whole).network
     assert net.params["l1.R"].shape == (5, 8) and net.params["l1.U"].shape == (32, 5)
     assert "rnn.weight_hr_l1" in net.torch_state_dict()
@@ -86,13 +87,7 @@ def test_adaptive_softmax_language_model(tmp_path, capsys):
     text.write_text("the cat sat on the mat and the dog sat on the log\nthe end of the tale\n" * 30)
     options = ["--data", str(text), "--level", "word", "--adaptive-softmax", "3,8", "--div-value", "2", "--window", "6",
                "--batch", "3"]
-    whole, part = str(tmp_path / "whole"), str(tmp_path / "part")
-    assert train("--out", whole, "--steps", "12", *options) == 0
-    assert train("--out", part, "--steps", "6", *options) == 0
-    assert main(["train", "--out", part, "--resume", "--steps", "12"]) == 0
-    a, _ = load_arrays(f"{whole}/checkpoint.safetensors")
-    b, _ = load_arrays(f"{part}/checkpoint.safetensors")
-    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    whole = resumed_equals_whole(tmp_path, options)
     run = bptt.load(whole)
     assert run.vocab.tokens[0] == "the" and run.network.arch.cutoffs == (3, 8)
     assert "head.tail.1.1.weight" in run.network.torch_state_dict()
@@ -124,14 +119,9 @@ def test_awd_regularisers_train_and_resume_exactly(tmp_path, capsys):
     options = ["--data", str(text), "--window", "6", "--batch", "3", "--weight-drop", "0.5", "--dropout-input", "0.4",
                "--dropout-hidden", "0.3", "--dropout-output", "0.4", "--dropout-embedding", "0.1", "--alpha", "2",
                "--beta", "1"]
-    whole, part = str(tmp_path / "whole"), str(tmp_path / "part")
-    assert train("--out", whole, "--steps", "12", *options) == 0
-    assert train("--out", part, "--steps", "6", *options) == 0
-    assert main(["train", "--out", part, "--resume", "--steps", "12"]) == 0
-    a, _ = load_arrays(f"{whole}/checkpoint.safetensors")
-    b, _ = load_arrays(f"{part}/checkpoint.safetensors")
-    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    whole = resumed_equals_whole(tmp_path, options)
     plain = str(tmp_path / "plain")
     assert train("--out", plain, "--steps", "12", *options[:6]) == 0
+    a, _ = load_arrays(f"{whole}/checkpoint.safetensors")
     c, _ = load_arrays(f"{plain}/checkpoint.safetensors")
     assert not np.array_equal(a["param/l0.U"], c["param/l0.U"])            # they change training
