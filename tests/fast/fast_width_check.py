@@ -59,6 +59,7 @@ def checks():
         if folder not in sys.path:
             sys.path.insert(0, folder)
     import test_fast
+    import test_fast_adaptive
     import test_fast_projection
     import test_fast_readout
     import test_packed
@@ -100,6 +101,8 @@ def checks():
         (test_fast_projection, "test_frozen_weights_and_a_misfit_r", None),
         (test_streaming, "test_short_windows_equal_one_forward_and_none_is_zeros", None),
         (test_streaming, "test_tied_embeddings_and_both_engines_agree", None),
+        (test_fast_adaptive, "test_loss_and_grads_equal_the_reference", None),
+        (test_fast_adaptive, "test_log_probs_and_log_likelihood_equal_the_reference", None),
     ]
     out = []
     for module, name, keep in plan:

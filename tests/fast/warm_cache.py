@@ -24,7 +24,7 @@ def group(name, kwargs):
     """Which group a check belongs to: base (test_packed), readout (test_fast_readout), or its cell."""
     if name.startswith("test_packed"):
         return "base"
-    if name.startswith("test_fast_readout"):
+    if name.startswith(("test_fast_readout", "test_fast_adaptive")):
         return "readout"
     cell = kwargs.get("cell") or kwargs["case"].cell
     return cell.split("-")[0]
