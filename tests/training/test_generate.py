@@ -327,3 +327,11 @@ def test_a_session_says_what_it_lacks():
         session.stream([1], 0)
     with pytest.raises(TypeError, match="vocab: a prompt given as text needs the training vocabulary"):
         generate.Session(net.params, net.arch, generate.Decoding(greedy=True)).sample("ab", 3)
+
+
+def test_a_bidirectional_network_does_not_generate():
+    """Its reverse direction would read each token drawn as a whole sequence of one: refused, as the
+    stepper refuses it."""
+    net = bptt.Network("gru", 5, 4, 5, bidirectional=True)
+    with pytest.raises(ValueError, match="bidirectional: a bidirectional network reads each whole sequence"):
+        generate.sample(net.params, net.arch, [0, 1], 3, np.random.default_rng(0))

@@ -295,11 +295,11 @@ def init_params(arch, rng, dtype):
         for name in arch.layer_names(k):
             p = arch.spec.init_params(rng, arch.layer_input_size(k), arch.hidden_size, dtype, **projection)
             params |= {f"{name}.{symbol}": a for symbol, a in p.items()}
-    bound = 1.0 / np.sqrt(arch.width)
     if arch.cutoffs:
         params |= adaptive.init_params(rng, arch.width, arch.output_size, arch.cutoffs, arch.div_value,
                                        arch.head_bias, dtype)
     else:
+        bound = 1.0 / np.sqrt(arch.width)
         if not arch.tie_weights:
             params["V"] = rng.uniform(-bound, bound, (arch.output_size, arch.width)).astype(dtype)
         params["c"] = rng.uniform(-bound, bound, (arch.output_size,)).astype(dtype)

@@ -40,17 +40,29 @@ SHOWN = 20  # unknown characters or labels listed in an error message
 BOM = "\ufeff"
 
 
-def _read(path):
-    """The decoded text of a file without its byte-order mark, with ValueErrors that name the file
-    (and line, for bad bytes)."""
+def opened(path, expected="a text file"):
+    """The file at path opened for reading bytes, or a ValueError naming it: not found, a directory
+    (expected: what it should have been), unreadable, or a name holding a NUL."""
     try:
-        data = Path(path).read_bytes()
+        return open(path, "rb")
     except FileNotFoundError:
         raise ValueError(f"{path}: file not found") from None
     except IsADirectoryError:
-        raise ValueError(f"{path}: is a directory, expected a text file") from None
+        raise ValueError(f"{path}: is a directory, expected {expected}") from None
     except OSError as e:
         raise ValueError(f"{path}: cannot read the file ({e.strerror})") from None
+    except ValueError:                                              # a NUL in the name
+        raise ValueError(f"{str(path)!r}: not a file name (it holds a NUL character)") from None
+
+
+def _read(path):
+    """The decoded text of a file without its byte-order mark, with ValueErrors that name the file
+    (and line, for bad bytes)."""
+    with opened(path) as f:
+        try:
+            data = f.read()
+        except OSError as e:
+            raise ValueError(f"{path}: cannot read the file ({e.strerror})") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

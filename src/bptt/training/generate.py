@@ -218,6 +218,9 @@ class Session:
 
     def __init__(self, params, arch, decoding=None, rng=None, vocab=None):
         decoding = (decoding or Decoding()).checked()
+        if arch.bidirectional:
+            raise ValueError("bidirectional: a bidirectional network reads each whole sequence backwards too, so it "
+                             "cannot continue a text token by token")
         self.params, self.arch, self.decoding, self.rng, self.vocab = params, arch, decoding, rng, vocab
         if rng is None and not (decoding.greedy or decoding.beam):
             raise TypeError("rng: sampling needs a np.random.Generator, got None")

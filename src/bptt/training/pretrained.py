@@ -31,6 +31,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import data
+
 BOM = b"\xef\xbb\xbf"
 FORMATS = "GloVe's (word v1 v2 ... vD per line) or word2vec's text format (the same after a line COUNT DIM)"
 CONVERT = ("bptt reads text files: convert a binary word2vec file (.bin) with gensim, KeyedVectors."
@@ -124,17 +126,7 @@ def header(note):
 
 def _records(path):
     """(line number, fields as bytes) of each line that is not blank."""
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise ValueError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise ValueError(f"{path}: is a directory, expected a file of word vectors") from None
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read the file ({e.strerror})") from None
-    except ValueError:                                              # a NUL in the name
-        raise ValueError(f"{str(path)!r}: not a file name (it holds a NUL character)") from None
-    with f:
+    with data.opened(path, "a file of word vectors") as f:
         for number, line in enumerate(f, 1):
             parts = (line.removeprefix(BOM) if number == 1 else line).split()
             if parts:
