@@ -33,6 +33,8 @@ BAD_TRAIN = [
     (["--clip-dh", "nan"], "--clip-dh: expected a positive number"),
     (["--forget-bias", "nan"], "--forget-bias: expected a number in [-1e4, 1e4]"),
     (["--forget-bias", "1e300"], "--forget-bias: expected a number in [-1e4, 1e4], got 1e+300"),
+    (["--recompute-every", "3", "--alpha", "1"], "--recompute-every: recomputes the window in segments from its "
+                                                  "start; --alpha and --beta (AR, TAR) read the whole window"),
     (["--radius", "nan"], "--radius: expected a positive number"),
     (["--radius", "inf"], "--radius: expected a positive number"),
     (["--radius", "-1"], "--radius: expected a positive number"),

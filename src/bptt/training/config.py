@@ -239,6 +239,10 @@ class TrainConfig:
         if locked and self.dropout > 0:
             raise ValueError(f"dropout: per-step dropout and locked dropout (--{locked[0].replace('_', '-')}) apply to "
                              f"the same inputs; give one of the two")
+        if self.recompute_every is not None and (self.alpha > 0 or self.beta > 0 or self.bidirectional):
+            given = "--bidirectional reads" if self.bidirectional else "--alpha and --beta (AR, TAR) read"
+            raise ValueError(f"recompute_every: recomputes the window in segments from its start; {given} the "
+                             f"whole window at once; leave --recompute-every out")
         if self.embedding == 0 and (self.dropout_input > 0 or self.dropout_embedding > 0):
             name = "dropout_input" if self.dropout_input > 0 else "dropout_embedding"
             raise ValueError(f"{name}: applies to an embedding; one-hot inputs (--embedding 0) have none")
