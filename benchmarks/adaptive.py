@@ -18,9 +18,10 @@ Corpora (no text with 25,000+ distinct words ships with bptt, and none is instal
 
 The vocabulary is numbered most frequent first (the adaptive softmax needs it), cutoffs [2000, 10000],
 div_value 4. Each run: float32, batch 32, windows of 35 with the state carried, plain SGD (lr 20),
-gradient norm clipped at 0.25, no dropout, one epoch (or --steps windows), then validation
-perplexity (10 streams). bptt adaptive and PyTorch start from the same weights (bptt's,
-loaded into the torch modules by name) and so compute the same thing up to float32 rounding;
+gradient norm clipped at 0.25 (bptt: clipping.clip and optim.SGD, as bptt train steps; PyTorch:
+clip_grad_norm_ and word_language_model's p.data.add_(p.grad, alpha=-lr)), no dropout, one epoch
+(or --steps windows), then validation perplexity (10 streams). bptt adaptive and PyTorch start from
+the same weights (bptt's, loaded into the torch modules by name) and so compute the same thing up to float32 rounding;
 bptt full softmax is the same LSTM with a full V, c readout. PyTorch runs on as many threads as
 bptt (torch.set_num_threads). Each run is warmed up (two steps on a throwaway copy) before timing.
 """
@@ -36,7 +37,7 @@ import numpy as np
 import bptt
 from bptt.bench.tables import machine_line
 from bptt.model import engine
-from bptt.training import clipping, data, tasks
+from bptt.training import clipping, data, optim, tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = [ROOT.parent / "shared/data/tinyshakespeare.txt", ROOT / "src/bptt/corpora/tinyshakespeare.txt"]
@@ -59,11 +60,14 @@ def synthetic(V=33278, n_train=200_000, n_valid=20_000, seed=0):
     return ids[:n_train], ids[n_train:], V
 
 
-def bptt_step(net, x, y, state):
+SGD = optim.SGD()
+
+
+def bptt_step(net, x, y, state, opt_state):
+    """One step as bptt train makes it: loss and gradients, clipping, the optimiser."""
     r = engine.loss_and_grads(net.params, net.arch, x, y, state=state)
     clipping.clip(r.grads, CLIP)
-    for k, g in r.grads.items():
-        net.params[k] -= np.float32(LR) * g
+    SGD.step(net.params, r.grads, opt_state, LR)
     return r.state
 
 
@@ -76,11 +80,12 @@ def bptt_run(V, H, layers, adaptive, stream, valid, steps):
     start_sd = {k: v.copy() for k, v in net.torch_state_dict().items()}
     wins = list(data.windows(stream, T))[:steps]
     warm = bptt.Network("lstm", V, H, V, **kw)
+    opt = SGD.init(warm.params)
     for x, y in wins[:2]:
-        bptt_step(warm, x, y, None)
-    t0, state = time.perf_counter(), None
+        bptt_step(warm, x, y, None, opt)
+    t0, state, opt = time.perf_counter(), None, SGD.init(net.params)
     for x, y in wins:
-        state = bptt_step(net, x, y, state)
+        state = bptt_step(net, x, y, state, opt)
     seconds = time.perf_counter() - t0
     loss, _ = tasks.lm_loss(net.params, net.arch, valid, EVAL_B, T)
     return seconds, math.exp(loss), start_sd, len(wins)
@@ -104,9 +109,8 @@ def torch_run(arch, state_dict, stream, valid, steps, threads):
             hs, state = model(x, state)
             model.head(hs.reshape(-1, hs.shape[-1]), y.reshape(-1)).loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
-            with torch.no_grad():
-                for q in model.parameters():
-                    q -= LR * q.grad
+            for q in model.parameters():
+                q.data.add_(q.grad, alpha=-LR)          # word_language_model's update
 
     train(torch_reference.build(arch, state_dict, np.float32), wins[:2])
     model = torch_reference.build(arch, state_dict, np.float32)

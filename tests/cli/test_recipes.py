@@ -34,3 +34,20 @@ def test_the_paper_recipe_builds_its_network():
     need, n = building.memory_needed(cfg, 10000, 10000)
     assert n == 16_457_600 and need > 0                         # the paper's PTB model: 24M
     assert np.isfinite(need)
+
+
+def test_with_the_adaptive_softmax_the_recipe_leaves_the_embedding_untied(tmp_path, capsys):
+    """That readout has no matrix to share with the embedding: the recipe's tie is not used, and
+    everything else is."""
+    options, used = recipes.apply("awd-lstm", {"adaptive_softmax": "20,40"})
+    assert "tie" not in used and "tie" not in options
+    assert used == {k: v for k, v in recipes.RECIPES["awd-lstm"].items() if k != "tie"}
+    assert recipes.apply("awd-lstm", {})[0]["tie"] is True
+    text = tmp_path / "words.txt"
+    words = " ".join(f"w{i % 97}" for i in range(3000))
+    text.write_text("\n".join(words[i:i + 60] for i in range(0, len(words), 60)))
+    run = tmp_path / "run"
+    assert main(["train", str(run), "--recipe", "awd-lstm", "--data", str(text), "--hidden", "16", "--embedding", "16",
+                 "--adaptive-softmax", "20,40", "--window", "8", "--steps", "2", "--eval-every", "2"]) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["tie"] is False and cfg["adaptive_softmax"] == "20,40" and cfg["weight_drop"] == 0.5

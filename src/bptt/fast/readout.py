@@ -18,14 +18,16 @@ the work is cut by classes instead, in chunks of KC classes, each thread a range
 transposed (zT, K x N: a chunk of classes is a block of contiguous rows):
 
     pass 1, per chunk   zT[k] = V[k] h^T + c[k]                       (1)  V read in place, h^T packed once
-                        m_n = max over the classes so far,  s_n = sum of exp(z_nk - m_n)
+                        m_n = max over the classes so far (m_c: after chunk c),  s_n = sum of exp(z_nk - m_n)
                         (the running log-sum-exp: s_n <- s_n exp(m_old - m_n) + sum over the chunk)
+                        eT[k] = exp(zT[k] - m_c) in place of zT[k]
     the threads' (m, s) combined:  L = -sum_n w_n (z[y_n, n] - m_n - log s_n)
-    pass 2, per chunk   dzT[k] = w (exp(zT[k] - m) / s - e_y)          (1b), in place
+    pass 2, per chunk   dzT[k] = w (eT[k] exp(m_c - m) / s - e_y)     (1b), in place: one exp per row
                         dc[k] = sum_n dzT[k, n],  dV[k] = dzT[k] h,  dh += dzT[k]^T V[k]   (1b)
 
-Each thread owns its classes' rows of dV and dc, and sums its own dh; only h is packed. zT (K, N)
-is the one array of the size of the logits, written once and read once. Forward only (evaluation,
+Each thread owns its classes' rows of dV and dc, and sums its own dh; only h is packed. eT (K, N)
+is the one array of the size of the logits, written once and read once; each logit is
+exponentiated once. Forward only (evaluation,
 log_likelihood) is pass 1 on a chunk-sized buffer: nothing of the size of the logits.
 The same numbers as losses.cross_entropy on engine.readout, up to round-off (tests/fast/test_fast_readout.py).
 """
@@ -171,11 +173,13 @@ def log_likelihood(h, V, c, y, threads=None, classes=None):
 # ---- cut by classes (large K) -------------------------------------------------------------------
 
 @njit(**JIT)
-def class_logits(V, hTp, c, y, z, keep, ms, ss, zy, args, starts, approx, k0, k1):
+def class_logits(V, hTp, c, y, z, keep, ms, ss, zy, args, mk, starts, approx, k0, k1):
     """Pass 1 over the classes k0:k1 in chunks of KC, into this range's slot of ms, ss, args (P, N)
     (its index in starts): the running max m and sum s of exp(z - m) of each row n, and the first
-    class of the max. keep: z (1, K, N) is zT and receives zT[k0:k1] = V[k0:k1] h^T + c; else
-    z (P, KC, N) holds each chunk of the range in turn. zy[n] = z[y_n, n] for y_n in k0:k1."""
+    class of the max. keep: z (1, K, N) receives e[k0:k1] = exp(zT - m_c) with zT = V h^T + c and
+    m_c the running max after chunk c, which is kept in mk[c] (chunks, N), so that pass 2 rescales
+    instead of exponentiating again; else z (P, KC, N) holds each chunk of the range in turn.
+    zy[n] = z[y_n, n] for y_n in k0:k1."""
     slot = np.searchsorted(starts, k0)
     m, s, arg = ms[slot], ss[slot], args[slot]
     N = zy.size
@@ -193,15 +197,22 @@ def class_logits(V, hTp, c, y, z, keep, ms, ss, zy, args, starts, approx, k0, k1
                     mc[n] = zk[n]
                     arg[n] = a + k
         for n in range(N):
-            s[n] *= exp(m[n] - mc[n], approx)               # the sum so far, at the new max
-            m[n] = mc[n]
-        for k in range(b - a):
-            zk = zc[k]
-            for n in range(N):
-                s[n] += exp(zk[n] - m[n], approx)
-        for n in range(N):
             if a <= y[n] < b:
                 zy[n] = zc[y[n] - a, n]
+            s[n] *= exp(m[n] - mc[n], approx)               # the sum so far, at the new max
+            m[n] = mc[n]
+        if keep:
+            mk[a // KC] = m
+            for k in range(b - a):
+                zk = zc[k]
+                for n in range(N):
+                    zk[n] = exp(zk[n] - m[n], approx)       # e = exp(z - m_c), kept for pass 2
+                    s[n] += zk[n]
+        else:
+            for k in range(b - a):
+                zk = zc[k]
+                for n in range(N):
+                    s[n] += exp(zk[n] - m[n], approx)
 
 
 @njit(**rows.PARALLEL)
@@ -212,18 +223,23 @@ def class_logits_blocks(args, blocks):
 
 
 @njit(**JIT)
-def class_gradients(zT, h, hp, V, y, w, m, scale, dV, dc, dhs, starts, approx, k0, k1):
-    """Pass 2 over the classes k0:k1: dz = w (softmax - e_y) in place of zT[k0:k1] (scale = w / s),
-    dc and dV of those classes, and this range's slot of dhs (P, N, H) += their dz^T V."""
+def class_gradients(eT, h, hp, V, y, w, m, mk, scale, dV, dc, dhs, starts, approx, k0, k1):
+    """Pass 2 over the classes k0:k1: dz = w (softmax - e_y) in place of eT[k0:k1] (pass 1's
+    exp(z - m_c), times exp(m_c - m) w / s: scale = w / s), dc and dV of those classes, and this
+    range's slot of dhs (P, N, H) += their dz^T V."""
     dh = dhs[np.searchsorted(starts, k0)]
     N = h.shape[0]
+    f = np.empty(N, eT.dtype)
     for a in range(k0, k1, KC):
         b = min(a + KC, k1)
-        z = zT[a:b]
+        z = eT[a:b]
+        m_c = mk[a // KC]
+        for n in range(N):
+            f[n] = exp(m_c[n] - m[n], approx) * scale[n]   # p = e exp(m_c - m) / s
         for k in range(b - a):
             zk, total = z[k], ZERO
             for n in range(N):
-                zk[n] = exp(zk[n] - m[n], approx) * scale[n]      # w_n p_nk
+                zk[n] *= f[n]                               # w_n p_nk
             for n in range(N):
                 total += zk[n]
             dc[a + k] = total
@@ -243,9 +259,10 @@ def class_gradients_blocks(args, blocks):
 
 
 def logsumexp_by_classes(h, V, c, y, keep, threads=None):
-    """Pass 1 on every thread, the threads' results combined: (zT or None, m, s, zy, arg, ranges),
-    m and s as float64 (N,). keep: zT (K, N) is returned for pass 2; else each thread uses a chunk
-    buffer. ranges: the threads' ranges of classes (matmul.parts in chunks of KC)."""
+    """Pass 1 on every thread, the threads' results combined: ((eT, mk) or None, m, s, zy, arg, ranges),
+    m and s as float64 (N,). keep: eT (K, N) = exp(zT - m_c) and the chunks' maxima mk (chunks, N)
+    are returned for pass 2 (class_logits); else each thread uses a chunk buffer. ranges: the
+    threads' ranges of classes (matmul.parts in chunks of KC)."""
     N, H = h.shape
     K = c.size
     ranges = parts(K, threads, 2.0 * K * N * H, KC, 1)
@@ -253,25 +270,26 @@ def logsumexp_by_classes(h, V, c, y, keep, threads=None):
     ms = np.full((len(ranges), N), -np.inf, h.dtype)
     ss, zy = np.zeros((len(ranges), N), h.dtype), np.zeros(N, h.dtype)
     args = np.zeros((len(ranges), N), np.int64)
+    mk = np.empty((-(-K // KC) if keep else 0, N), h.dtype)
     starts = np.array([a for a, _ in ranges], np.int64)
-    rows.run(class_logits, (V, pack(h, True), c, np.ascontiguousarray(y), z, keep, ms, ss, zy, args, starts,
+    rows.run(class_logits, (V, pack(h, True), c, np.ascontiguousarray(y), z, keep, ms, ss, zy, args, mk, starts,
                             rows.approximate(None, h.dtype)), ranges, class_logits_blocks)
     m = ms.max(axis=0).astype(np.float64)
     s = (ss * np.exp(ms - m)).sum(axis=0)                   # each thread's sum at the common max
     first = np.argmax(ms == ms.max(axis=0), axis=0)         # the first thread holding the max: its class
-    return z[0] if keep else None, m, s, zy, args[first, np.arange(N)], ranges
+    return (z[0], mk) if keep else None, m, s, zy, args[first, np.arange(N)], ranges
 
 
 def cross_entropy_by_classes(h, V, c, y, w, threads=None):
     """cross_entropy for a large K, cut by classes (module docstring)."""
     N, H = h.shape
-    zT, m, s, zy, _, ranges = logsumexp_by_classes(h, V, c, y, True, threads)
+    (eT, mk), m, s, zy, _, ranges = logsumexp_by_classes(h, V, c, y, True, threads)
     value = -float(np.dot(w.astype(np.float64), zy - m - np.log(s)))
     dV, dc = aligned.empty(V.shape, h.dtype), np.empty(c.size, h.dtype)
     dhs = np.zeros((len(ranges), N, H), h.dtype)
     starts = np.array([a for a, _ in ranges], np.int64)
-    rows.run(class_gradients, (zT, h, pack(h, False), V, np.ascontiguousarray(y), w.astype(h.dtype, copy=False),
-                               m.astype(h.dtype), (w / s).astype(h.dtype), dV, dc, dhs, starts,
+    rows.run(class_gradients, (eT, h, pack(h, False), V, np.ascontiguousarray(y), w.astype(h.dtype, copy=False),
+                               m.astype(h.dtype), mk, (w / s).astype(h.dtype), dV, dc, dhs, starts,
                                rows.approximate(None, h.dtype)), ranges, class_gradients_blocks)
     dh = dhs[0]
     for i in range(1, len(ranges)):

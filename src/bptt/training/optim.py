@@ -27,6 +27,7 @@ from numba import njit
 
 from .. import checks
 from ..checks import NONNEGATIVE, nonnegative, real
+from ..fast import arrays
 
 UNIT = "a float in [0, 1)"
 
@@ -138,7 +139,7 @@ class SGD:
                 if self.nesterov:
                     d = np.multiply(b, mu)
                     d += g                                   # d_t = g_t + μ b_t
-            p -= lr * d                                      # p_t = p_{t-1} - lr d_t
+            arrays.axpy(p, -lr, d)                           # p_t = p_{t-1} - lr d_t, in place
 
 
 @dataclass(frozen=True)
@@ -348,7 +349,7 @@ class NTASGD:
         slots = {k: v for k, v in state.items() if k not in ("average_from", "valid_losses")}
         lr, k = _begin(params, grads, slots, lr, ("ax",))
         for name, p in params.items():
-            p -= lr * _with_weight_decay(grads[name], p, self.weight_decay)   # p_k = p_{k-1} - lr g_k
+            arrays.axpy(p, -lr, _with_weight_decay(grads[name], p, self.weight_decay))   # p_k = p_{k-1} - lr g_k
             if T >= 0:
                 ax = state[f"ax/{name}"]
                 ax += (p - ax) * (1.0 / (k - T + 1))            # ax_k = ax_{k-1} + (p_k - ax_{k-1}) μ_k

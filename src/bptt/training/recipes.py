@@ -7,7 +7,8 @@ does not give (what is given wins), and config.json records the values, as if th
                     SGD at lr 30 switching to averaging (NT-ASGD), clipping at 0.25, weight decay
                     1.2e-6, weight drop 0.5 on U, locked dropout 0.4 / 0.25 / 0.4 (input, between
                     layers, output), embedding dropout 0.1, AR 2 and TAR 1, windows of variable length
-                    around 70 -- the paper's PTB values for everything but the sizes.
+                    around 70 -- the paper's PTB values for everything but the sizes. With
+                    --adaptive-softmax (a large vocabulary on a CPU) the embedding is left untied.
     awd-lstm-paper  the same at the paper's sizes: embedding 400, 3 LSTM layers of 1150, batch 80. The
                     paper's last layer has 400 units so that the readout can share the embedding; here
                     every layer has 1150 cells projected to 400 (proj_size), the nearest uniform stack
@@ -30,8 +31,10 @@ RECIPES = {
 
 def apply(name, given):
     """The options given on the command line completed by the recipe called name: (the options, the
-    recipe's values that were used)."""
+    recipe's values that were used). With the adaptive softmax asked for, the embedding is not tied:
+    that readout has no matrix to share with it."""
     if name not in RECIPES:
         raise ValueError(f"recipe: expected one of {', '.join(RECIPES)}; got {name!r}")
-    used = {k: v for k, v in RECIPES[name].items() if k not in given}
+    untied = given.get("adaptive_softmax") is not None
+    used = {k: v for k, v in RECIPES[name].items() if k not in given and not (k == "tie" and untied)}
     return given | used, used
