@@ -14,6 +14,7 @@ import pytest
 from numba import literally, njit
 
 from bptt.fast import packed
+from bptt.fast import rows as fast_rows
 from bptt.fast.matmul import matmul, parts
 
 SHAPES = [(1, 1, 1), (7, 5, 3), (13, 33, 65), (16, 256, 1024), (43, 17, 100), (6, 0, 64), (5, 9, 64),
@@ -233,3 +234,20 @@ def test_frozen_weights_are_packed_once_and_only_inside():
     with weights:
         assert packed.pack(W, True) is first                         # entered again: kept
     assert np.array_equal(first, packed.pack_panels(W, True))
+
+
+@pytest.mark.parametrize("trans", [False, True])
+@pytest.mark.parametrize("shape", [(1120, 256), (256, 1030), (517, 300), (2050, 64)])
+def test_a_large_matrix_is_packed_on_every_core_as_on_one(shape, trans):
+    """pack() shares the panels of a matrix of PARALLEL_BYTES or more among the cores: the same
+    panels, padding included, as pack_panels on one thread, and in a forked process."""
+    B = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    assert B.nbytes >= packed.PARALLEL_BYTES
+    np.testing.assert_array_equal(packed.pack(B, trans), packed.pack_panels(B, trans))
+    np.testing.assert_array_equal(packed.pack(B[:, ::2], trans), packed.pack_panels(B[:, ::2], trans))
+
+
+def test_a_large_matrix_in_a_forked_process_is_packed_in_the_calling_thread(monkeypatch):
+    B = np.random.default_rng(1).standard_normal((700, 300))
+    monkeypatch.setitem(fast_rows._process, "forked", True)
+    np.testing.assert_array_equal(packed.pack(B, True), packed.pack_panels(B, True))

@@ -10,7 +10,6 @@ Here each pass runs once, in place, its chunks shared by the cores (rows.run):
                      sums added in chunk order, so the result does not depend on the number of cores
     scale(x, a)      x <- a x                               (the same float as NumPy's x *= a)
     axpy(p, a, d)    p <- p + a d, a d rounded first        (the same float as NumPy's p -= lr * d)
-    zeros(shape)     a new array of zeros, filled on every core (a word embedding's gradient)
 
 Arrays below CHUNK values, or not contiguous, take NumPy's path (the same numbers).
 """
@@ -20,7 +19,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from . import aligned, rows
+from . import rows
 
 CHUNK = 1 << 16                      # values per chunk: 256 KB of float32, a core's share of L2
 JIT = {"nogil": True, "cache": True}
@@ -71,18 +70,6 @@ def scale_chunks(x, a, c0, c1):
         x[i] *= a
 
 
-@njit(**JIT)
-def fill_chunks(x, a, c0, c1):
-    """x[i] = a over chunks c0:c1."""
-    x[c0 * CHUNK:c1 * CHUNK] = a
-
-
-@njit(**rows.PARALLEL)
-def fill_blocks(args, blocks):
-    for i in prange(blocks.shape[0]):
-        fill_chunks(*args, blocks[i, 0], blocks[i, 1])
-
-
 @njit(**rows.PARALLEL)
 def scale_blocks(args, blocks):
     for i in prange(blocks.shape[0]):
@@ -120,16 +107,6 @@ def scale(x, a):
         x *= a
         return
     rows.run(scale_chunks, (flat, x.dtype.type(a)), chunk_ranges(x.size), scale_blocks)
-
-
-def zeros(shape, dtype):
-    """np.zeros(shape, dtype), 64-byte aligned, its zeros written by every core."""
-    x = aligned.empty(shape, dtype)
-    if x.size < CHUNK:
-        x.fill(0)
-    else:
-        rows.run(fill_chunks, (x.reshape(-1), x.dtype.type(0)), chunk_ranges(x.size), fill_blocks)
-    return x
 
 
 def axpy(p, a, d):

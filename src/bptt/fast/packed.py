@@ -27,9 +27,11 @@ import threading
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from . import rows
 
 
 def _vector_bytes():
@@ -49,6 +51,7 @@ TB = 16               # pack: the side of the squares a transposing pack moves a
 TN_C_BYTES = 2 ** 19  # gemm_tn: rows of C per pass, about this many bytes of them (with a block of X, Y in L2)
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
+PARALLEL_BYTES = 1 << 19  # pack: a matrix this large (a 512 x 256 float32) is packed on every core
 
 
 @njit(inline="always")
@@ -105,19 +108,50 @@ class frozen:
 def pack(B, trans):
     """Panels (P, K, NC) of B (K, N), or of B^T when trans (B given as (N, K)); P = ceil(N / NC).
     Panel p, row k holds B[k, p NC + jj] (B[p NC + jj, k] when trans) for jj < NC, zero beyond N.
-    Inside a frozen() scope that holds B, its panels are packed once."""
+    Inside a frozen() scope that holds B, its panels are packed once. A matrix of PARALLEL_BYTES or
+    more is packed on every core, its panels shared out (rows.run)."""
     scope = getattr(_active, "scope", None)
-    return pack_panels(B, trans) if scope is None else scope.pack(B, trans)
+    if scope is not None:
+        return scope.pack(B, trans)
+    if B.nbytes < PARALLEL_BYTES:
+        return pack_panels(B, trans)
+    K, N = (B.shape[1], B.shape[0]) if trans else B.shape
+    Bp = new_panels(K, N, B)
+    P = Bp.shape[0]
+    n = min(rows.threads_available(), P)
+    edges = [P * i // n for i in range(n + 1)]
+    rows.run(pack_range, (B, trans, Bp), list(zip(edges[:-1], edges[1:])), pack_blocks)
+    return Bp
+
+
+@njit(**JIT)
+def new_panels(K, N, like):
+    return _panels(K, N, like)
 
 
 @njit(**JIT)
 def pack_panels(B, trans):
-    """pack(B, trans), compiled (every call packs)."""
+    """pack(B, trans), compiled, on this thread (every call packs)."""
     K, N = (B.shape[1], B.shape[0]) if trans else (B.shape[0], B.shape[1])
     Bp = _panels(K, N, B)
+    pack_range(B, trans, Bp, 0, Bp.shape[0])
+    return Bp
+
+
+@njit(**rows.PARALLEL)
+def pack_blocks(args, blocks):
+    """pack_range(*args, p0, p1) for every range of panels, one per thread (rows.run)."""
+    for i in prange(blocks.shape[0]):
+        pack_range(*args, blocks[i, 0], blocks[i, 1])
+
+
+@njit(**JIT)
+def pack_range(B, trans, Bp, p0, p1):
+    """Panels p0:p1 of pack(B, trans) into Bp (zeroed: its padding is left as it is)."""
+    K, N = (B.shape[1], B.shape[0]) if trans else (B.shape[0], B.shape[1])
     NC = Bp.shape[2]
     square = np.empty((TB, TB), B.dtype)
-    for p in range(Bp.shape[0]):
+    for p in range(p0, p1):
         j0, w = p * NC, min(NC, N - p * NC)
         panel = Bp[p]
         if trans:                      # TB x TB squares of B, each transposed through a small buffer
@@ -142,7 +176,6 @@ def pack_panels(B, trans):
                 src, dst = B[k, j0:j0 + w], panel[k]
                 for jj in range(w):
                     dst[jj] = src[jj]
-    return Bp
 
 
 def _array(context, builder, ty, value):

@@ -40,7 +40,7 @@ from numba import njit, prange
 from . import aligned, rows
 from .matmul import MIN_FLOP, parts
 from .nonlinear import ZERO, exp
-from .packed import gemm, gemm_tn, pack
+from .packed import MR, gemm, gemm_tn, pack
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
 TILE = 128           # rows per tile: z (TILE, K) stays in L1
@@ -173,12 +173,13 @@ def log_likelihood(h, V, c, y, threads=None, classes=None):
 # ---- cut by classes (large K) -------------------------------------------------------------------
 
 @njit(**JIT)
-def class_logits(V, hTp, c, y, z, keep, ms, ss, zy, args, mk, starts, approx, k0, k1):
+def class_logits(V, hTp, c, y, z, keep, ms, ss, zy, args, mk, first, starts, approx, k0, k1):
     """Pass 1 over the classes k0:k1 in chunks of KC, into this range's slot of ms, ss, args (P, N)
     (its index in starts): the running max m and sum s of exp(z - m) of each row n, and the first
     class of the max. keep: z (1, K, N) receives e[k0:k1] = exp(zT - m_c) with zT = V h^T + c and
-    m_c the running max after chunk c, which is kept in mk[c] (chunks, N), so that pass 2 rescales
-    instead of exponentiating again; else z (P, KC, N) holds each chunk of the range in turn.
+    m_c the running max after chunk c, which is kept in mk[c] (chunks, N; this range's chunks from
+    first[slot] on), so that pass 2 rescales instead of exponentiating again; else z (P, KC, N)
+    holds each chunk of the range in turn, and the argmax is found (args; not with keep).
     zy[n] = z[y_n, n] for y_n in k0:k1."""
     slot = np.searchsorted(starts, k0)
     m, s, arg = ms[slot], ss[slot], args[slot]
@@ -191,18 +192,23 @@ def class_logits(V, hTp, c, y, z, keep, ms, ss, zy, args, mk, starts, approx, k0
         mc[:] = m
         for k in range(b - a):
             zk, ck = zc[k], c[a + k]
-            for n in range(N):
-                zk[n] += ck                                 # (1) + c
-                if zk[n] > mc[n]:
-                    mc[n] = zk[n]
-                    arg[n] = a + k
+            if keep:                                        # training: no argmax, a plain (vectorised) max
+                for n in range(N):
+                    zk[n] += ck                             # (1) + c
+                    mc[n] = max(mc[n], zk[n])
+            else:
+                for n in range(N):
+                    zk[n] += ck                             # (1) + c
+                    if zk[n] > mc[n]:
+                        mc[n] = zk[n]
+                        arg[n] = a + k
         for n in range(N):
             if a <= y[n] < b:
                 zy[n] = zc[y[n] - a, n]
             s[n] *= exp(m[n] - mc[n], approx)               # the sum so far, at the new max
             m[n] = mc[n]
         if keep:
-            mk[a // KC] = m
+            mk[first[slot] + (a - k0) // KC] = m
             for k in range(b - a):
                 zk = zc[k]
                 for n in range(N):
@@ -223,24 +229,24 @@ def class_logits_blocks(args, blocks):
 
 
 @njit(**JIT)
-def class_gradients(eT, h, hp, V, y, w, m, mk, scale, dV, dc, dhs, starts, approx, k0, k1):
+def class_gradients(eT, h, hp, V, y, w, m, mk, first, scale, dV, dc, dhs, starts, approx, k0, k1):
     """Pass 2 over the classes k0:k1: dz = w (softmax - e_y) in place of eT[k0:k1] (pass 1's
     exp(z - m_c), times exp(m_c - m) w / s: scale = w / s), dc and dV of those classes, and this
     range's slot of dhs (P, N, H) += their dz^T V."""
-    dh = dhs[np.searchsorted(starts, k0)]
+    slot = np.searchsorted(starts, k0)
+    dh = dhs[slot]
     N = h.shape[0]
     f = np.empty(N, eT.dtype)
     for a in range(k0, k1, KC):
         b = min(a + KC, k1)
         z = eT[a:b]
-        m_c = mk[a // KC]
+        m_c = mk[first[slot] + (a - k0) // KC]
         for n in range(N):
             f[n] = exp(m_c[n] - m[n], approx) * scale[n]   # p = e exp(m_c - m) / s
         for k in range(b - a):
             zk, total = z[k], ZERO
             for n in range(N):
                 zk[n] *= f[n]                               # w_n p_nk
-            for n in range(N):
                 total += zk[n]
             dc[a + k] = total
         for n in range(N):
@@ -259,37 +265,41 @@ def class_gradients_blocks(args, blocks):
 
 
 def logsumexp_by_classes(h, V, c, y, keep, threads=None):
-    """Pass 1 on every thread, the threads' results combined: ((eT, mk) or None, m, s, zy, arg, ranges),
+    """Pass 1 on every thread, the threads' results combined: ((eT, mk, first) or None, m, s, zy, arg, ranges),
     m and s as float64 (N,). keep: eT (K, N) = exp(zT - m_c) and the chunks' maxima mk (chunks, N)
-    are returned for pass 2 (class_logits); else each thread uses a chunk buffer. ranges: the
-    threads' ranges of classes (matmul.parts in chunks of KC)."""
+    are returned for pass 2 (class_logits), and arg is not found (zeros); else each thread uses a
+    chunk buffer. ranges: the threads' ranges of classes (matmul.parts, cut at multiples of
+    packed.MR so that the threads get as many classes each: cut at multiples of KC, 2,002 classes
+    would split 1,152 / 850)."""
     N, H = h.shape
     K = c.size
-    ranges = parts(K, threads, 2.0 * K * N * H, KC, 1)
+    ranges = parts(K, threads, 2.0 * K * N * H, MR, 1)
     z = aligned.empty((1, K, N) if keep else (len(ranges), KC, N), h.dtype)
     ms = np.full((len(ranges), N), -np.inf, h.dtype)
     ss, zy = np.zeros((len(ranges), N), h.dtype), np.zeros(N, h.dtype)
     args = np.zeros((len(ranges), N), np.int64)
-    mk = np.empty((-(-K // KC) if keep else 0, N), h.dtype)
+    chunks = [-(-(b - a) // KC) for a, b in ranges]
+    first = np.cumsum([0] + chunks[:-1]).astype(np.int64)
+    mk = np.empty((sum(chunks) if keep else 0, N), h.dtype)
     starts = np.array([a for a, _ in ranges], np.int64)
-    rows.run(class_logits, (V, pack(h, True), c, np.ascontiguousarray(y), z, keep, ms, ss, zy, args, mk, starts,
+    rows.run(class_logits, (V, pack(h, True), c, np.ascontiguousarray(y), z, keep, ms, ss, zy, args, mk, first, starts,
                             rows.approximate(None, h.dtype)), ranges, class_logits_blocks)
     m = ms.max(axis=0).astype(np.float64)
     s = (ss * np.exp(ms - m)).sum(axis=0)                   # each thread's sum at the common max
-    first = np.argmax(ms == ms.max(axis=0), axis=0)         # the first thread holding the max: its class
-    return (z[0], mk) if keep else None, m, s, zy, args[first, np.arange(N)], ranges
+    top = np.argmax(ms == ms.max(axis=0), axis=0)           # the first thread holding the max: its class
+    return (z[0], mk, first) if keep else None, m, s, zy, args[top, np.arange(N)], ranges
 
 
 def cross_entropy_by_classes(h, V, c, y, w, threads=None):
     """cross_entropy for a large K, cut by classes (module docstring)."""
     N, H = h.shape
-    (eT, mk), m, s, zy, _, ranges = logsumexp_by_classes(h, V, c, y, True, threads)
+    (eT, mk, first), m, s, zy, _, ranges = logsumexp_by_classes(h, V, c, y, True, threads)
     value = -float(np.dot(w.astype(np.float64), zy - m - np.log(s)))
     dV, dc = aligned.empty(V.shape, h.dtype), np.empty(c.size, h.dtype)
     dhs = np.zeros((len(ranges), N, H), h.dtype)
     starts = np.array([a for a, _ in ranges], np.int64)
     rows.run(class_gradients, (eT, h, pack(h, False), V, np.ascontiguousarray(y), w.astype(h.dtype, copy=False),
-                               m.astype(h.dtype), mk, (w / s).astype(h.dtype), dV, dc, dhs, starts,
+                               m.astype(h.dtype), mk, first, (w / s).astype(h.dtype), dV, dc, dhs, starts,
                                rows.approximate(None, h.dtype)), ranges, class_gradients_blocks)
     dh = dhs[0]
     for i in range(1, len(ranges)):

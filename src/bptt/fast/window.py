@@ -33,7 +33,7 @@ from numba import njit, prange
 from ..reference import inputs
 from ..reference.common import previous
 from ..reference.inputs import Embedded, is_ids
-from . import aligned, arrays, rows
+from . import aligned, rows
 from .matmul import matmul, parts
 from .packed import gemm_tn
 
@@ -58,22 +58,16 @@ def scatter(num_rows, ids, d):
     return scatter_rows(num_rows, np.ascontiguousarray(ids), np.ascontiguousarray(d))
 
 
-def scatter_rows(num_rows, ids, d):
-    """dM (num_rows, G) with dM[v] = sum of d[t, b] over the (t, b) where ids[t, b] = v: zeroed on
-    every core (a word embedding's gradient is megabytes: 25,000 x 256 floats), then added to."""
-    dM = arrays.zeros((num_rows, d.shape[2]), d.dtype)
-    scatter_add(dM, ids, d)
-    return dM
-
-
 @njit(nogil=True, cache=True)
-def scatter_add(dM, ids, d):
-    """dM[ids[t, b]] += d[t, b] for every (t, b), in order."""
+def scatter_rows(num_rows, ids, d):
+    """dM (num_rows, G) with dM[v] = sum of d[t, b] over the (t, b) where ids[t, b] = v."""
+    dM = np.zeros((num_rows, d.shape[2]), d.dtype)
     for t in range(ids.shape[0]):
         for b in range(ids.shape[1]):
             row, src = dM[ids[t, b]], d[t, b]
             for j in range(src.size):
                 row[j] += src[j]
+    return dM
 
 
 def input_table(W, b, xs, b_U=None, mask=None):
