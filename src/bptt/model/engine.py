@@ -53,7 +53,7 @@ from .. import checks, fast
 from ..reference import CELLS, adaptive, losses
 from ..reference.activations import NONLINEARITIES
 from ..reference.inputs import Embedded, gather_rows, scatter_rows
-from . import regularisers
+from . import regularisers, rtrl
 
 ENGINES = ("fast", "numpy")
 ENGINE_CELLS = {"fast": fast.CELL_NAMES, "numpy": tuple(CELLS)}    # by name: knowing them loads no engine
@@ -745,7 +745,7 @@ def loss_value(params, arch, x, y, state=None, target="every", loss="cross_entro
 
 def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_entropy", lengths=None, *,
                    reset=None, loss_mask=None, dropout=0.0, rng=None, dropout_rows=None, clip_dh=None,
-                   trace=False, recompute_every=None, **regularise):
+                   trace=False, recompute_every=None, algorithm="bptt", seed=None, **regularise):
     """Loss, gradients of every parameter, of the float inputs and of the initial state, by BPTT.
 
     regularise: AWD-LSTM's options (regularisers.Options, each 0 by default, masks from rng):
@@ -760,7 +760,15 @@ def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_e
     trace: also return dL/dh^l_t of every layer (Result.dhs). recompute_every=k: keep the caches of
     k steps at a time and recompute the others in the backward pass (recompute(), below): the same
     gradients in O(T/k + k) memory, with every option above.
+
+    algorithm="rtrl" or "uoro": the gradient carried forward in time instead (model/rtrl.py: RTRL's
+    exact one, or UORO's unbiased estimate with its signs from seed, an int or a np.random.Generator),
+    for rnn, gru and lstm without the options above; no dx, and no dstate0 from UORO.
     """
+    if algorithm != "bptt" or seed is not None:                  # the gradient carried forward in time instead
+        return forward_mode(params, arch, x, y, state, target, loss, algorithm, seed, dict(
+            lengths=lengths, reset=reset, loss_mask=loss_mask, dropout=dropout, rng=rng, dropout_rows=dropout_rows,
+            clip_dh=clip_dh, trace=trace, recompute_every=recompute_every, **regularise))
     batch, y, loss_mask = prepare_loss(params, arch, x, y, state, target, loss, lengths, reset, loss_mask, clip_dh)
     opts = regularisers.options(**regularise)
     masks = training_masks(arch, batch, param_dtype(params), dropout, rng, dropout_rows, opts)
@@ -789,6 +797,18 @@ def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_e
     grads = regularisers.weights_backward(grads, masks.weights)
     grads = with_readout(params, with_initial_state(params, arch, batch, grads, dstate0), readout_grads)
     return finished(batch, value, grads, final, dx, dstate0, traces)
+
+
+def forward_mode(params, arch, x, y, state, target, loss, algorithm, seed, options):
+    """loss_and_grads by RTRL or UORO (model/rtrl.py, which refuses the options it does not support):
+    the Result, with no dx, and no dstate0 from UORO."""
+    how = rtrl.chosen(arch, algorithm, seed, options)
+    batch, y, _ = prepare_loss(params, arch, x, y, state, target, loss, None, None, None)
+    layers = [layer(params, k) for k in range(arch.num_layers)]
+    value, grads, readout_grads, final, dstate0 = rtrl.run(params, layers, readout_weights(params), arch, batch.x,
+                                                           batch.state, y, target, loss, how)
+    return Result(value, with_readout(params, grads, readout_grads), public_state(final), None,
+                  None if dstate0 is None else public_state(dstate0))
 
 
 def with_initial_state(params, arch, batch, grads, dstate0):

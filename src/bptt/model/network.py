@@ -120,8 +120,9 @@ class Network:
         return net
 
     def loss_and_grads(self, x, y, state=None, target="every", loss="cross_entropy", lengths=None, **training):
-        """(loss, grads, final state). training: reset, loss_mask, dropout, rng, clip_dh (see
-        engine.loss_and_grads, which also gives the gradients of the inputs and initial state)."""
+        """(loss, grads, final state). training: reset, loss_mask, dropout, rng, clip_dh, algorithm
+        ("bptt", "rtrl" or "uoro") and seed (see engine.loss_and_grads, which also gives the gradients
+        of the inputs and initial state)."""
         r = engine_.loss_and_grads(self.checked_params(), self.arch, x, y, state, target, loss, lengths, **training)
         return r.loss, r.grads, r.state
 

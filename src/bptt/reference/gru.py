@@ -122,3 +122,25 @@ def step_jacobian(p, cache, t):
     dn = col((1 - z) * (1 - n * n)) * (col(r) * U_n + col(ah_ns[t] * r * (1 - r)) * U_r)
     J = np.eye(H) * col(z) + dn + col((h_prev - n) * z * (1 - z)) * U_z
     return common.hold_and_reset(J, mask, reset, t)
+
+
+def step_partials(p, cache, t):
+    """The partial derivatives of step t, from which RTRL and UORO build every Jacobian (model/rtrl.py),
+    each gate block diagonal (diag(v_r), diag(v_z), diag(v_n) side by side, (B, H, 3H)):
+        dax   = dh_t/d(W x_t + b):          v_r = (1-z)(1-n^2) ah_n r(1-r)   v_z = (h_{t-1} - n) z(1-z)
+                                            v_n = (1-z)(1-n^2)                                 (1)-(4)
+        dah   = dh_t/d(U h_{t-1} + b_U):    the same, but v_n = (1-z)(1-n^2) r                 (3)
+        dprev = dh_t/dh_{t-1}, dax and dah held = diag(z)  (B, H, H)                           (4)
+    so that step_jacobian = dprev + dah U. Steps without lengths or resets."""
+    xs, (h0,), hs, gates, ah_ns, mask, reset = cache
+    assert mask is None and reset is None, "step_partials: for steps without lengths or resets"
+    H = hs.shape[2]
+    r, z, n = gates[t, :, :H], gates[t, :, H:2 * H], gates[t, :, 2 * H:]
+    h_prev = h0 if t == 0 else hs[t - 1]
+    dn = (1 - z) * (1 - n * n)                                                # (4), (3): dh_t/d(ax_n + r ah_n)
+    dr = dn * ah_ns[t] * r * (1 - r)                                          # (3), (1)
+    dz = (h_prev - n) * z * (1 - z)                                           # (4), (2)
+    blocks = np.tile(np.eye(H, dtype=hs.dtype), GATES)                        # (H, 3H): [I I I]
+    dax = blocks * np.concatenate([dr, dz, dn], axis=1)[:, None, :]
+    dah = blocks * np.concatenate([dr, dz, dn * r], axis=1)[:, None, :]
+    return dax, dah, np.eye(H, dtype=hs.dtype) * z[:, None, :]

@@ -191,3 +191,31 @@ def step_jacobian(p, cache, t):
         dh_dh, dh_dc = R @ dh_dh, R @ dh_dc                                    # (3')
     J = np.concatenate([np.concatenate([dh_dh, dh_dc], axis=2), np.concatenate([dc_dh, dc_dc], axis=2)], axis=1)
     return common.hold_and_reset(J, mask, reset, t)
+
+
+def step_partials(p, cache, t):
+    """The partial derivatives of step t, from which RTRL and UORO build every Jacobian (model/rtrl.py),
+    for the state s = (h, c) (rows h then c) and a_t = W x_t + b + U h_{t-1} + b_U; each gate block
+    diagonal (diag(v_i), diag(v_f), diag(v_g), diag(v_o) side by side, (B, H, 4H)):
+        dc_t/da_t: v = [g i(1-i), c_{t-1} f(1-f), i (1-g^2), 0]                             (1), (2)
+        dh_t/da_t: o (1-tanh^2 c_t) dc_t/da_t + [0, 0, 0, tanh(c_t) o(1-o)]                  (3)
+        dax = dah = [dh_t/da_t; dc_t/da_t]  (B, 2H, 4H)     (both biases sit in a_t)
+        dprev = d(h_t, c_t)/d(h_{t-1}, c_{t-1}), a_t held: dh/dc = diag(o (1-tanh^2 c_t) f), dc/dc = diag(f),
+                0 on h_{t-1}   (B, 2H, 2H)
+    so that step_jacobian = dprev + dah U (on h_{t-1}). Without a projection; steps without lengths or resets."""
+    xs, (h0, c0), hs, cs, tanh_cs, gates, mask, reset, ms = cache
+    assert mask is None and reset is None and ms is None, "step_partials: no lengths, resets or projection"
+    H = cs.shape[2]
+    i, f, g, o = gates[t, :, :H], gates[t, :, H:2 * H], gates[t, :, 2 * H:3 * H], gates[t, :, 3 * H:]
+    c_prev = c0 if t == 0 else cs[t - 1]
+    dtanh = o * (1 - tanh_cs[t] ** 2)                                         # (3): dh_t/dc_t
+    zero = np.zeros_like(o)
+    dc = np.concatenate([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g), zero], axis=1)     # (2), (1)
+    dh = dc * np.tile(dtanh, GATES) + np.concatenate([zero, zero, zero, tanh_cs[t] * o * (1 - o)], axis=1)  # (3)
+    blocks = np.tile(np.eye(H, dtype=cs.dtype), GATES)                        # (H, 4H): [I I I I]
+    da = np.concatenate([blocks * dh[:, None, :], blocks * dc[:, None, :]], axis=1)
+    eye = np.eye(H, dtype=cs.dtype)
+    dprev = np.zeros((len(f), 2 * H, 2 * H), cs.dtype)
+    dprev[:, :H, H:] = eye * (dtanh * f)[:, None, :]                          # (3), (2): dh_t/dc_{t-1}
+    dprev[:, H:, H:] = eye * f[:, None, :]                                    # (2): dc_t/dc_{t-1}
+    return da, da, dprev

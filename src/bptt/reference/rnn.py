@@ -88,3 +88,16 @@ def step_jacobian(p, cache, t):
     xs, (h0,), hs, mask, reset, nonlinearity = cache
     J = activations.derivative(nonlinearity, hs[t])[:, :, None] * p["U"]     # (B, H, H)
     return common.hold_and_reset(J, mask, reset, t)
+
+
+def step_partials(p, cache, t):
+    """The partial derivatives of step t, from which RTRL and UORO build every Jacobian (model/rtrl.py):
+        dax   = dh_t/d(W x_t + b)                = diag(f'(a_t))                  (1), (2)
+        dah   = dh_t/d(U h_{t-1} + b_U)          = diag(f'(a_t))                  (1), (2)
+        dprev = dh_t/dh_{t-1}, dax and dah held  = 0
+    dax, dah (B, H, H); dprev (B, H, H); step_jacobian = dprev + dah U. Steps without lengths or resets."""
+    xs, (h0,), hs, mask, reset, nonlinearity = cache
+    assert mask is None and reset is None, "step_partials: for steps without lengths or resets"
+    d = activations.derivative(nonlinearity, hs[t])                          # (B, H): f'(a_t)
+    da = np.eye(d.shape[1], dtype=d.dtype) * d[:, None, :]                    # diag(f'(a_t)), batched
+    return da, da, np.zeros_like(da)
