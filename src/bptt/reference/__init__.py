@@ -10,6 +10,7 @@ The recurrent cells. Each is a module with the same pure functions:
     forward(p, xs, state0, mask=None, reset=None, **options) -> (hs, state_T, cache)
     backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None) -> (dxs, dstate0, grads)
     step_jacobian(p, cache, t)                       -> d state_{t+1} / d state_t, (B, S, S)
+    step_partials(p, cache, t)  (rnn, gru, lstm)     -> d state_t / d(W x_t + b), d(U h_{t-1} + b_U), d state_{t-1}
 
 and its declarations, which the rest of bptt reads instead of testing a cell's name:
 
