@@ -1,8 +1,11 @@
 """Time and memory of one BPTT step as the window T grows: full BPTT, BPTT with recomputation
-(caches for k = sqrt(T) steps at a time), and PyTorch's nn.LSTM alongside.
+(caches for k = sqrt(T) steps at a time), and PyTorch's nn.LSTM alongside; with --budgets, the
+memory-optimal policy (model/checkpointing.py) for budgets that are fractions of full BPTT's
+measured memory, and whether it stayed within each.
 
     python benchmarks/memory.py                      # T = 1000, 3000, 10000; LSTM H256, batch 32, float32
     python benchmarks/memory.py --lengths 100 1000
+    python benchmarks/memory.py --lengths 1000 --budgets 0.05 0.1 0.25 --no-torch
 
 Each measurement runs in a fresh process: "memory" is that process's peak resident memory during
 one forward and backward pass over T steps, above what it held just before (the model, the data).
@@ -46,7 +49,8 @@ def one(mode, T):
     else:
         def step(n):
             every = max(1, round(math.sqrt(n))) if mode == "recompute" else None
-            engine.loss_and_grads(net.params, net.arch, x[:n], y[:n], recompute_every=every)
+            budget = int(mode.split("=")[1]) if mode.startswith("budget=") and n == T else None
+            engine.loss_and_grads(net.params, net.arch, x[:n], y[:n], recompute_every=every, memory_budget=budget)
     step(16)
     harness.reset_peak()
     before, start = harness.resident_mb(), time.perf_counter()
@@ -55,32 +59,52 @@ def one(mode, T):
             "memory_mb": harness.own_peak_rss_mb() - before}
 
 
+def has_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def measured(mode, T):
+    """[the row of one measurement in a fresh process], printed; [] if it failed."""
+    out = subprocess.run([sys.executable, __file__, "--one", mode, str(T)], capture_output=True, text=True,
+                         env=os.environ | {"PYTHONWARNINGS": "ignore"})
+    if out.returncode != 0:
+        print(f"{T:>7} {mode:<22} failed: {out.stderr.strip().splitlines()[-1]}")
+        return []
+    r = json.loads(out.stdout)
+    print(f"{T:>7} {mode:<22} {r['seconds']:>9.2f} {r['memory_mb']:>9.1f}", flush=True)
+    return [r]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--lengths", type=int, nargs="+", default=[1000, 3000, 10000])
+    p.add_argument("--budgets", type=float, nargs="*", default=[],
+                   help="fractions of full BPTT's measured memory to give the memory-optimal policy")
+    p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     p.add_argument("--one", nargs=2, metavar=("MODE", "T"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
         print(json.dumps(one(args.one[0], int(args.one[1]))))
         return
-    try:
-        import torch  # noqa: F401
-        modes = ["full", "recompute", "pytorch"]
-    except ImportError:
-        modes = ["full", "recompute"]
+    modes = ["full", "recompute"] + ([] if args.no_torch or not has_torch() else ["pytorch"])
     print(f"LSTM H{H}, embedding {E}, vocabulary {V}, batch {B}, float32; one forward + backward over T steps")
-    print(f"{'T':>7} {'mode':<10} {'seconds':>9} {'peak MB':>9}")
+    print(f"{'T':>7} {'mode':<22} {'seconds':>9} {'peak MB':>9}")
     rows = []
     for T in args.lengths:
         for mode in modes:
-            out = subprocess.run([sys.executable, __file__, "--one", mode, str(T)], capture_output=True, text=True,
-                                 env=os.environ | {"PYTHONWARNINGS": "ignore"})
-            if out.returncode != 0:
-                print(f"{T:>7} {mode:<10} failed: {out.stderr.strip().splitlines()[-1]}")
-                continue
-            r = json.loads(out.stdout)
-            rows.append(r)
-            print(f"{T:>7} {mode:<10} {r['seconds']:>9.2f} {r['memory_mb']:>9.1f}", flush=True)
+            rows += measured(mode, T)
+        full = next((r for r in rows if r["T"] == T and r["mode"] == "full"), None)
+        for fraction in args.budgets if full else []:
+            budget = int(fraction * full["memory_mb"] * 2**20)
+            for r in measured(f"budget={budget}", T):
+                within = r["memory_mb"] * 2**20 <= budget
+                print(f"{'':>7} {fraction:.0%} of full: time x{r['seconds'] / full['seconds']:.2f}, memory "
+                      f"{r['memory_mb'] / full['memory_mb']:.3f} of full; within its budget: {within}")
+                rows.append(r)
     by = {(r["T"], r["mode"]): r for r in rows}
     for T in args.lengths:
         if (T, "full") in by and (T, "recompute") in by:

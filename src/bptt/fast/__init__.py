@@ -26,10 +26,11 @@ to come); later processes load it.
 from pathlib import Path
 
 CELL_NAMES = ("rnn", "gru", "lstm")                  # the cells compiled here (CELLS, on first use)
-CACHED = ("packed", "matmul", "window", "readout", "arrays")   # the modules whose kernels every cell calls, and
+CACHED = ("packed", "matmul", "window", "readout")    # the modules whose kernels every cell calls, and
                                                      # each cell's own: numba caches their code on disk
-ON_REQUEST = ("stepping",)                           # cached too, compiled by streaming inference alone
-                                                     # (model.streaming): training never waits for it
+ON_REQUEST = ("stepping", "arrays")                  # cached too, compiled on their first use only: streaming
+                                                     # inference (model.streaming), and clipping's and the
+                                                     # optimisers' whole-array passes (seconds, once)
 
 
 def stale_modules(cells=("rnn", "gru", "lstm")):

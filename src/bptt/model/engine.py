@@ -53,7 +53,7 @@ from .. import checks, fast
 from ..reference import CELLS, adaptive, losses
 from ..reference.activations import NONLINEARITIES
 from ..reference.inputs import Embedded, gather_rows, scatter_rows
-from . import regularisers, rtrl
+from . import checkpointing, regularisers, rtrl
 
 ENGINES = ("fast", "numpy")
 ENGINE_CELLS = {"fast": fast.CELL_NAMES, "numpy": tuple(CELLS)}    # by name: knowing them loads no engine
@@ -745,7 +745,8 @@ def loss_value(params, arch, x, y, state=None, target="every", loss="cross_entro
 
 def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_entropy", lengths=None, *,
                    reset=None, loss_mask=None, dropout=0.0, rng=None, dropout_rows=None, clip_dh=None,
-                   trace=False, recompute_every=None, algorithm="bptt", seed=None, **regularise):
+                   trace=False, recompute_every=None, memory_budget=None, memory_slots=None, algorithm="bptt",
+                   seed=None, **regularise):
     """Loss, gradients of every parameter, of the float inputs and of the initial state, by BPTT.
 
     regularise: AWD-LSTM's options (regularisers.Options, each 0 by default, masks from rng):
@@ -759,12 +760,14 @@ def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_e
     dL/dh_t elementwise to [-clip_dh, clip_dh] at every step of the recurrence (Mikolov's cutoff).
     trace: also return dL/dh^l_t of every layer (Result.dhs). recompute_every=k: keep the caches of
     k steps at a time and recompute the others in the backward pass (recompute(), below): the same
-    gradients in O(T/k + k) memory, with every option above.
+    gradients in O(T/k + k) memory, with every option above. memory_budget (an int of bytes, "500MB") or
+    memory_slots=m: the policy that recomputes least in that memory (model/checkpointing.py), likewise.
 
     algorithm="rtrl" or "uoro": the gradient carried forward in time instead (model/rtrl.py: RTRL's
     exact one, or UORO's unbiased estimate with its signs from seed, an int or a np.random.Generator),
     for rnn, gru and lstm without the options above; no dx, and no dstate0 from UORO.
     """
+    refuse_mixed(recompute_every, memory_budget, memory_slots, algorithm, seed)
     if algorithm != "bptt" or seed is not None:                  # the gradient carried forward in time instead
         return forward_mode(params, arch, x, y, state, target, loss, algorithm, seed, dict(
             lengths=lengths, reset=reset, loss_mask=loss_mask, dropout=dropout, rng=rng, dropout_rows=dropout_rows,
@@ -784,6 +787,9 @@ def loss_and_grads(params, arch, x, y, state=None, target="every", loss="cross_e
             raise ValueError("recompute_every: AR and TAR (alpha, beta) read the whole window's output; "
                              "leave recompute_every unset, or alpha and beta at 0")
         return recompute(params, arch, batch, y, target, loss, loss_mask, masks, clip_dh, traces, every)
+    slots = memory_policy_slots(arch, batch, params, opts, memory_budget, memory_slots)
+    if slots is not None and slots < T:
+        return recompute_by_policy(params, arch, batch, y, target, loss, loss_mask, masks, clip_dh, traces, slots)
 
     hs, final, caches = forward_layers(run, arch, batch, drops)      # the top layer's output before dropout
     dropped = hs if masks.drops[-1] is None else hs * masks.drops[-1]
@@ -847,12 +853,8 @@ def recompute(params, arch, batch, y, target, loss, loss_mask, masks, clip_dh, t
     segments = [(a, min(a + every, T)) for a in range(0, T, every)]
     drops, run = masks.drops, regularisers.dropped_weights(params, masks.weights)     # the layers' weights
 
-    def cut(m, a, b):
-        return m if m is None or m.shape[0] == 1 else m[a:b]          # a locked mask (1, B, n) is every step's
-
     def part(a, b, state):
-        return (Batch(batch.x[a:b], state, cut(batch.mask, a, b), cut(batch.reset, a, b), batch.order, batch.learned),
-                [cut(m, a, b) for m in drops])
+        return window_part(batch, drops, a, b, state)
 
     w = None
     if target == "every":                       # each position's weight in the mean over the window (T, B)
@@ -884,6 +886,93 @@ def recompute(params, arch, batch, y, target, loss, loss_mask, masks, clip_dh, t
     grads = regularisers.weights_backward(grads, masks.weights)
     grads = with_readout(params, with_initial_state(params, arch, batch, grads, carried), readout_grads)
     return finished(batch, value, grads, final, dx, carried, traces)
+
+
+def refuse_mixed(recompute_every, memory_budget, memory_slots, algorithm, seed):
+    """memory_budget and memory_slots are BPTT's, and not with recompute_every (two policies at once)."""
+    if memory_budget is None and memory_slots is None:
+        return
+    if algorithm != "bptt" or seed is not None:
+        raise ValueError(f"memory_budget, memory_slots: BPTT's memory saving; algorithm={algorithm!r} keeps no "
+                         f"steps; leave them unset (or use algorithm='bptt')")
+    if recompute_every is not None:
+        raise ValueError("recompute_every, memory_budget: fixed segments, or the policy for a memory budget "
+                         "(memory_budget, memory_slots); give one of the two")
+
+
+def memory_policy_slots(arch, batch, params, opts, memory_budget, memory_slots):
+    """m, the slots of memory_budget or memory_slots (model/checkpointing.py), or None when neither is
+    given; refused as recompute_every is where the window cannot be recomputed from its start."""
+    if memory_budget is None and memory_slots is None:
+        return None
+    if memory_budget is not None and memory_slots is not None:
+        raise ValueError("memory_budget, memory_slots: the same memory in bytes or in slots; give one of the two")
+    name = "memory_budget" if memory_budget is not None else "memory_slots"
+    if arch.bidirectional:
+        raise ValueError(f"{name}: recomputes the window in segments from its start, which a bidirectional "
+                         f"network's reverse direction does not have; leave it unset")
+    if opts.alpha > 0 or opts.beta > 0:
+        raise ValueError(f"{name}: AR and TAR (alpha, beta) read the whole window's output; leave {name} unset, "
+                         f"or alpha and beta at 0")
+    if memory_slots is not None:
+        return checks.positive_int("memory_slots", memory_slots)
+    return checkpointing.slots_for(arch, batch.x.shape[1], param_dtype(params), memory_budget, batch.x.shape[0])
+
+
+def recompute_by_policy(params, arch, batch, y, target, loss, loss_mask, masks, clip_dh, traces, slots):
+    """BPTT in `slots` slots of memory by the policy that recomputes least (checkpointing.plan: Gruslys
+    et al. 2016): its operations in order, "advance" (forward from a kept state, no caches, in chunks
+    of at most the free slots; keep the state reached), "leaf" (forward with caches from a kept state,
+    the loss of its steps, backward with the gradient carried from the steps after it), "drop".
+    Leaves run last to first, as recompute()'s segments; the same masks, traces, sums."""
+    T, B = batch.x.shape[:2]
+    dtype = param_dtype(params)
+    run = regularisers.dropped_weights(params, masks.weights)
+    w = position_weights(T, B, batch.mask, loss_mask).astype(dtype) if target == "every" else None
+    y = y.reshape((T, B) + y.shape[1:]) if target == "every" else y
+    kept, acc = {0: batch.state}, dict(value=0.0, grads=None, readout=None, carried=None, final=None)
+    dx = np.empty(batch.x.shape, dtype) if batch.x.ndim == 3 else None
+    for op in checkpointing.plan(T, slots):
+        if op.kind == "drop":
+            del kept[op.a]
+        elif op.kind == "advance":
+            state = kept[op.a]
+            for a in range(op.a, op.b, op.chunk):
+                state = forward_layers(run, arch, *window_part(batch, masks.drops, a, min(a + op.chunk, op.b),
+                                                               state))[1]
+            kept[op.b] = state
+        else:
+            seg, seg_drops = window_part(batch, masks.drops, op.a, op.b, kept[op.a])
+            hs, state_b, caches = forward_layers(run, arch, seg, seg_drops)
+            acc["final"] = state_b if op.b == T else acc["final"]
+            v, seg_grads, dhs = segment_loss(params, arch, hs, y, w, loss, target, (op.a, op.b), op.b == T)
+            acc["value"] += v
+            acc["readout"] = summed(acc["readout"], seg_grads)
+            seg_traces = None if traces is None else [t[op.a:op.b] for t in traces]
+            g, dx_seg, acc["carried"] = backward_layers(run, arch, seg.x, dhs, caches, seg_drops, clip_dh, seg_traces,
+                                                        dstate_T=acc["carried"])
+            acc["grads"] = summed(acc["grads"], g)
+            if dx is not None:
+                dx[op.a:op.b] = dx_seg
+    grads = regularisers.weights_backward(acc["grads"], masks.weights)
+    grads = with_readout(params, with_initial_state(params, arch, batch, grads, acc["carried"]), acc["readout"])
+    return finished(batch, acc["value"], grads, acc["final"], dx, acc["carried"], traces)
+
+
+def window_part(batch, drops, a, b, state):
+    """Steps a..b of the window as a Batch starting from state, and the dropout masks of those steps
+    (a locked mask (1, B, n) is every step's)."""
+    def cut(m):
+        return m if m is None or m.shape[0] == 1 else m[a:b]
+    return (Batch(batch.x[a:b], state, cut(batch.mask), cut(batch.reset), batch.order, batch.learned),
+            [cut(m) for m in drops])
+
+
+def summed(total, part):
+    """Gradients added key by key (None: nothing yet, or nothing to add)."""
+    if part is None or total is None:
+        return part if total is None else total
+    return {k: total[k] + part[k] for k in total}
 
 
 def segment_loss(params, arch, hs, y, w, loss, target, span, last):

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from .. import checks
+from ..model.checkpointing import parse_budget
 from ..model.engine import ENGINES
 from ..reference import CELLS as REFERENCE_CELLS
 from . import problems
@@ -133,6 +134,9 @@ class TrainConfig:
     recompute_every: int | None = option(None, "keep the caches of this many steps at a time and recompute the "
                                          "others in the backward pass: O(sqrt(T)) memory for about a third more "
                                          "time")
+    memory_budget: str | None = option(None, "the memory for a window's steps, e.g. 500MB, 2GB or 123456 (bytes): "
+                                       "the recomputation policy that costs least within it (Gruslys et al. 2016; "
+                                       "docs/memory.md); plain BPTT if the window fits")
     # optimisation
     optimizer: str = option("adam", "optimiser (nt-asgd: SGD that averages its weights from the first "
                             "validation that does not improve, see --nonmono; Merity et al. 2017)", OPTIMIZERS)
@@ -243,9 +247,24 @@ class TrainConfig:
             given = "--bidirectional reads" if self.bidirectional else "--alpha and --beta (AR, TAR) read"
             raise ValueError(f"recompute_every: recomputes the window in segments from its start; {given} the "
                              f"whole window at once; leave --recompute-every out")
+        self.check_memory_budget()
         if self.embedding == 0 and (self.dropout_input > 0 or self.dropout_embedding > 0):
             name = "dropout_input" if self.dropout_input > 0 else "dropout_embedding"
             raise ValueError(f"{name}: applies to an embedding; one-hot inputs (--embedding 0) have none")
+
+    def check_memory_budget(self):
+        """--memory-budget: a size in bytes; one recomputation policy at a time, and none that AR, TAR or a
+        bidirectional network (which read the whole window at once) would break."""
+        if self.memory_budget is None:
+            return
+        parse_budget(self.memory_budget)
+        if self.recompute_every is not None:
+            raise ValueError("memory_budget: --recompute-every also chooses what to recompute (fixed segments); "
+                             "give one of the two")
+        if self.alpha > 0 or self.beta > 0 or self.bidirectional:
+            given = "--bidirectional reads" if self.bidirectional else "--alpha and --beta (AR, TAR) read"
+            raise ValueError(f"memory_budget: recomputes the window in segments from its start; {given} the "
+                             f"whole window at once; leave --memory-budget out")
 
     def awd(self):
         """The regularisers' keyword arguments of engine.loss_and_grads (those set)."""

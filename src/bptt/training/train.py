@@ -185,6 +185,7 @@ def gradients(t, batch, flow):
         r = engine.loss_and_grads(t.net.params, t.net.arch, state=t.carried, **mine, dropout=t.cfg.dropout,
                                   rng=t.rng, dropout_rows=None if alone else (rows.start, rows.stop, B),
                                   clip_dh=t.cfg.clip_dh, trace=flow, recompute_every=t.cfg.recompute_every,
+                                  memory_budget=t.cfg.memory_budget,
                                   **t.cfg.awd())
     elif t.cfg.dropout > 0 or t.cfg.awd():                  # no rows here: the generator moves as on the others
         engine.training_masks(t.net.arch, engine.Batch(batch["x"][:, :0], (), None, None), t.net.dtype,
