@@ -20,7 +20,8 @@ from .options import Parser
 COMMANDS = {"gradcheck": (lab.add_gradcheck, lab.run_gradcheck), "train": (train.add_train, train.run_train),
             "eval": (evaluate.add_eval, evaluate.run_eval), "sample": (sample.add_sample, sample.run_sample),
             "task": (lab.add_task, lab.run_task), "diagnose": (lab.add_diagnose, lab.run_diagnose),
-            "bench": (bench.add_bench, bench.run_bench), "export": (export.add_export, export.run_export)}
+            "bench": (bench.add_bench, bench.run_bench), "export": (export.add_export, export.run_export),
+            "compare-gradients": (lab.add_compare_gradients, lab.run_compare_gradients)}
 
 
 def build_parser():

@@ -1,6 +1,7 @@
 """The gradient lab's subcommands: bptt gradcheck (every analytic gradient against finite
-differences and PyTorch), bptt task (cells on a long-range problem over a sweep of lengths) and
-bptt diagnose (the gradient-flow report of a trained run)."""
+differences and PyTorch), bptt task (cells on a long-range problem over a sweep of lengths),
+bptt diagnose (the gradient-flow report of a trained run) and bptt compare-gradients (TBPTT(k), RTRL
+and UORO against full BPTT on one stream)."""
 
 import math
 import sys
@@ -176,12 +177,131 @@ def add_diagnose(sub):
                    help="T of the sequences measured (default: the run's window or problem length)")
     p.add_argument("--out", default=None, metavar="FILE",
                    help="report path, a new file (default: RUN_DIR/diagnose/report.html, replaced on each run)")
+    p.add_argument("--compare-gradients", action="store_true",
+                   help="add bptt compare-gradients' sections: TBPTT(k), RTRL and UORO against full BPTT on a "
+                        "stream of the run's validation data (RTRL left out where it would be too big)")
 
 
 def run_diagnose(args):
     from ..lab import diagnose
     from ..training import opening
 
-    path = diagnose.write(opening.Run(args.run), args.length, args.out)
+    path = diagnose.write(opening.Run(args.run), args.length, args.out, args.compare_gradients)
     print(f"report: {path}")
     return 0
+
+
+FRESH = {"cell": "lstm", "hidden": 32, "layers": 1}      # compare-gradients' fresh network when no RUN_DIR is given
+LIBRARY_NAMES = {"ks": "--k", "seeds": "--seeds", "steps": "--steps", "rtrl": "--no-rtrl", "rtrl=False": "--no-rtrl"}
+
+
+def add_compare_gradients(sub):
+    from ..lab import compare
+    from ..model.rtrl import SUPPORTED_CELLS
+    from ..reference import FORMS
+
+    p = parser_for(sub, "compare-gradients", "each algorithm's gradient against full BPTT (TBPTT(k), RTRL, UORO)",
+                   "For a network and one stream, compare the gradient of the stream's mean loss computed by "
+                   "truncated BPTT (windows of k steps), RTRL (exact, carried forward) and UORO (an unbiased "
+                   "estimate; several runs) with full BPTT over the whole stream: cosine, relative error, time and "
+                   "peak memory per step, in float64 on the NumPy reference cells. Prints a table; --out writes a "
+                   "self-contained HTML page with the figures.")
+    p.add_argument("run", metavar="RUN_DIR", nargs="?", default=None,
+                   help="a run directory written by bptt train: its best weights on a stream of its validation data "
+                        "(default: a fresh character-level network on the first characters of Tiny Shakespeare)")
+    p.add_argument("--out", default=None, metavar="FILE", help="write the report to FILE, a new HTML file")
+    p.add_argument("--json", action="store_true", help="print the numbers as one JSON object instead of the table")
+    p.add_argument("--steps", type=POSITIVE_INT, default=None, metavar="T",
+                   help="T, the stream's steps (default: 50, fewer if a run's validation streams are shorter; a "
+                        "long-range problem's length)")
+    p.add_argument("--batch", type=POSITIVE_INT, default=4, metavar="B", help="B, the stream's rows (default: 4)")
+    p.add_argument("--k", type=POSITIVE_INT, nargs="+", default=None,
+                   help=f"the window lengths of TBPTT(k), each at most T (default: "
+                        f"{' '.join(map(str, compare.DEFAULT_KS))} below T, and T)")
+    p.add_argument("--seeds", type=NONNEGATIVE_INT, default=compare.DEFAULT_SEEDS,
+                   help=f"UORO runs, each with its own random signs; 0: no UORO (default: {compare.DEFAULT_SEEDS})")
+    p.add_argument("--no-rtrl", action="store_true",
+                   help="skip RTRL (O(B S^2 P) time per step: refused above "
+                        f"{compare.MAX_RTRL_BYTES / 2**30:.0f} GiB of influence matrices or "
+                        f"{compare.MAX_RTRL_FLOPS:.0e} multiply-adds)")
+    p.add_argument("--cell", choices=[f for f in FORMS if f.split("-")[0] in SUPPORTED_CELLS], default=None,
+                   help=f"the fresh network's cell, without RUN_DIR (default: {FRESH['cell']})")
+    p.add_argument("--hidden", type=POSITIVE_INT, default=None,
+                   help=f"the fresh network's hidden units, without RUN_DIR (default: {FRESH['hidden']})")
+    p.add_argument("--layers", type=POSITIVE_INT, default=None,
+                   help=f"the fresh network's layers, without RUN_DIR (default: {FRESH['layers']})")
+    p.add_argument("--seed", type=NONNEGATIVE_INT, default=0,
+                   help="random seed of the fresh network's weights, a problem's sequences and UORO's signs "
+                        "(default: 0)")
+
+
+def run_compare_gradients(args):
+    import json
+
+    from ..lab import compare
+
+    out = None if args.out is None else check_report_path(args.out)
+    stream = compare_stream(args)
+    try:
+        result = compare.compare(stream.params, stream.arch, stream.x, stream.y, stream.target, stream.loss,
+                                 args.k, args.seeds, not args.no_rtrl, args.seed)
+    except ValueError as e:
+        raise type(e)(as_flags(str(e))) from None
+    if args.json:
+        print(json.dumps({"source": stream.source} | result))
+    else:
+        print(f"bptt {__version__} compare-gradients: {stream.source}; float64, NumPy reference cells")
+        print(text_table(compare.table(result)))
+    if out is not None:
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as folder:
+            compare.report(result, out, Path(folder), f"{stream.source}; float64, NumPy reference cells.")
+        print(f"report: {out}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def check_report_path(out):
+    from ..files import check_new
+
+    return check_new(out, name="--out", asked=": give a new path")
+
+
+def compare_stream(args):
+    """The network and stream of compare-gradients: the run's, or a fresh one."""
+    from ..lab import compare
+
+    given = [name for name in FRESH if getattr(args, name) is not None]
+    if args.run is None:
+        sizes = {name: FRESH[name] if getattr(args, name) is None else getattr(args, name) for name in FRESH}
+        return compare.fresh(**sizes, steps=args.steps or 50, batch=args.batch, seed=args.seed)
+    if given:
+        raise ValueError(f"--{given[0]}: applies to the fresh network, without RUN_DIR; the run's network is "
+                         f"the one it trained")
+    from ..training import opening
+
+    try:
+        stream = compare.of_run(opening.Run(args.run), args.steps, args.batch, args.seed)
+        compare.check_network(stream.arch)
+    except ValueError as e:
+        text = as_flags(str(e))
+        raise type(e)(text if text.startswith(("--", "RUN_DIR")) else f"RUN_DIR: the run's network: {text}") from None
+    return stream
+
+
+def as_flags(text):
+    """A library message about one of compare's arguments, with the argument shown as its option."""
+    name, sep, rest = text.partition(":")
+    for word, option in LIBRARY_NAMES.items():
+        rest = rest.replace(f"({word})", f"({option})")
+    return f"{LIBRARY_NAMES.get(name, name)}{sep}{rest}"
+
+
+def text_table(rows):
+    """rows of text {column: value} as aligned columns, the first left-aligned."""
+    columns = list(rows[0])
+    widths = [max(len(c), *(len(r[c]) for r in rows)) for c in columns]
+    lines = [columns] + [[r[c] for c in columns] for r in rows]
+    return "\n".join("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(line, widths)))
+                     for line in lines)

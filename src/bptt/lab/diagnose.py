@@ -49,12 +49,13 @@ def destinations(run, out):
     return out, figs
 
 
-def write(run, length=None, out=None):
+def write(run, length=None, out=None, compare_gradients=False):
     from . import figures, page
 
     cfg = run.config()
     if cfg.task in problems.PROBLEMS and length is not None:
         problems.check_length(cfg.task, length, "--length")
+    stream = gradient_stream(run) if compare_gradients else None      # refused before anything is written
     out, figs = destinations(run, out)
     task = run.task(cfg)                                                 # for its validation data
     net, meta = run.network("best")
@@ -96,6 +97,8 @@ def write(run, length=None, out=None):
     flow = training_flow(run)
     if flow:
         sections.append(flow_section(flow, figs))
+    if stream is not None:
+        sections += comparison_sections(stream, figs)
     intro = (f"Run {run.path}: {cfg.cell} {cfg.layers}x{cfg.hidden}, task {cfg.task}, checkpoint of step "
              f"{meta['step']}.")
     return page.write(out, "bptt diagnose", sections, intro)
@@ -128,3 +131,31 @@ def flow_section(flow, figs):
             [{"parameter": k, "gradient norm (last record)": f"{v:.4g}"}
              for k, v in flow[-1]["grad_norms"].items()])
 
+
+
+def gradient_stream(run):
+    """bptt compare-gradients' network and stream of the run (lab/compare.py), the network checked."""
+    from . import compare
+
+    try:
+        stream = compare.of_run(run)
+        compare.check_network(stream.arch)
+    except FileError:
+        raise
+    except ValueError as e:
+        raise ValueError(f"--compare-gradients: {e}") from None
+    return stream
+
+
+def comparison_sections(stream, figs):
+    """bptt compare-gradients' sections (TBPTT(k), RTRL and UORO against full BPTT) on the run's
+    stream; RTRL left out, and said so, where it would be too big (compare.check_rtrl)."""
+    from . import compare
+
+    size, flops = compare.rtrl_cost(stream.arch, stream.x.shape[1], len(stream.x))
+    rtrl = size <= compare.MAX_RTRL_BYTES and flops <= compare.MAX_RTRL_FLOPS
+    note = "" if rtrl else (f" RTRL is left out: its influence matrices would hold {size / 2**30:.2f} GiB and it "
+                            f"would take {flops:.2g} multiply-adds, above the limits of lab/compare.py.")
+    result = compare.compare(stream.params, stream.arch, stream.x, stream.y, stream.target, stream.loss, rtrl=rtrl)
+    (heading, png, reading, rows), *others = compare.sections(result, figs)
+    return [(heading, png, f"On {stream.source}. {reading}{note}", rows), *others]

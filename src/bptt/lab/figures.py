@@ -6,6 +6,8 @@ figure and writes it as PNG and SVG next to each other; it returns the PNG's pat
     flow_heatmap       ||dL/dh_k|| (rows: training steps, columns: k), log colour scale
     success            solved or not, for each cell and sequence length T
     truncation         cosine between the TBPTT(k) gradient and the full one, against k
+    agreement          compare-gradients: cosine and relative error against BPTT's, against k, with UORO and RTRL
+    cost_per_step      compare-gradients: time and peak memory per step of each algorithm
 """
 
 from pathlib import Path
@@ -106,4 +108,48 @@ def truncation(rows, path, title="Bias of truncated BPTT"):
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend()
+    return save(fig, path)
+
+
+def agreement(rows, T, path, title="Each gradient against full BPTT"):
+    """rows: lab.compare's. Cosine (left) and relative error (right, log scale, an exact 0 drawn at
+    1e-17, below float64's round-off) against k for TBPTT(k); UORO's single runs as a band (mean ± std
+    over its seeds) and the mean of its runs as a dashed line; RTRL as a point at k = T (it is exact)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    tbptt = [r for r in rows if r["algorithm"].startswith("TBPTT")]
+    for ax, key in zip(axes, ("cosine", "relative_error"), strict=True):
+        shown = (lambda v: v) if key == "cosine" else (lambda v: np.maximum(np.asarray(v, np.float64), 1e-17))
+        ax.plot([r["k"] for r in tbptt], shown([r[key] for r in tbptt]), marker="o", label="TBPTT(k)")
+        for r in rows:
+            if "seeds" in r:
+                s = r[f"seed_{key}"]
+                low, high = shown([s["mean"] - s["std"], s["mean"] + s["std"]])
+                ax.axhspan(low, high, color="C1", alpha=0.25, label=f"UORO, one run (mean ± std of {r['seeds']})")
+                ax.axhline(shown(r[key]), color="C1", linestyle="--", label=f"UORO, mean of {r['seeds']} runs")
+            elif r["algorithm"] == "RTRL":
+                ax.plot([T], shown([r[key]]), marker="*", markersize=12, linestyle="", color="C2", label="RTRL")
+        ax.set_xscale("log")
+        ax.set_yscale("linear" if key == "cosine" else "log")
+        ax.set_xlabel("k: steps backpropagated (TBPTT)")
+        ax.set_ylabel(key.replace("_", " "))
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def cost_per_step(rows, path, title="Cost per step"):
+    """rows: lab.compare's. Bars, log scale: wall-clock time per step (ms) and peak memory of the call
+    (MiB, tracemalloc) for each algorithm (UORO: one run)."""
+    names = [r["algorithm"].split(",")[0] + (" (one run)" if "seeds" in r else "") for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.8 + 0.35 * len(rows)))
+    for ax, values, label in ((axes[0], [r["seconds_per_step"] * 1e3 for r in rows], "ms per step"),
+                              (axes[1], [r["peak_bytes"] / 2**20 for r in rows], "peak MiB of the call")):
+        ax.barh(range(len(rows)), positive(values), color=[f"C{i % 10}" for i in range(len(rows))])
+        ax.set_yticks(range(len(rows)), names)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.grid(True, axis="x", which="both", alpha=0.3)
+    fig.suptitle(title)
     return save(fig, path)
