@@ -117,6 +117,7 @@ CAPS = {
     "gradcheck": dict(layers=2, seq_len=2, batch=2, hidden=2),
     "sample": dict(length=20, tokens=20),
     "diagnose": dict(length=8),
+    "compare-gradients": dict(steps=8, batch=2, seeds=2, hidden=4, layers=2, k=8),
     "eval": dict(streams=64),
     "export": {},
 }
@@ -130,6 +131,7 @@ HUGE_OK = {
     "task": {"seed"},
     "gradcheck": {"seed"},
     "diagnose": set(),
+    "compare-gradients": {"seed"},
     "eval": {"streams"},
     "export": set(),
 }
@@ -143,6 +145,7 @@ BASE = {
     "gradcheck": {"seq_len": "2", "batch": "1", "hidden": "2", "layers": "1"},
     "sample": {"length": "20", "tokens": "20"},
     "diagnose": {"length": "6"},
+    "compare-gradients": {"steps": "6", "batch": "2", "seeds": "2", "hidden": "4"},
     "eval": {},
     "export": {},
 }
@@ -150,8 +153,8 @@ OMITTABLE = {"layers", "embedding", "batch", "window", "eval_batch"}   # cheap e
 RESUME_OPTIONS = {"steps", "epochs", "max_time", "lr", "clip", "sample"}
 NEVER = {"sample": {"interactive"},     # reads stdin: a real job's inherited terminal would wait for a line
          "train": {"resume", "out", "run"}, "gradcheck": {"all", "no_torch", "cell"}, "task": {"out", "jobs"},
-         "diagnose": {"out"}, "export": {"out"}}
-MPI_NOTE = re.compile(r"note: bptt \w+ runs on MPI rank 0 alone \(only bptt train is data-parallel\); the other rank "
+         "diagnose": {"out"}, "export": {"out"}, "compare-gradients": {"out"}}
+MPI_NOTE = re.compile(r"note: bptt [\w-]+ runs on MPI rank 0 alone \(only bptt train is data-parallel\); the other rank "
                       r"has nothing to do")
 MPI_LAUNCHES = ("job", "rank 0", "rank 1")     # a chunk's cases launched under MPI (chunk_cases)
 SUCCEEDING = 0.12               # the share of each chunk's cases that must exit 0 (measured: 17% to 37%)
@@ -468,6 +471,18 @@ def diagnose_case(draw, options):
     return Case("diagnose", argv, copied(run))
 
 
+def compare_case(draw, options):
+    """bptt compare-gradients on a run (any kind: a classifier's is refused in one line) or a fresh network,
+    sometimes writing its page."""
+    run = [run_dir_name(draw)] if draw.random() < 0.6 else []
+    chosen = chosen_options(draw, "compare-gradients", options)
+    argv = assemble("compare-gradients", options, chosen, draw, run)
+    if draw.random() < 0.3:
+        argv += ["--out", draw.choice(["text.txt", "dir", "missing-dir/r.html", "emptydir", ""]) if draw.bad("place")
+                 else draw.choice(["report.html", "emptydir/report.html"])]
+    return Case("compare-gradients", argv, copied(run[0]) if run else ())
+
+
 def task_case(draw, options):
     chosen = chosen_options(draw, "task", options)
     if draw.random() < 0.1:                                   # processes: only values that fail at once
@@ -517,7 +532,7 @@ def malformed(draw, case, subs):
 
 GENERATORS = [("train", train_case, 50), ("eval", eval_case, 11), ("sample", sample_case, 10),
               ("gradcheck", gradcheck_case, 7), ("task", task_case, 8), ("export", export_case, 8),
-              ("diagnose", diagnose_case, 5)]
+              ("diagnose", diagnose_case, 5), ("compare-gradients", compare_case, 4)]
 
 
 def generate(seed, subs, command=None, mpi=None):
@@ -694,7 +709,7 @@ def allowed_writes(case, case_dir):
                 roots.append(resolve(p))
                 if case.resume and p.startswith("runs/"):
                     mutable.append(resolve(p))                    # a resumed run's own files
-    elif case.command in ("task", "export"):
+    elif case.command in ("task", "export", "compare-gradients"):           # compare-gradients: a new page, --out
         out = option_values(argv, "--out")
         if out is not None:
             roots.append(resolve(out))

@@ -13,7 +13,7 @@ from bptt.cli import display as report
 from bptt.cli import main
 from bptt.training import data, generate, opening
 
-COMMANDS = ("gradcheck", "train", "eval", "sample", "task", "diagnose", "bench")
+COMMANDS = ("gradcheck", "train", "eval", "sample", "task", "diagnose", "bench", "compare-gradients")
 
 
 def last_error(capsys):

@@ -56,9 +56,9 @@ def write(run, length=None, out=None, compare_gradients=False):
     if cfg.task in problems.PROBLEMS and length is not None:
         problems.check_length(cfg.task, length, "--length")
     stream = gradient_stream(run) if compare_gradients else None      # refused before anything is written
-    out, figs = destinations(run, out)
     task = run.task(cfg)                                                 # for its validation data
     net, meta = run.network("best")
+    out, figs = destinations(run, out)                                   # after the run's files are read
     params = {k: v.astype(np.float64) for k, v in net.params.items()}      # measure in float64
     arch = net.arch
     T = length or (cfg.length if cfg.task in problems.PROBLEMS else cfg.window)
