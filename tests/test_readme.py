@@ -20,6 +20,14 @@ def test_readme_python_examples_run():
     net, grads, logits = scope["net"], scope["grads"], scope["logits"]
     assert logits.shape == (64, 32, 65) and grads.keys() == net.params.keys()
     assert abs(scope["loss"] - np.log(65)) < 0.1          # about ln K at initialisation
+    _, now, _ = net.loss_and_grads(scope["x"], scope["y"])           # at the parameters after the README's step
+    for k in now:                                                     # the memory budget: the same gradients
+        assert np.allclose(scope["grads_in_20MB"][k], now[k], rtol=1e-10, atol=1e-14)
+    small, x, y = scope["small"], scope["x"][:20, :4], scope["y"][:20, :4]
+    _, bptt_grads, _ = small.loss_and_grads(x, y)
+    for k in bptt_grads:
+        assert np.allclose(scope["grads_rtrl"][k], bptt_grads[k], rtol=1e-10, atol=1e-14)
+    assert scope["grads_uoro"].keys() == bptt_grads.keys()
     exec(compile(found[1], "README.md", "exec"), scope)
     assert "rnn.weight_hh_l1" in scope["torch_grads"]
 
