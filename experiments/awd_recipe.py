@@ -81,8 +81,11 @@ def report(out):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.4, 4))
+    end = max(pts[-1][0] for pts in curves.values())
     for label, pts in curves.items():
-        ax.plot([t / 60 for t, _ in pts], [p for _, p in pts], marker=".", label=label)
+        line, = ax.plot([t / 60 for t, _ in pts], [p for _, p in pts], marker=".", label=label)
+        if pts[-1][0] < end:                  # a shorter run: its best, drawn on to the longer one's end
+            ax.plot([pts[-1][0] / 60, end / 60], [best[label]] * 2, ls="--", color=line.get_color())
     ax.set(xlabel="wall-clock minutes (one core each)", ylabel="validation perplexity",
            title="Tiny Shakespeare, word level (V = 23,843)", yscale="log")
     ax.legend()
@@ -97,7 +100,8 @@ def main(argv=None):
     p.add_argument("--budget", type=float, default=1500, help="seconds of training per run (default: 1500)")
     p.add_argument("--out", type=Path, default=Path("awd-recipe-runs"), help="a new folder for the two runs")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--plot-only", action="store_true", help="report the runs already in --out")
+    p.add_argument("--plot-only", action="store_true", help="report the runs already in --out (a run resumed "
+                   "with a longer --max-time, bptt train DIR/awd --resume --max-time S, is read as it now is)")
     args = p.parse_args(argv)
     if not args.plot_only:
         args.out.mkdir(parents=True, exist_ok=False)
