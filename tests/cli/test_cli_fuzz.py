@@ -154,8 +154,8 @@ RESUME_OPTIONS = {"steps", "epochs", "max_time", "lr", "clip", "sample"}
 NEVER = {"sample": {"interactive"},     # reads stdin: a real job's inherited terminal would wait for a line
          "train": {"resume", "out", "run"}, "gradcheck": {"all", "no_torch", "cell"}, "task": {"out", "jobs"},
          "diagnose": {"out"}, "export": {"out"}, "compare-gradients": {"out"}}
-MPI_NOTE = re.compile(r"note: bptt [\w-]+ runs on MPI rank 0 alone \(only bptt train is data-parallel\); the other rank "
-                      r"has nothing to do")
+MPI_NOTE = re.compile(r"note: bptt [\w-]+ runs on MPI rank 0 alone \(only bptt train is data-parallel\); "
+                      r"the other rank has nothing to do")
 MPI_LAUNCHES = ("job", "rank 0", "rank 1")     # a chunk's cases launched under MPI (chunk_cases)
 SUCCEEDING = 0.12               # the share of each chunk's cases that must exit 0 (measured: 17% to 37%)
 

@@ -30,6 +30,46 @@ def test_the_table_is_the_exhaustive_minimum():
                 assert y + (t - y if t - y <= m else brute(t - y, m - 1)) + brute(y, m) == brute(t, m), (t, m)
 
 
+def test_the_reference_table_is_the_exhaustive_minimum():
+    C, Y = checkpointing.tables_reference(40, 9)
+    for t in range(1, 41):
+        for m in range(1, 10):
+            assert C[t, m] == brute(t, m), (t, m)
+
+
+def achieves(C, Y, T, m):
+    """Whether every split in Y reaches its C: y + R(t - y, k) + C(y, k) = C(t, k) for t > k."""
+    t, k = np.meshgrid(np.arange(1, T + 1), np.arange(1, m + 1), indexing="ij")
+    inner = t > k
+    y = Y[1:, 1:].astype(np.int64)[inner]
+    s, t, k = (t - Y[1:, 1:].astype(np.int64))[inner], t[inner], k[inner]
+    return bool(np.all(y + np.where(s <= k, s, C[s, k - 1]) + C[y, k] == C[t, k]))
+
+
+@pytest.mark.parametrize("T,m", [(300, 40), (2000, 3), (2000, 17), (2000, 100), (700, 699), (1, 1), (2, 5)])
+def test_the_pruned_table_equals_the_full_minimum(T, m):
+    C, Y = checkpointing.tables(T, m)
+    C_ref, Y_ref = checkpointing.tables_reference(T, m)
+    assert np.array_equal(C, C_ref) and np.array_equal(Y, Y_ref)         # the same costs and the same (smallest) y
+    assert achieves(C, Y, T, C.shape[1] - 1)
+
+
+def test_the_pruned_table_at_random_sizes():
+    rng = np.random.default_rng(7)
+    for T, m in zip(rng.integers(2, 900, 6), rng.integers(1, 120, 6)):
+        C, Y = checkpointing.tables(int(T), int(m))
+        C_ref, Y_ref = checkpointing.tables_reference(int(T), int(m))
+        assert np.array_equal(C, C_ref) and np.array_equal(Y, Y_ref), (T, m)
+
+
+def test_the_kernel_uncompiled_fills_the_same_table():
+    C, Y = checkpointing.tables(60, 8)
+    C_py, Y_py = np.zeros_like(C), np.zeros_like(Y)
+    C_py[:, 0] = C[:, 0]
+    assert checkpointing._columns(C_py, Y_py, 60, 8, 5) == 0                # the plain Python, blocks of 5
+    assert np.array_equal(C_py, C) and np.array_equal(Y_py, Y)
+
+
 @pytest.mark.parametrize("T", [1, 2, 7, 30])
 def test_closed_forms(T):
     assert checkpointing.cost(T, 1) == T * (T + 1) // 2
