@@ -245,3 +245,21 @@ def float_arrays(name, arrays):
         if not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float64):
             raise TypeError(f"{name}[{k!r}]: expected a float32 or float64 array, got {describe(a)}")
     return arrays
+
+
+def nonzero_rows(rows, grads):
+    """rows checked against grads: {} for None, else {name: sorted unique int64 indices of grads[name]'s
+    first axis}."""
+    if rows is None:
+        return {}
+    if not isinstance(rows, dict):
+        raise TypeError(f"rows: expected None or a dict {{name: row indices}}, got {type(rows).__name__}")
+    checked = {}
+    for k, r in rows.items():
+        if k not in grads:
+            raise ValueError(f"rows: {k!r} is not one of the gradients ({sorted(grads)})")
+        r, n = np.asarray(r), grads[k].shape[0] if grads[k].ndim else 0
+        if r.ndim != 1 or r.dtype.kind not in "iu" or (r.size and (r[0] < 0 or r[-1] >= n or np.any(r[1:] <= r[:-1]))):
+            raise ValueError(f"rows[{k!r}]: expected sorted distinct ints in [0, {n}), got {describe(r)}")
+        checked[k] = r.astype(np.int64, copy=False)
+    return checked

@@ -73,3 +73,45 @@ def test_passes_in_a_forked_process_run_in_the_calling_thread(monkeypatch):
     y = x.copy()
     arrays.scale(y, 0.5)
     np.testing.assert_array_equal(y, x * np.float32(0.5))
+
+
+def row_sparse(shape, dtype, rows, seed=3):
+    """An array that is zero outside `rows` of its first axis (a word-level embedding's gradient)."""
+    g = np.zeros(shape, dtype)
+    g[rows] = draw((len(rows),) + shape[1:], dtype, seed)
+    return g
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 3), (257, 16), (25303, 16), (40, 3, 5)])
+def test_passes_over_the_nonzero_rows_equal_the_whole_array_passes(shape, dtype):
+    """Given the rows outside which an array is zero, each pass reads those alone and gives the numbers of
+    the whole-array pass: the sum to round-off (taken row by row), scale and axpy bit for bit, the other
+    rows untouched."""
+    rng = np.random.default_rng(0)
+    nonzero = np.unique(rng.integers(0, shape[0], max(1, shape[0] // 20)))
+    g = row_sparse(shape, dtype, nonzero)
+    assert arrays.squares(g, nonzero) == pytest.approx(float(np.sum(g.astype(np.float64) ** 2)), rel=1e-13, abs=0)
+    ours, theirs = g.copy(), g.copy()
+    arrays.scale(ours, 0.37, nonzero)
+    theirs *= 0.37
+    np.testing.assert_array_equal(ours, theirs)
+    p = draw(shape, dtype, 5)
+    ours, theirs = p.copy(), p.copy()
+    arrays.axpy(ours, -0.1, g, nonzero)
+    theirs -= 0.1 * g
+    np.testing.assert_array_equal(ours, theirs)
+    assert ours.dtype == dtype
+
+
+def test_axpy_over_rows_keeps_signed_zeros_and_a_positive_factor_takes_the_whole_array():
+    """p + a 0 = p bit for bit only for a <= 0 (-0.0 + +0.0 is +0.0): a > 0 takes the whole-array pass."""
+    p = np.full((4, 3), -0.0)
+    g = np.zeros((4, 3))
+    g[1] = 1.0
+    for a in (-0.5, 0.5):
+        ours, theirs = p.copy(), p.copy()
+        arrays.axpy(ours, a, g, np.array([1]))
+        theirs += a * g
+        np.testing.assert_array_equal(np.signbit(ours), np.signbit(theirs))
+        np.testing.assert_array_equal(ours, theirs)

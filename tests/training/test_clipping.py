@@ -124,3 +124,36 @@ def test_errors_name_the_argument(call, error, argument):
     with pytest.raises(error) as e:
         call(gradients())
     assert str(e.value).startswith(argument), str(e.value)
+
+
+@pytest.mark.parametrize("mode", ["norm", "param", "value"])
+def test_the_nonzero_rows_of_a_gradient_give_the_same_clipping(mode):
+    """rows={name: rows outside which grads[name] is zero}: the norm to round-off, the gradients as
+    without it."""
+    rng = np.random.default_rng(0)
+    E = np.zeros((500, 8))
+    nonzero = np.unique(rng.integers(0, 500, 30))
+    E[nonzero] = rng.standard_normal((nonzero.size, 8))
+    grads = {"E": E, "U": rng.standard_normal((8, 8))}
+    ours, theirs = ({k: g.copy() for k, g in grads.items()} for _ in range(2))
+    norm, clipped = clipping.clip(ours, 0.5, mode, rows={"E": nonzero})
+    expected_norm, expected_clipped = clipping.clip(theirs, 0.5, mode)
+    assert norm == pytest.approx(expected_norm, rel=1e-14) and clipped == expected_clipped
+    for k in grads:
+        np.testing.assert_allclose(ours[k], theirs[k], rtol=1e-14, atol=0, err_msg=k)
+    assert not ours["E"][np.setdiff1d(np.arange(500), nonzero)].any()
+
+
+@pytest.mark.parametrize("rows, error, message", [
+    ([1, 2], TypeError, "rows: expected None or a dict"),
+    ({"W": [1]}, ValueError, "rows: 'W' is not one of the gradients"),
+    ({"E": [3, 1]}, ValueError, r"rows\['E'\]: expected sorted distinct ints in \[0, 5\)"),
+    ({"E": [1, 1]}, ValueError, r"rows\['E'\]: expected sorted distinct ints"),
+    ({"E": [0, 5]}, ValueError, r"rows\['E'\]: expected sorted distinct ints in \[0, 5\)"),
+    ({"E": [-1]}, ValueError, r"rows\['E'\]"),
+    ({"E": [0.5]}, ValueError, r"rows\['E'\]"),
+    ({"E": [[0]]}, ValueError, r"rows\['E'\]"),
+])
+def test_rows_asked_wrongly_are_refused(rows, error, message):
+    with pytest.raises(error, match=message):
+        clipping.clip({"E": np.ones((5, 2))}, 1.0, rows=rows)

@@ -265,3 +265,42 @@ def test_cosine_errors(kwargs, error, argument):
     with pytest.raises(error) as e:
         schedules.cosine_with_warmup(**args)
     assert str(e.value).startswith(argument), str(e.value)
+
+
+@pytest.mark.parametrize(("name", "hyper"), CASES + [("ntasgd", {}), ("ntasgd", {"weight_decay": 0.1})],
+                         ids=IDS + ["ntasgd-defaults", "ntasgd-weight_decay=0.1"])
+def test_the_nonzero_rows_of_a_gradient_give_the_same_steps(name, hyper):
+    """rows={"E": rows outside which dE is zero}, as bptt train passes for a word-level embedding: the
+    same parameters and state bit for bit, whether the optimiser updates those rows alone (SGD without
+    momentum or weight decay, NT-ASGD without weight decay) or moves every row and does not read it."""
+    rng = np.random.default_rng(1)
+    opt = optim.NTASGD(**hyper) if name == "ntasgd" else optim.make(name, **hyper)
+    params = {"E": rng.standard_normal((60, 3)), "b": rng.standard_normal(4)}
+    ours, theirs = ({k: p.copy() for k, p in params.items()} for _ in range(2))
+    ours_state, theirs_state = opt.init(ours), opt.init(theirs)
+    for step in range(6):
+        nonzero = np.unique(rng.integers(0, 60, 8))
+        grads = {"E": np.zeros((60, 3)), "b": rng.standard_normal(4)}
+        grads["E"][nonzero] = rng.standard_normal((nonzero.size, 3))
+        if name == "ntasgd" and step == 2:
+            for p, s in ((ours, ours_state), (theirs, theirs_state)):
+                s["average_from"][0] = s["step"][0]
+                s["ax/E"][...], s["ax/b"][...] = p["E"], p["b"]
+        opt.step(ours, {k: g.copy() for k, g in grads.items()}, ours_state, 0.1, rows={"E": nonzero})
+        opt.step(theirs, grads, theirs_state, 0.1)
+        for k in params:
+            np.testing.assert_array_equal(ours[k], theirs[k], err_msg=k)
+        for k in theirs_state:
+            np.testing.assert_array_equal(ours_state[k], theirs_state[k], err_msg=k)
+
+
+@pytest.mark.parametrize(("opt", "reads_rows"), [
+    (optim.SGD(), True), (optim.NTASGD(), True), (optim.SGD(momentum=0.9), False),
+    (optim.SGD(weight_decay=0.1), False), (optim.NTASGD(weight_decay=0.1), False), (optim.Adam(), False),
+])
+def test_rows_are_read_by_the_updates_that_move_those_rows_alone(opt, reads_rows):
+    """A row left out of rows is not updated by SGD (no momentum, no weight decay) or NT-ASGD (no weight
+    decay), which pass over the rows given alone; every other update moves it."""
+    params = {"E": np.ones((4, 2))}
+    opt.step(params, {"E": np.ones((4, 2))}, opt.init(params), 0.5, rows={"E": np.array([0, 2])})
+    assert params["E"][0, 0] != 1.0 and (params["E"][1, 0] != 1.0) == (not reads_rows)

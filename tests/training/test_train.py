@@ -216,3 +216,24 @@ def test_recomputing_trains_exactly_as_keeping_everything(tmp_path, corpus, kw):
         if k.startswith("param/"):
             assert np.allclose(pa[k], pb[k], rtol=1e-10, atol=1e-13), k
     assert a.valid_loss == pytest.approx(b.valid_loss, rel=1e-10)
+
+
+@pytest.mark.parametrize("kw", [dict(level="word", optimizer="sgd", lr=0.5, clip=0.1),
+                                dict(level="word", optimizer="sgd", lr=0.5, clip=0.1, clip_mode="param"),
+                                dict(optimizer="sgd", lr=0.5, dropout_embedding=0.2, clip=0.1),
+                                dict(level="word", tie=True, embedding=12, optimizer="sgd", lr=0.5)])
+def test_passing_over_the_embeddings_nonzero_rows_trains_as_the_whole_gradient(tmp_path, corpus, monkeypatch, kw):
+    """train.nonzero_rows hands clipping and the optimiser the window's tokens, the rows outside which dE
+    is zero (None when E is tied to the readout): the same run, to round-off, as without them."""
+    seen = []
+    real = train.nonzero_rows
+    monkeypatch.setattr(train, "nonzero_rows", lambda *a: seen.append(real(*a)) or seen[-1])
+    a = train.train(small(corpus, steps=8, **kw), tmp_path / "a")
+    assert all((r is None) == bool(kw.get("tie")) for r in seen) and len(seen) == 8
+    monkeypatch.setattr(train, "nonzero_rows", lambda *a: None)
+    b = train.train(small(corpus, steps=8, **kw), tmp_path / "b")
+    pa, pb = arrays(tmp_path / "a")[0], arrays(tmp_path / "b")[0]
+    for k in pa:
+        if k.startswith("param/"):
+            assert np.allclose(pa[k], pb[k], rtol=1e-12, atol=1e-14), k
+    assert a.valid_loss == pytest.approx(b.valid_loss, rel=1e-12)

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from ..model import engine
-from ..training import building, clipping
+from ..training import building, clipping, train
 
 FRAMEWORKS = ("bptt", "torch", "jax")
 LABELS = {"bptt": "bptt", "torch": "PyTorch", "jax": "JAX"}
@@ -53,9 +53,10 @@ class Ours:
 
     def step(self, batch):
         r = engine.loss_and_grads(self.net.params, self.net.arch, **batch, dropout=self.cfg.dropout, rng=self.rng)
+        nonzero = train.embedding_rows(self.net.arch, batch["x"], r.grads)      # as bptt train steps
         if self.cfg.clip:
-            clipping.clip_global_norm(r.grads, self.cfg.clip)
-        self.opt.step(self.net.params, r.grads, self.state, self.cfg.lr)
+            clipping.clip_global_norm(r.grads, self.cfg.clip, rows=nonzero)
+        self.opt.step(self.net.params, r.grads, self.state, self.cfg.lr, rows=nonzero)
 
     def valid_loss(self, task, weights=None):
         return task.evaluate(self.net.params, self.net.arch)["loss"]

@@ -12,6 +12,11 @@ Here each pass runs once, in place, its chunks shared by the cores (rows.run):
     axpy(p, a, d)    p <- p + a d, a d rounded first        (the same float as NumPy's p -= lr * d)
 
 Arrays below CHUNK values, or not contiguous, take NumPy's path (the same numbers).
+
+A word-level gradient of the embedding is zero outside the rows of the window's tokens (1,120 of
+25,303 in a window of 35 x 32): given those rows (`nonzero`, sorted int64, of the first axis), each
+pass reads and writes them alone, on one core; rows outside hold zeros, which add nothing to the
+sum, stay zero when scaled, and leave p as it is.
 """
 
 import math
@@ -76,6 +81,38 @@ def scale_blocks(args, blocks):
         scale_chunks(*args, blocks[i, 0], blocks[i, 1])
 
 
+@njit(**JIT, fastmath={"reassoc", "contract"})
+def squares_of_rows(x, rows):
+    """sum of x[r]^2 over the rows r, in float64, each row vectorised, the rows in order."""
+    s = 0.0
+    for r in rows:
+        s += sum_of_squares(x[r])
+    return s
+
+
+@njit(**JIT)
+def scale_rows(x, rows, a):
+    """x[r] *= a for each row r."""
+    for r in rows:
+        row = x[r]
+        for j in range(row.size):
+            row[j] *= a
+
+
+@njit(**JIT)
+def axpy_rows(p, a, d, rows):
+    """p[r] += a d[r] for each row r, the product rounded first (as axpy_chunks)."""
+    for r in rows:
+        p_r, d_r = p[r], d[r]
+        for j in range(p_r.size):
+            p_r[j] += a * d_r[j]
+
+
+def _rows_view(x):
+    """x as (rows, values per row), C-contiguous, for the row passes."""
+    return np.ascontiguousarray(x).reshape(x.shape[0], -1)
+
+
 def chunk_ranges(size):
     """The chunks of an array of `size` values, split into one range per core."""
     n = math.ceil(size / CHUNK)
@@ -88,10 +125,13 @@ def _flat(x):
     return x.reshape(-1) if x.flags.c_contiguous else None
 
 
-def squares(x):
-    """sum_i x_i^2 of an array, accumulated in float64 (an overflowing sum is inf); a Python float."""
+def squares(x, nonzero=None):
+    """sum_i x_i^2 of an array, accumulated in float64 (an overflowing sum is inf); a Python float.
+    nonzero: x is zero outside these rows of its first axis (module docstring)."""
     if x.size == 0:
         return 0.0
+    if nonzero is not None:
+        return float(squares_of_rows(_rows_view(x), nonzero))
     flat = _flat(x)
     if flat is None:
         flat = np.ascontiguousarray(x).reshape(-1)
@@ -100,8 +140,11 @@ def squares(x):
     return float(out.sum())
 
 
-def scale(x, a):
-    """x <- a x in place, a a Python float (x keeps its dtype)."""
+def scale(x, a, nonzero=None):
+    """x <- a x in place, a a Python float > 0 (x keeps its dtype). nonzero: as squares."""
+    if nonzero is not None and x.flags.c_contiguous:
+        scale_rows(x.reshape(x.shape[0], -1), nonzero, x.dtype.type(a))
+        return
     flat = _flat(x)
     if flat is None or x.size < CHUNK:
         x *= a
@@ -109,8 +152,12 @@ def scale(x, a):
     rows.run(scale_chunks, (flat, x.dtype.type(a)), chunk_ranges(x.size), scale_blocks)
 
 
-def axpy(p, a, d):
-    """p <- p + a d in place, as NumPy's p += a * d (a a Python float, d like p), without a temporary."""
+def axpy(p, a, d, nonzero=None):
+    """p <- p + a d in place, as NumPy's p += a * d (a a Python float, d like p), without a temporary.
+    nonzero: d is zero outside these rows of its first axis, and only they change (a <= 0: p + a 0 = p)."""
+    if nonzero is not None and p.flags.c_contiguous and d.dtype == p.dtype and d.shape == p.shape and a <= 0:
+        axpy_rows(p.reshape(p.shape[0], -1), p.dtype.type(a), _rows_view(d), nonzero)
+        return
     flat_p, flat_d = _flat(p), _flat(d)
     if flat_p is None or flat_d is None or p.size < CHUNK or d.dtype != p.dtype or d.shape != p.shape:
         p += a * d

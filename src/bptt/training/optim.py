@@ -12,6 +12,11 @@ arrays, so it can be saved as is (safetensors, np.savez) and a run resumed bit f
 State keys are "<slot>/<parameter name>" plus "step", the number of steps taken (t after the
 step). The learning rate is an argument of step, not a hyperparameter: the schedule owns it.
 
+rows ({name: sorted row indices}, optional, clipping's): the caller's word that grads[name] is zero
+outside those rows; SGD without momentum or weight decay and NT-ASGD without weight decay then
+update those rows alone (the others would not move). The other optimisers move every row (their
+moments decay) and do not read it.
+
 Notation of the docstrings: ∇ is the gradient handed in (read, never modified), λ weight decay,
 g_t the gradient the update uses, p_t the parameter after step t = 1, 2, ... Every array keeps
 the parameter's dtype: hyperparameters and lr are held as Python floats, so float32 stays float32.
@@ -125,9 +130,10 @@ class SGD:
     def init(self, params):
         return _init(params, self._fills())
 
-    def step(self, params, grads, state, lr):
+    def step(self, params, grads, state, lr, rows=None):
         lr, _ = _begin(params, grads, state, lr, self._fills())
         mu = self.momentum
+        rows = checks.nonzero_rows(rows, grads) if mu == 0.0 and self.weight_decay == 0.0 else {}
         for k, p in params.items():
             g = _with_weight_decay(grads[k], p, self.weight_decay)
             d = g
@@ -139,7 +145,7 @@ class SGD:
                 if self.nesterov:
                     d = np.multiply(b, mu)
                     d += g                                   # d_t = g_t + μ b_t
-            arrays.axpy(p, -lr, d)                           # p_t = p_{t-1} - lr d_t, in place
+            arrays.axpy(p, -lr, d, rows.get(k))              # p_t = p_{t-1} - lr d_t, in place
 
 
 @dataclass(frozen=True)
@@ -165,7 +171,7 @@ class Adagrad:
     def init(self, params):
         return _init(params, self._fills())
 
-    def step(self, params, grads, state, lr):
+    def step(self, params, grads, state, lr, rows=None):
         lr, _ = _begin(params, grads, state, lr, self._fills())
         for k, p in params.items():
             g = _with_weight_decay(grads[k], p, self.weight_decay)
@@ -207,7 +213,7 @@ class RMSprop:
     def init(self, params):
         return _init(params, self._fills())
 
-    def step(self, params, grads, state, lr):
+    def step(self, params, grads, state, lr, rows=None):
         lr, _ = _begin(params, grads, state, lr, self._fills())
         alpha, mu = self.alpha, self.momentum
         for k, p in params.items():
@@ -289,7 +295,7 @@ class Adam:
     def init(self, params):
         return _init(params, {"exp_avg": 0.0, "exp_avg_sq": 0.0})
 
-    def step(self, params, grads, state, lr):
+    def step(self, params, grads, state, lr, rows=None):
         _adam_step(params, grads, state, lr, self.betas, self.eps, self.weight_decay, self.decoupled)
 
 
@@ -344,12 +350,14 @@ class NTASGD:
         state = _init(params, {"ax": 0.0})
         return state | {"average_from": np.full(1, -1, np.int64), "valid_losses": np.zeros(0, np.float64)}
 
-    def step(self, params, grads, state, lr):
+    def step(self, params, grads, state, lr, rows=None):
         T = _averaging(state)
         slots = {k: v for k, v in state.items() if k not in ("average_from", "valid_losses")}
         lr, k = _begin(params, grads, slots, lr, ("ax",))
+        rows = checks.nonzero_rows(rows, grads) if self.weight_decay == 0.0 else {}
         for name, p in params.items():
-            arrays.axpy(p, -lr, _with_weight_decay(grads[name], p, self.weight_decay))   # p_k = p_{k-1} - lr g_k
+            g = _with_weight_decay(grads[name], p, self.weight_decay)
+            arrays.axpy(p, -lr, g, rows.get(name))                # p_k = p_{k-1} - lr g_k
             if T >= 0:
                 ax = state[f"ax/{name}"]
                 ax += (p - ax) * (1.0 / (k - T + 1))            # ax_k = ax_{k-1} + (p_k - ax_{k-1}) μ_k

@@ -149,7 +149,8 @@ def step(t, stop):
     if flow:                                              # before clipping changes the gradients
         log(t, {"step": p.step + 1, "flow": flows,
                 "grad_norms": {k: float(np.linalg.norm(g)) for k, g in grads.items()}})
-    norm, clipped = clipping.clip(grads, cfg.clip, cfg.clip_mode)                 # 6. clipping
+    nonzero = nonzero_rows(t, batch, grads)
+    norm, clipped = clipping.clip(grads, cfg.clip, cfg.clip_mode, nonzero)        # 6. clipping
     if not (math.isfinite(loss) and math.isfinite(norm)):
         raise t.ranks.everywhere(Diverged(divergence_advice(t, loss, norm)))
     if t.task.carries_state:                                                      # 7. carried state
@@ -163,7 +164,7 @@ def step(t, stop):
     if following == t.task.epoch_steps(p.epoch):
         following = 0
         p.epoch += 1
-    t.opt.step(trainable(cfg, t.net.params), grads, t.opt_state, lr)
+    t.opt.step(trainable(cfg, t.net.params), grads, t.opt_state, lr, rows=nonzero)
     p.step += 1
     p.window = following
     p.tokens += tokens
@@ -171,6 +172,20 @@ def step(t, stop):
     record = {"step": p.step, "epoch": p.epoch, "loss": loss, "lr": lr, "grad_norm": norm, "clipped": clipped,
               "clipped_fraction": p.clipped / p.step, "tokens_per_s": tokens / (time.perf_counter() - tick), **extra}
     return record, Stop(*heard)
+
+
+def nonzero_rows(t, batch, grads):
+    """embedding_rows of this step, for clipping and the optimiser to pass over those rows alone; None
+    with several processes (the ranks' summed dE is nonzero on the union of their tokens)."""
+    return None if t.ranks.size > 1 else embedding_rows(t.net.arch, batch["x"], grads)
+
+
+def embedding_rows(arch, x, grads):
+    """{"E": the distinct tokens of x} when the embedding's gradient is zero outside those rows (token
+    inputs, an E of its own, not tied to the readout), else None."""
+    if "E" not in grads or arch.tie_weights or x.dtype.kind not in "iu":
+        return None
+    return {"E": np.unique(x)}
 
 
 def gradients(t, batch, flow):
