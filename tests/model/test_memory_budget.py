@@ -167,11 +167,13 @@ def test_a_budget_in_bytes_becomes_slots():
     slot = int(checkpointing.slot_bytes(net.arch, case.B, np.float64) * checkpointing.MARGIN)
     fixed = checkpointing.fixed_bytes(net.arch, case.T, np.float64)
     assert fixed > 2 * sum(p.nbytes for p in net.params.values())           # the gradients, and the tables
-    assert checkpointing.slots_for(net.arch, case.B, np.float64, fixed + 7 * slot + 3, case.T) == 7
-    assert checkpointing.slots_for(net.arch, case.B, np.float64, f"{(fixed + 7 * slot) / 1000}kB", case.T) == 7
-    assert checkpointing.slots_for(net.arch, case.B, np.float64, fixed + 7 * slot - 1, case.T) == 6
+    seven = checkpointing.least_budget(fixed + 7 * slot)      # 1/SLACK of it left to the allocator
+    assert checkpointing.slots_for(net.arch, case.B, np.float64, seven + 3, case.T) == 7
+    assert checkpointing.slots_for(net.arch, case.B, np.float64, f"{seven / 1000}kB", case.T) == 7
+    assert checkpointing.slots_for(net.arch, case.B, np.float64, seven - 1, case.T) == 6
     full = engine.loss_and_grads(net.params, net.arch, **kw)
-    check_equal(engine.loss_and_grads(net.params, net.arch, **kw, memory_budget=fixed + 3 * slot), full)
+    three = checkpointing.least_budget(fixed + 3 * slot)
+    check_equal(engine.loss_and_grads(net.params, net.arch, **kw, memory_budget=three), full)
     check_equal(engine.loss_and_grads(net.params, net.arch, **kw, memory_budget="1GB"), full)   # the whole window
 
 
@@ -205,3 +207,14 @@ def test_bidirectional_is_refused():
     with pytest.raises(ValueError, match="memory_slots: recomputes the window in segments from its start, which a "
                                          "bidirectional"):
         engine.loss_and_grads(net.params, net.arch, **gradcheck.problem(case), memory_slots=2)
+
+
+def test_the_minimum_a_refusal_gives_is_the_least_budget_that_holds_a_step():
+    case = gradcheck.Case("lstm", T=6)
+    net = gradcheck.network(case)
+    with pytest.raises(ValueError, match="the minimum is") as refused:
+        checkpointing.slots_for(net.arch, case.B, np.float64, 100, case.T)
+    minimum = int(str(refused.value).split("the minimum is ")[1].split()[0])
+    assert checkpointing.slots_for(net.arch, case.B, np.float64, minimum, case.T) == 1
+    with pytest.raises(ValueError, match="holds no step"):
+        checkpointing.slots_for(net.arch, case.B, np.float64, minimum - 1, case.T)

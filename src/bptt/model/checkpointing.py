@@ -93,21 +93,39 @@ MARGIN = 1.1        # a slot's share of the allocator's slack and the backward's
 
 def fixed_bytes(arch, T, dtype):
     """What the step needs beyond its slots, whatever the policy: the parameters' gradients (twice: a
-    segment's and their running sum) and the policy's tables (C and Y, T x m entries each, m < T)."""
+    segment's and their running sum), the weights packed for the fast engine's products (each weight
+    matrix in the forward's layout and the backward's: twice the parameters, counted whole) and the
+    policy's tables (C and Y, T x m entries each, m < T)."""
     params = sum(int(np.prod(shape)) for shape in arch.param_shapes().values())
-    return 2 * params * np.dtype(dtype).itemsize + 12 * T * T // 8
+    return 4 * params * np.dtype(dtype).itemsize + 12 * T * T // 8
+
+
+SLACK = 10          # 1/SLACK of the budget is left to the allocator: freed arrays it keeps (glibc's arenas, one per
+                    # thread) make a step's measured peak vary by about 6% from run to run (T = 1000, LSTM H256)
+
+
+def least_budget(need):
+    """The least budget whose part past the allocator's 1/SLACK is at least need bytes."""
+    size = -(-need * SLACK // (SLACK - 1))
+    while size - 1 - (size - 1) // SLACK >= need:
+        size -= 1
+    while size - size // SLACK < need:
+        size += 1
+    return size
 
 
 def slots_for(arch, batch_size, dtype, budget, T=1):
-    """m: how many slots a budget (parse_budget's forms) holds once fixed_bytes(T) are set aside, each
-    slot counted MARGIN times; a ValueError with the minimum if none."""
+    """m: how many slots the budget (parse_budget's forms) less its 1/SLACK holds once fixed_bytes(T) are
+    set aside, each slot counted MARGIN times; a ValueError with the minimum if none."""
     size, per_slot = parse_budget(budget), int(slot_bytes(arch, batch_size, dtype) * MARGIN)
-    fixed = fixed_bytes(arch, T, dtype)
-    if size < fixed + per_slot:
-        raise ValueError(f"memory_budget: {budget!r} ({size} bytes) holds no step; the minimum is {fixed + per_slot} "
+    fixed, usable = fixed_bytes(arch, T, dtype), size - size // SLACK
+    if usable < fixed + per_slot:
+        minimum = least_budget(fixed + per_slot)
+        raise ValueError(f"memory_budget: {budget!r} ({size} bytes) holds no step; the minimum is {minimum} "
                          f"bytes (one step's caches plus the state before it, for batch {batch_size} of "
-                         f"{np.dtype(dtype).name}, and the gradients and the policy's tables); give at least that")
-    return (size - fixed) // per_slot
+                         f"{np.dtype(dtype).name}, the gradients, the policy's tables and the allocator's "
+                         f"1/{SLACK}); give at least that")
+    return (usable - fixed) // per_slot
 
 
 def tables(T, m):

@@ -49,6 +49,14 @@ Shapes: B rows, S a layer's state size (H, or 2H for the LSTM), G = gates x H, D
 P_k layer k's columns; M^k (B, S, P_k); s̃^k, ν^k (B, S); θ̃, g (B, P); ids (B,) the step's token ids.
 Cost per step and layer: RTRL O(B S^2 P) time and O(B S P) memory; UORO O(B (S G + S D + P)).
 Both run the reference cells one step at a time, in NumPy, in the parameters' dtype.
+
+Online (lab/online.py): run_carried starts a window from the carried value another window ended with
+(RTRL's M^k, UORO's (s̃, θ̃)) instead of (R0), and returns the one it ends with, so that the influence
+runs on across windows from the stream's start: θ's columns keep their Layout (it depends on arch
+alone), s_0's columns are then the stream's first state's, and with the parameters held the windows'
+gradients are those of full BPTT over the stream. After a parameter update the carried influence is
+the one computed under the old parameters, no longer ds_t/dθ at the new θ: the standard online
+approximation (Williams & Zipser 1989; Tallec & Ollivier 2017), whose error shrinks with the step size.
 """
 
 import functools
@@ -219,10 +227,17 @@ def run(params, layers, V, arch, x, state, y, target, loss, how):
     layer's {"W", "U", "b", "b_U"}; x (T, B) ids or (T, B, D) features, state: the initial state's
     parts (L, B, size) and y as engine.prepare_loss gives them. Returns (the loss, the layers' and E's
     gradients, the readout's {"V", "c"}, the final state's parts (L, B, size), dL/ds_0's parts or None)."""
+    return run_carried(params, layers, V, arch, x, state, y, target, loss, how)[:5]
+
+
+def run_carried(params, layers, V, arch, x, state, y, target, loss, how, carried=None):
+    """run from carried, what how.step carried to the end of the window before (None: how.start, (R0)),
+    state that window's final state: run's five results and the carried value after the last step.
+    dL/ds_0 is then the stream's first state's (s_0's columns were set at its start)."""
     T, B = x.shape[:2]
     lay = layout(arch)
     states = [tuple(s[k] for s in state) for k in range(arch.num_layers)]
-    carried = how.start(lay, arch, B, V.dtype)
+    carried = how.start(lay, arch, B, V.dtype) if carried is None else carried
     c = params["c"]
     w = np.full(B, 1 / (T * B if target == "every" else B), V.dtype)       # each position's weight in the mean
     ys = y.reshape((T if target == "every" else 1, B) + y.shape[1:])
@@ -239,7 +254,8 @@ def run(params, layers, V, arch, x, state, y, target, loss, how):
             dc += dz.sum(axis=0)                                            # (R3)
             g += how.credit(carried, dz @ V)                                # (R2), (U5): δ_t = dz_t V
     final = tuple(np.stack(part) for part in zip(*states))
-    return value, gradients(arch, lay, g), {"V": dV, "c": dc}, final, initial_state_gradient(arch, lay, g, how)
+    return (value, gradients(arch, lay, g), {"V": dV, "c": dc}, final, initial_state_gradient(arch, lay, g, how),
+            carried)
 
 
 def gradients(arch, lay, g):
