@@ -116,8 +116,7 @@ def _rows_view(x):
 def chunk_ranges(size):
     """The chunks of an array of `size` values, split into one range per core."""
     n = math.ceil(size / CHUNK)
-    edges = np.linspace(0, n, min(n, rows.threads_available()) + 1).round().astype(int)
-    return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+    return rows.split(n, min(n, rows.threads_available())) if n else []
 
 
 def _flat(x):

@@ -116,17 +116,12 @@ def pack(B, trans):
     if B.nbytes < PARALLEL_BYTES:
         return pack_panels(B, trans)
     K, N = (B.shape[1], B.shape[0]) if trans else B.shape
-    Bp = new_panels(K, N, B)
+    Bp = _panels.py_func(K, N, B)       # NumPy's zeros: fresh pages, faulted in by the cores that fill them
     P = Bp.shape[0]
     n = min(rows.threads_available(), P)
     edges = [P * i // n for i in range(n + 1)]
     rows.run(pack_range, (B, trans, Bp), list(zip(edges[:-1], edges[1:])), pack_blocks)
     return Bp
-
-
-@njit(**JIT)
-def new_panels(K, N, like):
-    return _panels(K, N, like)
 
 
 @njit(**JIT)
