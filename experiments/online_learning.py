@@ -28,15 +28,25 @@ BINS = 150          # points per curve: the chunks' losses averaged over bins of
 
 def delayed_echo(T, B, n, lag, rng):
     """xs (T, B) uniform over n symbols, ys (T, B) = xs shifted by lag (random for the first lag steps)."""
-    xs = rng.integers(0, n, (T + lag, B))
+    xs = rng.integers(0, n, (T + lag, B), dtype=np.int8)
     return xs[lag:], xs[:T]
 
 
 def runs(args):
     """The configurations compared: (label, gradient, k, seed)."""
     out = [(f"TBPTT(k={k})", "tbptt", k, None) for k in args.tbptt]
-    out += [(f"UORO(k={args.uoro_k}, seed {s})", "uoro", args.uoro_k, s) for s in range(args.uoro_seeds)]
+    out += [(f"UORO(k={args.uoro_k}, seed {s}{uoro_lr(args)})", "uoro", args.uoro_k, s) for s in range(args.uoro_seeds)]
     return out + [(f"RTRL(k={args.rtrl_k})", "rtrl", args.rtrl_k, None)]
+
+
+def uoro_lr(args):
+    """', lr=...' in UORO's label where it has its own learning rate, else ''."""
+    return "" if args.uoro_lr is None else f", lr={args.uoro_lr:g}"
+
+
+def learning_rate(args, gradient):
+    """--lr, or --uoro-lr for UORO when given."""
+    return args.uoro_lr if gradient == "uoro" and args.uoro_lr is not None else args.lr
 
 
 def one_run(args, gradient, k, seed, budget):
@@ -44,7 +54,7 @@ def one_run(args, gradient, k, seed, budget):
     chunks' (end step, seconds, loss) and the seconds per step."""
     net = bptt.Network(args.cell, args.n, args.hidden, args.n, engine=args.engine, seed=0)
     rate = probe(args, net, gradient, k, seed)
-    T = int(budget / rate * 1.5) + 10 * k
+    T = int(budget / rate * 2) + 10 * k
     xs, ys = delayed_echo(T, args.batch, args.n, args.lag, np.random.default_rng(1))
     rows, t0 = [], time.perf_counter()
 
@@ -52,8 +62,8 @@ def one_run(args, gradient, k, seed, budget):
         rows.append((chunk.stop, time.perf_counter() - t0, chunk.loss))
         return rows[-1][1] >= budget
 
-    online.train_online(net, xs, ys, gradient, k, optim.make("adam"), args.lr, clip=args.clip, seed=seed,
-                        on_chunk=record)
+    online.train_online(net, xs, ys, gradient, k, optim.make("adam"), learning_rate(args, gradient), clip=args.clip,
+                        seed=seed, on_chunk=record)
     steps, seconds, losses = map(np.array, zip(*rows, strict=True))
     return steps, seconds, losses, seconds[-1] / steps[-1]
 
@@ -67,7 +77,8 @@ def probe(args, net, gradient, k, seed, seconds=2.0):
         seen.append(chunk.stop)
         return time.perf_counter() - t0 >= seconds
 
-    online.train_online(net, xs, ys, gradient, k, "adam", args.lr, clip=args.clip, seed=seed, on_chunk=record)
+    online.train_online(net, xs, ys, gradient, k, "adam", learning_rate(args, gradient), clip=args.clip, seed=seed,
+                        on_chunk=record)
     return (time.perf_counter() - t0) / seen[-1]
 
 
@@ -109,6 +120,11 @@ def experiment(args):
     return {"setting": setting | {"chance": math.log(args.n)}, "runs": results}
 
 
+def uoro_title(setting):
+    """' (UORO: lr=...)' for the title where UORO had its own learning rate, else ''."""
+    return "" if setting.get("uoro_lr") is None else f" (UORO: lr={setting['uoro_lr']:g})"
+
+
 def plot(data, path):
     """Loss against seconds (left) and against steps (right), chance as a dashed line."""
     import matplotlib
@@ -128,7 +144,7 @@ def plot(data, path):
     axes[1].set_xscale("log")
     axes[0].legend(fontsize=8)
     fig.suptitle(f"Delayed echo, n={s['n']}, lag={s['lag']}: {s['cell']} H={s['hidden']}, B={s['batch']}, "
-                 f"Adam lr={s['lr']}, {s['budget']:g} s each")
+                 f"Adam lr={s['lr']}{uoro_title(s)}, {s['budget']:g} s each")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -149,6 +165,7 @@ def main():
     p.add_argument("--tbptt", type=int, nargs="*", default=[2, 4, 16], help="TBPTT's k values")
     p.add_argument("--uoro-k", type=int, default=1)
     p.add_argument("--uoro-seeds", type=int, default=2)
+    p.add_argument("--uoro-lr", type=float, default=None, help="UORO's own learning rate (default: --lr)")
     p.add_argument("--rtrl-k", type=int, default=1)
     args = p.parse_args()
     out = Path(args.out)
