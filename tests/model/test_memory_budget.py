@@ -164,9 +164,10 @@ def test_a_budget_in_bytes_becomes_slots():
     case = gradcheck.Case("lstm", 2, "embedding", T=30)
     net = gradcheck.network(case)
     kw = gradcheck.problem(case)
-    slot = int(checkpointing.slot_bytes(net.arch, case.B, np.float64) * checkpointing.MARGIN)
-    fixed = checkpointing.fixed_bytes(net.arch, case.T, np.float64)
-    assert fixed > 2 * sum(p.nbytes for p in net.params.values())           # the gradients, and the tables
+    slot = checkpointing.slot_cost(net.arch, case.B, np.float64, case.T)
+    assert slot == int(checkpointing.slot_bytes(net.arch, case.B, np.float64) * checkpointing.MARGIN) + 12 * 31
+    fixed = checkpointing.fixed_bytes(net.arch, np.float64)
+    assert fixed == 6 * sum(p.nbytes for p in net.params.values())          # the gradients, the packed weights, ...
     seven = checkpointing.least_budget(fixed + 7 * slot)      # 1/SLACK of it left to the allocator
     assert checkpointing.slots_for(net.arch, case.B, np.float64, seven + 3, case.T) == 7
     assert checkpointing.slots_for(net.arch, case.B, np.float64, f"{seven / 1000}kB", case.T) == 7

@@ -91,13 +91,22 @@ def slot_bytes(arch, batch_size, dtype):
 MARGIN = 1.1        # a slot's share of the allocator's slack and the backward's short-lived temporaries
 
 
-def fixed_bytes(arch, T, dtype):
+def fixed_bytes(arch, dtype):
     """What the step needs beyond its slots, whatever the policy: the parameters' gradients (twice: a
     segment's and their running sum), the weights packed for the fast engine's products (each weight
-    matrix in the forward's layout and the backward's: twice the parameters, counted whole) and the
-    policy's tables (C and Y, T x m entries each, m < T)."""
+    matrix in the forward's layout and the backward's: twice the parameters, counted whole), and twice
+    the parameters again for the rest (the readout's and the segments' working arrays: measured, at
+    T = 1000 and m = 20, about 3 MB above the slots and the four copies, LSTM H256)."""
     params = sum(int(np.prod(shape)) for shape in arch.param_shapes().values())
-    return 4 * params * np.dtype(dtype).itemsize + 12 * T * T // 8
+    return 6 * params * np.dtype(dtype).itemsize
+
+
+TABLE_BYTES = 12    # an entry of the policy's tables (C int64, Y uint16, rounded up): T + 1 of them a slot
+
+
+def slot_cost(arch, batch_size, dtype, T):
+    """What a slot takes of a budget: slot_bytes counted MARGIN times, and its column of the tables."""
+    return int(slot_bytes(arch, batch_size, dtype) * MARGIN) + TABLE_BYTES * (T + 1)
 
 
 SLACK = 10          # 1/SLACK of the budget is left to the allocator: freed arrays it keeps (glibc's arenas, one per
@@ -115,10 +124,10 @@ def least_budget(need):
 
 
 def slots_for(arch, batch_size, dtype, budget, T=1):
-    """m: how many slots the budget (parse_budget's forms) less its 1/SLACK holds once fixed_bytes(T) are
-    set aside, each slot counted MARGIN times; a ValueError with the minimum if none."""
-    size, per_slot = parse_budget(budget), int(slot_bytes(arch, batch_size, dtype) * MARGIN)
-    fixed, usable = fixed_bytes(arch, T, dtype), size - size // SLACK
+    """m: how many slots (slot_cost) the budget (parse_budget's forms) less its 1/SLACK holds once
+    fixed_bytes are set aside; a ValueError with the minimum if none."""
+    size, per_slot = parse_budget(budget), slot_cost(arch, batch_size, dtype, T)
+    fixed, usable = fixed_bytes(arch, dtype), size - size // SLACK
     if usable < fixed + per_slot:
         minimum = least_budget(fixed + per_slot)
         raise ValueError(f"memory_budget: {budget!r} ({size} bytes) holds no step; the minimum is {minimum} "
