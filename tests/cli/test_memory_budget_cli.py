@@ -24,10 +24,10 @@ def test_trains_and_resumes_as_without_it(tmp_path, text, monkeypatch):
     policy = engine.recompute_by_policy
     monkeypatch.setattr(engine, "recompute_by_policy", lambda *a: (slots.append(a[-1]), policy(*a))[1])
     assert main(["train", str(tmp_path / "plain"), "--data", text, *ARGS]) == 0
-    assert main(["train", str(tmp_path / "budget"), "--data", text, *ARGS, "--memory-budget", "35000"]) == 0
+    assert main(["train", str(tmp_path / "budget"), "--data", text, *ARGS, "--memory-budget", "90000"]) == 0
     assert slots and all(1 <= m < 6 for m in slots)                    # the policy ran, with a few slots
     assert main(["train", str(tmp_path / "split"), "--data", text, *ARGS[:-4], "--steps", "3", "--dropout", "0.2",
-                 "--memory-budget", "35000"]) == 0
+                 "--memory-budget", "90000"]) == 0
     assert main(["train", str(tmp_path / "split"), "--resume", "--steps", "6"]) == 0
     plain, budget, split = (params(tmp_path / name) for name in ("plain", "budget", "split"))
     assert plain.keys() == budget.keys() == split.keys()
