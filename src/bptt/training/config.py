@@ -20,6 +20,21 @@ TASKS = ("lm", "classify", *PROBLEMS)
 CELLS = tuple(REFERENCE_CELLS)
 NONLINEARITIES = ("tanh", "relu", "sigmoid")
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw", "nt-asgd")
+GRADIENTS = ("bptt", "rtrl", "uoro")
+# What --gradient rtrl | uoro cannot run, away from its default: what each is (model/rtrl.py refuses the
+# same in the engine; the trainer cannot carry the influence through a reset or a k2 > k1 overlap either)
+FORWARD_MODE_REFUSES = {
+    "dropout": "dropout", "weight_drop": "AWD-LSTM's regularisers", "dropout_input": "AWD-LSTM's regularisers",
+    "dropout_hidden": "AWD-LSTM's regularisers", "dropout_output": "AWD-LSTM's regularisers",
+    "dropout_embedding": "AWD-LSTM's regularisers", "alpha": "AWD-LSTM's regularisers (AR)",
+    "beta": "AWD-LSTM's regularisers (TAR)", "recompute_every": "recomputation (BPTT's memory saving)",
+    "memory_budget": "recomputation (BPTT's memory saving)", "flow_every": "dL/dh_t records (BPTT's backward pass)",
+    "bidirectional": "bidirectional layers", "adaptive_softmax": "the adaptive softmax",
+    "tie": "a readout tied to the embedding", "proj_size": "LSTM projections",
+    "learn_init_state": "a learned initial state", "clip_dh": "clipping dL/dh_t (BPTT's backward pass)",
+    "variable_window": "variable-length windows", "separator": "state resets at document starts",
+    "backprop": "TBPTT(k1, k2) with k2 > k1 (overlapping windows)",
+}
 
 # What may change when a run is resumed: its budget, and the learning rate and clipping threshold
 # (to continue a diverged run more gently). Everything else is fixed by the checkpoint.
@@ -131,6 +146,11 @@ class TrainConfig:
                                    "step's length is drawn, int(N(k, 5)) and at least 5 with k = --window (k/2 one "
                                    "time in 20), the windows tile the streams and that step's lr is scaled by "
                                    "length / --window", applies=LM, where="--task lm")
+    gradient: str = option("bptt", "how each window's gradient is computed: bptt (backwards over the window), or "
+                           "forward in time with the influence ds_t/dtheta carried across windows, never reset while "
+                           "the state is carried: rtrl (exact, O(B S^2 P) per step) or uoro (its unbiased rank-one "
+                           "estimate); an update every --window steps (docs/training.md)", GRADIENTS, applies=LM,
+                           where="--task lm")
     recompute_every: int | None = option(None, "keep the caches of this many steps at a time and recompute the "
                                          "others in the backward pass: O(sqrt(T)) memory for about a third more "
                                          "time")
@@ -210,6 +230,7 @@ class TrainConfig:
             if not test(getattr(self, deciding)):
                 raise ValueError(f"{f.name}: applies to {f.metadata['where']} only; got {getattr(self, f.name)!r} "
                                  f"with {deciding}={getattr(self, deciding)!r}")
+        self.check_gradient()
         if self.task in PROBLEMS:
             problems.check_length(self.task, self.length)
         if self.task == "classify" and self.data is None:
@@ -265,6 +286,21 @@ class TrainConfig:
             given = "--bidirectional reads" if self.bidirectional else "--alpha and --beta (AR, TAR) read"
             raise ValueError(f"memory_budget: recomputes the window in segments from its start; {given} the "
                              f"whole window at once; leave --memory-budget out")
+
+    def check_gradient(self):
+        """--gradient rtrl | uoro: a ValueError naming the first setting it cannot run (FORWARD_MODE_REFUSES, a
+        cell other than rnn, gru or lstm); --task lm is checked by applies, several MPI ranks by the trainer."""
+        if self.gradient == "bptt":
+            return
+        how = f"{self.gradient!r} computes the gradient forward in time and does not support"
+        if self.cell not in ("rnn", "gru", "lstm"):
+            raise ValueError(f"gradient: {how} --cell {self.cell}; it runs rnn, gru and lstm (or use --gradient bptt)")
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name, what in FORWARD_MODE_REFUSES.items():
+            value = getattr(self, name)
+            if value != defaults[name] and not (name == "backprop" and value == self.window):
+                given = "--" + name.replace("_", "-") + ("" if value is True else f" {value!r}")
+                raise ValueError(f"gradient: {how} {what}; got {given}: leave it out (or use --gradient bptt)")
 
     def awd(self):
         """The regularisers' keyword arguments of engine.loss_and_grads (those set)."""

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 from ..files import FileError
 from ..model import engine
-from . import building, data, optim, pretrained, problems, rundir, schedules, tasks
+from . import building, data, forward_mode, optim, pretrained, problems, rundir, schedules, tasks
 from .config import RESUMABLE, TrainConfig
 from .ranks import rows_of
 
@@ -43,6 +43,7 @@ class Progress:
     elapsed: float = 0.0
     schedule: dict | None = None     # Plateau state
     rng: dict | None = None          # the dropout RNG's bit_generator.state
+    signs: dict | None = None        # --gradient uoro: its signs' generator's bit_generator.state (forward_mode)
     sources: dict | None = None      # the data files' fingerprints, as in run.json (rundir.Directory.write_marker)
 
 
@@ -69,13 +70,17 @@ class Run(rundir.Directory):
 
     def load(self):
         """(params, optimiser state, carried state or None, Progress) of the checkpoint."""
-        params, opt_state, parts, meta = super().load()
+        return self.load_resumable()[:4]
+
+    def load_resumable(self):
+        """load's four and the carried influence of --gradient rtrl | uoro, as named arrays ({}: none)."""
+        params, opt_state, parts, meta, influence = super().load_with_influence()
         try:
             progress = Progress(**meta)
         except TypeError:
             raise FileError(f"{self.file('checkpoint.safetensors')}: its metadata is not a bptt training state "
                             f"(keys {sorted(meta)})") from None
-        return params, opt_state, engine.public_state(parts) if parts else None, progress
+        return params, opt_state, engine.public_state(parts) if parts else None, progress, influence
 
     def sizes(self, cfg):
         """(input_size, output_size) of the run's network, from its saved files alone."""
@@ -294,6 +299,7 @@ class Opened(NamedTuple):
     total: int | None           # the step budget (total_steps; None: --max-time alone)
     notes: dict                 # for display: the data paths as given, a resume's changes and rebuilt files,
                                 # a new run's E (building.pretrained_embedding)
+    influence: object = None    # --gradient rtrl | uoro: the influence carried into the next window (None: (R0))
 
 
 def open_run(run, cfg, resume, given):
@@ -379,7 +385,7 @@ def open_resumed(run, cfg, changes):
     run.lock()
     run.check_writable()
     run.remove_temporaries()
-    params, opt_state, carried, progress = run.load()
+    params, opt_state, carried, progress, influence = run.load_resumable()
     given = check_sources(run, cfg, progress.sources)
     progress.sources = progress.sources or run.marker()["data"]
     task, rebuilt = resume_task(run, cfg)
@@ -397,7 +403,8 @@ def open_resumed(run, cfg, changes):
     if changes:
         run.write_json("config.json", cfg.to_json())
     return Opened(False, cfg, task, net, opt_state, carried, progress, total,
-                  {"changes": changes, "rebuilt": rebuilt, "given": given})
+                  {"changes": changes, "rebuilt": rebuilt, "given": given},
+                  forward_mode.from_arrays(cfg.gradient, influence))
 
 
 def open_on_ranks(ranks, run, cfg, resume, given):

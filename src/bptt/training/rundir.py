@@ -229,20 +229,27 @@ class Directory:
 
     # --- arrays --------------------------------------------------------------------------------
 
-    def save(self, params, opt_state, carried, progress):
+    def save(self, params, opt_state, carried, progress, influence=None):
+        """The checkpoint, in one atomic write; influence: --gradient rtrl | uoro's carried influence as
+        named arrays (training.forward_mode.to_arrays; None or {}: none)."""
         parts = () if carried is None else carried if isinstance(carried, tuple) else (carried,)
         arrays = prefixed("param", params) | prefixed("optim", opt_state) | prefixed("state", dict(enumerate(parts)))
-        files.save_arrays(self.file("checkpoint.safetensors"), arrays, progress)
+        files.save_arrays(self.file("checkpoint.safetensors"), arrays | prefixed("influence", influence or {}),
+                          progress)
 
     def save_best(self, params, meta):
         files.save_arrays(self.file("best.safetensors"), prefixed("param", params), meta)
 
     def load(self):
         """(params, optimiser state, carried state parts or (), progress dict) of the checkpoint."""
+        return self.load_with_influence()[:4]
+
+    def load_with_influence(self):
+        """load's four, and the carried influence's named arrays ({}: none, as in older checkpoints)."""
         arrays, meta = files.load_arrays(self.file("checkpoint.safetensors"))
         state = group(arrays, "state")
         parts = tuple(state[str(i)] for i in range(len(state)))
-        return group(arrays, "param"), group(arrays, "optim"), parts, meta
+        return group(arrays, "param"), group(arrays, "optim"), parts, meta, group(arrays, "influence")
 
     def load_params(self, which="best"):
         """The weights of best.safetensors (or checkpoint.safetensors), and their metadata."""

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..files import FileError
 from ..model import engine, regularisers
-from . import clipping, optim, schedules
+from . import clipping, forward_mode, optim, schedules
 from .building import make_optimizer, trainable
 from .config import TrainConfig
 from .opening import Progress, Run, abandon, open_on_ranks, open_run
@@ -54,6 +54,9 @@ class Training:
     emit: Callable               # emit(kind, record): on_event on rank 0, nothing on the others
     notes: dict                  # for the start record: the data paths as given, a resume's changes
     saved_at: int = 0            # the step of the last checkpoint
+    influence: object = None     # --gradient rtrl | uoro: the influence carried with `carried` (None: (R0))
+    how: object = None           # --gradient rtrl | uoro: its rtrl.Algorithm (None: BPTT)
+    signs: np.random.Generator | None = None     # --gradient uoro: its random signs' (forward_mode)
 
 
 class Outcome(NamedTuple):
@@ -91,9 +94,13 @@ def train(cfg, out, resume=False, on_step=None, on_event=None, given=None, ranks
         rng = np.random.default_rng(o.cfg.seed + 2)
         if o.progress.rng is not None:
             rng.bit_generator.state = o.progress.rng
+        how, signs = None, None
+        if o.cfg.gradient != "bptt":
+            forward_mode.check(o.cfg, o.net.arch, ranks.size)
+            how, signs = forward_mode.algorithm(o.cfg, o.net.arch, o.progress.signs)
         opened = {name: value for name, value in o._asdict().items() if name != "created"}
         return loop(Training(run=run, opt=make_optimizer(o.cfg), rng=rng, ranks=ranks, on_step=on_step, emit=emit,
-                             saved_at=o.progress.step, **opened))
+                             saved_at=o.progress.step, how=how, signs=signs, **opened))
     except Diverged:
         raise
     except BaseException:
@@ -176,8 +183,9 @@ def step(t, stop):
 
 def nonzero_rows(t, batch, grads):
     """embedding_rows of this step, for clipping and the optimiser to pass over those rows alone; None
-    with several processes (the ranks' summed dE is nonzero on the union of their tokens)."""
-    return None if t.ranks.size > 1 else embedding_rows(t.net.arch, batch["x"], grads)
+    with several processes (the ranks' summed dE is nonzero on the union of their tokens) and with
+    --gradient rtrl | uoro (the carried influence gives credit to the tokens of earlier windows too)."""
+    return None if t.ranks.size > 1 or t.how is not None else embedding_rows(t.net.arch, batch["x"], grads)
 
 
 def embedding_rows(arch, x, grads):
@@ -193,6 +201,8 @@ def gradients(t, batch, flow):
     None when a rank has no rows (a classifier's last batch), its dropout generator moved as on the
     others. flow: keep dL/dh of every step (trace) for the flow record."""
     B = batch["x"].shape[1]
+    if t.how is not None:                                   # --gradient rtrl | uoro: one process (forward_mode.check)
+        return forward_gradients(t, batch), t.ranks.rows(B), 1.0
     rows, alone = t.ranks.rows(B), t.ranks.size == 1
     mine = batch if alone else rows_of_batch(batch, rows)
     r = None
@@ -206,6 +216,14 @@ def gradients(t, batch, flow):
         engine.training_masks(t.net.arch, engine.Batch(batch["x"][:, :0], (), None, None), t.net.dtype,
                               t.cfg.dropout, t.rng, (0, 0, B), regularisers.options(**t.cfg.awd()))
     return r, rows, 1.0 if alone else share_of_targets(batch, mine)
+
+
+def forward_gradients(t, batch):
+    """--gradient rtrl | uoro: the window's engine Result by forward_mode.window from the carried state and
+    influence; the influence starts afresh, (R0), with the state (t.carried None), and moves on in t."""
+    influence = None if t.carried is None else t.influence
+    r, t.influence = forward_mode.window(t.net.params, t.net.arch, batch, t.carried, t.how, influence)
+    return r
 
 
 def divergence_advice(t, loss, norm):
@@ -254,10 +272,13 @@ def log(t, record):
 
 def save(t):
     """checkpoint.safetensors: the parameters, optimiser state, the carried state of all B streams
-    (gathered on rank 0, which writes) and the progress with the dropout generator's state."""
+    (gathered on rank 0, which writes) and the progress with the dropout generator's state; with
+    --gradient rtrl | uoro the carried influence too (and UORO's generator's state), in the same write."""
     t.progress.rng = t.rng.bit_generator.state
+    t.progress.signs = None if t.signs is None else t.signs.bit_generator.state
     state = t.ranks.gather_rows(t.carried)
-    t.ranks.on_root(lambda: t.run.save(t.net.params, t.opt_state, state, t.progress.__dict__))
+    influence = forward_mode.to_arrays(t.cfg.gradient, None if t.carried is None else t.influence)
+    t.ranks.on_root(lambda: t.run.save(t.net.params, t.opt_state, state, t.progress.__dict__, influence))
     t.saved_at = t.progress.step
 
 
