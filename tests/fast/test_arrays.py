@@ -115,3 +115,13 @@ def test_axpy_over_rows_keeps_signed_zeros_and_a_positive_factor_takes_the_whole
         theirs += a * g
         np.testing.assert_array_equal(np.signbit(ours), np.signbit(theirs))
         np.testing.assert_array_equal(ours, theirs)
+
+
+def test_scale_over_rows_with_a_negative_factor_takes_the_whole_array():
+    """+0.0 * a is -0.0 for a < 0: a row pass would leave the other rows' +0.0, so a <= 0 scales them all."""
+    g = np.zeros((4, 3))
+    g[1] = 1.0
+    ours, theirs = g.copy(), g.copy()
+    arrays.scale(ours, -0.5, np.array([1]))
+    theirs *= -0.5
+    np.testing.assert_array_equal(np.signbit(ours), np.signbit(theirs))

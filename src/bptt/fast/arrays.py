@@ -141,7 +141,7 @@ def squares(x, nonzero=None):
 
 def scale(x, a, nonzero=None):
     """x <- a x in place, a a Python float > 0 (x keeps its dtype). nonzero: as squares."""
-    if nonzero is not None and x.flags.c_contiguous:
+    if nonzero is not None and x.flags.c_contiguous and a > 0:          # a 0 stays +0 only for a > 0
         scale_rows(x.reshape(x.shape[0], -1), nonzero, x.dtype.type(a))
         return
     flat = _flat(x)

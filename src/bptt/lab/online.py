@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import checks
 from ..model import engine, rtrl
-from ..training import clipping, optim
+from ..training import clipping, forward_mode, optim
 
 GRADIENTS = ("tbptt", "rtrl", "uoro")
 
@@ -108,12 +108,9 @@ def tbptt_chunk(params, arch, x, y, state, loss):
 
 def forward_chunk(params, arch, x, y, state, loss, how, carried):
     """(L_c, g_c, the state after it, the carried value after it) by RTRL or UORO from carried, what the
-    chunk before ended with (None at the stream's start: (R0)); engine.forward_mode's steps otherwise."""
-    batch, y, _ = engine.prepare_loss(params, arch, x, y, state, "every", loss, None, None, None)
-    layers = [engine.layer(params, k) for k in range(arch.num_layers)]
-    value, grads, readout_grads, final, _, carried = rtrl.run_carried(
-        params, layers, engine.readout_weights(params), arch, batch.x, batch.state, y, "every", loss, how, carried)
-    return value, engine.with_readout(params, grads, readout_grads), engine.public_state(final), carried
+    chunk before ended with (None at the stream's start: (R0)), as the trainer's --gradient windows."""
+    r, carried = forward_mode.window(params, arch, x, y, state, how, carried, loss)
+    return r.loss, r.grads, r.state, carried
 
 
 def update(setting, grads, opt_state):

@@ -88,7 +88,7 @@ def slot_bytes(arch, batch_size, dtype):
     return vectors * batch_size * np.dtype(dtype).itemsize
 
 
-MARGIN = 1.1        # a slot's share of the allocator's slack and the backward's short-lived temporaries
+MARGIN = 1.1        # a slot's share of the backward's short-lived temporaries (the allocator's: SLACK)
 
 
 def fixed_bytes(arch, dtype):

@@ -52,16 +52,15 @@ def check(cfg, arch, ranks):
                          f"--gradient uoro)")
 
 
-def window(params, arch, batch, state, how, influence):
-    """(engine.Result, the influence after it) of one window of a language model (batch: task.batch's dict)
-    from the carried state and influence (None: (R0)); the Result has no dx and no dstate0."""
-    assert batch["reset"] is None and batch["loss_mask"] is None, "refused by TrainConfig.check_gradient"
-    prepared, y, _ = engine.prepare_loss(params, arch, batch["x"], batch["y"], state, "every", "cross_entropy",
-                                         None, None, None)
+def window(params, arch, x, y, state, how, influence, loss="cross_entropy"):
+    """(engine.Result, the influence after it) of one window x (T, B), y of a stream, targets at every
+    step, from the carried state and influence (None: (R0)); the Result has no dx and no dstate0. The
+    trainer's windows and lab.online's chunks both run here."""
+    prepared, y, _ = engine.prepare_loss(params, arch, x, y, state, "every", loss, None, None, None)
     layers = [engine.layer(params, k) for k in range(arch.num_layers)]
     value, grads, readout_grads, final, _, influence = rtrl.run_carried(
-        params, layers, engine.readout_weights(params), arch, prepared.x, prepared.state, y, "every",
-        "cross_entropy", how, influence)
+        params, layers, engine.readout_weights(params), arch, prepared.x, prepared.state, y, "every", loss, how,
+        influence)
     result = engine.Result(value, engine.with_readout(params, grads, readout_grads), engine.public_state(final),
                            None, None)
     return result, influence

@@ -222,7 +222,8 @@ def forward_gradients(t, batch):
     """--gradient rtrl | uoro: the window's engine Result by forward_mode.window from the carried state and
     influence; the influence starts afresh, (R0), with the state (t.carried None), and moves on in t."""
     influence = None if t.carried is None else t.influence
-    r, t.influence = forward_mode.window(t.net.params, t.net.arch, batch, t.carried, t.how, influence)
+    assert batch["reset"] is None and batch["loss_mask"] is None, "refused by TrainConfig.check_gradient"
+    r, t.influence = forward_mode.window(t.net.params, t.net.arch, batch["x"], batch["y"], t.carried, t.how, influence)
     return r
 
 
