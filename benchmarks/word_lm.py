@@ -75,11 +75,11 @@ COLUMNS = [("epoch", "epoch", ">5", "{}"), ("framework", "framework", "<9", "{}"
            ("perplexity", "valid ppl", ">9", "{:.1f}")]
 
 
-def config(epochs, dropout):
+def config(epochs, dropout, precision="float32"):
     """PyTorch word_language_model's defaults, on Tiny Shakespeare's words."""
     return TrainConfig(level="word", max_vocab=10000, cell="lstm", hidden=200, layers=2, embedding=200,
                        optimizer="sgd", lr=20.0, schedule="plateau", clip=0.25, window=35, batch=20, dropout=dropout,
-                       eval_batch=10, epochs=epochs)
+                       eval_batch=10, epochs=epochs, precision=precision)
 
 
 def parse(argv):
@@ -89,6 +89,9 @@ def parse(argv):
     p.add_argument("--dropout", type=float, default=0.2, help="dropout probability (0: none)")
     p.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS))
     p.add_argument("--threads", type=int, default=cores, help=f"cores to run on (default: all {cores})")
+    p.add_argument("--precision", choices=("float32", "bf16"), default="float32",
+                   help="bf16: bptt --precision bf16 against PyTorch under torch.autocast('cpu', torch.bfloat16), "
+                        "training and validation")
     args = p.parse_args(argv)
     if not 1 <= args.threads <= cores:
         p.error(f"--threads: expected 1 to {cores} (the cores this process may use), got {args.threads}")
@@ -224,8 +227,9 @@ def torch_train_epoch(model, stream, cfg, lr, steps):
     for x, y in islice(data.windows(stream, cfg.window), steps):
         state = None if state is None else tuple(s.detach() for s in state)
         model.zero_grad()
-        z, state = model(torch.from_numpy(x), state)                  # (T, B, K)
-        loss = cross_entropy(z.reshape(-1, z.shape[-1]), torch.from_numpy(y).reshape(-1))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            z, state = model(torch.from_numpy(x), state)              # (T, B, K)
+            loss = cross_entropy(z.reshape(-1, z.shape[-1]), torch.from_numpy(y).reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         for p in model.parameters():
@@ -242,7 +246,7 @@ def torch_validate(model, ids, cfg):
     model.eval()
     stream = data.batchify(ids, tasks.eval_streams(len(ids), cfg.eval_batch))    # (N / B, B)
     total, count, state = 0.0, 0, None
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
         for x, y in data.windows(stream, cfg.window):
             z, state = model(torch.from_numpy(x), state)
             total += cross_entropy(z.reshape(-1, z.shape[-1]), torch.from_numpy(y).reshape(-1), reduction="sum").item()
@@ -321,7 +325,7 @@ def threads_line(frameworks, n):
 def main(argv=None):
     args = parse(argv)
     try:
-        cfg = config(args.epochs, args.dropout)
+        cfg = config(args.epochs, args.dropout, args.precision)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -12,6 +12,8 @@ import pytest
 from bptt.fast import stale_modules
 
 TESTS = Path(__file__).resolve().parent
+os.environ.setdefault("BPTT_BF16_EMULATE", "1")    # --precision bf16 runs on the emulation on a CPU without
+                                                   # AVX512-BF16 (tests only; a user gets an error there)
 
 TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\n\nJULIET:\nAy me!\n\n" * 10
 SMALL = ["--hidden", "10", "--layers", "1", "--embedding", "5", "--batch", "3", "--window", "6",

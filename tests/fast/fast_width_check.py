@@ -58,6 +58,7 @@ def checks():
     for folder in (HERE, os.path.join(os.path.dirname(HERE), "model")):     # the streaming tests sit in tests/model
         if folder not in sys.path:
             sys.path.insert(0, folder)
+    import test_bf16
     import test_fast
     import test_fast_adaptive
     import test_fast_projection
@@ -103,6 +104,9 @@ def checks():
         (test_streaming, "test_tied_embeddings_and_both_engines_agree", None),
         (test_fast_adaptive, "test_loss_and_grads_equal_the_reference", None),
         (test_fast_adaptive, "test_log_probs_and_log_likelihood_equal_the_reference", None),
+        (test_bf16, "test_gemm_equals_reference", None),          # at 32 bytes: the emulated bf16 tile
+        (test_bf16, "test_matmul_forms_equal_reference", None),
+        (test_bf16, "test_gradients_near_float64", None),
     ]
     out = []
     for module, name, keep in plan:
@@ -152,6 +156,7 @@ def main(argv):
         print("usage: fast_width_check.py 32|64  (the vector width in bytes to build the GEMM kernel for)")
         return 2
     vector_bytes = int(argv[0])
+    os.environ.setdefault("BPTT_BF16_EMULATE", "1")   # bf16 on the emulation where this build has no vdpbf16ps
     host, features = force_width(vector_bytes)
     from bptt.fast import packed
 

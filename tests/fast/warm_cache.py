@@ -22,7 +22,7 @@ GROUPS = ("base", "lstm", "gru", "rnn", "readout")
 
 def group(name, kwargs):
     """Which group a check belongs to: base (test_packed), readout (test_fast_readout), or its cell."""
-    if name.startswith("test_packed"):
+    if name.startswith("test_packed") or (name.startswith("test_bf16") and "cell" not in kwargs):
         return "base"
     if name.startswith(("test_fast_readout", "test_fast_adaptive")):
         return "readout"

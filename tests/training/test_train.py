@@ -38,6 +38,7 @@ def arrays(run_dir):
     dict(cell="rnn", nonlinearity="relu", recurrent_init="identity", optimizer="adagrad", lr=0.05, clip_dh=0.1),
     dict(separator="\n\n", backprop=11, tie=True, embedding=12, dropout=0.1),
     dict(recompute_every=3, cell="gru", flow_every=4),
+    dict(precision="bf16", dtype="float32", dropout=0.1),          # bf16 products, float32 checkpoint
 ])
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, corpus, kw):
     cfg = small(corpus, **kw)

@@ -183,6 +183,14 @@ def vector_width():
             f"{'AVX-512' if packed.VECTOR_BYTES == 64 else 'no AVX-512: AVX2 or narrower'})")
 
 
+def bf16_path():
+    """The instruction path of --precision bf16 here: AVX512-BF16's vdpbf16ps, the emulation (tests), or none."""
+    from ..fast import bf16
+
+    return {"avx512-bf16": "AVX512-BF16 (vdpbf16ps, 512-bit)", "emulated": "emulated (BPTT_BF16_EMULATE=1: tests only)",
+            None: "none (this CPU has no AVX512-BF16)"}[bf16.path()]
+
+
 def machine():
     """What the numbers were measured on: CPU model, cores, Python and library versions, command, date."""
     cpu = platform.processor() or "unknown"
@@ -193,7 +201,7 @@ def machine():
         pass
     cores = os.cpu_count()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
-    return {"cpu": cpu, "vector width": vector_width(),
+    return {"cpu": cpu, "vector width": vector_width(), "bf16 path": bf16_path(),
             "cores": f"{cores}" + (f" ({usable} usable)" if usable != cores else ""),
             "python": platform.python_version(), "numpy": version("numpy"), "numba": version("numba"),
             "torch": version("torch"), "jax": version("jax"), "jaxlib": version("jaxlib"),

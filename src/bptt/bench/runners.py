@@ -27,6 +27,8 @@ def unsupported(framework, cfg):
     """Why framework cannot run cfg's workload, or None."""
     if framework != "jax":
         return None
+    if cfg.precision != "float32":
+        return "the JAX reference runs float32 only (no bf16 runner)"
     if cfg.task != "lm":
         return "the JAX reference has no lengths (classification)"
     if cfg.dropout:
@@ -63,6 +65,10 @@ class Ours:
 
 
 class Torch:
+    """PyTorch's nn modules on bptt's weights; with --precision bf16 the step's forward runs under
+    torch.autocast("cpu", torch.bfloat16), as PyTorch's documentation suggests (its LSTM then runs
+    oneDNN's bf16 kernels, its Linear a bf16 GEMM; the loss is float32, the weights stay float32)."""
+
     name = "PyTorch"
 
     def __init__(self, cfg, task, weights):
@@ -82,6 +88,18 @@ class Torch:
         """One update on batch (x, y; a classifier's target="last" and lengths: pack_padded_sequence,
         the readout on h_n) from state (None: zeros); returns the final state, detached: the next
         window of a stream starts from its values (truncated BPTT)."""
+        t, m = self.torch, self.model
+        with t.autocast("cpu", dtype=t.bfloat16, enabled=self.cfg.precision == "bf16"):   # its users' bf16 switch
+            loss, state = self.loss(batch, state)
+        self.opt.zero_grad()
+        loss.backward()
+        if self.cfg.clip:
+            t.nn.utils.clip_grad_norm_(m.parameters(), self.cfg.clip)
+        self.opt.step()
+        return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+    def loss(self, batch, state):
+        """The mean loss of batch and the final state (under autocast for --precision bf16)."""
         t, m, p = self.torch, self.model, self.cfg.dropout
         x = t.as_tensor(batch["x"])
         if m.arch.embedding_dim:
@@ -102,12 +120,7 @@ class Torch:
             loss = m.head(h.reshape(y.shape[0], -1), y).loss
         else:
             loss = t.nn.functional.cross_entropy(m.head(h).reshape(-1, self.K), y)
-        self.opt.zero_grad()
-        loss.backward()
-        if self.cfg.clip:
-            t.nn.utils.clip_grad_norm_(m.parameters(), self.cfg.clip)
-        self.opt.step()
-        return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+        return loss, state
 
     def valid_loss(self, task, weights):
         weights.load_torch_state_dict({k: v.detach().numpy() for k, v in self.model.state_dict().items()})

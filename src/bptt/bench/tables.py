@@ -24,7 +24,8 @@ LENGTH_COLUMNS = [("config", "config", "<14", "{}"), ("T", "T", ">6", "{}"), ("f
 def machine_line():
     """The CPU the rows are measured on, and the vector width of bptt's kernels there."""
     info = machine()
-    return f"CPU: {info['cpu']}, {info['cores']} cores; bptt's kernels: {info['vector width']}"
+    return (f"CPU: {info['cpu']}, {info['cores']} cores; bptt's kernels: {info['vector width']}; "
+            f"bf16: {info['bf16 path']}")
 
 
 def cell_text(row, key, fmt):

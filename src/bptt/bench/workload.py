@@ -52,10 +52,13 @@ def label(cfg):
     for name in CONFIGS:
         if config(name) == cfg:
             return name
+        if config(name, precision=cfg.precision) == cfg:
+            return f"{name}-{cfg.precision}"
     extra = [f"{k}{v}" for k, v, default in (("l", cfg.layers, 1), ("b", cfg.batch, 32), ("t", cfg.window, 64),
                                               ("e", cfg.embedding, 64)) if v != default]
     extra += [cfg.level] * (cfg.level != "char") + [cfg.task] * (cfg.task != "lm")
     extra += [f"d{cfg.dropout:g}"] * (cfg.dropout > 0) + [cfg.optimizer] * (cfg.optimizer != "adam")
+    extra += [cfg.precision] * (cfg.precision != "float32")
     extra += ["bidirectional"] * cfg.bidirectional + [f"adaptive{cfg.adaptive_softmax}"] * bool(cfg.adaptive_softmax)
     return "-".join([cfg.cell, f"h{cfg.hidden}", *extra])
 

@@ -10,7 +10,7 @@ from .options import NONNEGATIVE_INT, POSITIVE_INT, add_config_options, config_e
 
 SHAPE = ("cell", "hidden", "layers", "batch", "window", "embedding", "bidirectional")   # TrainConfig's fields,
 WORKLOAD = ("data", "valid", "valid_fraction", "level", "max_vocab", "task", "dropout", "optimizer", "lr",
-            "clip", "adaptive_softmax", "div_value")                         # bptt train has
+            "clip", "adaptive_softmax", "div_value", "precision")                         # bptt train has
 
 
 def add_bench(sub):

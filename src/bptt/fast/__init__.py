@@ -26,7 +26,7 @@ to come); later processes load it.
 from pathlib import Path
 
 CELL_NAMES = ("rnn", "gru", "lstm")                  # the cells compiled here (CELLS, on first use)
-CACHED = ("packed", "matmul", "window", "readout")    # the modules whose kernels every cell calls, and
+CACHED = ("packed", "bf16", "matmul", "window", "readout")   # the modules whose kernels every cell calls, and
                                                      # each cell's own: numba caches their code on disk
 ON_REQUEST = ("stepping", "arrays")                  # cached too, compiled on their first use only: streaming
                                                      # inference (model.streaming), and clipping's and the

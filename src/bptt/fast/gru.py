@@ -15,9 +15,9 @@ from numba import njit, prange
 # the cell's declarations and the functions that need no compiling: the reference's
 from ..reference.gru import EXTRA, GATE_NAMES, GATES, OPTIONS, init_params, state_names, step_jacobian  # noqa: F401
 from . import aligned, rows
+from .bf16 import panels, product
 from .common import incoming, live_rows, previous_rows
 from .nonlinear import ONE, ZERO, sigmoid, tanh
-from .packed import gemm, pack
 from .window import input_table, project_backward, recurrent_grad
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
@@ -33,7 +33,7 @@ def forward_rows(table, ids, gates, U_T, b_U, h0, hs, ah_ns, mask, reset, approx
     for t in range(T):
         h_prev = previous_rows(h0[b0:b1] if t == 0 else hs[t - 1, b0:b1], reset[t, b0:b1], hw)    # (0)
         live = live_rows(mask[t, b0:b1])
-        gemm(h_prev[:live], U_T, ah[:live], 0.0)           # U h_{t-1}, the rows still running
+        product(h_prev[:live], U_T, ah[:live], 0.0)           # U h_{t-1}, the rows still running
         for r in range(n_rows):
             row = b0 + r
             g, a, hp, h_t, ah_n = gates[t, row], ah[r], h_prev[r], hs[t, row], ah_ns[t, row]
@@ -81,7 +81,7 @@ def backward_rows(dhs, dh_T, U, gates, ah_ns, h0, hs, mask, reset, clip, trace, 
                 dah[2 * H + j] = da_n * rg                 # (3b)
                 d_direct[j] = dh[j] * z                    # (4b) the direct path
         live = live_rows(mask[t, b0:b1])
-        gemm(dahs[t, b0:b0 + live], U, dh_next[:live], 1.0)   # (4b) dh_next += dah_t U (dah = 0 past live)
+        product(dahs[t, b0:b0 + live], U, dh_next[:live], 1.0)   # (4b) dh_next += dah_t U (dah = 0 past live)
         for r in range(n_rows):
             if reset[t, b0 + r]:
                 dh_next[r] = ZERO                          # (0b)
@@ -102,33 +102,34 @@ def backward_blocks(args, blocks):
         backward_rows(*args, blocks[i, 0], blocks[i, 1])
 
 
-def forward(p, xs, state0, mask=None, reset=None, approx=None, threads=None):
+def forward(p, xs, state0, mask=None, reset=None, approx=None, threads=None, precision="float32"):
     W, U, b, b_U = p["W"], p["U"], p["b"], p["b_U"]
     (h0,) = state0
-    table, ids = input_table(W, b, xs, mask=mask)          # W x_t + b = table[ids_t]
+    table, ids = input_table(W, b, xs, mask=mask, precision=precision)          # W x_t + b = table[ids_t]
     (T, B), H = ids.shape, U.shape[1]
     gates = aligned.empty((T, B, 3 * H), table.dtype)
     hs, ah_ns = aligned.empty((T, B, H), table.dtype), aligned.empty((T, B, H), table.dtype)
     m, r = rows.masks(mask, reset, T, B)
-    rows.run(forward_rows, (table, ids, gates, pack(U, True), np.ascontiguousarray(b_U), np.ascontiguousarray(h0),
+    rows.run(forward_rows, (table, ids, gates, panels(U, True, precision), np.ascontiguousarray(b_U),
+                            np.ascontiguousarray(h0),
                             hs, ah_ns, m, r, rows.approximate(approx, table.dtype)),
              rows.blocks(B, threads), forward_blocks)
     cache = (xs, state0, hs, gates, ah_ns, mask, reset)
     return hs, (hs[-1].copy(),), cache
 
 
-def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None):
+def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None, precision="float32"):
     W, U = p["W"], p["U"]
     xs, (h0,), hs, gates, ah_ns, mask, reset = cache
     T, B, H = hs.shape
     daxs, dahs = aligned.empty_like(gates), aligned.empty_like(gates)   # dL/d(W x_t + b), dL/d(U h_{t-1} + b_U)
     dh0 = aligned.empty_like(hs[0])
     m, r = rows.masks(mask, reset, T, B)
-    rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), pack(U, False),
+    rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), panels(U, False, precision),
                              gates, ah_ns, np.ascontiguousarray(h0), hs, m, r, rows.clip(clip_dh, gates.dtype),
                              rows.trace(dh_trace, gates.dtype), daxs, dahs, dh0),
              rows.blocks(B, threads), backward_blocks)
-    dU = recurrent_grad(dahs, h0, hs, reset, mask=mask)
+    dU = recurrent_grad(dahs, h0, hs, reset, mask=mask, precision=precision)
     db_U = dahs.reshape(T * B, 3 * H).sum(axis=0)
-    dW, dxs, db = project_backward(W, xs, daxs, mask)
+    dW, dxs, db = project_backward(W, xs, daxs, mask, precision)
     return dxs, (dh0,), {"W": dW, "U": dU, "b": db, "b_U": db_U}

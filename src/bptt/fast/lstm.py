@@ -33,10 +33,10 @@ from ..reference.lstm import (  # noqa: F401
     step_jacobian,
 )
 from . import aligned, rows
+from .bf16 import panels, product
 from .common import incoming, live_rows, previous_rows
 from .matmul import matmul
 from .nonlinear import ONE, ZERO, sigmoid, tanh
-from .packed import gemm, pack
 from .window import input_table, project_backward, recurrent_grad
 
 FASTMATH = {"contract", "arcp", "nsz", "reassoc"}
@@ -87,7 +87,7 @@ def forward_rows(table, ids, gates, U_T, h0, c0, hs, cs, tanh_cs, mask, reset, a
         h_prev = previous_rows(h0[b0:b1] if t == 0 else hs[t - 1, b0:b1], reset[t, b0:b1], hw)    # (0)
         c_prev = previous_rows(c0[b0:b1] if t == 0 else cs[t - 1, b0:b1], reset[t, b0:b1], cw)
         a, live = gates[t, b0:b1], live_rows(mask[t, b0:b1])
-        gemm(h_prev[:live], U_T, a[:live], 0.0)            # (1) U h_{t-1}, the rows still running
+        product(h_prev[:live], U_T, a[:live], 0.0)            # (1) U h_{t-1}, the rows still running
         for r in range(b1 - b0):                           # per row, loops from 0: they vectorise
             ar, row = a[r], b0 + r
             if not mask[t, row]:                           # (4) ended: the state is held, no gates
@@ -121,7 +121,7 @@ def backward_rows(dhs, dh_T, dc_T, U, gates, c0, cs, tanh_cs, mask, reset, clip,
             c_prev = zeros if reset[t, row] else (c0[row] if t == 0 else cs[t - 1, row])
             gates_row_backward(dh, gates[t, row], tanh_cs[t, row], dc_next[r], c_prev, da)     # (3b)-(1b)
         live = live_rows(mask[t, b0:b1])
-        gemm(das[t, b0:b0 + live], U, dh_next[:live], 0.0)  # (1b) dh_next = da_t U; the rest is held below
+        product(das[t, b0:b0 + live], U, dh_next[:live], 0.0)  # (1b) dh_next = da_t U; the rest is held below
         for r in range(n):
             row = b0 + r
             if reset[t, row]:                              # (0b)
@@ -134,7 +134,7 @@ def backward_rows(dhs, dh_T, dc_T, U, gates, c0, cs, tanh_cs, mask, reset, clip,
 @njit(**JIT)
 def forward_rows_projected(table, ids, gates, U_T, R_T, h0, c0, hs, cs, tanh_cs, ms, mask, reset, approx, b0, b1):
     """forward_rows with the projection (3'): ms (T, B, H) receives m_t, hs (T, B, P) h_t = m_t R^T.
-    R_T = pack(R, True)."""
+    R_T = panels(R, True, precision)."""
     T, H, P = gates.shape[0], cs.shape[2], hs.shape[2]
     hw = np.zeros((b1 - b0, P), gates.dtype)               # h_{t-1}, c_{t-1} with reset rows zeroed
     cw = np.zeros((b1 - b0, H), gates.dtype)
@@ -142,7 +142,7 @@ def forward_rows_projected(table, ids, gates, U_T, R_T, h0, c0, hs, cs, tanh_cs,
         h_prev = previous_rows(h0[b0:b1] if t == 0 else hs[t - 1, b0:b1], reset[t, b0:b1], hw)    # (0)
         c_prev = previous_rows(c0[b0:b1] if t == 0 else cs[t - 1, b0:b1], reset[t, b0:b1], cw)
         a, live = gates[t, b0:b1], live_rows(mask[t, b0:b1])
-        gemm(h_prev[:live], U_T, a[:live], 0.0)            # (1) U h_{t-1}, the rows still running
+        product(h_prev[:live], U_T, a[:live], 0.0)            # (1) U h_{t-1}, the rows still running
         for r in range(b1 - b0):
             ar, row = a[r], b0 + r
             if not mask[t, row]:                           # (4) ended: c is held (h below), no gates
@@ -152,7 +152,7 @@ def forward_rows_projected(table, ids, gates, U_T, R_T, h0, c0, hs, cs, tanh_cs,
                 ms[t, row] = ZERO
                 continue
             gates_row(ar, table[ids[t, row]], c_prev[r], cs[t, row], tanh_cs[t, row], ms[t, row], approx)   # (1)-(3)
-        gemm(ms[t, b0:b0 + live], R_T, hs[t, b0:b0 + live], 0.0)     # (3') h_t = R m_t
+        product(ms[t, b0:b0 + live], R_T, hs[t, b0:b0 + live], 0.0)     # (3') h_t = R m_t
         for r in range(b1 - b0):
             if not mask[t, b0 + r]:
                 hs[t, b0 + r] = h_prev[r]                  # (4) after the GEMM, which wrote 0 on rows < live
@@ -162,7 +162,7 @@ def forward_rows_projected(table, ids, gates, U_T, R_T, h0, c0, hs, cs, tanh_cs,
 def backward_rows_projected(dhs, dh_T, dc_T, U, R, gates, c0, cs, tanh_cs, mask, reset, clip, trace, das, dh_cells,
                             dh0, dc0, b0, b1):
     """backward_rows with the projection: dh_cells (T, B, P) receives dL/dh_t after (4b) (0 on rows
-    that have ended), for dR; dm_t = dh_t R with R packed (pack(R, False))."""
+    that have ended), for dR; dm_t = dh_t R with R packed (panels(R, False, precision))."""
     T, H, P = gates.shape[0], cs.shape[2], dhs.shape[2]
     n = b1 - b0
     dh_next, dc_next = dh_T[b0:b1].copy(), dc_T[b0:b1].copy()
@@ -177,7 +177,7 @@ def backward_rows_projected(dhs, dh_T, dc_T, U, R, gates, c0, cs, tanh_cs, mask,
                 dh_held[r] = dh
                 dh[:] = ZERO
         live = live_rows(mask[t, b0:b1])
-        gemm(dh_cells[t, b0:b0 + live], R, dm[:live], 0.0)            # (3'b) dm_t = dh_t R
+        product(dh_cells[t, b0:b0 + live], R, dm[:live], 0.0)            # (3'b) dm_t = dh_t R
         for r in range(n):
             row = b0 + r
             da = das[t, row]
@@ -186,7 +186,7 @@ def backward_rows_projected(dhs, dh_T, dc_T, U, R, gates, c0, cs, tanh_cs, mask,
                 continue
             c_prev = zeros if reset[t, row] else (c0[row] if t == 0 else cs[t - 1, row])
             gates_row_backward(dm[r], gates[t, row], tanh_cs[t, row], dc_next[r], c_prev, da)   # (3b)-(1b)
-        gemm(das[t, b0:b0 + live], U, dh_next[:live], 0.0)  # (1b) dh_next = da_t U; the rest is held below
+        product(das[t, b0:b0 + live], U, dh_next[:live], 0.0)  # (1b) dh_next = da_t U; the rest is held below
         for r in range(n):
             row = b0 + r
             if reset[t, row]:                              # (0b)
@@ -224,10 +224,10 @@ def backward_blocks_projected(args, blocks):
         backward_rows_projected(*args, blocks[i, 0], blocks[i, 1])
 
 
-def forward(p, xs, state0, mask=None, reset=None, approx=None, threads=None):
+def forward(p, xs, state0, mask=None, reset=None, approx=None, threads=None, precision="float32"):
     W, U, b, b_U = p["W"], p["U"], p["b"], p["b_U"]
     h0, c0 = (np.ascontiguousarray(s) for s in state0)
-    table, ids = input_table(W, b, xs, b_U, mask)          # (1) W x_t + b + b_U = table[ids_t], both biases once
+    table, ids = input_table(W, b, xs, b_U, mask, precision)   # (1) W x_t + b + b_U = table[ids_t], both biases once
     (T, B), H, S = ids.shape, U.shape[0] // GATES, U.shape[1]           # S: the width of h, P with a projection
     R = projection(p, H)
     gates = aligned.empty((T, B, 4 * H), table.dtype)
@@ -237,18 +237,19 @@ def forward(p, xs, state0, mask=None, reset=None, approx=None, threads=None):
     approx = rows.approximate(approx, table.dtype)
     if R is None:
         ms = None
-        rows.run(forward_rows, (table, ids, gates, pack(U, True), h0, c0, hs, cs, tanh_cs, m, r, approx),
+        rows.run(forward_rows, (table, ids, gates, panels(U, True, precision), h0, c0, hs, cs, tanh_cs, m, r, approx),
                  rows.blocks(B, threads), forward_blocks)
     else:
         ms = aligned.empty((T, B, H), table.dtype)         # m_t of (3)
-        rows.run(forward_rows_projected, (table, ids, gates, pack(U, True), pack(R, True), h0, c0, hs, cs, tanh_cs, ms,
+        rows.run(forward_rows_projected, (table, ids, gates, panels(U, True, precision), panels(R, True, precision),
+                                          h0, c0, hs, cs, tanh_cs, ms,
                                           m, r, approx),
                  rows.blocks(B, threads), forward_blocks_projected)
     cache = (xs, state0, hs, cs, tanh_cs, gates, mask, reset, ms)
     return hs, (hs[-1].copy(), cs[-1].copy()), cache
 
 
-def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None):
+def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None, precision="float32"):
     W, U = p["W"], p["U"]
     xs, (h0, c0), hs, cs, tanh_cs, gates, mask, reset, ms = cache
     T, B, H = cs.shape
@@ -260,16 +261,17 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None)
     shared = (gates, np.ascontiguousarray(c0), cs, tanh_cs, m, r, rows.clip(clip_dh, gates.dtype),
               rows.trace(dh_trace, gates.dtype), das)
     if R is None:
-        rows.run(backward_rows, (np.ascontiguousarray(dhs), dh_T, dc_T, pack(U, False), *shared, dh0, dc0),
+        rows.run(backward_rows, (np.ascontiguousarray(dhs), dh_T, dc_T, panels(U, False, precision), *shared, dh0, dc0),
                  rows.blocks(B, threads), backward_blocks)
     else:
         dh_cells = aligned.empty_like(hs)                  # (T, B, P): dL/dh_t after (4b), for dR
-        rows.run(backward_rows_projected, (np.ascontiguousarray(dhs), dh_T, dc_T, pack(U, False),
-                                           pack(R, False), *shared, dh_cells, dh0, dc0),
+        rows.run(backward_rows_projected, (np.ascontiguousarray(dhs), dh_T, dc_T, panels(U, False, precision),
+                                           panels(R, False, precision), *shared, dh_cells, dh0, dc0),
                  rows.blocks(B, threads), backward_blocks_projected)
-    dU = recurrent_grad(das, h0, hs, reset, mask=mask)
-    dW, dxs, db = project_backward(W, xs, das, mask)
+    dU = recurrent_grad(das, h0, hs, reset, mask=mask, precision=precision)
+    dW, dxs, db = project_backward(W, xs, das, mask, precision)
     grads = {"W": dW, "U": dU, "b": db, "b_U": db.copy()}
     if R is not None:
-        grads[PROJECTION] = matmul(dh_cells.reshape(T * B, -1).T, np.ascontiguousarray(ms).reshape(T * B, H))  # (3'b)
+        grads[PROJECTION] = matmul(dh_cells.reshape(T * B, -1).T, np.ascontiguousarray(ms).reshape(T * B, H),
+                                  precision=precision)  # (3'b)
     return dxs, (dh0, dc0), grads

@@ -37,10 +37,11 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from . import aligned, rows
+from . import aligned, bf16, rows
+from .bf16 import panels, product, product_tn
 from .matmul import MIN_FLOP, parts
 from .nonlinear import ZERO, exp
-from .packed import MR, gemm, gemm_tn, pack
+from .packed import MR, gemm, pack
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
 TILE = 128           # rows per tile: z (TILE, K) stays in L1
@@ -61,7 +62,7 @@ def cross_entropy_rows(h, VTp, Vp, c, y, w, dh, dVs, dcs, values, starts, approx
     for i0 in range(n0, n1, R):
         r = min(R, n1 - i0)
         zi, hi = z[:r], h[i0:i0 + r]
-        gemm(hi, VTp, zi, 0.0)                             # (1) z = h V^T
+        product(hi, VTp, zi, 0.0)                          # (1) z = h V^T
         for q in range(r):
             zq, wq, yq = zi[q], w[i0 + q], y[i0 + q]
             m = zq[0] + c[0]
@@ -79,8 +80,8 @@ def cross_entropy_rows(h, VTp, Vp, c, y, w, dh, dVs, dcs, values, starts, approx
             zq[yq] -= wq                                   # (1b) dz_n = w_n (p_n - e_{y_n})
             for k in range(K):
                 dc[k] += zq[k]                             # (1b) dc
-        gemm(zi, Vp, dh[i0:i0 + r], 0.0)                   # (1b) dh = dz V
-        gemm_tn(zi, hi, dV, 1.0, 0, K)                     # (1b) dV += dz^T h
+        product(zi, Vp, dh[i0:i0 + r], 0.0)                # (1b) dh = dz V
+        product_tn(zi, hi, dV, 1.0, 0, K, Vp)              # (1b) dV += dz^T h
     values[slot] = total
 
 
@@ -96,22 +97,24 @@ def by_classes(K, dtype, by=None):
     return TILE * K * np.dtype(dtype).itemsize > ROW_TILE_BYTES if by is None else bool(by)
 
 
-def cross_entropy(h, V, c, y, w, threads=None, classes=None):
+def cross_entropy(h, V, c, y, w, threads=None, classes=None, precision="float32"):
     """Loss and gradients of the readout rows h (N, H): (L, dV, dc, dh), with V (K, H), c (K,),
     y (N,) class ids and w (N,) the rows' weights. As losses.cross_entropy(engine.readout(h)) then
     engine.readout_backward. classes: cut the work by classes (True) or by rows (False); None:
-    by classes for a large K (by_classes)."""
+    by classes for a large K (by_classes). precision="bf16": the three products take bf16 operands
+    (bf16.py); the logits, the softmax, the loss and dz stay float32."""
     N, H = h.shape
     K = c.size
     h = np.ascontiguousarray(h)
     if by_classes(K, h.dtype, classes):
-        return cross_entropy_by_classes(h, V, c, y, w, threads)
+        return cross_entropy_by_classes(h, V, c, y, w, threads, precision)
     parts = rows.blocks(N, threads) if threads is not None or 6.0 * N * H * K >= MIN_FLOP else [(0, N)]
     dh = aligned.empty_like(h)
     dVs, dcs = np.zeros((len(parts), K, H), h.dtype), np.zeros((len(parts), K), h.dtype)
     values = np.zeros(len(parts))
     starts = np.array([n0 for n0, _ in parts], np.int64)
-    rows.run(cross_entropy_rows, (h, pack(V, True), pack(V, False), c, np.ascontiguousarray(y),
+    rows.run(cross_entropy_rows, (h, panels(V, True, precision), panels(V, False, precision), c,
+                                  np.ascontiguousarray(y),
                                   w.astype(h.dtype, copy=False), dh, dVs, dcs, values, starts,
                                   rows.approximate(None, h.dtype)), parts, cross_entropy_blocks)
     dV, dc = dVs[0], dcs[0]
@@ -188,7 +191,7 @@ def class_logits(V, hTp, c, y, z, keep, ms, ss, zy, args, mk, first, starts, app
     for a in range(k0, k1, KC):
         b = min(a + KC, k1)
         zc = z[0, a:b] if keep else z[slot, :b - a]
-        gemm(V[a:b], hTp, zc, 0.0)                          # (1) z = V h^T for these classes
+        product(V[a:b], hTp, zc, 0.0)                       # (1) z = V h^T for these classes
         mc[:] = m
         for k in range(b - a):
             zk, ck = zc[k], c[a + k]
@@ -253,8 +256,8 @@ def class_gradients(eT, h, hp, V, y, w, m, mk, first, scale, dV, dc, dhs, starts
             if a <= y[n] < b:
                 z[y[n] - a, n] -= w[n]                      # (1b) dz = w (p - e_y)
                 dc[y[n]] -= w[n]
-        gemm(z, hp, dV[a:b], 0.0)                           # (1b) dV = dz^T h, these classes' rows
-        gemm_tn(z, V[a:b], dh, 1.0, 0, N)                   # (1b) dh += dz V
+        product(z, hp, dV[a:b], 0.0)                        # (1b) dV = dz^T h, these classes' rows
+        product_tn(z, V[a:b], dh, 1.0, 0, N, hp)            # (1b) dh += dz V
 
 
 @njit(**rows.PARALLEL)
@@ -264,7 +267,7 @@ def class_gradients_blocks(args, blocks):
         class_gradients(*args, blocks[i, 0], blocks[i, 1])
 
 
-def logsumexp_by_classes(h, V, c, y, keep, threads=None):
+def logsumexp_by_classes(h, V, c, y, keep, threads=None, precision="float32"):
     """Pass 1 on every thread, the threads' results combined: ((eT, mk, first) or None, m, s, zy, arg, ranges),
     m and s as float64 (N,). keep: eT (K, N) = exp(zT - m_c) and the chunks' maxima mk (chunks, N)
     are returned for pass 2 (class_logits), and arg is not found (zeros); else each thread uses a
@@ -282,7 +285,9 @@ def logsumexp_by_classes(h, V, c, y, keep, threads=None):
     first = np.cumsum([0] + chunks[:-1]).astype(np.int64)
     mk = np.empty((sum(chunks) if keep else 0, N), h.dtype)
     starts = np.array([a for a, _ in ranges], np.int64)
-    rows.run(class_logits, (V, pack(h, True), c, np.ascontiguousarray(y), z, keep, ms, ss, zy, args, mk, first, starts,
+    Vx = bf16.pairs(V) if precision == "bf16" else V           # bf16: V's pairs once, for every chunk
+    rows.run(class_logits, (Vx, panels(h, True, precision), c, np.ascontiguousarray(y), z, keep, ms, ss, zy, args,
+                            mk, first, starts,
                             rows.approximate(None, h.dtype)), ranges, class_logits_blocks)
     m = ms.max(axis=0).astype(np.float64)
     s = (ss * np.exp(ms - m)).sum(axis=0)                   # each thread's sum at the common max
@@ -290,15 +295,16 @@ def logsumexp_by_classes(h, V, c, y, keep, threads=None):
     return (z[0], mk, first) if keep else None, m, s, zy, args[top, np.arange(N)], ranges
 
 
-def cross_entropy_by_classes(h, V, c, y, w, threads=None):
+def cross_entropy_by_classes(h, V, c, y, w, threads=None, precision="float32"):
     """cross_entropy for a large K, cut by classes (module docstring)."""
     N, H = h.shape
-    (eT, mk, first), m, s, zy, _, ranges = logsumexp_by_classes(h, V, c, y, True, threads)
+    (eT, mk, first), m, s, zy, _, ranges = logsumexp_by_classes(h, V, c, y, True, threads, precision)
     value = -float(np.dot(w.astype(np.float64), zy - m - np.log(s)))
     dV, dc = aligned.empty(V.shape, h.dtype), np.empty(c.size, h.dtype)
     dhs = np.zeros((len(ranges), N, H), h.dtype)
     starts = np.array([a for a, _ in ranges], np.int64)
-    rows.run(class_gradients, (eT, h, pack(h, False), V, np.ascontiguousarray(y), w.astype(h.dtype, copy=False),
+    rows.run(class_gradients, (eT, h, panels(h, False, precision), V, np.ascontiguousarray(y),
+                               w.astype(h.dtype, copy=False),
                                m.astype(h.dtype), mk, first, (w / s).astype(h.dtype), dV, dc, dhs, starts,
                                rows.approximate(None, h.dtype)), ranges, class_gradients_blocks)
     dh = dhs[0]

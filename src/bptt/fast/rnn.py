@@ -12,9 +12,9 @@ from numba import njit, prange
 # the cell's declarations and the functions that need no compiling: the reference's
 from ..reference.rnn import EXTRA, GATE_NAMES, GATES, OPTIONS, init_params, state_names, step_jacobian  # noqa: F401
 from . import aligned, rows
+from .bf16 import panels, product
 from .common import incoming, live_rows, previous_rows
 from .nonlinear import ONE, ZERO, sigmoid, tanh
-from .packed import gemm, pack
 from .window import input_table, project_backward, recurrent_grad
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
@@ -30,7 +30,7 @@ def forward_rows(table, ids, hs, U_T, h0, mask, reset, f, approx, b0, b1):
     for t in range(T):
         h_prev = previous_rows(h0[b0:b1] if t == 0 else hs[t - 1, b0:b1], reset[t, b0:b1], hw)    # (0)
         a, live = hs[t, b0:b1], live_rows(mask[t, b0:b1])
-        gemm(h_prev[:live], U_T, a[:live], 0.0)            # (1) U h_{t-1}, the rows still running
+        product(h_prev[:live], U_T, a[:live], 0.0)            # (1) U h_{t-1}, the rows still running
         for r in range(b1 - b0):
             if not mask[t, b0 + r]:
                 a[r] = h_prev[r]                           # (3) ended: the state is held
@@ -72,7 +72,7 @@ def backward_rows(dhs, dh_T, U, hs, mask, reset, f, clip, trace, das, dh0, b0, b
                 for j in range(H):
                     da[j] *= h[j] * (ONE - h[j])
         live = live_rows(mask[t, b0:b1])
-        gemm(das[t, b0:b0 + live], U, dh_next[:live], 0.0)  # (1b) dh_next = da_t U; the rest is held below
+        product(das[t, b0:b0 + live], U, dh_next[:live], 0.0)  # (1b) dh_next = da_t U; the rest is held below
         for r in range(n_rows):
             if reset[t, b0 + r]:
                 dh_next[r] = ZERO                          # (0b)
@@ -95,29 +95,30 @@ def backward_blocks(args, blocks):
         backward_rows(*args, blocks[i, 0], blocks[i, 1])
 
 
-def forward(p, xs, state0, mask=None, reset=None, nonlinearity="tanh", approx=None, threads=None):
+def forward(p, xs, state0, mask=None, reset=None, nonlinearity="tanh", approx=None, threads=None, precision="float32"):
     W, U, b, b_U = p["W"], p["U"], p["b"], p["b_U"]
     (h0,) = state0
-    table, ids = input_table(W, b, xs, b_U, mask)          # (1) W x_t + b + b_U = table[ids_t], both biases once
+    table, ids = input_table(W, b, xs, b_U, mask, precision)   # (1) W x_t + b + b_U = table[ids_t], both biases once
     (T, B), H = ids.shape, U.shape[1]
     hs = aligned.empty((T, B, H), table.dtype)
     m, r = rows.masks(mask, reset, T, B)
-    rows.run(forward_rows, (table, ids, hs, pack(U, True), np.ascontiguousarray(h0), m, r, CODES[nonlinearity],
+    rows.run(forward_rows, (table, ids, hs, panels(U, True, precision), np.ascontiguousarray(h0), m, r,
+                            CODES[nonlinearity],
                             rows.approximate(approx, table.dtype)), rows.blocks(B, threads), forward_blocks)
     cache = (xs, state0, hs, mask, reset, nonlinearity)
     return hs, (hs[-1].copy(),), cache
 
 
-def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None):
+def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None, precision="float32"):
     W, U = p["W"], p["U"]
     xs, (h0,), hs, mask, reset, nonlinearity = cache
     T, B, H = hs.shape
     das = aligned.empty_like(hs)                           # (T, B, H): dL/da_t
     dh0 = aligned.empty_like(hs[0])
     m, r = rows.masks(mask, reset, T, B)
-    rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), pack(U, False),
+    rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), panels(U, False, precision),
                              hs, m, r, CODES[nonlinearity], rows.clip(clip_dh, hs.dtype),
                              rows.trace(dh_trace, hs.dtype), das, dh0), rows.blocks(B, threads), backward_blocks)
-    dU = recurrent_grad(das, h0, hs, reset, mask=mask)
-    dW, dxs, db = project_backward(W, xs, das, mask)
+    dU = recurrent_grad(das, h0, hs, reset, mask=mask, precision=precision)
+    dW, dxs, db = project_backward(W, xs, das, mask, precision)
     return dxs, (dh0,), {"W": dW, "U": dU, "b": db, "b_U": db.copy()}

@@ -27,6 +27,8 @@ padding) the products over all T B positions are taken over the real ones only
 dU = da^T h_prev over them, gathered once.
 """
 
+import functools
+
 import numpy as np
 from numba import njit, prange
 
@@ -34,7 +36,8 @@ from ..reference import inputs
 from ..reference.common import previous
 from ..reference.inputs import Embedded, is_ids
 from . import aligned, rows
-from .matmul import matmul, parts
+from .matmul import matmul as _matmul
+from .matmul import parts
 from .packed import gemm_tn
 
 LIVE_FRACTION = 0.9  # gather the real positions when fewer than this fraction of the window's are real
@@ -78,12 +81,14 @@ def scatter_add(dM, ids, d):
                 row[j] += src[j]
 
 
-def input_table(W, b, xs, b_U=None, mask=None):
+def input_table(W, b, xs, b_U=None, mask=None, precision="float32"):
     """(table, ids) with W x_t + b (+ b_U) = table[ids[t, b]] for every real t and row b: table
     (V, G) for ids, (T B, G) for float inputs (then ids[t, b] = t B + b), or with a mask (T, B, 1)
     of mostly padding the rows of the real positions only (padding reads row 0: the time loops never
-    read it). The biases are added in one pass, as b + b_U."""
+    read it). The biases are added in one pass, as b + b_U. precision: of the products (matmul); the
+    one-hot table has none (W x_t is a column of W, exact)."""
     bias = b if b_U is None else b + b_U
+    matmul = functools.partial(_matmul, precision=precision)
     if isinstance(xs, Embedded):
         table, ids = matmul(xs.E, W.T), np.ascontiguousarray(xs.ids)
         table += bias
@@ -103,10 +108,11 @@ def input_table(W, b, xs, b_U=None, mask=None):
     return table, ids
 
 
-def project_backward(W, xs, da, mask=None):
+def project_backward(W, xs, da, mask=None, precision="float32"):
     """Given da (T, B, G) = dL/d(W x_t + b): (dW, dxs, db). dxs is dE (V, D) for Embedded inputs,
     None for one-hot ids, (T, B, D) for floats (zero on padding; with a mask of mostly padding the
-    products run over the real positions only)."""
+    products run over the real positions only). precision: of the products (matmul)."""
+    matmul = functools.partial(_matmul, precision=precision)
     if isinstance(xs, Embedded):
         dP = scatter_rows(xs.E.shape[0], np.ascontiguousarray(xs.ids), da)          # (V, G)
         return matmul(dP.T, xs.E), matmul(dP, W), dP.sum(axis=0)
@@ -140,12 +146,14 @@ def _recurrent_grad_blocks(args, blocks):
         _recurrent_grad_rows(*args, blocks[i, 0], blocks[i, 1])
 
 
-def recurrent_grad(das, h0, hs, reset, threads=None, mask=None):
+def recurrent_grad(das, h0, hs, reset, threads=None, mask=None, precision="float32"):
     """dU = sum_t da_t^T h_{t-1} (G, H), the rows of dU split over the cores (threads: as matmul.parts);
     with no resets h_{t-1} is read in place from hs (steps 1..T-1) and h0 (step 0), not copied. With
-    a mask (T, B, 1) of mostly padding, over the real positions only (da_t = 0 on the others)."""
+    a mask (T, B, 1) of mostly padding, over the real positions only (da_t = 0 on the others).
+    precision="bf16": one bf16 product over the T B rows, h_{t-1} gathered (its pairs are copies anyway)."""
     T, B, G = das.shape
     H = hs.shape[2]
+    matmul = functools.partial(_matmul, precision=precision)
     live = live_positions(mask)
     if live is not None:
         first = live < B                                   # step 0: h_{t-1} is h0
@@ -155,7 +163,7 @@ def recurrent_grad(das, h0, hs, reset, threads=None, mask=None):
         if reset is not None:
             h_prev[reset.reshape(-1)[live]] = 0
         return matmul(das.reshape(T * B, G)[live].T, h_prev, threads)
-    if reset is not None:
+    if reset is not None or precision == "bf16":
         return matmul(das.reshape(T * B, G).T, previous(h0, hs, reset).reshape(T * B, H), threads)
     dU = aligned.empty((G, H), das.dtype)
     rows.run(_recurrent_grad_rows, (das[0], np.ascontiguousarray(h0, das.dtype), das[1:].reshape((T - 1) * B, G),

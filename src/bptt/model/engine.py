@@ -56,6 +56,7 @@ from ..reference.inputs import Embedded, gather_rows, scatter_rows
 from . import checkpointing, regularisers, rtrl
 
 ENGINES = ("fast", "numpy")
+PRECISIONS = ("float32", "bf16")
 ENGINE_CELLS = {"fast": fast.CELL_NAMES, "numpy": tuple(CELLS)}    # by name: knowing them loads no engine
 
 
@@ -127,6 +128,8 @@ class Arch:
                                      # AdaptiveLogSoftmaxWithLoss); None: the full readout
     div_value: float = 4.0           # the adaptive softmax: tail i projects to width // div_value**i units
     head_bias: bool = False          # the adaptive softmax: a bias on its head (PyTorch's head_bias)
+    precision: str = "float32"       # of the products: "float32", or "bf16" (bfloat16 operands, float32 sums;
+                                     # bptt.fast.bf16): master weights, states, gates and the loss stay float32
 
     def __post_init__(self):
         checks.one_of("cell", self.cell, tuple(CELLS))
@@ -160,6 +163,7 @@ class Arch:
                 raise ValueError(f"proj_size: expected a size below hidden_size={self.hidden_size} (as PyTorch's), "
                                  f"got {self.proj_size}")
         self._check_adaptive()
+        self._check_precision()
         if self.tie_weights and (self.embedding_dim != self.width or self.output_size != self.input_size):
             size = "hidden_size" if self.width == self.hidden_size else (
                 f"the readout's input size {self.width} ({'2 directions x ' * self.bidirectional}"
@@ -183,6 +187,26 @@ class Arch:
         if self.tie_weights:
             raise ValueError("tie_weights: the readout is the adaptive softmax (cutoffs), which has no matrix to "
                              "share with the embedding; leave tie_weights False or cutoffs None")
+
+    def _check_precision(self):
+        """precision: "float32", or "bf16" on the fast engine, with the full readout, on a CPU that has
+        AVX512-BF16 (bptt.fast.bf16.require)."""
+        checks.one_of("precision", self.precision, PRECISIONS)
+        if self.precision == "float32":
+            return
+        if self.engine != "fast":
+            raise ValueError(f"precision: 'bf16' runs on the fast engine (its bf16 kernels); got engine="
+                             f"{self.engine!r}{' (the skip RNN has only the reference cells)' * (self.cell == 'skip')}")
+        if self.cutoffs:
+            raise ValueError("precision: 'bf16' runs the full readout; the adaptive softmax (cutoffs) is float32 only")
+        from ..fast import bf16
+        bf16.require("precision")
+
+    @property
+    def computing(self):
+        """The keyword arguments that carry the precision to the fast engine's cells and readout: none
+        for float32 (the reference cells take none)."""
+        return {} if self.precision == "float32" else {"precision": self.precision}
 
     def _store(self, name, value):
         """Set a field of this frozen Arch to its checked value: a plain int or bool whatever NumPy type
@@ -208,7 +232,9 @@ class Arch:
     def matmul(self):
         """The product for the readout: NumPy's, or the fast engine's (bptt.fast.matmul, on the same
         threads as its time loops)."""
-        return self.backend.matmul
+        if self.precision == "float32":
+            return self.backend.matmul
+        return functools.partial(self.backend.matmul, precision=self.precision)
 
     @property
     def options(self):
@@ -352,7 +378,7 @@ def readout_loss(params, arch, h, y, w, loss):
         return adaptive_math(arch).loss_and_grads(adaptive_params(params, arch), h, y, w)   # (A1)-(A7), (A1b)-(A5b)
     fused = arch.backend.cross_entropy
     if fused is not None and loss == "cross_entropy":
-        value, dV, dc, dh = fused(h, readout_weights(params), params["c"], y, w)
+        value, dV, dc, dh = fused(h, readout_weights(params), params["c"], y, w, **arch.computing)
     else:
         value, dz = losses.apply(loss, readout(params, arch, h), y, w)
         dV, dc, dh = readout_backward(params, arch, h, dz)
@@ -399,6 +425,8 @@ def prepare(params, arch, x, state, lengths, reset=None):
     sorts them by length, so that a row that has ended costs nothing, bptt.fast.common.live_rows):
     every per-row input is reordered here, and restore() puts every per-row output back."""
     dtype = checks.params(params, arch.param_shapes())
+    if arch.precision == "bf16" and dtype != np.float32:
+        raise ValueError(f"precision: 'bf16' keeps float32 master weights and sums; the parameters are {dtype.name}")
     x, T, B = checks.inputs(x, arch.input_size, arch.embedding_dim is not None, dtype)
     mask = checks.lengths_mask(lengths, T, B)
     x = checks.valid_inputs(x, arch.input_size, mask)
@@ -524,7 +552,7 @@ def forward_layers(params, arch, batch, drops, inputs=None, states=None):
             state0 = tuple(s[k * arch.directions + d] for s in batch.state)
             xs_d = reversed_in_time(xs, batch.flip) if d else xs              # the reverse direction's order
             hs, state_T, cache = arch.module.forward(layer(params, k, reverse=d == 1), xs_d, state0, batch.mask,
-                                                     batch.reset, **arch.options)
+                                                     batch.reset, **arch.options, **arch.computing)
             outputs.append(reversed_in_time(hs, batch.flip) if d else hs)     # back in the original order
             if states is not None:
                 states.append(tuple(reversed_in_time(a, batch.flip) if d else a for a in step_states(arch, hs, cache)))
@@ -559,7 +587,7 @@ def backward_layers(params, arch, x, dhs, caches, drops, clip_dh=None, traces=No
                 d_final = tuple(s[i] for s in dstate_T)
             trace = None if traces is None else traces[k] if arch.directions == 1 else np.empty_like(dhs_d)
             dxs, dstate0[i], g = arch.module.backward(layer(params, k, reverse=d == 1), dhs_d, d_final, caches[i],
-                                                      clip_dh, trace)
+                                                      clip_dh, trace, **arch.computing)
             if d and dxs is not None and not (k == 0 and folded):    # dE (V, D) has no time axis
                 dxs = reversed_in_time(dxs, flip)
             d_input = dxs if d_input is None else d_input + dxs

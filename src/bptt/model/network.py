@@ -30,6 +30,10 @@ class Network:
     of the full readout V, c: a head over the classes below cutoffs[0] and one token per cluster,
     cluster i's tail projected to width // div_value**i units (head_bias: a bias on the head). Its
     "logits" are exact log-probabilities log p(k); cross_entropy only (reference/adaptive.py).
+    precision: "float32", or "bf16": the products (input, recurrent, readout, and their backward ones)
+    take bfloat16 operands with float32 sums (bptt.fast.bf16: AVX512-BF16's vdpbf16ps); the parameters
+    (dtype=np.float32), the states, the gates and the loss stay float32. The fast engine only, and a
+    CPU with AVX512-BF16 (else a ValueError). save() writes float32 weights without it; load() takes it.
     The sizes, num_layers, embedding_dim, skip and seed are ints, NumPy's too (kept as plain ints, so
     the network saves and exports); a float such as 5.0, or a bool, is a TypeError naming the argument.
     """
@@ -37,11 +41,14 @@ class Network:
     def __init__(self, cell, input_size, hidden_size, output_size, num_layers=1, embedding_dim=None,
                  nonlinearity="tanh", dtype=np.float64, seed=0, tie_weights=False, skip=None, engine=None,
                  bidirectional=False, proj_size=None, learn_init_state=False, cutoffs=None, div_value=4.0,
-                 head_bias=False):
+                 head_bias=False, precision="float32"):
         self.arch = engine_.Arch(cell, input_size, hidden_size, output_size, num_layers, embedding_dim,
                                  nonlinearity, tie_weights, skip, engine, bidirectional, proj_size, learn_init_state,
-                                 cutoffs, div_value, head_bias)
+                                 cutoffs, div_value, head_bias, precision)
         self.dtype = checks.float_dtype(dtype)
+        if precision == "bf16" and self.dtype != np.float32:
+            raise ValueError(f"precision: 'bf16' keeps float32 master weights; give dtype=np.float32, "
+                             f"got {self.dtype.name}")
         if isinstance(seed, np.random.Generator):
             rng = seed
         else:
@@ -108,10 +115,10 @@ class Network:
         onnx_export.write(self, path, inputs, overwrite, dtype)
 
     @classmethod
-    def load(cls, path, engine=None):
-        """The Network saved in path by save(), on its engine (or the one given)."""
+    def load(cls, path, engine=None, precision="float32"):
+        """The Network saved in path by save(), on its engine (or the one given), computing in precision."""
         fields, dtype, params = saved.read(path)
-        fields = dict(fields)
+        fields = dict(fields, precision=precision)
         if engine is not None:
             fields["engine"] = engine
         net = cls(**fields, dtype=dtype)

@@ -17,7 +17,8 @@ def write(path, arch, dtype, params, overwrite=False):
     """params of a network of arch and dtype into the file path: a new file in an existing directory,
     or (overwrite=True) one replaced atomically."""
     path = files.check_new(path, overwrite)
-    meta = {"format": FORMAT, "version": VERSION, "dtype": dtype.name, "arch": dataclasses.asdict(arch)}
+    shape = {k: v for k, v in dataclasses.asdict(arch).items() if k != "precision"}   # how it computes: load() says
+    meta = {"format": FORMAT, "version": VERSION, "dtype": dtype.name, "arch": shape}
     files.save_arrays(path, params, meta, replace=overwrite)
 
 

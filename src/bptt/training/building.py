@@ -25,7 +25,7 @@ def arch(cfg, input_size, output_size):
     return engine.Arch(cfg.cell, input_size, cfg.hidden, output_size, cfg.layers, cfg.embedding or None,
                        cfg.nonlinearity, cfg.tie, cfg.skip, cfg.engine, bidirectional=cfg.bidirectional,
                        proj_size=cfg.proj_size, learn_init_state=cfg.learn_init_state, cutoffs=cfg.cutoffs,
-                       div_value=cfg.div_value if cfg.cutoffs else 4.0)
+                       div_value=cfg.div_value if cfg.cutoffs else 4.0, precision=cfg.precision)
 
 
 def build_network(cfg, input_size, output_size):

@@ -135,6 +135,9 @@ class TrainConfig:
     radius: float | None = option(None, "rescale each recurrent matrix (gate block) to this spectral radius at "
                                   "initialisation")
     dtype: str = option("float32", "floating point type of parameters and activations", ("float32", "float64"))
+    precision: str = option("float32", "of the products: bf16 rounds their operands to bfloat16 and sums in float32 "
+                            "(weights, optimiser, states and loss stay float32; a CPU with AVX512-BF16)",
+                            ("float32", "bf16"))
     engine: str | None = option(None, "fast: the time loops compiled with numba; numpy: the reference cells "
                                 "(default: fast, and numpy for the skip RNN, which has no compiled version)", ENGINES)
     # truncated BPTT
@@ -231,6 +234,7 @@ class TrainConfig:
                 raise ValueError(f"{f.name}: applies to {f.metadata['where']} only; got {getattr(self, f.name)!r} "
                                  f"with {deciding}={getattr(self, deciding)!r}")
         self.check_gradient()
+        self.check_precision()
         if self.task in PROBLEMS:
             problems.check_length(self.task, self.length)
         if self.task == "classify" and self.data is None:
@@ -301,6 +305,21 @@ class TrainConfig:
             if value != defaults[name] and not (name == "backprop" and value == self.window):
                 given = "--" + name.replace("_", "-") + ("" if value is True else f" {value!r}")
                 raise ValueError(f"gradient: {how} {what}; got {given}: leave it out (or use --gradient bptt)")
+
+    def check_precision(self):
+        """--precision bf16: float32 parameters, the fast engine's cells with the full readout, BPTT's gradient;
+        the CPU is checked where the network is built (engine.Arch)."""
+        if self.precision == "float32":
+            return
+        for name, value, wanted in (("dtype", self.dtype, ("float32",)), ("engine", self.engine, (None, "fast")),
+                                    ("adaptive_softmax", self.adaptive_softmax, (None,)),
+                                    ("gradient", self.gradient, ("bptt",))):
+            if value not in wanted:
+                raise ValueError(f"precision: 'bf16' runs float32 master weights on the fast engine's kernels, with "
+                                 f"the full readout and BPTT's gradient; got --{name.replace('_', '-')} {value}")
+        if self.cell not in ("rnn", "gru", "lstm"):
+            raise ValueError(f"precision: 'bf16' runs the cells rnn, gru and lstm (the fast engine's); got --cell "
+                             f"{self.cell}")
 
     def awd(self):
         """The regularisers' keyword arguments of engine.loss_and_grads (those set)."""

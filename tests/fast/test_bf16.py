@@ -1,0 +1,158 @@
+"""bfloat16 products (bptt.fast.bf16): the conversion against PyTorch's, the kernel against the NumPy
+oracle bit for bit (on this CPU's path: AVX512-BF16's vdpbf16ps, or the emulation; each test's id names
+it), the emulation against the instruction where the CPU has it, and the engine's bf16 gradients
+against float64 within the documented tolerance (docs/fast-engine.md, "bf16")."""
+
+import numpy as np
+import pytest
+from numba import njit
+
+from bptt.fast import bf16, matmul
+from bptt.model import engine
+from bptt.model.network import Network
+
+PATH = bf16.path() or "none"
+SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-39, -1e-39, 1e-30, 3e38, -3e38, 1.0, 1.00390625,
+                    1.01171875, 65504.0], np.float32)
+
+
+def bits(x):
+    return np.ascontiguousarray(x, np.float32).view(np.uint32)
+
+
+def test_rounding_equals_torch_bfloat16():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x = np.concatenate([SPECIAL, (rng.standard_normal(20000) * np.exp(rng.uniform(-80, 80, 20000))).astype(np.float32),
+                        (np.arange(1, 2000, dtype=np.float32) * np.float32(2 ** -8) + 1)])      # ties at every step
+    ours = bf16.widen(bf16.round_bf16(x))
+    theirs = torch.from_numpy(x).to(torch.bfloat16).to(torch.float32).numpy()
+    normal = np.abs(theirs) >= bf16.TINY              # widen reads a subnormal bf16 as zero, as the instruction does
+    assert np.array_equal(ours[normal], theirs[normal], equal_nan=True)
+    assert np.all(ours[~normal & ~np.isnan(theirs)] == 0)
+    pairs = bf16.pairs(x[None, :-1 if x.size % 2 else None])[0]       # the compiled rounding, the same bits
+    assert np.array_equal(pairs & 0xFFFF, bf16.round_bf16(x[0:pairs.size * 2:2]))
+    assert np.array_equal(pairs >> 16, bf16.round_bf16(x[1:pairs.size * 2:2]))
+
+
+def test_reference_is_the_bf16_product_to_float32_round_off():
+    """The oracle itself: within K float32 roundings of the exact product of the rounded operands."""
+    rng = np.random.default_rng(1)
+    A, B = rng.standard_normal((9, 301)).astype(np.float32), rng.standard_normal((301, 7)).astype(np.float32)
+    a, b = (bf16.widen(bf16.round_bf16(m)).astype(np.float64) for m in (A, B))
+    exact = a @ b
+    assert np.all(np.abs(bf16.reference(A, B) - exact) <= 302 * 2 ** -24 * (np.abs(a) @ np.abs(b)))
+    assert np.abs(bf16.reference(A, B) - A.astype(np.float64) @ B).max() > 1e-3      # it does round to bf16
+
+
+@pytest.mark.parametrize("path", [PATH])
+@pytest.mark.parametrize("M,K,N", [(1, 1, 1), (6, 2, 64), (7, 5, 3), (13, 33, 130), (16, 256, 1024), (5, 64, 65),
+                                   (6, 600, 130), (3, 1031, 64), (8, 257, 64),
+                                   (12, 3, 200)])
+@pytest.mark.parametrize("beta", [0.0, 1.0, 0.5])
+def test_gemm_equals_reference(path, M, K, N, beta):
+    rng = np.random.default_rng(M * 1000 + K)
+    A = rng.standard_normal((M, K)).astype(np.float32)
+    B = rng.standard_normal((K, N)).astype(np.float32)
+    C0 = np.where(rng.random((M, N)) < 0.1, np.nan, rng.standard_normal((M, N))).astype(np.float32)
+    C = C0.copy()
+    bf16.gemm(bf16.pairs(A), bf16.pack(B, False), C, beta)
+    expected = bf16.reference(A, B, C0, beta)
+    assert np.array_equal(bits(C), bits(expected)) or np.array_equal(C, expected, equal_nan=True)
+    C2 = C0.copy()
+    bf16.gemm(bf16.pairs(A[:, ::-1][:, ::-1]), bf16.pack(np.ascontiguousarray(B.T), True), C2, beta)
+    assert np.array_equal(C2, C, equal_nan=True)
+
+
+@pytest.mark.parametrize("path", [PATH])
+@pytest.mark.parametrize("M,K,N", [(1024, 96, 256), (65, 128, 256), (200, 7, 24)])
+def test_matmul_forms_equal_reference(path, M, K, N):
+    """A B, and X^T Y both ways (X's columns transposed, or C^T = Y^T X): the same sums, the same bits."""
+    rng = np.random.default_rng(K)
+    X, Y = rng.standard_normal((K, M)).astype(np.float32), rng.standard_normal((K, N)).astype(np.float32)
+    expected = bf16.reference(X.T, Y)
+    for threads in (1, 2):
+        assert np.array_equal(matmul.matmul(X.T, Y, threads, precision="bf16"), expected)
+        assert np.array_equal(matmul.matmul(np.ascontiguousarray(X.T), Y, threads, precision="bf16"), expected)
+    assert np.array_equal(matmul.matmul(X.T, Y, threads=None, precision="bf16").T,
+                          matmul.matmul(Y.T, X, precision="bf16"))
+    with pytest.raises(ValueError, match="precision: 'bf16' multiplies float32 arrays, got float64"):
+        matmul.matmul(X.T.astype(np.float64), Y, precision="bf16")
+
+
+@njit
+def _both_tiles(A2, Bk, C1, C2, rows):
+    bf16._tile_emulated(A2, Bk, C1, np.float32(0.0), rows, 4, 0)
+    bf16._tile_hardware(A2, Bk, C2, np.float32(0.0), rows, 4, 0)
+
+
+@pytest.mark.skipif(not bf16.HARDWARE, reason="this CPU has no AVX512-BF16: the emulation is all it runs")
+def test_emulation_equals_the_instruction():
+    """vdpbf16ps on this CPU against the emulation, on scales across float32's range and on inf, NaN,
+    subnormals and overflowing products (3e38 x 3e38 carried into the sum, not infinity first)."""
+    rng = np.random.default_rng(2)
+    for trial in range(200):
+        K = int(rng.integers(1, 40))
+        A = (rng.standard_normal((6, K)) * np.exp(rng.uniform(-40, 40, (6, K)))).astype(np.float32)
+        B = (rng.standard_normal((K, 64)) * np.exp(rng.uniform(-40, 40, (K, 64)))).astype(np.float32)
+        if trial % 2:
+            A.flat[rng.integers(0, A.size, 3)] = rng.choice(SPECIAL, 3)
+            B.flat[rng.integers(0, B.size, 6)] = rng.choice(SPECIAL, 6)
+        C1, C2 = np.zeros((6, 64), np.float32), np.ones((6, 64), np.float32)
+        with np.errstate(all="ignore"):
+            _both_tiles(bf16.pairs(A), bf16.pack(B, False)[0], C1, C2, 6)
+            expected = bf16.reference(A, B)[:, :64]
+        assert np.array_equal(bits(C1), bits(C2)) or np.array_equal(C1, C2, equal_nan=True), trial
+        assert np.array_equal(C1, expected, equal_nan=True), trial
+
+
+@pytest.mark.parametrize("path", [PATH])
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("inputs", ["ids", "embedding", "floats"])
+def test_gradients_near_float64(path, cell, inputs):
+    """The documented tolerance: each gradient within 2e-2 of float64's (norm-relative), the loss within
+    1e-3; and not float32's own result (bf16 rounding did happen)."""
+    rng = np.random.default_rng(3)
+    D, T, B = 7, 6, 5
+    shape = dict(cell=cell, input_size=D, hidden_size=24, output_size=D, num_layers=2,
+                 embedding_dim=6 if inputs == "embedding" else None)
+    x = rng.standard_normal((T, B, D)) if inputs == "floats" else rng.integers(0, D, (T, B))
+    y = rng.integers(0, D, (T, B))
+    exact = Network(**shape, dtype=np.float64, seed=1, engine="numpy")
+    low = Network(**shape, dtype=np.float32, seed=1, precision="bf16")
+    plain = Network(**shape, dtype=np.float32, seed=1)
+    low.params = plain.params = {k: v.astype(np.float32) for k, v in exact.params.items()}
+    r64 = engine.loss_and_grads(exact.params, exact.arch, x, y)
+    r16 = engine.loss_and_grads(low.params, low.arch, x.astype(np.float32) if inputs == "floats" else x, y)
+    r32 = engine.loss_and_grads(plain.params, plain.arch, x.astype(np.float32) if inputs == "floats" else x, y)
+    assert abs(r16.loss - r64.loss) <= 1e-3 * abs(r64.loss)
+    for name, g in r64.grads.items():
+        err = np.linalg.norm(r16.grads[name] - g) / max(np.linalg.norm(g), 1e-30)
+        assert err <= 2e-2, (name, err)
+    moved = max(np.linalg.norm(r16.grads[k] - r32.grads[k]) / np.linalg.norm(r32.grads[k]) for k in r32.grads
+                if k.endswith(".U"))
+    assert moved > 1e-4
+
+
+def test_refusals(monkeypatch):
+    with pytest.raises(ValueError, match="precision: 'bf16' keeps float32 master weights; give dtype=np.float32"):
+        Network("lstm", 5, 8, 5, dtype=np.float64, precision="bf16")
+    with pytest.raises(ValueError, match="precision: 'bf16' runs on the fast engine"):
+        Network("lstm", 5, 8, 5, dtype=np.float32, precision="bf16", engine="numpy")
+    with pytest.raises(ValueError, match="the adaptive softmax"):
+        Network("lstm", 5, 8, 30, dtype=np.float32, precision="bf16", cutoffs=(10,))
+    with pytest.raises(ValueError, match="precision: expected one of"):
+        Network("lstm", 5, 8, 5, dtype=np.float32, precision="fp16")
+    monkeypatch.setattr(bf16, "HARDWARE", False)
+    monkeypatch.delenv(bf16.EMULATE, raising=False)
+    with pytest.raises(ValueError, match="precision: 'bf16' needs a CPU with AVX512-BF16"):
+        Network("lstm", 5, 8, 5, dtype=np.float32, precision="bf16")
+
+
+def test_saved_network_is_float32_and_loads_in_either_precision(tmp_path):
+    net = Network("gru", 5, 8, 5, dtype=np.float32, precision="bf16", seed=2)
+    net.save(tmp_path / "n.safetensors")
+    back = Network.load(tmp_path / "n.safetensors")
+    assert back.arch.precision == "float32" and back.dtype == np.float32
+    assert all(np.array_equal(back.params[k], v) for k, v in net.params.items())
+    assert Network.load(tmp_path / "n.safetensors", precision="bf16").arch.precision == "bf16"

@@ -1,0 +1,49 @@
+"""--precision bf16 in the trainer: what it refuses (one line naming the flag), that it reaches the
+engine (the run differs from float32's and its checkpoint holds float32), and the CLI's message."""
+
+import numpy as np
+import pytest
+
+from bptt import files
+from bptt.cli.app import main
+from bptt.training import train
+from bptt.training.config import TrainConfig
+
+TEXT = "It is a truth universally acknowledged, that a single man in possession of a good fortune.\n" * 30
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text(TEXT)
+    return str(path)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(dtype="float64"), "got --dtype float64"),
+    (dict(engine="numpy"), "got --engine numpy"),
+    (dict(adaptive_softmax="10", level="word"), "got --adaptive-softmax 10"),
+    (dict(gradient="rtrl", hidden=4, batch=2), "got --gradient rtrl"),
+    (dict(cell="skip"), "runs the cells rnn, gru and lstm"),
+])
+def test_refused_with_the_flag_named(kw, message):
+    with pytest.raises(ValueError, match=f"precision: 'bf16' .*{message}"):
+        TrainConfig(precision="bf16", **kw)
+
+
+def test_reaches_the_engine_and_checkpoints_float32(tmp_path, corpus):
+    base = dict(data=corpus, hidden=16, layers=1, embedding=8, batch=4, window=8, steps=6, eval_every=3,
+                eval_batch=2)
+    runs = {p: train.train(TrainConfig(**base, precision=p), tmp_path / p) for p in ("float32", "bf16")}
+    assert all(r.status == "done" for r in runs.values())
+    a, _ = files.load_arrays(tmp_path / "float32" / "checkpoint.safetensors")
+    b, _ = files.load_arrays(tmp_path / "bf16" / "checkpoint.safetensors")
+    assert all(v.dtype == np.float32 for k, v in b.items() if k.startswith("param/"))
+    assert not np.array_equal(a["param/l0.U"], b["param/l0.U"])
+    assert np.allclose(a["param/l0.U"], b["param/l0.U"], atol=1e-2)
+
+
+def test_cli_error_is_one_line(capsys, tmp_path):
+    assert main(["train", str(tmp_path / "r"), "--precision", "bf16", "--dtype", "float64"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --precision: 'bf16'")
