@@ -107,6 +107,7 @@ def checks():
         (test_bf16, "test_gemm_equals_reference", None),          # at 32 bytes: the emulated bf16 tile
         (test_bf16, "test_matmul_forms_equal_reference", None),
         (test_bf16, "test_gradients_near_float64", None),
+        (test_bf16, "test_fused_readout_near_float64", None),
     ]
     out = []
     for module, name, keep in plan:

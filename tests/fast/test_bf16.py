@@ -156,3 +156,24 @@ def test_saved_network_is_float32_and_loads_in_either_precision(tmp_path):
     assert back.arch.precision == "float32" and back.dtype == np.float32
     assert all(np.array_equal(back.params[k], v) for k, v in net.params.items())
     assert Network.load(tmp_path / "n.safetensors", precision="bf16").arch.precision == "bf16"
+
+
+@pytest.mark.parametrize("path", [PATH])
+@pytest.mark.parametrize("classes", [False, True])
+def test_fused_readout_near_float64(path, classes):
+    """The fused cross-entropy in bf16, by rows and by classes (chunks of KC, two ranges, an odd K): loss
+    within 1e-4 and dV, dc, dh within 1e-2 of float64 (norm-relative), and not float32's own result."""
+    from bptt.fast import readout
+
+    rng = np.random.default_rng(4)
+    N, H, K = 37, 24, 401
+    h, V = rng.standard_normal((N, H)) * 0.5, rng.standard_normal((K, H)) * 0.3
+    c, y, w = rng.standard_normal(K) * 0.1, rng.integers(0, K, N), rng.random(N) / N
+    exact = readout.cross_entropy(h, V, c, y, w, classes=classes)
+    f32 = [np.float32(a) if np.ndim(a) == 0 else a.astype(np.float32) for a in (h, V, c, w)]
+    low = readout.cross_entropy(f32[0], f32[1], f32[2], y, f32[3], threads=2, classes=classes, precision="bf16")
+    plain = readout.cross_entropy(f32[0], f32[1], f32[2], y, f32[3], threads=2, classes=classes)
+    assert abs(low[0] - exact[0]) <= 1e-4 * abs(exact[0])
+    for a, b, c32 in zip(exact[1:], low[1:], plain[1:]):
+        assert b.dtype == np.float32 and np.linalg.norm(b - a) <= 1e-2 * np.linalg.norm(a)
+    assert np.linalg.norm(low[3] - plain[3]) > 1e-5 * np.linalg.norm(plain[3])

@@ -35,13 +35,14 @@ The same numbers as losses.cross_entropy on engine.readout, up to round-off (tes
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from . import aligned, bf16, rows
 from .bf16 import panels, product, product_tn
 from .matmul import MIN_FLOP, parts
 from .nonlinear import ZERO, exp
-from .packed import MR, gemm, pack
+from .packed import MR, gemm, gemm_tn, pack
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
 TILE = 128           # rows per tile: z (TILE, K) stays in L1
@@ -235,7 +236,8 @@ def class_logits_blocks(args, blocks):
 def class_gradients(eT, h, hp, V, y, w, m, mk, first, scale, dV, dc, dhs, starts, approx, k0, k1):
     """Pass 2 over the classes k0:k1: dz = w (softmax - e_y) in place of eT[k0:k1] (pass 1's
     exp(z - m_c), times exp(m_c - m) w / s: scale = w / s), dc and dV of those classes, and this
-    range's slot of dhs (P, N, H) += their dz^T V."""
+    range's slot of dhs (P, N, H) += their dz^T V. In bf16 (add_dz_V) V is given as V^T's pairs and
+    dhs is (P, H, N)."""
     slot = np.searchsorted(starts, k0)
     dh = dhs[slot]
     N = h.shape[0]
@@ -257,7 +259,26 @@ def class_gradients(eT, h, hp, V, y, w, m, mk, first, scale, dV, dc, dhs, starts
                 z[y[n] - a, n] -= w[n]                      # (1b) dz = w (p - e_y)
                 dc[y[n]] -= w[n]
         product(z, hp, dV[a:b], 0.0)                        # (1b) dV = dz^T h, these classes' rows
-        product_tn(z, V[a:b], dh, 1.0, 0, N, hp)            # (1b) dh += dz V
+        add_dz_V(z, V, a, b, dh)                            # (1b) dh += dz V
+
+
+def add_dz_V(z, V, a, b, dh):
+    """dh += z^T V[a:b] for the chunk z = dz of the classes a:b (KC, N): float, dh (N, H); bf16, with V
+    given as bf16.pairs_of_columns(V) (H, K2) and dh^T (H, N) += V[a:b]^T z, z packed along its classes
+    (two rows at a time): no transposing conversion of z, V^T's pairs made once a step. a is even; an
+    odd b is K itself, where V's pairs end on a zero."""
+
+
+@overload(add_dz_V)
+def _add_dz_V(z, V, a, b, dh):
+    if V.dtype == types.uint32:
+        def low(z, V, a, b, dh):
+            bf16.gemm(V[:, a // 2:(b + 1) // 2], bf16.pack_panels(z, False), dh, 1.0)
+        return low
+
+    def full(z, V, a, b, dh):
+        gemm_tn(z, V[a:b], dh, 1.0, 0, z.shape[1])
+    return full
 
 
 @njit(**rows.PARALLEL)
@@ -301,13 +322,15 @@ def cross_entropy_by_classes(h, V, c, y, w, threads=None, precision="float32"):
     (eT, mk, first), m, s, zy, _, ranges = logsumexp_by_classes(h, V, c, y, True, threads, precision)
     value = -float(np.dot(w.astype(np.float64), zy - m - np.log(s)))
     dV, dc = aligned.empty(V.shape, h.dtype), np.empty(c.size, h.dtype)
-    dhs = np.zeros((len(ranges), N, H), h.dtype)
+    low = precision == "bf16"
+    dhs = np.zeros((len(ranges), H, N) if low else (len(ranges), N, H), h.dtype)
     starts = np.array([a for a, _ in ranges], np.int64)
-    rows.run(class_gradients, (eT, h, panels(h, False, precision), V, np.ascontiguousarray(y),
+    Vx = bf16.pairs_of_columns(V, 0, H) if low else V
+    rows.run(class_gradients, (eT, h, panels(h, False, precision), Vx, np.ascontiguousarray(y),
                                w.astype(h.dtype, copy=False),
                                m.astype(h.dtype), mk, first, (w / s).astype(h.dtype), dV, dc, dhs, starts,
                                rows.approximate(None, h.dtype)), ranges, class_gradients_blocks)
     dh = dhs[0]
     for i in range(1, len(ranges)):
         dh += dhs[i]
-    return value, dV, dc, dh
+    return value, dV, dc, np.ascontiguousarray(dh.T) if low else dh
