@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bptt import bench
-from bptt.bench import harness, runners, tables
+from bptt.bench import harness, runners, tables, workload
 from bptt.cli import main
 from bptt.training.config import TrainConfig
 
@@ -117,6 +117,28 @@ def test_bench_command_prints_a_row_per_framework(capsys):
     assert any(bits in out.splitlines()[0] for bits in ("256-bit", "512-bit"))
     loss = [float(r.split()[7]) for r in rows]
     assert abs(loss[0] - loss[1]) < 1e-4                       # the same computation from the same weights
+
+
+def test_bench_in_bf16_runs_pytorch_under_autocast(capsys, monkeypatch):
+    """--precision bf16: bptt's bf16 kernels (or the emulation here) against PyTorch under autocast; the row
+    names it, the first line names the instruction path; JAX has no bf16 runner and says so."""
+    torch = pytest.importorskip("torch")
+    from bptt.training import tasks
+
+    assert main(["bench", *TINY, "--frameworks", "bptt", "torch", "--no-rss", "--precision", "bf16"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("lstm-h16-b4-t8-bf16")]
+    assert [r.split()[1] for r in rows] == ["bptt", "PyTorch"]
+    assert "bf16: " in out.splitlines()[0]
+    loss = [float(r.split()[7]) for r in rows]
+    assert abs(loss[0] - loss[1]) < 2e-2                       # bf16 rounding, each framework its own
+    cfg = bench.config("lstm-h128", precision="bf16", hidden=16, batch=4, window=8)
+    runner = runners.make_runner("torch", cfg, tasks.make(cfg))
+    entered, real = [], torch.autocast
+    monkeypatch.setattr(torch, "autocast", lambda *a, **k: entered.append(k) or real(*a, **k))
+    runner.step(workload.batches(tasks.make(cfg), cfg, 1)[0][0])
+    assert entered == [{"dtype": torch.bfloat16, "enabled": True}]
+    assert runners.unsupported("jax", cfg) == "the JAX reference runs float32 only (no bf16 runner)"
 
 
 def test_missing_framework_is_skipped_with_a_message(monkeypatch, capsys):

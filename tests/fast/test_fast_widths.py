@@ -12,6 +12,7 @@ beside the compilation of this width, and this test collects its output.
 """
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -35,6 +36,12 @@ def other_width_run(other, tmp_path):
     return done.stdout, done.stderr, done.returncode
 
 
+def bf16_path_free(name):
+    """A check's name without the bf16 path in its id (test_bf16's ids name the path that ran: this CPU's
+    here, the emulation in the 256-bit build)."""
+    return re.sub(r"(^|-|\[)(avx512-bf16|emulated|none)\]", r"\1PATH]", name)
+
+
 def test_kernels_at_the_other_width(tmp_path):
     other = fast_width_check.other_width()
     stdout, stderr, returncode = other_width_run(other, tmp_path)
@@ -43,7 +50,8 @@ def test_kernels_at_the_other_width(tmp_path):
     assert lines and lines[0].startswith(f"width {other} bytes, NV {4 if other == 64 else 2};"), report
     if other == 32:
         assert lines[0].endswith("numba compiles for -avx512f"), report
-    missing = [name for name, _, _ in fast_width_check.checks() if f"ok {name}" not in lines]
+    ran = {bf16_path_free(line) for line in lines}
+    missing = [name for name, _, _ in fast_width_check.checks() if bf16_path_free(f"ok {name}") not in ran]
     assert not missing and returncode == 0, f"{len(missing)} checks failed or did not run: {missing[:20]}\n{report}"
     assert any(line.startswith("ok machine code of packed.gemm") for line in lines), report
     assert lines[-1] == "0 failed", report
