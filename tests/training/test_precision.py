@@ -9,15 +9,6 @@ from bptt.cli.app import main
 from bptt.training import train
 from bptt.training.config import TrainConfig
 
-TEXT = "It is a truth universally acknowledged, that a single man in possession of a good fortune.\n" * 30
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    path = tmp_path / "text.txt"
-    path.write_text(TEXT)
-    return str(path)
-
 
 @pytest.mark.parametrize("kw, message", [
     (dict(dtype="float64"), "got --dtype float64"),
@@ -31,8 +22,8 @@ def test_refused_with_the_flag_named(kw, message):
         TrainConfig(precision="bf16", **kw)
 
 
-def test_reaches_the_engine_and_checkpoints_float32(tmp_path, corpus):
-    base = dict(data=corpus, hidden=16, layers=1, embedding=8, batch=4, window=8, steps=6, eval_every=3,
+def test_reaches_the_engine_and_checkpoints_float32(tmp_path, text):
+    base = dict(data=text, hidden=16, layers=1, embedding=8, batch=4, window=8, steps=6, eval_every=3,
                 eval_batch=2)
     runs = {p: train.train(TrainConfig(**base, precision=p), tmp_path / p) for p in ("float32", "bf16")}
     assert all(r.status == "done" for r in runs.values())
@@ -49,12 +40,12 @@ def test_cli_error_is_one_line(capsys, tmp_path):
     assert len(err) == 1 and err[0].startswith("error: --precision: 'bf16'")
 
 
-def test_a_cpu_without_avx512_bf16_is_one_line_naming_the_flag(capsys, tmp_path, corpus, monkeypatch):
+def test_a_cpu_without_avx512_bf16_is_one_line_naming_the_flag(capsys, tmp_path, text, monkeypatch):
     from bptt.fast import bf16
 
     monkeypatch.setattr(bf16, "HARDWARE", False)
     monkeypatch.delenv(bf16.EMULATE, raising=False)
-    assert main(["train", str(tmp_path / "r"), "--data", corpus, "--precision", "bf16", "--steps", "2"]) != 0
+    assert main(["train", str(tmp_path / "r"), "--data", text, "--precision", "bf16", "--steps", "2"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --precision: 'bf16' needs a CPU with AVX512-BF16"), err
     assert not (tmp_path / "r" / "checkpoint.safetensors").exists()
