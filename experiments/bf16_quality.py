@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = {
     "char": ["--steps", "3000"],
     "word": ["--level", "word", "--max-vocab", "10000", "--hidden", "200", "--embedding", "200", "--layers", "2",
-             "--window", "35", "--batch", "20", "--optimizer", "sgd", "--lr", "20", "--clip", "0.25", "--steps", "3000"],
+             "--window", "35", "--batch", "20", "--optimizer", "sgd", "--lr", "20", "--clip", "0.25",
+             "--steps", "3000"],
 }
 PRECISIONS = ("float32", "bf16")
 
