@@ -85,6 +85,7 @@ def checks():
         (test_packed, "test_gemm_blocks_of_k", None),
         (test_packed, "test_matmul", None),
         (test_packed, "test_recurrent_grad", None),
+        (test_packed, "test_scatter_rows_on_every_core_equals_np_add_at", None),
         (test_fast_readout, "test_equals_unfused", None),
         (test_fast_readout, "test_float32_stays_float32_and_near", None),
         (test_fast_readout, "test_strided_rows_and_int32_targets", None),

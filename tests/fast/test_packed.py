@@ -251,3 +251,18 @@ def test_a_large_matrix_in_a_forked_process_is_packed_in_the_calling_thread(monk
     B = np.random.default_rng(1).standard_normal((700, 300))
     monkeypatch.setitem(fast_rows._process, "forked", True)
     np.testing.assert_array_equal(packed.pack(B, True), packed.pack_panels(B, True))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("T, B, G", [(3, 4, 5), (64, 32, 1024), (40, 33, 200), (70, 64, 72)])
+def test_scatter_rows_on_every_core_equals_np_add_at(dtype, T, B, G):
+    """The embedding's row gradient, each thread its own columns above SCATTER_PARALLEL: every element
+    summed in the same (t, b) order as np.add.at, bit for bit, repeated ids included."""
+    from bptt.fast import window
+
+    rng = np.random.default_rng(G)
+    ids = rng.integers(0, 7, (T, B))
+    d = rng.standard_normal((T, B, G)).astype(dtype)
+    expected = np.zeros((9, G), dtype)
+    np.add.at(expected, ids.reshape(-1), d.reshape(-1, G))
+    assert np.array_equal(window.scatter_rows(9, ids, d), expected)     # the last three: on every core

@@ -40,6 +40,8 @@ from .matmul import matmul as _matmul
 from .matmul import parts
 from .packed import gemm_tn
 
+SCATTER_PARALLEL = 1 << 18   # scatter_rows: a d of this many elements (a window of 2048 x 128) is summed on every core
+SCATTER_COLUMNS = 64         # ... in ranges of at least this many columns each
 LIVE_FRACTION = 0.9  # gather the real positions when fewer than this fraction of the window's are real
 
 
@@ -65,20 +67,31 @@ def scatter_rows(num_rows, ids, d):
     """dM (num_rows, G) with dM[v] = sum of d[t, b] over the (t, b) where ids[t, b] = v. The zeros are
     NumPy's: an array above glibc's mmap threshold (32 MiB: a 33,278-word embedding of 256) comes as
     fresh pages, which NumPy asks the kernel to back with huge pages; numba's allocation faults them
-    in 4 KiB at a time (13.8 ms a step instead of 1.2, 2-core AMD EPYC Zen 5)."""
-    dM = np.zeros((num_rows, d.shape[2]), d.dtype)
-    scatter_add(dM, ids, d)
+    in 4 KiB at a time (13.8 ms a step instead of 1.2, 2-core AMD EPYC Zen 5). A large d is summed on
+    every core, each thread its own columns (multiples of 16), so every element's sum keeps its order."""
+    G = d.shape[2]
+    dM = np.zeros((num_rows, G), d.dtype)
+    n = max(1, min(rows.threads_available(), G // SCATTER_COLUMNS)) if d.size >= SCATTER_PARALLEL else 1
+    edges = [G * i // n // 16 * 16 for i in range(n)] + [G]
+    rows.run(scatter_add, (dM, ids, d), list(zip(edges[:-1], edges[1:])), scatter_blocks)
     return dM
 
 
 @njit(nogil=True, cache=True)
-def scatter_add(dM, ids, d):
-    """dM[ids[t, b]] += d[t, b] for every (t, b), in order."""
+def scatter_add(dM, ids, d, c0, c1):
+    """dM[ids[t, b], c0:c1] += d[t, b, c0:c1] for every (t, b), in order."""
     for t in range(ids.shape[0]):
         for b in range(ids.shape[1]):
             row, src = dM[ids[t, b]], d[t, b]
-            for j in range(src.size):
+            for j in range(c0, c1):
                 row[j] += src[j]
+
+
+@njit(**rows.PARALLEL)
+def scatter_blocks(args, blocks):
+    """scatter_add(*args, c0, c1) for every range of columns, one per thread (rows.run)."""
+    for i in prange(blocks.shape[0]):
+        scatter_add(*args, blocks[i, 0], blocks[i, 1])
 
 
 def input_table(W, b, xs, b_U=None, mask=None, precision="float32"):
