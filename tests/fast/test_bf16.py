@@ -143,10 +143,20 @@ def test_refusals(monkeypatch):
         Network("lstm", 5, 8, 30, dtype=np.float32, precision="bf16", cutoffs=(10,))
     with pytest.raises(ValueError, match="precision: expected one of"):
         Network("lstm", 5, 8, 5, dtype=np.float32, precision="fp16")
-    monkeypatch.setattr(bf16, "HARDWARE", False)
-    monkeypatch.delenv(bf16.EMULATE, raising=False)
+    monkeypatch.setattr(bf16, "path", lambda: None)       # a CPU without AVX512-BF16 (HARDWARE, read when
+                                                          # kernels compile, is left alone)
     with pytest.raises(ValueError, match="precision: 'bf16' needs a CPU with AVX512-BF16"):
         Network("lstm", 5, 8, 5, dtype=np.float32, precision="bf16")
+
+
+def test_path_is_the_instruction_or_the_emulation_only_when_asked(monkeypatch):
+    monkeypatch.setattr(bf16, "HARDWARE", True)           # pure Python here: nothing compiles while patched
+    assert bf16.path() == "avx512-bf16"
+    monkeypatch.setattr(bf16, "HARDWARE", False)
+    monkeypatch.delenv(bf16.EMULATE, raising=False)
+    assert bf16.path() is None
+    monkeypatch.setenv(bf16.EMULATE, "1")
+    assert bf16.path() == "emulated"
 
 
 def test_saved_network_is_float32_and_loads_in_either_precision(tmp_path):
