@@ -49,3 +49,23 @@ def test_a_cpu_without_avx512_bf16_is_one_line_naming_the_flag(capsys, tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --precision: 'bf16' needs a CPU with AVX512-BF16"), err
     assert not (tmp_path / "r" / "checkpoint.safetensors").exists()
+
+
+def test_a_bf16_run_is_used_in_float32_on_any_cpu(tmp_path, text, capsys, monkeypatch):
+    """bptt.load, eval and sample of a run trained in bf16 work on a CPU without AVX512-BF16; bench
+    refuses bf16 there in the parent, one line, before any worker starts."""
+    import bptt
+    from bptt.fast import bf16
+
+    run = tmp_path / "r"
+    assert train.train(TrainConfig(data=text, hidden=8, layers=1, embedding=4, batch=2, window=6, steps=4,
+                                   eval_every=2, eval_batch=2, precision="bf16"), run).status == "done"
+    monkeypatch.setattr(bf16, "path", lambda: None)
+    assert bptt.load(str(run)).network.arch.precision == "float32"
+    assert main(["eval", str(run), "--data", text]) == 0
+    assert main(["sample", str(run), "--tokens", "5", "--seed", "1"]) == 0
+    capsys.readouterr()
+    assert main(["bench", "--hidden", "8", "--layers", "1", "--batch", "2", "--window", "4", "--steps", "1",
+                 "--repeats", "1", "--frameworks", "bptt", "--precision", "bf16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --precision: 'bf16' needs a CPU with AVX512-BF16"), err

@@ -11,15 +11,11 @@ from bptt.cli import main
 from bptt.training import building, forward_mode, tasks, train
 from bptt.training.config import TrainConfig
 
-TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
-        "First Citizen:\nYou are all resolved rather to die than to famish?\n\n") * 8
-
 
 @pytest.fixture
-def corpus(tmp_path):
-    path = tmp_path / "text.txt"
-    path.write_text(TEXT)
-    return str(path)
+def corpus(text):
+    """conftest's small text, as a file."""
+    return text
 
 
 def small(corpus, **kw):

@@ -98,9 +98,12 @@ def _ask(framework, conn, *cmd):
 
 
 def check_workload(cfg):
-    """Build cfg's task and one batch here: bad settings (a missing file, a window longer than the
-    text) fail in the caller, named, not in a worker."""
-    batches(tasks.make(cfg), cfg, 1)
+    """Build cfg's task, its network's shape and one batch here: bad settings (a missing file, a window
+    longer than the text, --precision bf16 on a CPU without AVX512-BF16) fail in the caller, named, not
+    in a worker."""
+    task = tasks.make(cfg)
+    building.arch(cfg, task.input_size, task.output_size)
+    batches(task, cfg, 1)
 
 
 SETTLE_S = 0.3        # idle time before each timed chunk: the previous worker's threads stop spinning

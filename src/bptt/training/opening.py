@@ -97,7 +97,9 @@ class Run(rundir.Directory):
     def network(self, which="best"):
         """The run's network with the weights of best.safetensors (or the last checkpoint: with
         NT-ASGD, its average once averaging has begun, as validation read them), and their metadata.
-        Needs only the run directory, not the training data."""
+        Needs only the run directory, not the training data. It computes in float32 whatever
+        --precision the run trained in (its weights are float32): bptt eval, sample and export of a bf16
+        run work on any CPU."""
         cfg = self.config()
         best = which == "best" and self.file("best.safetensors").exists()
         if best:
@@ -105,8 +107,8 @@ class Run(rundir.Directory):
         else:
             params, opt_state, _, meta = super().load()
             params = optim.averaged(params, opt_state)
-        net = building.build_network(cfg, *self.sizes(cfg))
-        net.params = self.matching(net, params, "best.safetensors" if best else "checkpoint.safetensors")
+        net = building.build_network(cfg.replace(precision="float32"), *self.sizes(cfg))   # --precision is how
+        net.params = self.matching(net, params, "best.safetensors" if best else "checkpoint.safetensors")  # it trained
         return net, meta
 
     def matching(self, net, params, filename):
