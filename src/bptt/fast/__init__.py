@@ -20,7 +20,7 @@ other to round-off in float64. What changes is how a window runs:
 
 Compiled code is cached on disk (numba's cache=True, in __pycache__ beside these files): the first
 use in a fresh install compiles for about a minute or two (stale_modules() says whether that is still
-to come); later processes load it.
+to come, asking numba's cache as numba does: caching.py); later processes load it.
 """
 
 from pathlib import Path
@@ -34,20 +34,16 @@ ON_REQUEST = ("stepping", "arrays")                  # cached too, compiled on t
 
 
 def stale_modules(cells=("rnn", "gru", "lstm")):
-    """The modules of CACHED and of `cells` whose compiled code numba's disk cache lacks, or holds for
-    an older source (no index file newer than the module): the compiling that the first use will
-    do; none for a cell this engine does not have (the skip RNN). Read from the files alone: numba
-    is not loaded."""
+    """The modules of CACHED and of `cells` whose compiled code for this CPU numba's disk cache lacks,
+    or holds for other source bytes (caching.py): the compiling that the first use will do; none for
+    a cell this engine does not have (the skip RNN). Imports the modules (a fraction of a second),
+    compiles nothing."""
     here = Path(__file__).resolve().parent
     if not all((here / f"{cell}.py").exists() for cell in cells):
         return []
-    stale = []
-    for name in (*CACHED, *cells):
-        module = here / f"{name}.py"
-        indexes = (here / "__pycache__").glob(f"{name}.*.nbi")
-        if not any(index.stat().st_mtime >= module.stat().st_mtime for index in indexes):
-            stale.append(name)
-    return stale
+    from .caching import compiled
+
+    return [name for name in (*CACHED, *cells) if not compiled(f"{__name__}.{name}")]
 
 
 def __getattr__(name):
