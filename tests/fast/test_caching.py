@@ -56,3 +56,54 @@ def test_the_cache_numba_is_told_to_use_is_the_one_read(tmp_path):
     assert probe(tmp_path / "src", NUMBA_CACHE_DIR=elsewhere) == [True, 1, 0]
     assert not (tmp_path / "src" / "__pycache__").exists() or not any((tmp_path / "src" / "__pycache__").glob("*.nbi"))
     assert probe(tmp_path / "src") == [False, 0, 1]         # __pycache__ beside the source: empty
+
+
+HELPER = "from numba import njit\n\n\n@njit\ndef g(x):\n    return x + {}\n"
+CALLER = "from numba import njit\nfrom helper import g\n\n\n@njit(cache=True)\ndef f(x):\n    return g(x)\n"
+WHOLE = """
+import json, sys
+from pathlib import Path
+from bptt.fast import caching
+if sys.argv[1] == "whole":
+    caching.register(caching.locators(Path.cwd(), Path.cwd()))
+import probe_module
+before = caching.compiled(probe_module)
+value = probe_module.f(1)
+print(json.dumps([before, value, sum(probe_module.f.stats.cache_hits.values())]))
+"""
+
+
+def run_whole(folder, mode):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), *sys.path])}
+    out = subprocess.run([sys.executable, "-c", WHOLE, mode], env=env, cwd=folder, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def test_a_kernel_is_compiled_again_when_a_function_it_calls_from_another_file_changes(tmp_path):
+    """The hazard, then the cure: numba alone keys f's cache by f's file, so after g's file changes it
+    loads f with the old g inside (2 where g now gives 3); keyed by the whole folder, f is compiled
+    again."""
+    for mode, after in (("numba", 2), ("whole", 3)):
+        folder = tmp_path / mode
+        folder.mkdir()
+        (folder / "helper.py").write_text(HELPER.format(1))
+        (folder / "probe_module.py").write_text(CALLER)
+        assert run_whole(folder, mode) == [False, 2, 0]
+        assert run_whole(folder, mode) == [True, 2, 1]
+        (folder / "helper.py").write_text(HELPER.format(2))
+        assert run_whole(folder, mode) == ([True, 2, 1] if mode == "numba" else [False, 3, 0])
+        assert after == run_whole(folder, mode)[1]
+
+
+def test_every_cached_function_of_bptt_is_keyed_by_the_whole_engine():
+    import bptt.fast
+    from bptt.fast import caching
+    from bptt.training import optim
+
+    for module in (*bptt.fast.CACHED, *bptt.fast.CELL_NAMES, *bptt.fast.ON_REQUEST):
+        for function in caching.cached_functions(f"bptt.fast.{module}"):
+            assert type(function._cache._impl.locator).__name__.startswith("Whole"), (module, function)
+    assert type(optim._adam_update._cache._impl.locator).__name__.startswith("Whole")
+    stamp = caching.source_stamp(optim.__file__, caching.ENGINE)
+    assert optim._adam_update._cache._cache_file._source_stamp == stamp

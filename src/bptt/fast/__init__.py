@@ -20,7 +20,9 @@ other to round-off in float64. What changes is how a window runs:
 
 Compiled code is cached on disk (numba's cache=True, in __pycache__ beside these files): the first
 use in a fresh install compiles for about a minute or two (stale_modules() says whether that is still
-to come, asking numba's cache as numba does: caching.py); later processes load it.
+to come); later processes load it. The cache of every function of bptt is keyed by its file and by
+all of this folder's (caching.py, imported by rows.py, which every kernel's module imports): a kernel
+holds the code of what it calls from other files, and numba alone would load it after those changed.
 """
 
 from pathlib import Path
@@ -48,7 +50,7 @@ def stale_modules(cells=("rnn", "gru", "lstm")):
 
 def __getattr__(name):
     """CELLS (cell name -> compiled module) on first use: importing bptt.fast.heap, or anything else
-    here, does not load numba and the cells."""
+    here, does not load the cells."""
     if name == "CELLS":
         import importlib
 

@@ -28,6 +28,8 @@ import os
 import numba
 import numpy as np
 
+from . import caching  # noqa: F401  (numba's cache keyed by the whole engine: before any kernel is defined)
+
 MIN_ROWS = 3          # below this many rows per block a step is too small to share. Measured on the pool
                       # (2-core AMD EPYC Zen 4, LSTM H256, T 64): two blocks instead of one at batch 6,
                       # 8 and 10 make a step 1.4-1.6x faster (10 rows: 12.2 -> 7.7 ms); 8 was chosen
