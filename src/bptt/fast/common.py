@@ -3,6 +3,8 @@
     previous_rows   (0)  the previous state with the rows reset at this step zeroed
     live_rows            how many leading rows of a block a step computes: up to its last running one
     incoming        dL/dh_t = dL/dh_t from above + dh_next, clipped (clip_dh), recorded (dh_trace)
+    own_table       the block's own gradient of the input table (window.loop_table)
+    add_to_table    dP[ids_t[b]] += da_t[b]: the gradient of the table row the forward read
 """
 
 from numba import njit
@@ -49,3 +51,23 @@ def incoming(dh, d_in, d_next, clip, trace, t, row):
             dh[j] = min(max(dh[j], -clip), clip)
     if trace.shape[0] > 0:
         trace[t, row] = dh
+
+
+@njit(**INLINE)
+def own_table(dPs, starts, b0):
+    """dPs[i] (V, G) for the block of rows that starts at row b0 (starts (n,): the blocks' first rows);
+    dPs[0] when dPs holds one table, or none ((1, 0, G): the table's gradient is summed after the loop)."""
+    for i in range(starts.size):
+        if starts[i] == b0:
+            return dPs[i]
+    return dPs[0]
+
+
+@njit(**INLINE)
+def add_to_table(dP, ids, t, row, da):
+    """dP[ids[t, row]] += da: a step's dL/d(W x_t) summed onto the row of the input table that the forward
+    read, while da (G,) is in cache; nothing when dP has no rows."""
+    if dP.shape[0] > 0:
+        target = dP[ids[t, row]]
+        for j in range(da.size):
+            target[j] += da[j]

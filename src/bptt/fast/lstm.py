@@ -34,10 +34,10 @@ from ..reference.lstm import (  # noqa: F401
 )
 from . import aligned, rows
 from .bf16 import panels, product
-from .common import incoming, live_rows, previous_rows
+from .common import add_to_table, incoming, live_rows, own_table, previous_rows
 from .matmul import matmul
 from .nonlinear import ONE, ZERO, sigmoid, tanh
-from .window import input_table, project_backward, recurrent_grad
+from .window import input_table, loop_table, loop_table_sum, project_backward, recurrent_grad
 
 FASTMATH = {"contract", "arcp", "nsz", "reassoc"}
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": FASTMATH}
@@ -100,12 +100,14 @@ def forward_rows(table, ids, gates, U_T, h0, c0, hs, cs, tanh_cs, mask, reset, a
 
 
 @njit(**JIT)
-def backward_rows(dhs, dh_T, dc_T, U, gates, c0, cs, tanh_cs, mask, reset, clip, trace, das, dh0, dc0,
-                  b0, b1):
+def backward_rows(dhs, dh_T, dc_T, U, gates, c0, cs, tanh_cs, mask, reset, clip, trace, das, ids, dPs, starts,
+                  dh0, dc0, b0, b1):
     """Rows b0:b1: writes da_t (T, B, 4H) for every step and the gradient reaching the initial state.
-    clip <= 0: no clipping; trace (T, B, H) receives dL/dh_t when it has T rows."""
+    clip <= 0: no clipping; trace (T, B, H) receives dL/dh_t when it has T rows. ids, dPs, starts
+    (window.loop_table): da_t summed onto the block's own gradient of the input table, if it has rows."""
     T, H = gates.shape[0], cs.shape[2]
     n = b1 - b0
+    dP = own_table(dPs, starts, b0)
     dh_next, dc_next = dh_T[b0:b1].copy(), dc_T[b0:b1].copy()
     dh_held = np.zeros((n, H), gates.dtype)
     dh, zeros = np.empty(H, gates.dtype), np.zeros(H, gates.dtype)
@@ -120,6 +122,7 @@ def backward_rows(dhs, dh_T, dc_T, U, gates, c0, cs, tanh_cs, mask, reset, clip,
                 continue
             c_prev = zeros if reset[t, row] else (c0[row] if t == 0 else cs[t - 1, row])
             gates_row_backward(dh, gates[t, row], tanh_cs[t, row], dc_next[r], c_prev, da)     # (3b)-(1b)
+            add_to_table(dP, ids, t, row, da)              # dW x_t: onto the table row read at (1)
         live = live_rows(mask[t, b0:b1])
         product(das[t, b0:b0 + live], U, dh_next[:live], 0.0)  # (1b) dh_next = da_t U; the rest is held below
         for r in range(n):
@@ -159,12 +162,13 @@ def forward_rows_projected(table, ids, gates, U_T, R_T, h0, c0, hs, cs, tanh_cs,
 
 
 @njit(**JIT)
-def backward_rows_projected(dhs, dh_T, dc_T, U, R, gates, c0, cs, tanh_cs, mask, reset, clip, trace, das, dh_cells,
-                            dh0, dc0, b0, b1):
+def backward_rows_projected(dhs, dh_T, dc_T, U, R, gates, c0, cs, tanh_cs, mask, reset, clip, trace, das, ids, dPs,
+                            starts, dh_cells, dh0, dc0, b0, b1):
     """backward_rows with the projection: dh_cells (T, B, P) receives dL/dh_t after (4b) (0 on rows
     that have ended), for dR; dm_t = dh_t R with R packed (panels(R, False, precision))."""
     T, H, P = gates.shape[0], cs.shape[2], dhs.shape[2]
     n = b1 - b0
+    dP = own_table(dPs, starts, b0)
     dh_next, dc_next = dh_T[b0:b1].copy(), dc_T[b0:b1].copy()
     dh_held = np.zeros((n, P), gates.dtype)
     dm, zeros = np.zeros((n, H), gates.dtype), np.zeros(H, gates.dtype)
@@ -186,6 +190,7 @@ def backward_rows_projected(dhs, dh_T, dc_T, U, R, gates, c0, cs, tanh_cs, mask,
                 continue
             c_prev = zeros if reset[t, row] else (c0[row] if t == 0 else cs[t - 1, row])
             gates_row_backward(dm[r], gates[t, row], tanh_cs[t, row], dc_next[r], c_prev, da)   # (3b)-(1b)
+            add_to_table(dP, ids, t, row, da)
         product(das[t, b0:b0 + live], U, dh_next[:live], 0.0)  # (1b) dh_next = da_t U; the rest is held below
         for r in range(n):
             row = b0 + r
@@ -258,18 +263,20 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None,
     dh0, dc0 = aligned.empty_like(hs[0]), aligned.empty_like(cs[0])
     m, r = rows.masks(mask, reset, T, B)
     dh_T, dc_T = (np.ascontiguousarray(d) for d in dstate_T)
+    blocks = rows.blocks(B, threads)
+    ids, dPs, starts = loop_table(W, xs, blocks)           # dW x_t summed in the loop, where it pays
     shared = (gates, np.ascontiguousarray(c0), cs, tanh_cs, m, r, rows.clip(clip_dh, gates.dtype),
-              rows.trace(dh_trace, gates.dtype), das)
+              rows.trace(dh_trace, gates.dtype), das, ids, dPs, starts)
     if R is None:
         rows.run(backward_rows, (np.ascontiguousarray(dhs), dh_T, dc_T, panels(U, False, precision), *shared, dh0, dc0),
-                 rows.blocks(B, threads), backward_blocks)
+                 blocks, backward_blocks)
     else:
         dh_cells = aligned.empty_like(hs)                  # (T, B, P): dL/dh_t after (4b), for dR
         rows.run(backward_rows_projected, (np.ascontiguousarray(dhs), dh_T, dc_T, panels(U, False, precision),
                                            panels(R, False, precision), *shared, dh_cells, dh0, dc0),
-                 rows.blocks(B, threads), backward_blocks_projected)
+                 blocks, backward_blocks_projected)
     dU = recurrent_grad(das, h0, hs, reset, mask=mask, precision=precision)
-    dW, dxs, db = project_backward(W, xs, das, mask, precision)
+    dW, dxs, db = project_backward(W, xs, das, mask, precision, loop_table_sum(dPs))
     grads = {"W": dW, "U": dU, "b": db, "b_U": db.copy()}
     if R is not None:
         grads[PROJECTION] = matmul(dh_cells.reshape(T * B, -1).T, np.ascontiguousarray(ms).reshape(T * B, H),
