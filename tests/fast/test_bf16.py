@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from bptt.fast import bf16, matmul
+from bptt.fast import bf16, matmul, packed
 from bptt.model import engine
 from bptt.model.network import Network
 
@@ -33,6 +33,10 @@ def test_rounding_equals_torch_bfloat16():
     pairs = bf16.pairs(x[None, :-1 if x.size % 2 else None])[0]       # the compiled rounding, the same bits
     assert np.array_equal(pairs & 0xFFFF, bf16.round_bf16(x[0:pairs.size * 2:2]))
     assert np.array_equal(pairs >> 16, bf16.round_bf16(x[1:pairs.size * 2:2]))
+    wide = x[:2001 * 11].reshape(2001, 11)                            # on every core: the same bits, an odd K
+    assert wide.nbytes < packed.PARALLEL_BYTES and np.array_equal(bf16.pairs_on_cores(wide), bf16.pairs(wide))
+    tall = np.tile(wide, (8, 1))
+    assert tall.nbytes >= packed.PARALLEL_BYTES and np.array_equal(bf16.pairs_on_cores(tall), bf16.pairs(tall))
 
 
 def test_reference_is_the_bf16_product_to_float32_round_off():
@@ -65,9 +69,10 @@ def test_gemm_equals_reference(path, M, K, N, beta):
 
 
 @pytest.mark.parametrize("path", [PATH])
-@pytest.mark.parametrize("M,K,N", [(1024, 96, 256), (65, 128, 256), (200, 7, 24)])
+@pytest.mark.parametrize("M,K,N", [(1024, 96, 256), (65, 128, 256), (200, 7, 24), (2048, 131, 64)])
 def test_matmul_forms_equal_reference(path, M, K, N):
-    """A B, and X^T Y both ways (X's columns transposed, or C^T = Y^T X): the same sums, the same bits."""
+    """A B, and X^T Y both ways (X's columns transposed, or C^T = Y^T X): the same sums, the same bits.
+    A (2048, 131) takes more than packed.PARALLEL_BYTES: its pairs are made on every core."""
     rng = np.random.default_rng(K)
     X, Y = rng.standard_normal((K, M)).astype(np.float32), rng.standard_normal((K, N)).astype(np.float32)
     expected = bf16.reference(X.T, Y)

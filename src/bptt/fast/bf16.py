@@ -134,15 +134,37 @@ def _pair(lo, hi):
 def pairs(A):
     """A (M, K) float32 (any strides) -> (M, ceil(K/2)) uint32: A2[m, i] = bf16 A[m, 2i] | bf16 A[m, 2i+1] << 16.
     Each row is rounded into its uint16 view (contiguous: the loop vectorises)."""
-    M, K = A.shape
-    K2 = (K + 1) // 2
-    out = np.empty((M, K2), np.uint32)
-    for m in range(M):
+    out = np.empty((A.shape[0], (A.shape[1] + 1) // 2), np.uint32)
+    pairs_rows(A, out, 0, A.shape[0])
+    return out
+
+
+@njit(**JIT)
+def pairs_rows(A, out, m0, m1):
+    """Rows m0:m1 of out = pairs(A)."""
+    K = A.shape[1]
+    for m in range(m0, m1):
         a, o = A[m], out[m].view(np.uint16)
         for k in range(K):
             o[k] = to_bf16(a[k])
         if K % 2:
             o[K] = 0
+
+
+@njit(**rows.PARALLEL)
+def pairs_blocks(args, blocks):
+    """pairs_rows(*args, m0, m1) for every block of rows, one per thread (rows.run)."""
+    for i in prange(blocks.shape[0]):
+        pairs_rows(*args, blocks[i, 0], blocks[i, 1])
+
+
+def pairs_on_cores(A):
+    """pairs(A), its rows shared out over the cores when A takes packed.PARALLEL_BYTES or more (the
+    left operand of a window-sized product: da_t of all T B rows is 8 MB at LSTM H256)."""
+    if A.nbytes < packed.PARALLEL_BYTES:
+        return pairs(A)
+    out = np.empty((A.shape[0], (A.shape[1] + 1) // 2), np.uint32)
+    rows.run(pairs_rows, (A, out), rows.split(A.shape[0], min(rows.threads_available(), A.shape[0])), pairs_blocks)
     return out
 
 

@@ -95,7 +95,7 @@ def _bf16(A, B, C, ranges, threads=None):
         else:
             rows.run(bf16.gemm_tn, (A.T, bf16.pack(B, False), C, 0.0), ranges, bf16_tn_blocks)
     else:
-        rows.run(bf16.gemm_rows, (bf16.pairs(A), bf16.pack(B, False), C, 0.0), ranges, bf16_rows_blocks)
+        rows.run(bf16.gemm_rows, (bf16.pairs_on_cores(A), bf16.pack(B, False), C, 0.0), ranges, bf16_rows_blocks)
     return C
 
 
