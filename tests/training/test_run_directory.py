@@ -606,3 +606,24 @@ def test_item11_a_closed_pipe_prints_no_error(tmp_path, text, capsys):
     err = p.stderr.read().decode()
     p.stderr.close()
     assert p.wait(timeout=120) == 141 and err == "", err
+
+
+HELD = """
+import os, signal, sys, time
+from pathlib import Path
+Path("slow_import.py").write_text("import os, signal, time\\nos.kill(os.getpid(), signal.SIGINT)\\ntime.sleep(0.2)\\n"
+                                  "DONE = True\\n")
+sys.path.insert(0, ".")
+from bptt.cli.app import import_held
+try:
+    import_held("slow_import")
+except KeyboardInterrupt:
+    print("interrupted after", sys.modules["slow_import"].DONE)
+"""
+
+
+def test_item11_ctrl_c_inside_an_import_waits_for_its_end(tmp_path):
+    """Deterministically what the test above meets by chance: a SIGINT inside the import of numba (whose C
+    part turns it into an ImportError with a traceback) is held until the import ends, then raised."""
+    out = subprocess.run([sys.executable, "-c", HELD], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "interrupted after True", (out.stdout, out.stderr)

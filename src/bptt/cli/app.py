@@ -39,9 +39,28 @@ def main(argv=None):
         args = parse(argv)
         if not on_this_rank(args):
             return 0
+        import_held("numba")
         return COMMANDS[args.command][1](args)
     except BaseException as e:  # noqa: BLE001 (the last line of defence: never a traceback)
         return report(e)
+
+
+def import_held(name):
+    """Import the module name with Ctrl-C held until the import ends. numba turns a SIGINT that lands
+    inside the C part of its import into an ImportError, after printing a traceback; held, the signal
+    arrives as the import ends, a KeyboardInterrupt like any other (exit 130, "interrupted"). Every
+    command may run the fast engine, so each imports numba first (a fraction of a second)."""
+    import importlib
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):                    # Windows: no signal masks
+        importlib.import_module(name)
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        importlib.import_module(name)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def parse(argv):
