@@ -70,3 +70,41 @@ def test_float_inputs_and_large_tables_are_left_to_the_scatter():
     big = np.zeros((window.LOOP_TABLE_BYTES // 4 // 4 + 1, 2), np.float32)
     assert window.loop_table(W, Embedded(big, np.zeros((3, 32), np.int64)), parts)[1].shape == (1, 0, 4)
     assert window.loop_table(W, np.zeros((3, 32), np.int64), parts)[1].shape == (2, 6, 4)
+
+
+def bf16_problem(cell, kind, B, projection):
+    name, p, fast_xs, _, state0, mask, reset, dhs, dstate, options = problem(cell, kind, 1, projection)
+    rng = np.random.default_rng(2)
+    T = 9
+    f32 = lambda a: np.ascontiguousarray(a[:, :B] if a.ndim == 3 else a[:B], np.float32)   # noqa: E731
+    p = {k: v.astype(np.float32) for k, v in p.items()}
+    if kind == "float":
+        fast_xs = rng.standard_normal((T, B, 6)).astype(np.float32)
+    elif kind == "ids":
+        fast_xs = fast_xs[:, :B]
+    else:
+        fast_xs = Embedded(fast_xs.E.astype(np.float32), fast_xs.ids[:, :B])
+    mask = np.ones((T, B, 1), bool)
+    mask[6:, 0] = False                                   # one row ends early: few enough to keep every position
+    return name, p, fast_xs, tuple(f32(s) for s in state0), mask, reset[:, :B], f32(dhs), \
+        tuple(f32(s) for s in dstate), options
+
+
+@pytest.mark.parametrize("cell, projection", CELL_CASES, ids=["rnn-tanh", "rnn-relu", "gru", "lstm", "lstm-proj"])
+@pytest.mark.parametrize("kind", ["ids", "embedded", "float"])
+@pytest.mark.parametrize("B, threads", [(7, 1), (7, 2), (43, 3), (32, 2)])
+def test_bf16_pairs_made_in_the_loop_equal_the_packed_ones(cell, projection, kind, B, threads, monkeypatch):
+    """bf16: da_t's pairs written by the backward loop (window.loop_panels, bf16.pair_rows; rows whose partner
+    is another thread's or the previous step's as halves: an odd B) give dU and dW bit for bit as packing
+    all of da after the loop does."""
+    name, p, xs, state0, mask, reset, dhs, dstate, options = bf16_problem(cell, kind, B, projection)
+    assert window.live_positions(mask) is None
+    cell_f = fast.CELLS[name]
+    _, _, cache = cell_f.forward(p, xs, state0, mask, reset, **options, threads=threads, precision="bf16")
+    assert window.loop_panels(9, B, p["U"].shape[0], mask, "bf16").shape[0] > 0      # this path is the one tested
+    dx_l, d0_l, g_l = cell_f.backward(p, dhs, dstate, cache, threads=threads, precision="bf16")
+    monkeypatch.setattr(cell_f, "loop_panels", lambda T, B, G, mask, precision: window.bf16.empty_panels(0, G))
+    dx_p, d0_p, g_p = cell_f.backward(p, dhs, dstate, cache, threads=threads, precision="bf16")
+    for k in g_p:
+        assert np.array_equal(g_l[k], g_p[k]), k
+    assert (dx_l is None and dx_p is None) or np.array_equal(dx_l, dx_p)

@@ -223,6 +223,56 @@ def _empty_panels(K, N):
     return buf[skip:skip + size].reshape(((N + NC - 1) // NC, (K + 1) // 2, NC))
 
 
+def empty_panels(K, N):
+    """Panels (P, ceil(K/2), NC) uint32 for pack(B, False) of a (K, N) matrix that a time loop fills as it
+    computes B's rows (pair_rows): uninitialised but for the halves no row will write (an odd K's last
+    pair's high half). An empty (0, 0, NC) when K or N is 0."""
+    if K == 0 or N == 0:
+        return np.zeros((0, 0, packed.width(4)), np.uint32)
+    Bp = _empty_panels.py_func(K, N)
+    if K % 2:
+        Bp.view(np.uint16)[:, -1, 1::2] = 0
+    return Bp
+
+
+@njit(inline="always")
+def pair_rows(Bp, rows_t, k0, b0, b1):
+    """Rows b0:b1 of rows_t (n, N) float32, rows k0 + b of a (K, N) matrix B, into its panels Bp
+    (empty_panels: pack(B, False) as it would be): row k is the k % 2 half of pair row k // 2, zeros in
+    the last panel beyond N. Two rows of a pair in the range go in one pass (a loop that vectorises);
+    a row whose partner is outside (a block's edge: another thread's, or the previous step's) is
+    written as uint16 halves. Nothing when Bp is empty (float32 products, or float64: the casts are
+    there for the typing alone)."""
+    if Bp.shape[0] == 0:
+        return
+    P, NC, N = Bp.shape[0], Bp.shape[2], rows_t.shape[1]
+    halves = Bp.view(np.uint16)
+    zero = np.float32(0.0)
+    b = b0
+    while b < b1:
+        k = k0 + b
+        if k % 2 == 0 and b + 1 < b1:
+            lo, hi = rows_t[b], rows_t[b + 1]
+            for p in range(P):
+                w = min(NC, N - p * NC)
+                row = Bp[p, k // 2]
+                for jj in range(w):
+                    row[jj] = _pair(np.float32(lo[p * NC + jj]), np.float32(hi[p * NC + jj]))
+                for jj in range(w, NC):
+                    row[jj] = 0
+            b += 2
+            continue
+        src, s = rows_t[b], k % 2
+        for p in range(P):
+            w = min(NC, N - p * NC)
+            row = halves[p, k // 2]
+            for jj in range(w):
+                row[2 * jj + s] = to_bf16(np.float32(src[p * NC + jj]))
+            for jj in range(w, NC):
+                row[2 * jj + s] = to_bf16(zero)
+        b += 1
+
+
 @njit(**JIT)
 def pack_panels(B, trans):
     """pack(B, trans), compiled, on this thread."""

@@ -15,10 +15,10 @@ from numba import njit, prange
 # the cell's declarations and the functions that need no compiling: the reference's
 from ..reference.gru import EXTRA, GATE_NAMES, GATES, OPTIONS, init_params, state_names, step_jacobian  # noqa: F401
 from . import aligned, rows
-from .bf16 import panels, product
+from .bf16 import pair_rows, panels, product
 from .common import add_to_table, incoming, live_rows, own_table, previous_rows
 from .nonlinear import ONE, ZERO, sigmoid, tanh
-from .window import input_table, loop_table, loop_table_sum, project_backward, recurrent_grad
+from .window import filled, input_table, loop_panels, loop_table, loop_table_sum, project_backward, recurrent_grad
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
 
@@ -52,12 +52,13 @@ def forward_rows(table, ids, gates, U_T, b_U, h0, hs, ah_ns, mask, reset, approx
 
 
 @njit(**JIT)
-def backward_rows(dhs, dh_T, U, gates, ah_ns, h0, hs, mask, reset, clip, trace, daxs, dahs, ids, dPs, starts, dh0,
-                  b0, b1):
+def backward_rows(dhs, dh_T, U, gates, ah_ns, h0, hs, mask, reset, clip, trace, daxs, dahs, ids, dPs, starts, dap,
+                  dh0, b0, b1):
     """Rows b0:b1: writes dax_t, dah_t (T, B, 3H) for every step and the gradient reaching h_0.
     clip <= 0: no clipping; trace (T, B, H) receives dL/dh_t when it has T rows. ids, dPs, starts
-    (window.loop_table): dax_t summed onto the block's own gradient of the input table, if it has rows."""
-    T, H = gates.shape[0], hs.shape[2]
+    (window.loop_table): dax_t summed onto the block's own gradient of the input table, if it has rows;
+    dap (window.loop_panels): dah_t's bf16 pairs, for dU, if it has panels."""
+    T, B, H = gates.shape[0], gates.shape[1], hs.shape[2]
     n_rows = b1 - b0
     dP = own_table(dPs, starts, b0)
     dh_next = dh_T[b0:b1].copy()
@@ -84,6 +85,7 @@ def backward_rows(dhs, dh_T, U, gates, ah_ns, h0, hs, mask, reset, clip, trace, 
                 dah[2 * H + j] = da_n * rg                 # (3b)
                 d_direct[j] = dh[j] * z                    # (4b) the direct path
             add_to_table(dP, ids, t, row, dax)             # dW x_t: onto the table row read at (1)
+        pair_rows(dap, dahs[t], t * B, b0, b1)             # dah_t as bf16 pairs, for dU
         live = live_rows(mask[t, b0:b1])
         product(dahs[t, b0:b0 + live], U, dh_next[:live], 1.0)   # (4b) dh_next += dah_t U (dah = 0 past live)
         for r in range(n_rows):
@@ -131,11 +133,12 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None,
     m, r = rows.masks(mask, reset, T, B)
     blocks = rows.blocks(B, threads)
     ids, dPs, starts = loop_table(W, xs, blocks)           # dW x_t summed in the loop, where it pays
+    dap = loop_panels(T, B, 3 * H, mask, precision)        # bf16: dah's pairs made in the loop, for dU
     rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), panels(U, False, precision),
                              gates, ah_ns, np.ascontiguousarray(h0), hs, m, r, rows.clip(clip_dh, gates.dtype),
-                             rows.trace(dh_trace, gates.dtype), daxs, dahs, ids, dPs, starts, dh0),
+                             rows.trace(dh_trace, gates.dtype), daxs, dahs, ids, dPs, starts, dap, dh0),
              blocks, backward_blocks)
-    dU = recurrent_grad(dahs, h0, hs, reset, mask=mask, precision=precision)
+    dU = recurrent_grad(dahs, h0, hs, reset, mask=mask, precision=precision, panels=filled(dap))
     db_U = dahs.reshape(T * B, 3 * H).sum(axis=0)
     dW, dxs, db = project_backward(W, xs, daxs, mask, precision, loop_table_sum(dPs))
     return dxs, (dh0,), {"W": dW, "U": dU, "b": db, "b_U": db_U}

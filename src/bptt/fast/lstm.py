@@ -33,11 +33,11 @@ from ..reference.lstm import (  # noqa: F401
     step_jacobian,
 )
 from . import aligned, rows
-from .bf16 import panels, product
+from .bf16 import pair_rows, panels, product
 from .common import add_to_table, incoming, live_rows, own_table, previous_rows
 from .matmul import matmul
 from .nonlinear import ONE, ZERO, sigmoid, tanh
-from .window import input_table, loop_table, loop_table_sum, project_backward, recurrent_grad
+from .window import filled, input_table, loop_panels, loop_table, loop_table_sum, project_backward, recurrent_grad
 
 FASTMATH = {"contract", "arcp", "nsz", "reassoc"}
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": FASTMATH}
@@ -101,11 +101,12 @@ def forward_rows(table, ids, gates, U_T, h0, c0, hs, cs, tanh_cs, mask, reset, a
 
 @njit(**JIT)
 def backward_rows(dhs, dh_T, dc_T, U, gates, c0, cs, tanh_cs, mask, reset, clip, trace, das, ids, dPs, starts,
-                  dh0, dc0, b0, b1):
+                  dap, dh0, dc0, b0, b1):
     """Rows b0:b1: writes da_t (T, B, 4H) for every step and the gradient reaching the initial state.
     clip <= 0: no clipping; trace (T, B, H) receives dL/dh_t when it has T rows. ids, dPs, starts
-    (window.loop_table): da_t summed onto the block's own gradient of the input table, if it has rows."""
-    T, H = gates.shape[0], cs.shape[2]
+    (window.loop_table): da_t summed onto the block's own gradient of the input table, if it has rows;
+    dap (window.loop_panels): da_t's bf16 pairs, for dU, if it has panels."""
+    T, B, H = gates.shape[0], gates.shape[1], cs.shape[2]
     n = b1 - b0
     dP = own_table(dPs, starts, b0)
     dh_next, dc_next = dh_T[b0:b1].copy(), dc_T[b0:b1].copy()
@@ -123,6 +124,7 @@ def backward_rows(dhs, dh_T, dc_T, U, gates, c0, cs, tanh_cs, mask, reset, clip,
             c_prev = zeros if reset[t, row] else (c0[row] if t == 0 else cs[t - 1, row])
             gates_row_backward(dh, gates[t, row], tanh_cs[t, row], dc_next[r], c_prev, da)     # (3b)-(1b)
             add_to_table(dP, ids, t, row, da)              # dW x_t: onto the table row read at (1)
+        pair_rows(dap, das[t], t * B, b0, b1)              # da_t as bf16 pairs, for dU
         live = live_rows(mask[t, b0:b1])
         product(das[t, b0:b0 + live], U, dh_next[:live], 0.0)  # (1b) dh_next = da_t U; the rest is held below
         for r in range(n):
@@ -163,10 +165,10 @@ def forward_rows_projected(table, ids, gates, U_T, R_T, h0, c0, hs, cs, tanh_cs,
 
 @njit(**JIT)
 def backward_rows_projected(dhs, dh_T, dc_T, U, R, gates, c0, cs, tanh_cs, mask, reset, clip, trace, das, ids, dPs,
-                            starts, dh_cells, dh0, dc0, b0, b1):
+                            starts, dap, dh_cells, dh0, dc0, b0, b1):
     """backward_rows with the projection: dh_cells (T, B, P) receives dL/dh_t after (4b) (0 on rows
     that have ended), for dR; dm_t = dh_t R with R packed (panels(R, False, precision))."""
-    T, H, P = gates.shape[0], cs.shape[2], dhs.shape[2]
+    T, B, H, P = gates.shape[0], gates.shape[1], cs.shape[2], dhs.shape[2]
     n = b1 - b0
     dP = own_table(dPs, starts, b0)
     dh_next, dc_next = dh_T[b0:b1].copy(), dc_T[b0:b1].copy()
@@ -191,6 +193,7 @@ def backward_rows_projected(dhs, dh_T, dc_T, U, R, gates, c0, cs, tanh_cs, mask,
             c_prev = zeros if reset[t, row] else (c0[row] if t == 0 else cs[t - 1, row])
             gates_row_backward(dm[r], gates[t, row], tanh_cs[t, row], dc_next[r], c_prev, da)   # (3b)-(1b)
             add_to_table(dP, ids, t, row, da)
+        pair_rows(dap, das[t], t * B, b0, b1)
         product(das[t, b0:b0 + live], U, dh_next[:live], 0.0)  # (1b) dh_next = da_t U; the rest is held below
         for r in range(n):
             row = b0 + r
@@ -265,8 +268,9 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None,
     dh_T, dc_T = (np.ascontiguousarray(d) for d in dstate_T)
     blocks = rows.blocks(B, threads)
     ids, dPs, starts = loop_table(W, xs, blocks)           # dW x_t summed in the loop, where it pays
+    dap = loop_panels(T, B, 4 * H, mask, precision)        # bf16: da's pairs made in the loop, for dU and dW
     shared = (gates, np.ascontiguousarray(c0), cs, tanh_cs, m, r, rows.clip(clip_dh, gates.dtype),
-              rows.trace(dh_trace, gates.dtype), das, ids, dPs, starts)
+              rows.trace(dh_trace, gates.dtype), das, ids, dPs, starts, dap)
     if R is None:
         rows.run(backward_rows, (np.ascontiguousarray(dhs), dh_T, dc_T, panels(U, False, precision), *shared, dh0, dc0),
                  blocks, backward_blocks)
@@ -275,8 +279,8 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None,
         rows.run(backward_rows_projected, (np.ascontiguousarray(dhs), dh_T, dc_T, panels(U, False, precision),
                                            panels(R, False, precision), *shared, dh_cells, dh0, dc0),
                  blocks, backward_blocks_projected)
-    dU = recurrent_grad(das, h0, hs, reset, mask=mask, precision=precision)
-    dW, dxs, db = project_backward(W, xs, das, mask, precision, loop_table_sum(dPs))
+    dU = recurrent_grad(das, h0, hs, reset, mask=mask, precision=precision, panels=filled(dap))
+    dW, dxs, db = project_backward(W, xs, das, mask, precision, loop_table_sum(dPs), filled(dap))
     grads = {"W": dW, "U": dU, "b": db, "b_U": db.copy()}
     if R is not None:
         grads[PROJECTION] = matmul(dh_cells.reshape(T * B, -1).T, np.ascontiguousarray(ms).reshape(T * B, H),

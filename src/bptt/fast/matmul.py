@@ -88,14 +88,23 @@ def _bf16(A, B, C, ranges, threads=None):
     M, N = C.shape
     if A.strides[1] != C.itemsize and A.strides[0] == C.itemsize:
         if M > N:
-            CT = aligned.empty((N, M), np.float32)
-            rows.run(bf16.gemm_tn, (B, bf16.pack(A.T, False), CT, 0.0), parts(N, threads, 2.0 * M * N * A.shape[1]),
-                     bf16_tn_blocks)
-            rows.run(bf16.transpose_rows, (CT, C), ranges, bf16.transpose_blocks)
+            return bf16_tn_packed(bf16.pack(A.T, False), B, C, threads)
         else:
             rows.run(bf16.gemm_tn, (A.T, bf16.pack(B, False), C, 0.0), ranges, bf16_tn_blocks)
     else:
         rows.run(bf16.gemm_rows, (bf16.pairs_on_cores(A), bf16.pack(B, False), C, 0.0), ranges, bf16_rows_blocks)
+    return C
+
+
+def bf16_tn_packed(Xp, Y, C, threads=None):
+    """C (M, N) = X^T Y with bf16 operands, X (K, M) given as its panels Xp = bf16.pack(X, False) (the
+    backward loops write da's as they go: bf16.pair_rows), Y (K, N) float32 with contiguous rows:
+    through C^T = Y^T X, each thread its rows of C^T (Y's columns made into pairs), and a transpose."""
+    (K, N), M = Y.shape, C.shape[0]
+    CT = aligned.empty((N, M), np.float32)
+    flop = 2.0 * M * N * K
+    rows.run(bf16.gemm_tn, (Y, Xp, CT, 0.0), parts(N, threads, flop), bf16_tn_blocks)
+    rows.run(bf16.transpose_rows, (CT, C), parts(M, threads, flop), bf16.transpose_blocks)
     return C
 
 

@@ -12,10 +12,10 @@ from numba import njit, prange
 # the cell's declarations and the functions that need no compiling: the reference's
 from ..reference.rnn import EXTRA, GATE_NAMES, GATES, OPTIONS, init_params, state_names, step_jacobian  # noqa: F401
 from . import aligned, rows
-from .bf16 import panels, product
+from .bf16 import pair_rows, panels, product
 from .common import add_to_table, incoming, live_rows, own_table, previous_rows
 from .nonlinear import ONE, ZERO, sigmoid, tanh
-from .window import input_table, loop_table, loop_table_sum, project_backward, recurrent_grad
+from .window import filled, input_table, loop_panels, loop_table, loop_table_sum, project_backward, recurrent_grad
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
 CODES = {"tanh": 0, "relu": 1, "sigmoid": 2}
@@ -48,10 +48,11 @@ def forward_rows(table, ids, hs, U_T, h0, mask, reset, f, approx, b0, b1):
 
 
 @njit(**JIT)
-def backward_rows(dhs, dh_T, U, hs, mask, reset, f, clip, trace, das, ids, dPs, starts, dh0, b0, b1):
+def backward_rows(dhs, dh_T, U, hs, mask, reset, f, clip, trace, das, ids, dPs, starts, dap, dh0, b0, b1):
     """Rows b0:b1: writes da_t (T, B, H) for every step and the gradient reaching h_0. ids, dPs, starts
-    (window.loop_table): da_t summed onto the block's own gradient of the input table, if it has rows."""
-    T, H = hs.shape[0], hs.shape[2]
+    (window.loop_table): da_t summed onto the block's own gradient of the input table, if it has rows;
+    dap (window.loop_panels): da_t's bf16 pairs, for dU, if it has panels."""
+    T, B, H = hs.shape[0], hs.shape[1], hs.shape[2]
     n_rows = b1 - b0
     dP = own_table(dPs, starts, b0)
     dh_next = dh_T[b0:b1].copy()
@@ -75,6 +76,7 @@ def backward_rows(dhs, dh_T, U, hs, mask, reset, f, clip, trace, das, ids, dPs, 
                     da[j] *= h[j] * (ONE - h[j])
             if mask[t, row]:
                 add_to_table(dP, ids, t, row, da)          # dW x_t: onto the table row read at (1)
+        pair_rows(dap, das[t], t * B, b0, b1)              # da_t as bf16 pairs, for dU
         live = live_rows(mask[t, b0:b1])
         product(das[t, b0:b0 + live], U, dh_next[:live], 0.0)  # (1b) dh_next = da_t U; the rest is held below
         for r in range(n_rows):
@@ -122,9 +124,10 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None,
     m, r = rows.masks(mask, reset, T, B)
     blocks = rows.blocks(B, threads)
     ids, dPs, starts = loop_table(W, xs, blocks)           # dW x_t summed in the loop, where it pays
+    dap = loop_panels(T, B, H, mask, precision)            # bf16: da's pairs made in the loop, for dU and dW
     rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), panels(U, False, precision),
                              hs, m, r, CODES[nonlinearity], rows.clip(clip_dh, hs.dtype),
-                             rows.trace(dh_trace, hs.dtype), das, ids, dPs, starts, dh0), blocks, backward_blocks)
-    dU = recurrent_grad(das, h0, hs, reset, mask=mask, precision=precision)
-    dW, dxs, db = project_backward(W, xs, das, mask, precision, loop_table_sum(dPs))
+                             rows.trace(dh_trace, hs.dtype), das, ids, dPs, starts, dap, dh0), blocks, backward_blocks)
+    dU = recurrent_grad(das, h0, hs, reset, mask=mask, precision=precision, panels=filled(dap))
+    dW, dxs, db = project_backward(W, xs, das, mask, precision, loop_table_sum(dPs), filled(dap))
     return dxs, (dh0,), {"W": dW, "U": dU, "b": db, "b_U": db.copy()}

@@ -38,9 +38,9 @@ from numba import njit, prange
 from ..reference import inputs
 from ..reference.common import previous
 from ..reference.inputs import Embedded, is_ids
-from . import aligned, rows
+from . import aligned, bf16, rows
+from .matmul import bf16_tn_packed, parts
 from .matmul import matmul as _matmul
-from .matmul import parts
 from .packed import gemm_tn
 
 SCATTER_PARALLEL = 1 << 18   # scatter_rows: a d of this many elements (a window of 2048 x 128) is summed on every core
@@ -114,6 +114,21 @@ def loop_table(W, xs, parts):
     return np.ascontiguousarray(ids, np.int64), np.zeros((len(parts), V, G), W.dtype), starts
 
 
+def loop_panels(T, B, G, mask, precision):
+    """bf16 panels of da (T B, G), pack(da, False) as it would be, for the backward loop to fill as it
+    computes da_t (bf16.pair_rows), or an empty (0, 0, NC) that it leaves alone: float32, or a mask of
+    mostly padding (the products then run over the real positions, gathered). With them dU (and dW of
+    float inputs) skip converting all of da after the loop (8 MB at LSTM H256: 0.25-0.5 ms a step)."""
+    if precision != "bf16" or live_positions(mask) is not None:
+        return bf16.empty_panels(0, G)
+    return bf16.empty_panels(T * B, G)
+
+
+def filled(panels):
+    """panels (loop_panels) if the loop filled them, else None."""
+    return panels if panels.shape[0] else None
+
+
 def loop_table_sum(dPs):
     """dP (V, G) from the blocks' own copies (loop_table), summed in block order; None when the loop
     summed none."""
@@ -149,11 +164,12 @@ def input_table(W, b, xs, b_U=None, mask=None, precision="float32"):
     return table, ids
 
 
-def project_backward(W, xs, da, mask=None, precision="float32", dP=None):
+def project_backward(W, xs, da, mask=None, precision="float32", dP=None, panels=None):
     """Given da (T, B, G) = dL/d(W x_t + b): (dW, dxs, db). dxs is dE (V, D) for Embedded inputs,
     None for one-hot ids, (T, B, D) for floats (zero on padding; with a mask of mostly padding the
     products run over the real positions only). precision: of the products (matmul). dP: the table's
-    gradient when the backward loop summed it (loop_table_sum), scattered from da here otherwise."""
+    gradient when the backward loop summed it (loop_table_sum), scattered from da here otherwise.
+    panels: da's bf16 panels when the loop wrote them (loop_panels), for dW = da^T x."""
     matmul = functools.partial(_matmul, precision=precision)
     if isinstance(xs, Embedded):
         dP = scatter_rows(xs.E.shape[0], np.ascontiguousarray(xs.ids), da) if dP is None else dP    # (V, G)
@@ -162,6 +178,10 @@ def project_backward(W, xs, da, mask=None, precision="float32", dP=None):
         dP = scatter_rows(W.shape[1], np.ascontiguousarray(xs), da) if dP is None else dP           # (V, G)
         return np.ascontiguousarray(dP.T), None, dP.sum(axis=0)
     live = live_positions(mask)
+    if live is None and panels is not None:
+        T, B, D = xs.shape
+        dW = bf16_tn_packed(panels, np.ascontiguousarray(xs).reshape(T * B, D), aligned.empty(W.shape, W.dtype))
+        return dW, matmul(da.reshape(T * B, -1), W).reshape(T, B, D), da.reshape(T * B, -1).sum(axis=0)
     if live is None:
         dW, dxs = inputs.project_backward(W, xs, da, matmul)
         return dW, dxs, da.reshape(-1, da.shape[-1]).sum(axis=0)
@@ -188,11 +208,12 @@ def _recurrent_grad_blocks(args, blocks):
         _recurrent_grad_rows(*args, blocks[i, 0], blocks[i, 1])
 
 
-def recurrent_grad(das, h0, hs, reset, threads=None, mask=None, precision="float32"):
+def recurrent_grad(das, h0, hs, reset, threads=None, mask=None, precision="float32", panels=None):
     """dU = sum_t da_t^T h_{t-1} (G, H), the rows of dU split over the cores (threads: as matmul.parts);
     with no resets h_{t-1} is read in place from hs (steps 1..T-1) and h0 (step 0), not copied. With
     a mask (T, B, 1) of mostly padding, over the real positions only (da_t = 0 on the others).
-    precision="bf16": one bf16 product over the T B rows, h_{t-1} gathered (its pairs are copies anyway)."""
+    precision="bf16": one bf16 product over the T B rows, h_{t-1} gathered (its pairs are copies anyway),
+    da's panels the backward loop wrote when it did (panels: loop_panels)."""
     T, B, G = das.shape
     H = hs.shape[2]
     matmul = functools.partial(_matmul, precision=precision)
@@ -205,6 +226,9 @@ def recurrent_grad(das, h0, hs, reset, threads=None, mask=None, precision="float
         if reset is not None:
             h_prev[reset.reshape(-1)[live]] = 0
         return matmul(das.reshape(T * B, G)[live].T, h_prev, threads)
+    if precision == "bf16" and panels is not None:
+        return bf16_tn_packed(panels, previous(h0, hs, reset).reshape(T * B, H), aligned.empty((G, H), das.dtype),
+                              threads)
     if reset is not None or precision == "bf16":
         return matmul(das.reshape(T * B, G).T, previous(h0, hs, reset).reshape(T * B, H), threads)
     dU = aligned.empty((G, H), das.dtype)
