@@ -63,6 +63,7 @@ def checks():
     import test_fast_adaptive
     import test_fast_projection
     import test_fast_readout
+    import test_loop_table
     import test_packed
     import test_streaming
 
@@ -109,6 +110,8 @@ def checks():
         (test_bf16, "test_matmul_forms_equal_reference", None),
         (test_bf16, "test_gradients_near_float64", None),
         (test_bf16, "test_fused_readout_near_float64", None),
+        (test_loop_table, "test_table_gradient_summed_in_the_loop_equals_reference", None),
+        (test_loop_table, "test_bf16_pairs_made_in_the_loop_equal_the_packed_ones", None),   # 16-wide panels
     ]
     out = []
     for module, name, keep in plan:

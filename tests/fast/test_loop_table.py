@@ -1,7 +1,11 @@
 """The gradient of the input table summed inside the backward loop (window.loop_table): for token ids
 and embedded ids, on 1 to 5 blocks of rows, with rows that end early and resets, every cell (the LSTM
 with a projection too) equals the reference to round-off in float64, and equals the same engine with
-the sum left to a scatter after the loop (the path a large table takes)."""
+the sum left to a scatter after the loop (the path a large table takes); in bf16, da's panels written by
+the loop equal packing da after it, bit for bit. No pytest fixtures: tests/fast/fast_width_check.py runs
+these at the other vector width too."""
+
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -15,7 +19,7 @@ from bptt.reference.inputs import Embedded, scatter_rows
 V = 7
 
 
-def problem(cell, kind, threads, projection=False):
+def problem(cell, kind, projection=False):
     name, p, floats, state0, mask, reset, dhs, dstate, options = cell_problem(cell, 9, 43, 6, 5, np.float64)
     rng = np.random.default_rng(1)
     ids = rng.integers(0, V, floats.shape[:2])
@@ -44,8 +48,8 @@ CELL_CASES = [("rnn-tanh", False), ("rnn-relu", False), ("gru", False), ("lstm",
 @pytest.mark.parametrize("cell, projection", CELL_CASES, ids=["rnn-tanh", "rnn-relu", "gru", "lstm", "lstm-proj"])
 @pytest.mark.parametrize("kind", ["ids", "embedded"])
 @pytest.mark.parametrize("threads", [1, 2, 3, 5])
-def test_table_gradient_summed_in_the_loop_equals_reference(cell, projection, kind, threads, monkeypatch):
-    name, p, fast_xs, ref_xs, state0, mask, reset, dhs, dstate, options = problem(cell, kind, threads, projection)
+def test_table_gradient_summed_in_the_loop_equals_reference(cell, projection, kind, threads):
+    name, p, fast_xs, ref_xs, state0, mask, reset, dhs, dstate, options = problem(cell, kind, projection)
     assert len(rows.blocks(43, threads)) == threads
     W = p["W"]
     ids, dPs, _ = window.loop_table(W, fast_xs, rows.blocks(43, threads))
@@ -56,9 +60,9 @@ def test_table_gradient_summed_in_the_loop_equals_reference(cell, projection, ki
         assert relative(g_f[k], g_r[k]) < ROUND_OFF, k
     if kind == "embedded":
         assert relative(dx_f, scatter_rows(V, fast_xs.ids, dx_r)) < ROUND_OFF         # dE
-    monkeypatch.setattr(window, "LOOP_TABLE_BYTES", 0)                            # the scatter after the loop
-    assert window.loop_table(W, fast_xs, rows.blocks(43, threads))[1].shape == (1, 0, W.shape[0])
-    dx_s, _, g_s = gradients(fast.CELLS[name], p, fast_xs, state0, mask, reset, dhs, dstate, options, threads)
+    with mock.patch.object(window, "LOOP_TABLE_BYTES", 0):                       # the scatter after the loop
+        assert window.loop_table(W, fast_xs, rows.blocks(43, threads))[1].shape == (1, 0, W.shape[0])
+        dx_s, _, g_s = gradients(fast.CELLS[name], p, fast_xs, state0, mask, reset, dhs, dstate, options, threads)
     for k in g_r:
         assert relative(g_s[k], g_f[k]) < ROUND_OFF, k
 
@@ -73,7 +77,7 @@ def test_float_inputs_and_large_tables_are_left_to_the_scatter():
 
 
 def bf16_problem(cell, kind, B, projection):
-    name, p, fast_xs, _, state0, mask, reset, dhs, dstate, options = problem(cell, kind, 1, projection)
+    name, p, fast_xs, _, state0, mask, reset, dhs, dstate, options = problem(cell, kind, projection)
     rng = np.random.default_rng(2)
     T = 9
     f32 = lambda a: np.ascontiguousarray(a[:, :B] if a.ndim == 3 else a[:B], np.float32)   # noqa: E731
@@ -93,7 +97,7 @@ def bf16_problem(cell, kind, B, projection):
 @pytest.mark.parametrize("cell, projection", CELL_CASES, ids=["rnn-tanh", "rnn-relu", "gru", "lstm", "lstm-proj"])
 @pytest.mark.parametrize("kind", ["ids", "embedded", "float"])
 @pytest.mark.parametrize("B, threads", [(7, 1), (7, 2), (43, 3), (32, 2)])
-def test_bf16_pairs_made_in_the_loop_equal_the_packed_ones(cell, projection, kind, B, threads, monkeypatch):
+def test_bf16_pairs_made_in_the_loop_equal_the_packed_ones(cell, projection, kind, B, threads):
     """bf16: da_t's pairs written by the backward loop (window.loop_panels, bf16.pair_rows; rows whose partner
     is another thread's or the previous step's as halves: an odd B) give dU and dW bit for bit as packing
     all of da after the loop does."""
@@ -103,8 +107,11 @@ def test_bf16_pairs_made_in_the_loop_equal_the_packed_ones(cell, projection, kin
     _, _, cache = cell_f.forward(p, xs, state0, mask, reset, **options, threads=threads, precision="bf16")
     assert window.loop_panels(9, B, p["U"].shape[0], mask, "bf16").shape[0] > 0      # this path is the one tested
     dx_l, d0_l, g_l = cell_f.backward(p, dhs, dstate, cache, threads=threads, precision="bf16")
-    monkeypatch.setattr(cell_f, "loop_panels", lambda T, B, G, mask, precision: window.bf16.empty_panels(0, G))
-    dx_p, d0_p, g_p = cell_f.backward(p, dhs, dstate, cache, threads=threads, precision="bf16")
+    unused = lambda T, B, G, mask, precision: window.bf16.empty_panels(0, G)      # noqa: E731  da packed after
+    with mock.patch.object(cell_f, "loop_panels", unused):
+        dx_p, d0_p, g_p = cell_f.backward(p, dhs, dstate, cache, threads=threads, precision="bf16")
     for k in g_p:
         assert np.array_equal(g_l[k], g_p[k]), k
     assert (dx_l is None and dx_p is None) or np.array_equal(dx_l, dx_p)
+    for a, b in zip(d0_l, d0_p, strict=True):
+        assert np.array_equal(a, b)

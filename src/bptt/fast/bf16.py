@@ -247,7 +247,6 @@ def pair_rows(Bp, rows_t, k0, b0, b1):
         return
     P, NC, N = Bp.shape[0], Bp.shape[2], rows_t.shape[1]
     halves = Bp.view(np.uint16)
-    zero = np.float32(0.0)
     b = b0
     while b < b1:
         k = k0 + b
@@ -269,7 +268,7 @@ def pair_rows(Bp, rows_t, k0, b0, b1):
             for jj in range(w):
                 row[2 * jj + s] = to_bf16(np.float32(src[p * NC + jj]))
             for jj in range(w, NC):
-                row[2 * jj + s] = to_bf16(zero)
+                row[2 * jj + s] = 0
         b += 1
 
 

@@ -56,7 +56,7 @@ def incoming(dh, d_in, d_next, clip, trace, t, row):
 @njit(**INLINE)
 def own_table(dPs, starts, b0):
     """dPs[i] (V, G) for the block of rows that starts at row b0 (starts (n,): the blocks' first rows);
-    dPs[0] when dPs holds one table, or none ((1, 0, G): the table's gradient is summed after the loop)."""
+    with no starts, dPs[0]: an empty (0, G), the table's gradient summed after the loop."""
     for i in range(starts.size):
         if starts[i] == b0:
             return dPs[i]

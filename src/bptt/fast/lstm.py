@@ -5,8 +5,10 @@ Per step, one GEMM and one fused pass over the gates:
     forward   a_t = h_{t-1} U^T  (packed GEMM)  then, row by row, + the input row W x_t + b + b_U
               (window.input_table) and (1)-(4) in one loop
     backward  (4b)-(1b) in one loop writing da_t, then dh_next = da_t U  (packed GEMM)
-dW, dU, db stay outside the loop as single GEMMs over all T*B rows (window.py). U arrives packed
-once per window (packed.pack): U^T for the forward GEMM, U for the backward one.
+dW, dU, db stay outside the loop as single GEMMs over all T*B rows (window.py); the backward loop
+also sums the input table's gradient for token inputs (window.loop_table) and, in bf16, writes da_t's
+bf16 panels for dU (window.loop_panels). U arrives packed once per window (packed.pack): U^T for the
+forward GEMM, U for the backward one.
 
 With a projection (p holds R, (P, H)) the kernels *_projected run instead, with one more packed
 GEMM per step each way:

@@ -14,11 +14,11 @@ of a token depends on its id only, so it is a row of a table (V, G) built once p
 and the backward pass scatters the gradients of a_t back onto the table's rows first:
 
     dP[v] = sum of da_t[b] over the (t, b) with ids[t, b] = v          (V, G)
-
-(inside the backward loop itself, each block of rows into its own copy of dP, while da_t is in cache,
-when a copy is at most LOOP_TABLE_BYTES: loop_table; after it otherwise, scatter_rows)
     ids:       dW = dP^T                          db = sum_v dP[v]
     Embedded:  dW = dP^T E,  dE = dP W            db = sum_v dP[v]
+
+(dP inside the backward loop itself, each block of rows into its own copy while da_t is in cache,
+when a copy is at most LOOP_TABLE_BYTES: loop_table; after the loop otherwise, scatter_rows)
 
 so dW and dE cost (V, G) x (V, D) GEMMs instead of (T B, G) x (T B, D) ones: the same sums,
 grouped by token (float round-off differs, nothing else).
@@ -102,15 +102,15 @@ def loop_table(W, xs, parts):
     """What a backward loop needs to sum dP, the gradient of the input table, itself: (ids (T, B), dPs,
     starts). For token ids (one-hot or Embedded) whose dP (V, G) takes at most LOOP_TABLE_BYTES, dPs
     (n, V, G) holds zeros for each of the n blocks of rows (parts) and starts (n,) their first rows
-    (common.own_table); otherwise ids is empty, dPs (1, 0, G) too, and project_backward scatters after
-    the loop. Summing da_t while it is in cache saves reading all of da (T B G) again: 0.6-0.9 ms of
+    (common.own_table); otherwise ids and starts are empty, dPs (1, 0, G) too, and project_backward
+    scatters after the loop. Summing da_t while it is in cache saves reading all of da (T B G) again: 0.6-0.9 ms of
     an lstm-h256 step (2-core AMD EPYC Zen 5, AVX-512)."""
     G = W.shape[0]
-    starts = np.array([b0 for b0, _ in parts], np.int64)
     V = xs.E.shape[0] if isinstance(xs, Embedded) else W.shape[1] if is_ids(xs) else None
     if V is None or V * G * W.itemsize > LOOP_TABLE_BYTES:
-        return np.zeros((0, 0), np.int64), np.zeros((1, 0, G), W.dtype), starts
+        return np.zeros((0, 0), np.int64), np.zeros((1, 0, G), W.dtype), np.zeros(0, np.int64)
     ids = xs.ids if isinstance(xs, Embedded) else xs
+    starts = np.array([b0 for b0, _ in parts], np.int64)
     return np.ascontiguousarray(ids, np.int64), np.zeros((len(parts), V, G), W.dtype), starts
 
 
@@ -226,7 +226,7 @@ def recurrent_grad(das, h0, hs, reset, threads=None, mask=None, precision="float
         if reset is not None:
             h_prev[reset.reshape(-1)[live]] = 0
         return matmul(das.reshape(T * B, G)[live].T, h_prev, threads)
-    if precision == "bf16" and panels is not None:
+    if panels is not None:                                 # bf16, da's panels from the loop
         return bf16_tn_packed(panels, previous(h0, hs, reset).reshape(T * B, H), aligned.empty((G, H), das.dtype),
                               threads)
     if reset is not None or precision == "bf16":
