@@ -2,7 +2,8 @@
 and embedded ids, on 1 to 5 blocks of rows, with rows that end early and resets, every cell (the LSTM
 with a projection too) equals the reference to round-off in float64, and equals the same engine with
 the sum left to a scatter after the loop (the path a large table takes); in bf16, da's panels written by
-the loop equal packing da after it, bit for bit. No pytest fixtures: tests/fast/fast_width_check.py runs
+the loop equal packing da after it, bit for bit, also where the loop then writes one step's da at a
+time (window.loop_rows: nothing after it reads da). No pytest fixtures: tests/fast/fast_width_check.py runs
 these at the other vector width too."""
 
 from unittest import mock
@@ -55,7 +56,10 @@ def test_table_gradient_summed_in_the_loop_equals_reference(cell, projection, ki
     ids, dPs, _ = window.loop_table(W, fast_xs, rows.blocks(43, threads))
     assert dPs.shape == (threads, V, W.shape[0]) and ids.shape == (9, 43)      # this path is the one tested
     dx_r, d0_r, g_r = gradients(CELLS[name], p, ref_xs, state0, mask, reset, dhs, dstate, options)
-    dx_f, d0_f, g_f = gradients(fast.CELLS[name], p, fast_xs, state0, mask, reset, dhs, dstate, options, threads)
+    with mock.patch.object(fast.CELLS[name], "loop_rows", wraps=window.loop_rows) as made:
+        dx_f, d0_f, g_f = gradients(fast.CELLS[name], p, fast_xs, state0, mask, reset, dhs, dstate, options, threads)
+    # the GRU's dL/d(W x_t + b) only feeds dP: one step's rows; the others' da feeds dU (float64: no panels)
+    assert [c.args[4] for c in made.call_args_list] == [name != "gru"]
     for k in g_r:
         assert relative(g_f[k], g_r[k]) < ROUND_OFF, k
     if kind == "embedded":
@@ -106,7 +110,10 @@ def test_bf16_pairs_made_in_the_loop_equal_the_packed_ones(cell, projection, kin
     cell_f = fast.CELLS[name]
     _, _, cache = cell_f.forward(p, xs, state0, mask, reset, **options, threads=threads, precision="bf16")
     assert window.loop_panels(9, B, p["U"].shape[0], mask, "bf16").shape[0] > 0      # this path is the one tested
-    dx_l, d0_l, g_l = cell_f.backward(p, dhs, dstate, cache, threads=threads, precision="bf16")
+    with mock.patch.object(cell_f, "loop_rows", wraps=window.loop_rows) as made:
+        dx_l, d0_l, g_l = cell_f.backward(p, dhs, dstate, cache, threads=threads, precision="bf16")
+    # token inputs: nothing after the loop reads da (dP and the panels hold it), one step's rows are written
+    assert [c.args[4] for c in made.call_args_list] == [kind == "float"]
     unused = lambda T, B, G, mask, precision: window.bf16.empty_panels(0, G)      # noqa: E731  da packed after
     with mock.patch.object(cell_f, "loop_panels", unused):
         dx_p, d0_p, g_p = cell_f.backward(p, dhs, dstate, cache, threads=threads, precision="bf16")

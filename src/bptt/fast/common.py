@@ -5,6 +5,7 @@
     incoming        dL/dh_t = dL/dh_t from above + dh_next, clipped (clip_dh), recorded (dh_trace)
     own_table       the block's own gradient of the input table (window.loop_table)
     add_to_table    dP[ids_t[b]] += da_t[b]: the gradient of the table row the forward read
+    step_rows       da_t of a window's da, or of one step's rows rewritten at every step (window.loop_rows)
 """
 
 from numba import njit
@@ -71,3 +72,10 @@ def add_to_table(dP, ids, t, row, da):
         target = dP[ids[t, row]]
         for j in range(da.size):
             target[j] += da[j]
+
+
+@njit(**INLINE)
+def step_rows(das, t):
+    """das[t] (B, G) of the gradients a backward loop writes: das (T, B, G) holds every step, or (1, B, G)
+    one step's rows, rewritten at every step, when nothing after the loop reads them (window.loop_rows)."""
+    return das[t] if das.shape[0] > 1 else das[0]

@@ -16,9 +16,19 @@ from numba import njit, prange
 from ..reference.gru import EXTRA, GATE_NAMES, GATES, OPTIONS, init_params, state_names, step_jacobian  # noqa: F401
 from . import aligned, rows
 from .bf16 import pair_rows, panels, product
-from .common import add_to_table, incoming, live_rows, own_table, previous_rows
+from .common import add_to_table, incoming, live_rows, own_table, previous_rows, step_rows
 from .nonlinear import ONE, ZERO, sigmoid, tanh
-from .window import filled, input_table, loop_panels, loop_table, loop_table_sum, project_backward, recurrent_grad
+from .window import (
+    filled,
+    input_table,
+    loop_panels,
+    loop_rows,
+    loop_table,
+    loop_table_sum,
+    project_backward,
+    read_after_loop,
+    recurrent_grad,
+)
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
 
@@ -67,7 +77,7 @@ def backward_rows(dhs, dh_T, U, gates, ah_ns, h0, hs, mask, reset, clip, trace, 
         for r in range(n_rows):
             row = b0 + r
             incoming(dh, dhs[t, row], dh_next[r], clip, trace, t, row)
-            dax, dah = daxs[t, row], dahs[t, row]
+            dax, dah = step_rows(daxs, t)[row], dahs[t, row]
             if not mask[t, row]:                           # (5b) all of dh_t passes to step t-1
                 dax[:], dah[:] = ZERO, ZERO
                 dh_next[r] = dh
@@ -128,11 +138,12 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None,
     W, U = p["W"], p["U"]
     xs, (h0,), hs, gates, ah_ns, mask, reset = cache
     T, B, H = hs.shape
-    daxs, dahs = aligned.empty_like(gates), aligned.empty_like(gates)   # dL/d(W x_t + b), dL/d(U h_{t-1} + b_U)
     dh0 = aligned.empty_like(hs[0])
     m, r = rows.masks(mask, reset, T, B)
     blocks = rows.blocks(B, threads)
     ids, dPs, starts = loop_table(W, xs, blocks)           # dW x_t summed in the loop, where it pays
+    daxs = loop_rows(T, B, 3 * H, gates.dtype, read_after_loop(dPs))    # dL/d(W x_t + b), or one step's
+    dahs = aligned.empty_like(gates)                       # dL/d(U h_{t-1} + b_U)
     dap = loop_panels(T, B, 3 * H, mask, precision)        # bf16: dah's pairs made in the loop, for dU
     rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), panels(U, False, precision),
                              gates, ah_ns, np.ascontiguousarray(h0), hs, m, r, rows.clip(clip_dh, gates.dtype),

@@ -36,10 +36,20 @@ from ..reference.lstm import (  # noqa: F401
 )
 from . import aligned, rows
 from .bf16 import pair_rows, panels, product
-from .common import add_to_table, incoming, live_rows, own_table, previous_rows
+from .common import add_to_table, incoming, live_rows, own_table, previous_rows, step_rows
 from .matmul import matmul
 from .nonlinear import ONE, ZERO, sigmoid, tanh
-from .window import filled, input_table, loop_panels, loop_table, loop_table_sum, project_backward, recurrent_grad
+from .window import (
+    filled,
+    input_table,
+    loop_panels,
+    loop_rows,
+    loop_table,
+    loop_table_sum,
+    project_backward,
+    read_after_loop,
+    recurrent_grad,
+)
 
 FASTMATH = {"contract", "arcp", "nsz", "reassoc"}
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": FASTMATH}
@@ -115,10 +125,11 @@ def backward_rows(dhs, dh_T, dc_T, U, gates, c0, cs, tanh_cs, mask, reset, clip,
     dh_held = np.zeros((n, H), gates.dtype)
     dh, zeros = np.empty(H, gates.dtype), np.zeros(H, gates.dtype)
     for t in range(T - 1, -1, -1):
+        da_t = step_rows(das, t)
         for r in range(n):
             row = b0 + r
             incoming(dh, dhs[t, row], dh_next[r], clip, trace, t, row)
-            da = das[t, row]
+            da = da_t[row]
             if not mask[t, row]:                           # (4b) dh_t and dc_t pass to step t-1 unchanged
                 da[:] = ZERO
                 dh_held[r] = dh
@@ -126,9 +137,9 @@ def backward_rows(dhs, dh_T, dc_T, U, gates, c0, cs, tanh_cs, mask, reset, clip,
             c_prev = zeros if reset[t, row] else (c0[row] if t == 0 else cs[t - 1, row])
             gates_row_backward(dh, gates[t, row], tanh_cs[t, row], dc_next[r], c_prev, da)     # (3b)-(1b)
             add_to_table(dP, ids, t, row, da)              # dW x_t: onto the table row read at (1)
-        pair_rows(dap, das[t], t * B, b0, b1)              # da_t as bf16 pairs, for dU
+        pair_rows(dap, da_t, t * B, b0, b1)                # da_t as bf16 pairs, for dU
         live = live_rows(mask[t, b0:b1])
-        product(das[t, b0:b0 + live], U, dh_next[:live], 0.0)  # (1b) dh_next = da_t U; the rest is held below
+        product(da_t[b0:b0 + live], U, dh_next[:live], 0.0)    # (1b) dh_next = da_t U; the rest is held below
         for r in range(n):
             row = b0 + r
             if reset[t, row]:                              # (0b)
@@ -186,17 +197,18 @@ def backward_rows_projected(dhs, dh_T, dc_T, U, R, gates, c0, cs, tanh_cs, mask,
                 dh[:] = ZERO
         live = live_rows(mask[t, b0:b1])
         product(dh_cells[t, b0:b0 + live], R, dm[:live], 0.0)            # (3'b) dm_t = dh_t R
+        da_t = step_rows(das, t)
         for r in range(n):
             row = b0 + r
-            da = das[t, row]
+            da = da_t[row]
             if not mask[t, row]:
                 da[:] = ZERO
                 continue
             c_prev = zeros if reset[t, row] else (c0[row] if t == 0 else cs[t - 1, row])
             gates_row_backward(dm[r], gates[t, row], tanh_cs[t, row], dc_next[r], c_prev, da)   # (3b)-(1b)
             add_to_table(dP, ids, t, row, da)
-        pair_rows(dap, das[t], t * B, b0, b1)
-        product(das[t, b0:b0 + live], U, dh_next[:live], 0.0)  # (1b) dh_next = da_t U; the rest is held below
+        pair_rows(dap, da_t, t * B, b0, b1)
+        product(da_t[b0:b0 + live], U, dh_next[:live], 0.0)    # (1b) dh_next = da_t U; the rest is held below
         for r in range(n):
             row = b0 + r
             if reset[t, row]:                              # (0b)
@@ -264,13 +276,13 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None,
     xs, (h0, c0), hs, cs, tanh_cs, gates, mask, reset, ms = cache
     T, B, H = cs.shape
     R = projection(p, H)
-    das = aligned.empty_like(gates)                        # (T, B, 4H): dL/da_t
     dh0, dc0 = aligned.empty_like(hs[0]), aligned.empty_like(cs[0])
     m, r = rows.masks(mask, reset, T, B)
     dh_T, dc_T = (np.ascontiguousarray(d) for d in dstate_T)
     blocks = rows.blocks(B, threads)
     ids, dPs, starts = loop_table(W, xs, blocks)           # dW x_t summed in the loop, where it pays
     dap = loop_panels(T, B, 4 * H, mask, precision)        # bf16: da's pairs made in the loop, for dU and dW
+    das = loop_rows(T, B, 4 * H, gates.dtype, read_after_loop(dPs, dap))    # (T, B, 4H) dL/da_t, or one step's
     shared = (gates, np.ascontiguousarray(c0), cs, tanh_cs, m, r, rows.clip(clip_dh, gates.dtype),
               rows.trace(dh_trace, gates.dtype), das, ids, dPs, starts, dap)
     if R is None:

@@ -13,9 +13,19 @@ from numba import njit, prange
 from ..reference.rnn import EXTRA, GATE_NAMES, GATES, OPTIONS, init_params, state_names, step_jacobian  # noqa: F401
 from . import aligned, rows
 from .bf16 import pair_rows, panels, product
-from .common import add_to_table, incoming, live_rows, own_table, previous_rows
+from .common import add_to_table, incoming, live_rows, own_table, previous_rows, step_rows
 from .nonlinear import ONE, ZERO, sigmoid, tanh
-from .window import filled, input_table, loop_panels, loop_table, loop_table_sum, project_backward, recurrent_grad
+from .window import (
+    filled,
+    input_table,
+    loop_panels,
+    loop_rows,
+    loop_table,
+    loop_table_sum,
+    project_backward,
+    read_after_loop,
+    recurrent_grad,
+)
 
 JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "arcp", "nsz", "reassoc"}}
 CODES = {"tanh": 0, "relu": 1, "sigmoid": 2}
@@ -58,9 +68,10 @@ def backward_rows(dhs, dh_T, U, hs, mask, reset, f, clip, trace, das, ids, dPs, 
     dh_next = dh_T[b0:b1].copy()
     dh_held = np.zeros((n_rows, H), hs.dtype)
     for t in range(T - 1, -1, -1):
+        da_t = step_rows(das, t)
         for r in range(n_rows):
             row = b0 + r
-            da, h = das[t, row], hs[t, row]
+            da, h = da_t[row], hs[t, row]
             incoming(da, dhs[t, row], dh_next[r], clip, trace, t, row)     # dL/dh_t, made da_t below
             if not mask[t, row]:                           # (3b)
                 dh_held[r] = da
@@ -76,9 +87,9 @@ def backward_rows(dhs, dh_T, U, hs, mask, reset, f, clip, trace, das, ids, dPs, 
                     da[j] *= h[j] * (ONE - h[j])
             if mask[t, row]:
                 add_to_table(dP, ids, t, row, da)          # dW x_t: onto the table row read at (1)
-        pair_rows(dap, das[t], t * B, b0, b1)              # da_t as bf16 pairs, for dU
+        pair_rows(dap, da_t, t * B, b0, b1)                # da_t as bf16 pairs, for dU
         live = live_rows(mask[t, b0:b1])
-        product(das[t, b0:b0 + live], U, dh_next[:live], 0.0)  # (1b) dh_next = da_t U; the rest is held below
+        product(da_t[b0:b0 + live], U, dh_next[:live], 0.0)    # (1b) dh_next = da_t U; the rest is held below
         for r in range(n_rows):
             if reset[t, b0 + r]:
                 dh_next[r] = ZERO                          # (0b)
@@ -119,12 +130,12 @@ def backward(p, dhs, dstate_T, cache, clip_dh=None, dh_trace=None, threads=None,
     W, U = p["W"], p["U"]
     xs, (h0,), hs, mask, reset, nonlinearity = cache
     T, B, H = hs.shape
-    das = aligned.empty_like(hs)                           # (T, B, H): dL/da_t
     dh0 = aligned.empty_like(hs[0])
     m, r = rows.masks(mask, reset, T, B)
     blocks = rows.blocks(B, threads)
     ids, dPs, starts = loop_table(W, xs, blocks)           # dW x_t summed in the loop, where it pays
     dap = loop_panels(T, B, H, mask, precision)            # bf16: da's pairs made in the loop, for dU and dW
+    das = loop_rows(T, B, H, hs.dtype, read_after_loop(dPs, dap))      # (T, B, H) dL/da_t, or one step's
     rows.run(backward_rows, (np.ascontiguousarray(dhs), np.ascontiguousarray(dstate_T[0]), panels(U, False, precision),
                              hs, m, r, CODES[nonlinearity], rows.clip(clip_dh, hs.dtype),
                              rows.trace(dh_trace, hs.dtype), das, ids, dPs, starts, dap, dh0), blocks, backward_blocks)
