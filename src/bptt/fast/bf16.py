@@ -242,7 +242,9 @@ def pair_rows(Bp, rows_t, k0, b0, b1):
     the last panel beyond N. Two rows of a pair in the range go in one pass (a loop that vectorises);
     a row whose partner is outside (a block's edge: another thread's, or the previous step's) is
     written as uint16 halves. Nothing when Bp is empty (float32 products, or float64: the casts are
-    there for the typing alone)."""
+    there for the typing alone). The loops run over views of the rows, indexed from 0: indexed as
+    rows_t[b][p NC + jj] they stayed scalar (0.52 against 0.12 ms for a thread's rows of an LSTM H256
+    window, 2-core AMD EPYC Zen 5)."""
     if Bp.shape[0] == 0:
         return
     P, NC, N = Bp.shape[0], Bp.shape[2], rows_t.shape[1]
@@ -251,22 +253,21 @@ def pair_rows(Bp, rows_t, k0, b0, b1):
     while b < b1:
         k = k0 + b
         if k % 2 == 0 and b + 1 < b1:
-            lo, hi = rows_t[b], rows_t[b + 1]
             for p in range(P):
-                w = min(NC, N - p * NC)
-                row = Bp[p, k // 2]
+                j0, w = p * NC, min(NC, N - p * NC)
+                row, lo, hi = Bp[p, k // 2], rows_t[b, j0:j0 + w], rows_t[b + 1, j0:j0 + w]
                 for jj in range(w):
-                    row[jj] = _pair(np.float32(lo[p * NC + jj]), np.float32(hi[p * NC + jj]))
+                    row[jj] = _pair(np.float32(lo[jj]), np.float32(hi[jj]))
                 for jj in range(w, NC):
                     row[jj] = 0
             b += 2
             continue
-        src, s = rows_t[b], k % 2
+        s = k % 2
         for p in range(P):
-            w = min(NC, N - p * NC)
-            row = halves[p, k // 2]
+            j0, w = p * NC, min(NC, N - p * NC)
+            row, src = halves[p, k // 2], rows_t[b, j0:j0 + w]
             for jj in range(w):
-                row[2 * jj + s] = to_bf16(np.float32(src[p * NC + jj]))
+                row[2 * jj + s] = to_bf16(np.float32(src[jj]))
             for jj in range(w, NC):
                 row[2 * jj + s] = 0
         b += 1

@@ -54,11 +54,13 @@ def forward_rows(table, ids, gates, U_T, b_U, h0, hs, ah_ns, mask, reset, approx
             x = table[ids[t, row]]                         # W x_t + b
             for j in range(2 * H):
                 g[j] = sigmoid(x[j] + (a[j] + b_U[j]), approx)          # (1), (2) r, z
+            rg, z, n = g[:H], g[H:2 * H], g[2 * H:3 * H]   # views indexed from 0: loops that vectorise (lstm.gates_row)
+            a_n, b_n, x_n = a[2 * H:3 * H], b_U[2 * H:3 * H], x[2 * H:3 * H]
             for j in range(H):
-                ah_n[j] = a[2 * H + j] + b_U[2 * H + j]    # U_n h_{t-1} + b_U,n
-                g[2 * H + j] = tanh(x[2 * H + j] + g[j] * ah_n[j], approx)       # (3) n
+                ah_n[j] = a_n[j] + b_n[j]                  # U_n h_{t-1} + b_U,n
+                n[j] = tanh(x_n[j] + rg[j] * ah_n[j], approx)          # (3) n
             for j in range(H):
-                h_t[j] = g[2 * H + j] + g[H + j] * (hp[j] - g[2 * H + j])        # (4)
+                h_t[j] = n[j] + z[j] * (hp[j] - n[j])      # (4)
 
 
 @njit(**JIT)
@@ -84,16 +86,18 @@ def backward_rows(dhs, dh_T, U, gates, ah_ns, h0, hs, mask, reset, clip, trace, 
                 continue
             g, ah_n, d_direct = gates[t, row], ah_ns[t, row], dh_next[r]
             h_prev = zeros if reset[t, row] else (h0[row] if t == 0 else hs[t - 1, row])
+            rg, z, n = g[:H], g[H:2 * H], g[2 * H:3 * H]   # views indexed from 0: loops that vectorise
+            dax_r, dax_z, dax_n = dax[:H], dax[H:2 * H], dax[2 * H:3 * H]
+            dah_r, dah_z, dah_n = dah[:H], dah[H:2 * H], dah[2 * H:3 * H]
             for j in range(H):
-                rg, z, n = g[j], g[H + j], g[2 * H + j]
-                da_n = dh[j] * (ONE - z) * (ONE - n * n)   # (4b), (3b)
-                dz = dh[j] * (h_prev[j] - n)               # (4b)
-                dax[j] = da_n * ah_n[j] * rg * (ONE - rg)  # (3b), (1b)
-                dax[H + j] = dz * z * (ONE - z)            # (2b)
-                dax[2 * H + j] = da_n
-                dah[j], dah[H + j] = dax[j], dax[H + j]
-                dah[2 * H + j] = da_n * rg                 # (3b)
-                d_direct[j] = dh[j] * z                    # (4b) the direct path
+                da_n = dh[j] * (ONE - z[j]) * (ONE - n[j] * n[j])       # (4b), (3b)
+                dz = dh[j] * (h_prev[j] - n[j])            # (4b)
+                dax_r[j] = da_n * ah_n[j] * rg[j] * (ONE - rg[j])       # (3b), (1b)
+                dax_z[j] = dz * z[j] * (ONE - z[j])        # (2b)
+                dax_n[j] = da_n
+                dah_r[j], dah_z[j] = dax_r[j], dax_z[j]
+                dah_n[j] = da_n * rg[j]                    # (3b)
+                d_direct[j] = dh[j] * z[j]                 # (4b) the direct path
             add_to_table(dP, ids, t, row, dax)             # dW x_t: onto the table row read at (1)
         pair_rows(dap, dahs[t], t * B, b0, b1)             # dah_t as bf16 pairs, for dU
         live = live_rows(mask[t, b0:b1])

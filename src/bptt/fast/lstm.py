@@ -59,34 +59,41 @@ ROW = {"inline": "always", "error_model": "numpy", "fastmath": FASTMATH}      # 
 @njit(**ROW)
 def gates_row(ar, x, cp, c_t, tc_t, m_t, approx):
     """(1)-(3) on one row: ar (4H) holds U h_{t-1} and becomes i, f, g, o; x (4H) is W x_t + b + b_U,
-    cp c_{t-1} (H); writes c_t, tanh(c_t) and m_t = o_t * tanh(c_t) (h_t itself without a projection)."""
+    cp c_{t-1} (H); writes c_t, tanh(c_t) and m_t = o_t * tanh(c_t) (h_t itself without a projection).
+    The loops run over views of the gates indexed from 0: indexed as ar[2 H + j] they stayed partly
+    scalar (0.40 against 0.26 ms for a thread's rows of an LSTM H256 window, 2-core AMD EPYC Zen 5)."""
     H = cp.size
+    a_if, x_if = ar[:2 * H], x[:2 * H]
     for j in range(2 * H):
-        ar[j] = sigmoid(x[j] + ar[j], approx)              # (1) i, f
-    for j in range(H):                                     # (not range(2H, 3H): that one stays scalar)
-        ar[2 * H + j] = tanh(x[2 * H + j] + ar[2 * H + j], approx)              # (1) g
+        a_if[j] = sigmoid(x_if[j] + a_if[j], approx)       # (1) i, f
+    i, f, g, o = ar[:H], ar[H:2 * H], ar[2 * H:3 * H], ar[3 * H:4 * H]
+    x_g, x_o = x[2 * H:3 * H], x[3 * H:4 * H]
     for j in range(H):
-        ar[3 * H + j] = sigmoid(x[3 * H + j] + ar[3 * H + j], approx)           # (1) o
+        g[j] = tanh(x_g[j] + g[j], approx)                 # (1) g
     for j in range(H):
-        c_t[j] = ar[H + j] * cp[j] + ar[j] * ar[2 * H + j]          # (2)
+        o[j] = sigmoid(x_o[j] + o[j], approx)              # (1) o
+    for j in range(H):
+        c_t[j] = f[j] * cp[j] + i[j] * g[j]                # (2)
         tc_t[j] = tanh(c_t[j], approx)
-        m_t[j] = ar[3 * H + j] * tc_t[j]                   # (3)
+        m_t[j] = o[j] * tc_t[j]                            # (3)
 
 
 @njit(**ROW)
 def gates_row_backward(dm, g_t, tc, dc, c_prev, da):
     """(3b)-(1b) on one row: dm (H) = dL/dm_t (dL/dh_t without a projection), g_t (4H) the gates, tc
-    tanh(c_t), dc (H) dc_next, replaced by the next one down; writes da (4H) = dL/da_t."""
+    tanh(c_t), dc (H) dc_next, replaced by the next one down; writes da (4H) = dL/da_t. Over views
+    indexed from 0, as gates_row (0.44 against 0.11 ms as da[H + j])."""
     H = dc.size
+    i, f, g, o = g_t[:H], g_t[H:2 * H], g_t[2 * H:3 * H], g_t[3 * H:4 * H]
+    di, df, dg, do = da[:H], da[H:2 * H], da[2 * H:3 * H], da[3 * H:4 * H]
     for j in range(H):
-        i, f, g, o = g_t[j], g_t[H + j], g_t[2 * H + j], g_t[3 * H + j]
-        do = dm[j] * tc[j]                                 # (3b)
-        dc_t = dc[j] + dm[j] * o * (ONE - tc[j] * tc[j])   # (3b)
-        da[j] = dc_t * g * i * (ONE - i)                   # (2b), (1b) di
-        da[H + j] = dc_t * c_prev[j] * f * (ONE - f)       # (2b), (1b) df
-        da[2 * H + j] = dc_t * i * (ONE - g * g)           # (2b), (1b) dg
-        da[3 * H + j] = do * o * (ONE - o)                 # (1b) do
-        dc[j] = dc_t * f                                   # (2b) dc_next
+        do_t = dm[j] * tc[j]                               # (3b)
+        dc_t = dc[j] + dm[j] * o[j] * (ONE - tc[j] * tc[j])         # (3b)
+        di[j] = dc_t * g[j] * i[j] * (ONE - i[j])          # (2b), (1b) di
+        df[j] = dc_t * c_prev[j] * f[j] * (ONE - f[j])     # (2b), (1b) df
+        dg[j] = dc_t * i[j] * (ONE - g[j] * g[j])          # (2b), (1b) dg
+        do[j] = do_t * o[j] * (ONE - o[j])                 # (1b) do
+        dc[j] = dc_t * f[j]                                # (2b) dc_next
 
 
 @njit(**JIT)
