@@ -85,6 +85,19 @@ def test_matmul_forms_equal_reference(path, M, K, N):
         matmul.matmul(X.T.astype(np.float64), Y, precision="bf16")
 
 
+@pytest.mark.parametrize("path", [PATH])
+@pytest.mark.parametrize("K0, K", [(32, 2048), (7, 131), (6, 7), (0, 64), (5, 5)])
+def test_stacked_rows_equal_one_array(path, K0, K):
+    """X^T Y with X's rows given as two arrays (dU's h_0, then h_1 .. h_{T-1} in place: matmul.bf16_tn_packed's
+    first), a pair of rows straddling the two when K0 is odd: the bits of the one array's product."""
+    rng = np.random.default_rng(K0 + K)
+    X, Y = rng.standard_normal((K, 40)).astype(np.float32), rng.standard_normal((K, 70)).astype(np.float32)
+    assert np.array_equal(bf16.pairs_of_stacked_columns(X[:K0], X[K0:], 3, 37), bf16.pairs_of_columns(X, 3, 37))
+    for threads in (1, 2):
+        C = matmul.bf16_tn_packed(bf16.pack(Y, False), X[K0:], np.empty((70, 40), np.float32), threads, first=X[:K0])
+        assert np.array_equal(C, bf16.reference(Y.T, X))
+
+
 @njit
 def _both_tiles(A2, Bk, C1, C2, rows):
     bf16._tile_emulated(A2, Bk, C1, np.float32(0.0), rows, 4, 0)

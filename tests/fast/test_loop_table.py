@@ -101,11 +101,14 @@ def bf16_problem(cell, kind, B, projection):
 @pytest.mark.parametrize("cell, projection", CELL_CASES, ids=["rnn-tanh", "rnn-relu", "gru", "lstm", "lstm-proj"])
 @pytest.mark.parametrize("kind", ["ids", "embedded", "float"])
 @pytest.mark.parametrize("B, threads", [(7, 1), (7, 2), (43, 3), (32, 2)])
-def test_bf16_pairs_made_in_the_loop_equal_the_packed_ones(cell, projection, kind, B, threads):
+@pytest.mark.parametrize("resets", [True, False])
+def test_bf16_pairs_made_in_the_loop_equal_the_packed_ones(cell, projection, kind, B, threads, resets):
     """bf16: da_t's pairs written by the backward loop (window.loop_panels, bf16.pair_rows; rows whose partner
     is another thread's or the previous step's as halves: an odd B) give dU and dW bit for bit as packing
-    all of da after the loop does."""
+    all of da after the loop does. Without resets dU reads h_{t-1} in place (h_0, then hs: an odd B puts
+    a pair across the two), against the copy the packed path multiplies."""
     name, p, xs, state0, mask, reset, dhs, dstate, options = bf16_problem(cell, kind, B, projection)
+    reset = reset if resets else None
     assert window.live_positions(mask) is None
     cell_f = fast.CELLS[name]
     _, _, cache = cell_f.forward(p, xs, state0, mask, reset, **options, threads=threads, precision="bf16")

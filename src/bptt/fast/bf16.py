@@ -173,7 +173,15 @@ def pairs_of_columns(X, m0, m1):
     """Columns m0:m1 of X (K, M) float32, transposed: (m1 - m0, ceil(K/2)) uint32, pairs(X[:, m0:m1].T).
     In squares of packed.TB: each square's pairs are made along X's rows (two rows at a time, a loop
     that vectorises) into a small buffer, then written along out's rows (2.3 -> 0.5 ms for 2048 x 1024)."""
-    K = X.shape[0]
+    return pairs_of_stacked_columns(X[:0], X, m0, m1)
+
+
+@njit(**JIT)
+def pairs_of_stacked_columns(X0, X, m0, m1):
+    """pairs_of_columns of the rows of X0 (K0, M), then those of X (K - K0, M), read where they are rather
+    than copied into one array first (dU's h_{t-1}: h_0, then h_1 .. h_{T-1} of the forward's array)."""
+    K0 = X0.shape[0]
+    K = K0 + X.shape[0]
     K2, TB = (K + 1) // 2, packed.TB
     out = np.empty((m1 - m0, K2), np.uint32)
     square = np.empty((TB, TB), np.uint32)
@@ -184,9 +192,9 @@ def pairs_of_columns(X, m0, m1):
             ni = min(TB, K2 - i0)
             for a in range(ni):
                 k = 2 * (i0 + a)
-                lo = X[k, j0:j0 + nj]
+                lo = X0[k, j0:j0 + nj] if k < K0 else X[k - K0, j0:j0 + nj]
                 if k + 1 < K:
-                    hi = X[k + 1, j0:j0 + nj]
+                    hi = X0[k + 1, j0:j0 + nj] if k + 1 < K0 else X[k + 1 - K0, j0:j0 + nj]
                     for b in range(nj):
                         square[a, b] = _pair(lo[b], hi[b])
                 else:
@@ -559,6 +567,12 @@ def gemm_rows(A2, Bp, C, beta, m0, m1):
 def gemm_tn(X, Yp, C, beta, m0, m1):
     """Rows m0:m1 of C = X^T Y + beta C: X (K, M) float32, Yp = pack(Y, False) for Y (K, N), C (M, N)."""
     gemm(pairs_of_columns(X, m0, m1), Yp, C[m0:m1], beta)
+
+
+@njit(**JIT)
+def gemm_tn_stacked(X0, X, Yp, C, beta, m0, m1):
+    """gemm_tn with X given as two arrays, the rows of X0 (K0, M) then those of X (pairs_of_stacked_columns)."""
+    gemm(pairs_of_stacked_columns(X0, X, m0, m1), Yp, C[m0:m1], beta)
 
 
 # ---- dispatch: the time loops multiply by float32 or bf16 panels alike ----------------------------

@@ -40,6 +40,13 @@ def bf16_tn_blocks(args, blocks):
 
 
 @njit(**rows.PARALLEL)
+def bf16_tn_stacked_blocks(args, blocks):
+    """bf16.gemm_tn_stacked(*args, b0, b1) for every block of rows, one per thread (rows.run)."""
+    for i in prange(blocks.shape[0]):
+        bf16.gemm_tn_stacked(*args, blocks[i, 0], blocks[i, 1])
+
+
+@njit(**rows.PARALLEL)
 def bf16_rows_blocks(args, blocks):
     """bf16.gemm_rows(*args, b0, b1) for every block of rows, one per thread (rows.run)."""
     for i in prange(blocks.shape[0]):
@@ -96,14 +103,18 @@ def _bf16(A, B, C, ranges, threads=None):
     return C
 
 
-def bf16_tn_packed(Xp, Y, C, threads=None):
+def bf16_tn_packed(Xp, Y, C, threads=None, first=None):
     """C (M, N) = X^T Y with bf16 operands, X (K, M) given as its panels Xp = bf16.pack(X, False) (the
     backward loops write da's as they go: bf16.pair_rows), Y (K, N) float32 with contiguous rows:
-    through C^T = Y^T X, each thread its rows of C^T (Y's columns made into pairs), and a transpose."""
+    through C^T = Y^T X, each thread its rows of C^T (Y's columns made into pairs), and a transpose.
+    first (K0, N): Y's first rows, when Y holds only the rest (dU's h_0, then h_1 .. h_{T-1} in place)."""
     (K, N), M = Y.shape, C.shape[0]
     CT = aligned.empty((N, M), np.float32)
-    flop = 2.0 * M * N * K
-    rows.run(bf16.gemm_tn, (Y, Xp, CT, 0.0), parts(N, threads, flop), bf16_tn_blocks)
+    flop = 2.0 * M * N * (K + (0 if first is None else first.shape[0]))
+    if first is None:
+        rows.run(bf16.gemm_tn, (Y, Xp, CT, 0.0), parts(N, threads, flop), bf16_tn_blocks)
+    else:
+        rows.run(bf16.gemm_tn_stacked, (first, Y, Xp, CT, 0.0), parts(N, threads, flop), bf16_tn_stacked_blocks)
     rows.run(bf16.transpose_rows, (CT, C), parts(M, threads, flop), bf16.transpose_blocks)
     return C
 
