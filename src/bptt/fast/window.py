@@ -127,8 +127,8 @@ def loop_panels(T, B, G, mask, precision):
 def loop_rows(T, B, G, dtype, kept):
     """The array a backward loop writes da_t (B, G) into: every step's, (T, B, G), when something after
     the loop reads them (kept), else one step's rows (1, B, G) that every step rewrites (common.step_rows).
-    Writing a window's da (8 MB at LSTM H256) that nothing reads cost 6-8% of an lstm-h256 or lstm-h128
-    bf16 step (2-core AMD EPYC Zen 5, AVX-512)."""
+    Writing a window's da (8 MB at LSTM H256) that nothing reads cost 1-7% of an lstm-h256 bf16 step, 6%
+    of an lstm-h128 one (benchmarks/loop_work.py --what rows; 2-core AMD EPYC Zen 5, AVX-512)."""
     return aligned.empty((T if kept else 1, B, G), dtype)
 
 
@@ -231,7 +231,7 @@ def recurrent_grad(das, h0, hs, reset, threads=None, mask=None, precision="float
     a mask (T, B, 1) of mostly padding, over the real positions only (da_t = 0 on the others).
     precision="bf16": one bf16 product over the T B rows, with da's panels the backward loop wrote when it
     did (panels: loop_panels; das may then be one step's rows, loop_rows), h_{t-1} then read in place
-    unless rows are reset (bf16.pairs_of_stacked_columns; the copy was 0.25 ms of an lstm-h256 step);
+    unless rows are reset (bf16.pairs_of_stacked_columns, not a copy: 2 MB at LSTM H256);
     without panels, h_{t-1} gathered (its pairs are copies anyway)."""
     (T, B, H), G = hs.shape, das.shape[2]
     matmul = functools.partial(_matmul, precision=precision)
