@@ -98,6 +98,16 @@ def test_stacked_rows_equal_one_array(path, K0, K):
         assert np.array_equal(C, bf16.reference(Y.T, X))
 
 
+def test_pairs_of_columns_on_every_core_are_the_same_bits():
+    """V^T's pairs for the readout by classes, made on every core for a large V (odd K, a column count
+    that is no multiple of the squares' side): the bits of one thread's."""
+    rng = np.random.default_rng(5)
+    for K, M in ((10001, 200), (33, 7)):
+        X = rng.standard_normal((K, M)).astype(np.float32)
+        assert (X.nbytes >= packed.PARALLEL_BYTES) == (K > 1000)
+        assert np.array_equal(bf16.pairs_of_columns_on_cores(X), bf16.pairs_of_columns(X, 0, M))
+
+
 @njit
 def _both_tiles(A2, Bk, C1, C2, rows):
     bf16._tile_emulated(A2, Bk, C1, np.float32(0.0), rows, 4, 0)

@@ -325,7 +325,7 @@ def cross_entropy_by_classes(h, V, c, y, w, threads=None, precision="float32"):
     low = precision == "bf16"
     dhs = np.zeros((len(ranges), H, N) if low else (len(ranges), N, H), h.dtype)
     starts = np.array([a for a, _ in ranges], np.int64)
-    Vx = bf16.pairs_of_columns(V, 0, H) if low else V
+    Vx = bf16.pairs_of_columns_on_cores(V) if low else V
     rows.run(class_gradients, (eT, h, panels(h, False, precision), Vx, np.ascontiguousarray(y),
                                w.astype(h.dtype, copy=False),
                                m.astype(h.dtype), mk, first, (w / s).astype(h.dtype), dV, dc, dhs, starts,
