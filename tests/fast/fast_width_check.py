@@ -110,6 +110,8 @@ def checks():
         (test_bf16, "test_matmul_forms_equal_reference", None),
         (test_bf16, "test_gradients_near_float64", None),
         (test_bf16, "test_fused_readout_near_float64", None),
+        (test_bf16, "test_stacked_rows_equal_one_array", None),
+        (test_bf16, "test_pairs_of_columns_on_every_core_are_the_same_bits", None),
         (test_loop_table, "test_table_gradient_summed_in_the_loop_equals_reference", None),
         (test_loop_table, "test_bf16_pairs_made_in_the_loop_equal_the_packed_ones", None),   # 16-wide panels
     ]
