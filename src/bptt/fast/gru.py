@@ -76,10 +76,11 @@ def backward_rows(dhs, dh_T, U, gates, ah_ns, h0, hs, mask, reset, clip, trace, 
     dh_next = dh_T[b0:b1].copy()
     dh, zeros = np.empty(H, gates.dtype), np.zeros(H, gates.dtype)
     for t in range(T - 1, -1, -1):
+        dax_t = step_rows(daxs, t)
         for r in range(n_rows):
             row = b0 + r
             incoming(dh, dhs[t, row], dh_next[r], clip, trace, t, row)
-            dax, dah = step_rows(daxs, t)[row], dahs[t, row]
+            dax, dah = dax_t[row], dahs[t, row]
             if not mask[t, row]:                           # (5b) all of dh_t passes to step t-1
                 dax[:], dah[:] = ZERO, ZERO
                 dh_next[r] = dh

@@ -244,12 +244,12 @@ def recurrent_grad(das, h0, hs, reset, threads=None, mask=None, precision="float
         if reset is not None:
             h_prev[reset.reshape(-1)[live]] = 0
         return matmul(das.reshape(T * B, G)[live].T, h_prev, threads)
-    if panels is not None and reset is None:               # bf16, da's panels from the loop; h_{t-1} read in place
-        return bf16_tn_packed(panels, hs[:-1].reshape((T - 1) * B, H), aligned.empty((G, H), das.dtype), threads,
-                              first=np.ascontiguousarray(h0, das.dtype))
-    if panels is not None:
-        return bf16_tn_packed(panels, previous(h0, hs, reset).reshape(T * B, H), aligned.empty((G, H), das.dtype),
-                              threads)
+    if panels is not None:                                 # bf16, da's panels from the loop
+        if reset is None:                                  # h_{t-1}: h_0, then hs[:-1] in place
+            first, rest = np.ascontiguousarray(h0, das.dtype), hs[:-1].reshape((T - 1) * B, H)
+        else:
+            first, rest = None, previous(h0, hs, reset).reshape(T * B, H)
+        return bf16_tn_packed(panels, rest, aligned.empty((G, H), das.dtype), threads, first=first)
     if reset is not None or precision == "bf16":
         return matmul(das.reshape(T * B, G).T, previous(h0, hs, reset).reshape(T * B, H), threads)
     dU = aligned.empty((G, H), das.dtype)
