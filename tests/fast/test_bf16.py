@@ -94,6 +94,7 @@ def test_stacked_rows_equal_one_array(path, K0, K):
     X, Y = rng.standard_normal((K, 40)).astype(np.float32), rng.standard_normal((K, 70)).astype(np.float32)
     first, rest = X[:K0].copy(), X[K0:].copy()          # apart in memory: reading past first is not reading rest
     assert np.array_equal(bf16.pairs_of_stacked_columns(first, rest, 3, 37), bf16.pairs_of_columns(X, 3, 37))
+    assert np.array_equal(bf16.pairs_of_columns(X, 3, 37), bf16.pairs(np.ascontiguousarray(X[:, 3:37].T)))
     for threads in (1, 2):
         C = matmul.bf16_tn_packed(bf16.pack(Y, False), rest, np.empty((70, 40), np.float32), threads, first=first)
         assert np.array_equal(C, bf16.reference(Y.T, X))
@@ -101,12 +102,13 @@ def test_stacked_rows_equal_one_array(path, K0, K):
 
 def test_pairs_of_columns_on_every_core_are_the_same_bits():
     """V^T's pairs for the readout by classes, made on every core for a large V (odd K, a column count
-    that is no multiple of the squares' side): the bits of one thread's."""
+    whose pair rows split unevenly): the bits of one thread's, and of pairs(X^T)."""
     rng = np.random.default_rng(5)
     for K, M in ((10001, 200), (33, 7)):
         X = rng.standard_normal((K, M)).astype(np.float32)
         assert (X.nbytes >= packed.PARALLEL_BYTES) == (K > 1000)
         assert np.array_equal(bf16.pairs_of_columns_on_cores(X), bf16.pairs_of_columns(X, 0, M))
+        assert np.array_equal(bf16.pairs_of_columns_on_cores(X), bf16.pairs(np.ascontiguousarray(X.T)))
 
 
 @njit
