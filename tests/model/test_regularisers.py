@@ -94,6 +94,17 @@ def test_masks_drawn_in_the_documented_order():
     assert np.array_equal(with_per_step.weights["l0.U"], inverted((20, 5), 0.3))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", [0.0, 0.1, 0.2, 0.25, 0.5, 0.65, 0.999])
+def test_kept_has_the_bits_of_the_quotient(p, dtype):
+    """regularisers.kept: the bits of ((u >= p) / (1 - p)).astype(dtype), u at and around p included."""
+    u = np.concatenate([np.random.default_rng(3).random(10_000), [p, np.nextafter(p, 0), np.nextafter(p, 1), 0.0]])
+    expected = ((u >= p) / (1 - p)).astype(dtype)
+    got = regularisers.kept(u, p, dtype)
+    assert got.dtype == dtype and np.array_equal(got.view(np.uint8), expected.view(np.uint8))
+    assert 0 < np.count_nonzero(got) < got.size or p == 0
+
+
 def test_locked_masks_of_some_rows_are_those_of_the_whole_batch():
     net = make("gru")
     x, _ = window(B=6)

@@ -500,8 +500,7 @@ def dropout_masks(arch, batch, p, rng, dtype, rows=None):
     drawn, keep = regularisers.rows_drawn(rows, B)
     sizes = [None if batch.x.ndim == 2 and not arch.embedding_dim else arch.layer_input_size(0)]
     sizes += [arch.width] * arch.num_layers
-    masks = [None if n is None else ((rng.random((T, drawn, n))[:, keep] >= p) / (1 - p)).astype(dtype)
-             for n in sizes]
+    masks = [None if n is None else regularisers.kept(rng.random((T, drawn, n))[:, keep], p, dtype) for n in sizes]
     if batch.order is not None:                   # drawn for the caller's rows, whatever order they run in
         masks = [None if m is None else m[:, batch.order] for m in masks]
     return masks
