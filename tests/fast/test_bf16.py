@@ -100,6 +100,23 @@ def test_stacked_rows_equal_one_array(path, K0, K):
         assert np.array_equal(C, bf16.reference(Y.T, X))
 
 
+@pytest.mark.parametrize("K, N", [(1031, 200), (1030, 129), (5, 70)])
+def test_pack_is_the_documented_layout(K, N):
+    """pack(B, False) and pack(B^T, True): pair row i of panel p holds (B[2i, j], B[2i + 1, j]) for column
+    j = p NC + jj, zeros beyond N and K; on every core (panels shared out) for a B of PARALLEL_BYTES or
+    more, on one below. The layout built with NumPy from round_bf16."""
+    B = np.random.default_rng(K + N).standard_normal((K, N)).astype(np.float32)
+    assert (B.nbytes >= packed.PARALLEL_BYTES) == (K > 1000)
+    NC = bf16.pack_panels(B[:2, :1], False).shape[2]        # the panels' width
+    K2, P = (K + 1) // 2, -(-N // NC)
+    full = np.zeros((2 * K2, P * NC), np.uint32)
+    full[:K, :N] = bf16.round_bf16(B)
+    expected = (full[0::2] | (full[1::2] << 16)).reshape(K2, P, NC).transpose(1, 0, 2)
+    assert np.array_equal(bf16.pack(B, False), expected)
+    assert np.array_equal(bf16.pack(np.ascontiguousarray(B.T), True), expected)
+    assert np.array_equal(bf16.pack_panels(B, False), expected)
+
+
 def test_pairs_of_columns_on_every_core_are_the_same_bits():
     """V^T's pairs for the readout by classes, made on every core for a large V (odd K, a column count
     whose pair rows split unevenly): the bits of one thread's, and of pairs(X^T)."""

@@ -306,7 +306,7 @@ def logsumexp_by_classes(h, V, c, y, keep, threads=None, precision="float32"):
     first = np.cumsum([0] + chunks[:-1]).astype(np.int64)
     mk = np.empty((sum(chunks) if keep else 0, N), h.dtype)
     starts = np.array([a for a, _ in ranges], np.int64)
-    Vx = bf16.pairs(V) if precision == "bf16" else V           # bf16: V's pairs once, for every chunk
+    Vx = bf16.pairs_on_cores(V) if precision == "bf16" else V    # bf16: V's pairs once, for every chunk
     rows.run(class_logits, (Vx, panels(h, True, precision), c, np.ascontiguousarray(y), z, keep, ms, ss, zy, args,
                             mk, first, starts,
                             rows.approximate(None, h.dtype)), ranges, class_logits_blocks)
