@@ -1,0 +1,47 @@
+"""benchmarks/kernels.py: the kernels' table on a tiny shape. Nothing here asserts on a time: the rates
+are only checked to be rates, and the products each side times to be the same product."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bptt.fast import bf16
+
+torch = pytest.importorskip("torch")
+
+
+def load_script():
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "kernels.py"
+    spec = importlib.util.spec_from_file_location("kernels", path)
+    kernels = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kernels)
+    return kernels
+
+
+def test_a_row_has_a_rate_for_each_side_and_precision():
+    kernels = load_script()
+    [(shape, what, rates)] = kernels.rows_of_table([(6, 16, 32, "tiny")])
+    assert shape == "6 x 16 x 32" and what == "tiny"
+    assert len(rates) == (4 if bf16.path() else 2)
+    assert all(np.isfinite(r) and r > 0 for r in rates)
+
+
+def test_both_sides_time_the_same_product():
+    """What bptt_rate times (bf16.product into C) is A B, as torch.mm computes it (float32: to round-off)."""
+    kernels = load_script()
+    rng = np.random.default_rng(0)
+    A, B = rng.standard_normal((16, 40)).astype(np.float32), rng.standard_normal((40, 70)).astype(np.float32)
+    C = np.empty((16, 70), np.float32)
+    kernels._repeat(A, bf16.panels(B, False, "float32"), C, 1)
+    np.testing.assert_allclose(C, torch.mm(torch.from_numpy(A), torch.from_numpy(B)).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_markdown_refuses_an_existing_file(tmp_path, capsys):
+    kernels = load_script()
+    existing = tmp_path / "k.md"
+    existing.write_text("mine")
+    with pytest.raises(SystemExit) as stop:
+        kernels.main(["--markdown", str(existing)])
+    assert stop.value.code == 2 and "--markdown:" in capsys.readouterr().err and existing.read_text() == "mine"
