@@ -1,8 +1,6 @@
 """benchmarks/kernels.py: the kernels' table on a tiny shape. Nothing here asserts on a time: the rates
 are only checked to be rates, and the products each side times to be the same product."""
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,25 +10,17 @@ from bptt.fast import bf16
 torch = pytest.importorskip("torch")
 
 
-def load_script():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "kernels.py"
-    spec = importlib.util.spec_from_file_location("kernels", path)
-    kernels = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(kernels)
-    return kernels
-
-
-def test_a_row_has_a_rate_for_each_side_and_precision():
-    kernels = load_script()
+def test_a_row_has_a_rate_for_each_side_and_precision(script):
+    kernels = script("kernels")
     [(shape, what, rates)] = kernels.rows_of_table([(6, 16, 32, "tiny")])
     assert shape == "6 x 16 x 32" and what == "tiny"
     assert len(rates) == (4 if bf16.path() else 2)
     assert all(np.isfinite(r) and r > 0 for r in rates)
 
 
-def test_both_sides_time_the_same_product():
+def test_both_sides_time_the_same_product(script):
     """What bptt_rate times (bf16.product into C) is A B, as torch.mm computes it (float32: to round-off)."""
-    kernels = load_script()
+    kernels = script("kernels")
     rng = np.random.default_rng(0)
     A, B = rng.standard_normal((16, 40)).astype(np.float32), rng.standard_normal((40, 70)).astype(np.float32)
     C = np.empty((16, 70), np.float32)
@@ -38,8 +28,8 @@ def test_both_sides_time_the_same_product():
     np.testing.assert_allclose(C, torch.mm(torch.from_numpy(A), torch.from_numpy(B)).numpy(), rtol=1e-5, atol=1e-5)
 
 
-def test_markdown_refuses_an_existing_file(tmp_path, capsys):
-    kernels = load_script()
+def test_markdown_refuses_an_existing_file(script, tmp_path, capsys):
+    kernels = script("kernels")
     existing = tmp_path / "k.md"
     existing.write_text("mine")
     with pytest.raises(SystemExit) as stop:

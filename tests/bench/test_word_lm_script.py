@@ -1,9 +1,7 @@
 """benchmarks/word_lm.py: bptt and PyTorch side by side on the word-level language model, on a
 budget of two training steps. Nothing here asserts on a time."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
@@ -12,22 +10,14 @@ from bptt.training import building, tasks
 torch = pytest.importorskip("torch")
 
 
-def load_script():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "word_lm.py"
-    spec = importlib.util.spec_from_file_location("word_lm", path)
-    word_lm = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(word_lm)
-    return word_lm
-
-
 def table_rows(out):
     """{framework: [the row's cells]} of the printed table."""
     rows = [line.split() for line in out.splitlines() if line.split()[:1] == ["1"]]
     return {cells[1]: cells for cells in rows}
 
 
-def test_both_frameworks_train_the_same_model_without_dropout(capsys):
-    word_lm = load_script()
+def test_both_frameworks_train_the_same_model_without_dropout(script, capsys):
+    word_lm = script("word_lm")
     assert word_lm.main(["--epochs", "0.005", "--dropout", "0"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("CPU: ") and "bptt's kernels: " in out.splitlines()[0]
@@ -46,8 +36,8 @@ def test_both_frameworks_train_the_same_model_without_dropout(capsys):
     assert "PyTorch s / bptt s, all epochs: training " in out and "final validation perplexity: bptt " in out
 
 
-def test_pytorch_validation_scores_the_tokens_bptt_scores():
-    word_lm = load_script()
+def test_pytorch_validation_scores_the_tokens_bptt_scores(script):
+    word_lm = script("word_lm")
     cfg = word_lm.config(epochs=1, dropout=0.2)
     task = tasks.LanguageModel(cfg)
     net = building.build_network(cfg, task.input_size, task.output_size)
