@@ -304,3 +304,27 @@ def test_rows_are_read_by_the_updates_that_move_those_rows_alone(opt, reads_rows
     params = {"E": np.ones((4, 2))}
     opt.step(params, {"E": np.ones((4, 2))}, opt.init(params), 0.5, rows={"E": np.array([0, 2])})
     assert params["E"][0, 0] != 1.0 and (params["E"][1, 0] != 1.0) == (not reads_rows)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_adam_on_every_core_is_one_pass(name, dtype):
+    """A parameter of several arrays.CHUNKs (an odd size) is updated chunk by chunk on the cores: the bits
+    of one pass of _adam_update over the whole array, at every step."""
+    from bptt.fast import arrays
+
+    rng = np.random.default_rng(1)
+    params = {"E": rng.standard_normal((3 * arrays.CHUNK + 1235, 1)).astype(dtype)}
+    one = {k: p.copy() for k, p in params.items()}
+    opt = optim.make(name, betas=(0.8, 0.99), weight_decay=0.1)
+    state, m, v = opt.init(params), np.zeros_like(one["E"]), np.zeros_like(one["E"])
+    c = np.dtype(dtype).type
+    for t in range(1, 4):
+        g = {"E": rng.standard_normal(params["E"].shape).astype(dtype)}
+        lr = 0.01 * t
+        opt.step(params, g, state, lr)
+        step_size, bc2 = lr / (1 - 0.8**t), (1 - 0.99**t) ** 0.5
+        optim._adam_update(one["E"].reshape(-1), g["E"].reshape(-1), m.reshape(-1), v.reshape(-1), c(1 - 0.8), c(0.99),
+                           c(1 - 0.99), c(bc2), c(1e-8), c(step_size), c(0.1), c(1 - lr * 0.1), name == "adamw")
+        assert np.array_equal(params["E"], one["E"]) and np.array_equal(state["exp_avg/E"], m)
+        assert np.array_equal(state["exp_avg_sq/E"], v)

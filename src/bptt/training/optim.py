@@ -28,11 +28,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .. import checks
 from ..checks import NONNEGATIVE, nonnegative, real
-from ..fast import arrays
+from ..fast import arrays, rows
 
 UNIT = "a float in [0, 1)"
 
@@ -250,8 +250,9 @@ def _adam_step(params, grads, state, lr, betas, eps, wd, decoupled):
         for name, a in ((f"params[{k!r}]", p), (f"state['exp_avg/{k}']", m), (f"state['exp_avg_sq/{k}']", v)):
             if not a.flags.c_contiguous:
                 raise ValueError(f"{name}: expected a C-contiguous array (updated in place), got a strided view")
-        _adam_update(p.reshape(-1), grads[k].reshape(-1), m.reshape(-1), v.reshape(-1), c(1 - beta1), c(beta2),
-                     c(1 - beta2), c(bias_correction2_sqrt), c(eps), c(step_size), c(wd), c(1 - lr * wd), decoupled)
+        args = (p.reshape(-1), grads[k].reshape(-1), m.reshape(-1), v.reshape(-1), c(1 - beta1), c(beta2),
+                c(1 - beta2), c(bias_correction2_sqrt), c(eps), c(step_size), c(wd), c(1 - lr * wd), decoupled)
+        rows.run(_adam_chunks, args, arrays.chunk_ranges(p.size) or [(0, 0)], _adam_blocks)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -270,6 +271,23 @@ def _adam_update(p, grad, m, v, one_minus_beta1, beta2, one_minus_beta2, bias_co
         v[i] = v[i] * beta2 + g * g * one_minus_beta2        # v_t = β2 v_{t-1} + (1-β2) g_t²
         denom = math.sqrt(v[i]) / bias_correction2_sqrt + eps     # sqrt(v_t) / sqrt(1 - β2^t) + ε
         p[i] = p[i] - m[i] / denom * step_size               # p_t
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _adam_chunks(p, grad, m, v, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, step_size,
+                 wd, shrink, decoupled, c0, c1):
+    """_adam_update of chunks c0:c1 (arrays.CHUNK values each) of the flat arrays: each value's update
+    reads and writes that value alone, so the chunks run on the cores side by side (rows.run) with the
+    same numbers as one pass (a word model's 4.4M values: one core's pass is about 3 ms)."""
+    s = slice(c0 * arrays.CHUNK, c1 * arrays.CHUNK)
+    _adam_update(p[s], grad[s], m[s], v[s], one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps,
+                 step_size, wd, shrink, decoupled)
+
+
+@njit(**rows.PARALLEL)
+def _adam_blocks(args, blocks):
+    for i in prange(blocks.shape[0]):
+        _adam_chunks(*args, blocks[i, 0], blocks[i, 1])
 
 
 @dataclass(frozen=True)
