@@ -139,11 +139,11 @@ def round_row(x, out16):
 
 @njit(inline="always")
 def combine(lo16, hi16, out):
-    """out[j] = lo16[j] | hi16[j] << 16 for j < out.size: the pairs of two rows rounded by round_row. For
-    pack(B, False) of a 192 x 700 chunk, rounding both rows and pairing them in one loop (_pair) ran 2.6x
-    slower (0.34 against 0.13 ns an element), pairs_of_columns of 2048 x 128 1.5x; within the backward
-    loop's step (pair_rows, 16 rows of 1024) _pair measured faster (0.14 against 0.17 ms a thread's
-    window) and stays. 2-core AMD EPYC Zen 5, AVX-512."""
+    """out[j] = lo16[j] | hi16[j] << 16 for j < out.size: the pairs of two rows rounded by round_row. Rounding
+    both rows and pairing them in one loop (_pair) is slow on short rows: pack(B, False) of a 192 x 700
+    chunk, whose panels' rows are 64 wide, ran 2.1-2.6x slower, pairs_of_columns of 2048 x 128 1.5x;
+    on rows of 1024 the two measured alike, and within the backward loop's step (pair_rows) _pair
+    measured faster (0.14 against 0.17 ms a thread's window) and stays. 2-core AMD EPYC Zen 5, AVX-512."""
     for j in range(out.size):
         out[j] = np.uint32(lo16[j]) | (np.uint32(hi16[j]) << np.uint32(16))
 
@@ -190,8 +190,8 @@ def pairs_on_cores(A):
 def pairs_of_columns(X, m0, m1):
     """Columns m0:m1 of X (K, M) float32, transposed: (m1 - m0, ceil(K/2)) uint32, pairs(X[:, m0:m1].T), as the
     transposed view of a (ceil(K/2), m1 - m0) array whose row i pairs X's rows 2i and 2i + 1 (made along X's
-    rows, a loop that vectorises; the kernel reads A with any strides). Transposing the pairs as well cost
-    0.42 ms for 2048 x 128 against 0.09 (one core of a 2-core AMD EPYC Zen 5, AVX-512)."""
+    rows, a loop that vectorises; the kernel reads A with any strides). Transposing the pairs as well had
+    cost 0.42 ms for 2048 x 128 against 0.09 (one core of a 2-core AMD EPYC Zen 5, AVX-512)."""
     return pairs_of_stacked_columns(X[:0], X, m0, m1)
 
 

@@ -278,7 +278,7 @@ def _adam_chunks(p, grad, m, v, one_minus_beta1, beta2, one_minus_beta2, bias_co
                  wd, shrink, decoupled, c0, c1):
     """_adam_update of chunks c0:c1 (arrays.CHUNK values each) of the flat arrays: each value's update
     reads and writes that value alone, so the chunks run on the cores side by side (rows.run) with the
-    same numbers as one pass (a word model's 4.4M values: one core's pass is about 3 ms)."""
+    same numbers as one pass (a word model's 4.65M values: 2.9 ms on one core, 1.9 on two)."""
     s = slice(c0 * arrays.CHUNK, c1 * arrays.CHUNK)
     _adam_update(p[s], grad[s], m[s], v[s], one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps,
                  step_size, wd, shrink, decoupled)
