@@ -1,7 +1,9 @@
 """What the tests share: a small text, the options of a model that trains in milliseconds, the
-fixture that writes the text to a file; and, before a run of the whole suite on a cold numba cache,
-the fast engine compiled once (tests/fast/warm_cache.py) instead of once in every test process."""
+fixture that writes the text to a file, the one that loads a benchmark script; and, before a run of
+the whole suite on a cold numba cache, the fast engine compiled once (tests/fast/warm_cache.py)
+instead of once in every test process."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -26,6 +28,17 @@ def text(tmp_path):
     path = tmp_path / "text.txt"
     path.write_text(TEXT)
     return str(path)
+
+
+@pytest.fixture
+def script():
+    """script(name): benchmarks/<name>.py loaded as a module (the benchmark scripts' tests)."""
+    def load(name):
+        spec = importlib.util.spec_from_file_location(name, TESTS.parent / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load
 
 
 def pytest_sessionstart(session):
