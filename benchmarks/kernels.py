@@ -26,8 +26,13 @@ import sys
 import time
 
 import numpy as np
-import torch
 from numba import njit
+
+try:
+    import torch
+except ImportError:                                   # a test-only dependency: say so, no traceback
+    sys.exit("benchmarks/kernels.py: needs PyTorch, bptt's test dependency (make test installs torch==2.13.0 "
+             "into .venv; run this with .venv/bin/python)")
 
 from bptt.bench.tables import machine_line
 from bptt.fast import aligned, bf16, packed
